@@ -1,0 +1,42 @@
+#include <ATen/ATen.h>
+
+#include <algorithm>
+
+#include "edgeforge/error.h"
+#include "edgeforge/ops.h"
+
+namespace edgeforge {
+
+OpRegistry& OpRegistry::global() {
+  static OpRegistry registry;
+  return registry;
+}
+
+void OpRegistry::add(OpDef def) {
+  EF_ASSERT(find(def.op_type) == nullptr, "op registered twice: ", def.op_type);
+  defs_.push_back(std::move(def));
+}
+
+const OpDef* OpRegistry::find(const std::string& op_type) const {
+  for (const OpDef& d : defs_)
+    if (d.op_type == op_type) return &d;
+  return nullptr;
+}
+
+std::vector<std::string> OpRegistry::op_types() const {
+  std::vector<std::string> names;
+  for (const OpDef& d : defs_) names.push_back(d.op_type);
+  std::sort(names.begin(), names.end());
+  return names;
+}
+
+at::Tensor constant_input(const Graph& graph, const std::string& value) {
+  if (value.empty()) return {};
+  auto it = graph.initializers().find(value);
+  if (it != graph.initializers().end()) return it->second;
+  const Node* p = graph.producer(value);
+  if (p != nullptr && p->op_type == "Constant" && p->has("value")) return p->attr_tensor("value");
+  return {};
+}
+
+}  // namespace edgeforge

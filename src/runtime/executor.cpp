@@ -1,0 +1,123 @@
+#include "edgeforge/runtime.h"
+
+#include <ATen/ATen.h>
+#include <ATen/Parallel.h>
+
+#include <algorithm>
+
+#include "edgeforge/error.h"
+
+namespace edgeforge {
+
+void set_threads(int threads) {
+  EF_CHECK(threads >= 1, "threads: ", threads, " is not a valid thread count (expected >= 1)");
+  if (at::get_num_threads() != threads) at::set_num_threads(threads);
+}
+
+Executor::Executor(const Graph& graph) : graph_(&graph) {
+  graph.validate();
+  auto slot = [this](const std::string& name) {
+    auto it = slot_of_.find(name);
+    if (it != slot_of_.end()) return it->second;
+    int s = static_cast<int>(constants_.size());
+    constants_.emplace_back();
+    slot_of_[name] = s;
+    return s;
+  };
+  for (const ValueInfo& v : graph.inputs()) input_slots_.push_back(slot(v.name));
+  for (const auto& [name, t] : graph.initializers()) constants_[slot(name)] = t;
+
+  const OpRegistry& registry = OpRegistry::global();
+  for (const Node& node : graph.nodes()) {
+    const OpDef* def = registry.find(node.op_type);
+    EF_CHECK(def != nullptr, "model '", graph.name(), "': op type '", node.op_type, "' of node '",
+             node.name, "' is not supported by the edgeforge runtime");
+    EF_CHECK(node.domain.empty() || node.domain == "ai.onnx", "model '", graph.name(), "': ",
+             node.describe(), " is in domain '", node.domain, "', which the runtime lacks");
+    const int n_in = static_cast<int>(node.inputs.size());
+    EF_CHECK(n_in >= def->min_inputs && n_in <= def->max_inputs, "model '", graph.name(), "': ",
+             node.describe(), " has ", n_in, " inputs, expected ", def->min_inputs, " to ",
+             def->max_inputs);
+    Step step;
+    step.node = &node;
+    step.kernel = def->prepare(node, graph);
+    for (const std::string& in : node.inputs) step.input_slots.push_back(in.empty() ? -1 : slot(in));
+    for (const std::string& out : node.outputs) step.output_slots.push_back(slot(out));
+    step.in.resize(node.inputs.size());
+    step.out.resize(node.outputs.size());
+    steps_.push_back(std::move(step));
+  }
+  for (const ValueInfo& v : graph.outputs()) output_slots_.push_back(slot(v.name));
+
+  // Free each intermediate after its last reader so peak memory stays low.
+  last_use_.assign(constants_.size(), -1);
+  for (size_t i = 0; i < steps_.size(); ++i)
+    for (int s : steps_[i].input_slots)
+      if (s >= 0) last_use_[s] = static_cast<int>(i);
+  for (int s : output_slots_) last_use_[s] = static_cast<int>(steps_.size());
+}
+
+std::vector<at::Tensor> Executor::run(const std::vector<at::Tensor>& inputs,
+                                      const RunOptions& opts) {
+  return run(inputs, opts, {}, nullptr);
+}
+
+std::vector<at::Tensor> Executor::run(const std::vector<at::Tensor>& inputs,
+                                      const RunOptions& opts,
+                                      const std::vector<std::string>& fetch,
+                                      std::map<std::string, at::Tensor>* fetched) {
+  const auto& declared = graph_->inputs();
+  EF_CHECK(inputs.size() == declared.size(), "model '", graph_->name(), "': got ", inputs.size(),
+           " inputs, the model takes ", declared.size());
+  for (size_t i = 0; i < inputs.size(); ++i) {
+    const ValueInfo& v = declared[i];
+    const at::Tensor& t = inputs[i];
+    EF_CHECK(t.defined(), "model '", graph_->name(), "': input '", v.name, "' is missing");
+    EF_CHECK(t.scalar_type() == v.dtype, "model '", graph_->name(), "': input '", v.name,
+             "' has type ", c10::toString(t.scalar_type()), ", expected ",
+             c10::toString(v.dtype));
+    if (v.has_shape) {
+      EF_CHECK(t.dim() == static_cast<int64_t>(v.shape.size()), "model '", graph_->name(),
+               "': input '", v.name, "' has shape ", t.sizes(), ", expected rank ",
+               v.shape.size());
+      for (size_t d = 0; d < v.shape.size(); ++d)
+        EF_CHECK(!v.shape[d].is_fixed() || v.shape[d].size == t.size(d), "model '",
+                 graph_->name(), "': input '", v.name, "' has shape ", t.sizes(),
+                 ", expected size ", v.shape[d].size, " in dimension ", d);
+    }
+  }
+  set_threads(opts.threads);
+
+  std::vector<at::Tensor> values = constants_;
+  for (size_t i = 0; i < inputs.size(); ++i) values[input_slots_[i]] = inputs[i];
+  std::vector<int> fetch_slots;
+  for (const std::string& name : fetch) {
+    auto it = slot_of_.find(name);
+    EF_CHECK(it != slot_of_.end(), "model '", graph_->name(), "': no value named '", name, "'");
+    fetch_slots.push_back(it->second);
+  }
+  KernelContext ctx;
+  ctx.training = opts.training;
+  for (size_t i = 0; i < steps_.size(); ++i) {
+    Step& step = steps_[i];
+    for (size_t k = 0; k < step.input_slots.size(); ++k)
+      step.in[k] = step.input_slots[k] >= 0 ? values[step.input_slots[k]] : at::Tensor();
+    step.kernel(step.in, step.out, ctx);
+    for (size_t k = 0; k < step.output_slots.size(); ++k)
+      values[step.output_slots[k]] = std::move(step.out[k]);
+    for (at::Tensor& t : step.in) t.reset();
+    if (fetch_slots.empty()) {
+      for (int s : step.input_slots)
+        if (s >= 0 && last_use_[s] == static_cast<int>(i) && !constants_[s].defined())
+          values[s].reset();
+    }
+  }
+  if (fetched != nullptr)
+    for (size_t k = 0; k < fetch.size(); ++k) (*fetched)[fetch[k]] = values[fetch_slots[k]];
+  std::vector<at::Tensor> outs;
+  outs.reserve(output_slots_.size());
+  for (int s : output_slots_) outs.push_back(values[s]);
+  return outs;
+}
+
+}  // namespace edgeforge
