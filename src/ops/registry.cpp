@@ -4,6 +4,7 @@
 
 #include "edgeforge/error.h"
 #include "edgeforge/ops.h"
+#include "util.h"
 
 namespace edgeforge {
 
@@ -35,7 +36,9 @@ at::Tensor constant_input(const Graph& graph, const std::string& value) {
   auto it = graph.initializers().find(value);
   if (it != graph.initializers().end()) return it->second;
   const Node* p = graph.producer(value);
-  if (p != nullptr && p->op_type == "Constant" && p->has("value")) return p->attr_tensor("value");
+  // Any value attribute counts, not only `value`: exporters write scalars as value_float/value_int.
+  if (p != nullptr && p->op_type == "Constant" && (p->domain.empty() || p->domain == "ai.onnx"))
+    return ops::constant_node_value(*p);
   return {};
 }
 

@@ -67,8 +67,15 @@ std::vector<at::Tensor> Executor::run(const std::vector<at::Tensor>& inputs,
                                       const std::vector<std::string>& fetch,
                                       std::map<std::string, at::Tensor>* fetched) {
   const auto& declared = graph_->inputs();
-  EF_CHECK(inputs.size() == declared.size(), "model '", graph_->name(), "': got ", inputs.size(),
-           " inputs, the model takes ", declared.size());
+  if (inputs.size() != declared.size()) {
+    // Name the first missing input, so the caller knows what to add.
+    const std::string which =
+        inputs.size() < declared.size()
+            ? "input '" + declared[inputs.size()].name + "' is missing"
+            : std::to_string(inputs.size() - declared.size()) + " too many";
+    throw Error(detail::concat("model '", graph_->name(), "': got ", inputs.size(),
+                               " inputs, the model takes ", declared.size(), " (", which, ")"));
+  }
   for (size_t i = 0; i < inputs.size(); ++i) {
     const ValueInfo& v = declared[i];
     const at::Tensor& t = inputs[i];
@@ -102,7 +109,18 @@ std::vector<at::Tensor> Executor::run(const std::vector<at::Tensor>& inputs,
     Step& step = steps_[i];
     for (size_t k = 0; k < step.input_slots.size(); ++k)
       step.in[k] = step.input_slots[k] >= 0 ? values[step.input_slots[k]] : at::Tensor();
-    step.kernel(step.in, step.out, ctx);
+    try {
+      step.kernel(step.in, step.out, ctx);
+    } catch (const Error&) {
+      for (at::Tensor& t : step.in) t.reset();
+      throw;
+    } catch (const c10::Error& e) {
+      // ATen's messages carry no node and span several lines; keep the first line, name the node.
+      for (at::Tensor& t : step.in) t.reset();
+      const std::string message = e.what_without_backtrace();
+      throw Error(detail::concat("model '", graph_->name(), "': ", step.node->describe(), ": ",
+                                 message.substr(0, message.find('\n'))));
+    }
     for (size_t k = 0; k < step.output_slots.size(); ++k)
       values[step.output_slots[k]] = std::move(step.out[k]);
     for (at::Tensor& t : step.in) t.reset();

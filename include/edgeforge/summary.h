@@ -1,0 +1,32 @@
+// edgeforge/summary.h: what `edgeforge info` reports about a model.
+//
+//   Graph g = load_onnx("resnet.onnx");
+//   ModelSummary s = summarize(g);   // MACs for one sample (batch fixed to 1)
+#pragma once
+
+#include <cstdint>
+#include <map>
+#include <string>
+#include <vector>
+
+#include "edgeforge/graph.h"
+
+namespace edgeforge {
+
+struct ModelSummary {
+  std::vector<ValueInfo> inputs, outputs;
+  std::map<std::string, int64_t> op_counts;   // by op type
+  int64_t parameters = 0;                     // scalars in floating-point initializers
+  int64_t initializer_bytes = 0;
+  int64_t macs = 0;                           // multiply-accumulates per sample
+  std::map<std::string, int64_t> macs_by_op;  // Conv, Gemm, MatMul
+  std::vector<std::string> unsupported_ops;   // op types the runtime lacks ("Op (node)")
+};
+
+// Counts MACs of Conv, Gemm and MatMul from shapes inferred with batch 1 (symbolic sequence
+// lengths take `seq_len`). `graph` is not modified.
+ModelSummary summarize(const Graph& graph, int64_t seq_len = 128);
+
+std::string format_shape(const ValueInfo& v);  // "float [N,1,28,28]"
+
+}  // namespace edgeforge

@@ -1,0 +1,100 @@
+// edgeforge/train.h: training and evaluation of graphs with the reference executor.
+//
+// Training runs the graph's own executor in training mode (autograd through the ATen
+// kernels), so what is trained is exactly the ONNX graph that is saved. Evaluation always
+// runs in inference mode on a held-out split, never on training data.
+//
+//   TrainRecipe recipe = default_recipe("resnet");
+//   Graph g = train_zoo_model("resnet", recipe);              // uses the cache when it can
+//   EvalResult r = evaluate(g, EvalOptions{});                // test split of its data set
+#pragma once
+
+#include <ATen/core/Tensor.h>
+
+#include <cstdint>
+#include <functional>
+#include <string>
+#include <vector>
+
+#include "edgeforge/graph.h"
+#include "edgeforge/task.h"
+
+namespace edgeforge {
+
+// Everything that determines a trained model; its hash keys the model cache.
+struct TrainRecipe {
+  int epochs = 3;
+  int64_t batch_size = 128;
+  double lr = 0.05;              // peak learning rate
+  double weight_decay = 5e-4;
+  std::string optimizer = "sgd"; // "sgd" (momentum 0.9, nesterov) or "adamw"
+  double warmup_share = 0.1;     // share of steps with a linear warm-up, then cosine decay to 0
+  double label_smoothing = 0.0;
+  int64_t train_limit = 0;       // 0 = the whole training split
+  int64_t seq_len = 128;         // text models: tokens per sample
+  int64_t vocab_size = 8000;     // text models: tokenizer vocabulary
+  uint64_t seed = 0;
+  int threads = 2;               // intra-op threads; not part of the cache key
+
+  std::string to_json() const;   // every field but threads, for metadata and the cache key
+};
+
+// The default recipe for a zoo model; `quick` gives a seconds-long recipe for tests.
+TrainRecipe default_recipe(const std::string& zoo_name, bool quick = false);
+
+struct TrainProgress {
+  int epoch = 0, epochs = 0;
+  int64_t step = 0, steps = 0;
+  double loss = 0.0;            // running mean over the last steps
+  double samples_per_s = 0.0;
+  double elapsed_s = 0.0;
+};
+using ProgressFn = std::function<void(const TrainProgress&)>;
+
+struct TrainReport {
+  double first_loss = 0.0;      // mean loss of the first 10% of steps
+  double final_loss = 0.0;      // mean loss of the last 10% of steps
+  double seconds = 0.0;
+  int64_t samples_seen = 0;
+};
+
+// Trains `graph` in place (its initializers) on `data` with `recipe`. Trainable parameters are
+// the floating-point initializers with more than one element, except batch-norm running
+// statistics, which training updates through the executor instead.
+TrainReport train_graph(Graph& graph, const TaskData& data, const TrainRecipe& recipe,
+                        const ProgressFn& progress = {});
+
+struct TrainZooResult {
+  Graph graph;
+  TrainReport report;
+  bool from_cache = false;
+  std::string cache_path;
+};
+
+// Builds the zoo model, trains it on its data set's training split with `recipe`, and caches
+// the result under cache_dir()/models keyed by a hash of the recipe and the untrained graph.
+TrainZooResult train_zoo_model(const std::string& zoo_name, const TrainRecipe& recipe,
+                               bool use_cache = true, const ProgressFn& progress = {});
+
+struct EvalOptions {
+  std::string dataset;         // "" = the model's own (metadata)
+  std::string split = "test";
+  int64_t limit = 0;           // 0 = the whole split
+  int64_t batch_size = 256;
+  int threads = 2;
+};
+
+struct EvalResult {
+  std::string dataset, split;
+  int64_t samples = 0;
+  double accuracy = 0.0;                // top-1
+  double f1 = 0.0, precision = 0.0, recall = 0.0;  // of class 1 (spam); text only
+  bool has_f1 = false;
+  std::vector<uint8_t> correct;         // per sample, in split order
+  double seconds = 0.0;
+};
+
+// Runs the graph in inference mode over a split and scores it.
+EvalResult evaluate(const Graph& graph, const EvalOptions& opts);
+
+}  // namespace edgeforge

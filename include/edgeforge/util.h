@@ -1,0 +1,37 @@
+// edgeforge/util.h: small shared helpers (hashing, base64, files, progress on stderr).
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <string>
+
+namespace edgeforge {
+
+// FNV-1a 64-bit hash: stable across machines and runs (used for splits and cache keys).
+uint64_t fnv1a64(const std::string& bytes, uint64_t seed = 0xcbf29ce484222325ULL);
+std::string hex64(uint64_t value);  // 16 lowercase hex digits
+
+std::string base64_encode(const std::string& bytes);
+// Throws Error naming `what` when `text` is not valid base64.
+std::string base64_decode(const std::string& text, const std::string& what);
+
+// Whole-file I/O; errors name the path.
+std::string read_file(const std::string& path);
+// Writes to a temporary file beside `path` and renames it, so a crash never leaves half a file.
+void write_file_atomic(const std::string& path, const std::string& bytes);
+
+// A progress line on stderr: redrawn in place on a terminal, else one line every few seconds.
+class ProgressLine {
+ public:
+  explicit ProgressLine(std::string label);
+  // `done` of `total` units; `detail` is appended (e.g. "loss 0.41  2300 samples/s").
+  void update(int64_t done, int64_t total, const std::string& detail);
+  void finish(const std::string& detail);
+
+ private:
+  std::string label_;
+  bool tty_;
+  std::chrono::steady_clock::time_point start_, last_print_;
+};
+
+}  // namespace edgeforge

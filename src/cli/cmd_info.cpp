@@ -1,0 +1,89 @@
+#include <cstdio>
+#include <filesystem>
+
+#include <nlohmann/json.hpp>
+
+#include "commands.h"
+#include "edgeforge/onnx_io.h"
+#include "edgeforge/summary.h"
+
+namespace edgeforge::cli {
+
+namespace {
+std::string human_count(int64_t n) {
+  char buf[32];
+  if (n >= 1000000000)
+    std::snprintf(buf, sizeof buf, "%.2fG", n / 1e9);
+  else if (n >= 1000000)
+    std::snprintf(buf, sizeof buf, "%.2fM", n / 1e6);
+  else if (n >= 1000)
+    std::snprintf(buf, sizeof buf, "%.1fk", n / 1e3);
+  else
+    std::snprintf(buf, sizeof buf, "%lld", static_cast<long long>(n));
+  return buf;
+}
+}  // namespace
+
+Action add_info(CLI::App& app) {
+  CLI::App* cmd = app.add_subcommand(
+      "info", "Describe a model: inputs, outputs, op counts, parameters, size on disk and\n"
+              "multiply-accumulates (MACs) per sample.");
+  struct Args {
+    std::string model;
+    int64_t seq_len = 128;
+    bool json = false;
+  };
+  auto args = std::make_shared<Args>();
+  cmd->add_option("model", args->model, "model .onnx file")->required();
+  cmd->add_option("--seq-len", args->seq_len, "sequence length assumed for MACs of text models")
+      ->check(CLI::PositiveNumber)
+      ->capture_default_str();
+  cmd->add_flag("--json", args->json, "print as JSON on stdout");
+  return [args]() {
+    Graph graph = load_onnx(args->model);
+    const ModelSummary s = summarize(graph, args->seq_len);
+    const auto file_bytes = static_cast<int64_t>(std::filesystem::file_size(args->model));
+    if (args->json) {
+      nlohmann::json j;
+      j["model"] = args->model;
+      j["graph"] = graph.name();
+      for (const ValueInfo& v : s.inputs) j["inputs"].push_back({{"name", v.name}, {"type", format_shape(v)}});
+      for (const ValueInfo& v : s.outputs) j["outputs"].push_back({{"name", v.name}, {"type", format_shape(v)}});
+      j["op_counts"] = s.op_counts;
+      j["nodes"] = graph.nodes().size();
+      j["parameters"] = s.parameters;
+      j["file_bytes"] = file_bytes;
+      j["macs_per_sample"] = s.macs;
+      j["macs_by_op"] = s.macs_by_op;
+      j["unsupported_ops"] = s.unsupported_ops;
+      for (const auto& [k, v] : graph.metadata())
+        if (k != kMetaTokenizer) j["metadata"][k] = v;
+      std::printf("%s\n", j.dump(2).c_str());
+      return 0;
+    }
+    std::printf("model       %s (graph '%s', %zu nodes)\n", args->model.c_str(),
+                graph.name().c_str(), graph.nodes().size());
+    for (const ValueInfo& v : s.inputs)
+      std::printf("input       %s: %s\n", v.name.c_str(), format_shape(v).c_str());
+    for (const ValueInfo& v : s.outputs)
+      std::printf("output      %s: %s\n", v.name.c_str(), format_shape(v).c_str());
+    std::printf("parameters  %s (%lld)\n", human_count(s.parameters).c_str(),
+                static_cast<long long>(s.parameters));
+    std::printf("file size   %.2f MB\n", file_bytes / 1e6);
+    std::printf("MACs        %s per sample", human_count(s.macs).c_str());
+    for (const auto& [op, m] : s.macs_by_op) std::printf("  %s %s", op.c_str(), human_count(m).c_str());
+    std::printf("\nops        ");
+    for (const auto& [op, c] : s.op_counts) std::printf(" %s x%lld", op.c_str(), static_cast<long long>(c));
+    std::printf("\n");
+    for (const auto& [k, v] : graph.metadata())
+      if (k != kMetaTokenizer) std::printf("metadata    %s = %s\n", k.c_str(), v.c_str());
+    if (!s.unsupported_ops.empty()) {
+      std::printf("unsupported");
+      for (const std::string& u : s.unsupported_ops) std::printf(" %s", u.c_str());
+      std::printf("\n");
+    }
+    return 0;
+  };
+}
+
+}  // namespace edgeforge::cli

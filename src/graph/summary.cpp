@@ -1,0 +1,126 @@
+#include "edgeforge/summary.h"
+
+#include <ATen/ATen.h>
+
+#include "edgeforge/onnx_io.h"
+#include "edgeforge/ops.h"
+#include "edgeforge/runtime.h"
+
+namespace edgeforge {
+
+namespace {
+using ShapeMap = std::map<std::string, std::vector<int64_t>>;
+
+int64_t product(const std::vector<int64_t>& dims, size_t from = 0) {
+  int64_t p = 1;
+  for (size_t i = from; i < dims.size(); ++i) p *= dims[i];
+  return p;
+}
+
+const std::vector<int64_t>* shape_of(const ShapeMap& shapes, const std::string& name) {
+  auto it = shapes.find(name);
+  return it == shapes.end() ? nullptr : &it->second;
+}
+
+int64_t node_macs(const ShapeMap& shapes, const Node& n) {
+  if (n.op_type == "Conv") {
+    const auto* w = shape_of(shapes, n.inputs.at(1));
+    const auto* y = shape_of(shapes, n.outputs.at(0));
+    if (w == nullptr || y == nullptr || w->size() < 3) return 0;
+    return product(*y) * product(*w, 1);  // each output: (C_in / groups) * kernel MACs
+  }
+  if (n.op_type == "Gemm" || n.op_type == "MatMul") {
+    const auto* a = shape_of(shapes, n.inputs.at(0));
+    const auto* y = shape_of(shapes, n.outputs.at(0));
+    if (a == nullptr || y == nullptr || a->empty()) return 0;
+    const bool trans_a = n.op_type == "Gemm" && n.attr_int("transA", 0) != 0;
+    const int64_t k = a->size() == 1 ? (*a)[0] : (trans_a ? a->front() : a->back());
+    return product(*y) * k;
+  }
+  return 0;
+}
+
+// Concrete shapes of every value for one sample: by running the graph on zeros when the
+// runtime supports every op (exact, also through Shape/Reshape chains), else from ONNX shape
+// inference with the symbolic dimensions fixed.
+ShapeMap concrete_shapes(const Graph& graph, int64_t seq_len, bool runnable) {
+  ShapeMap shapes;
+  for (const auto& [name, t] : graph.initializers())
+    if (t.defined()) shapes[name] = t.sizes().vec();
+  Graph fixed = graph;
+  for (ValueInfo& v : fixed.inputs())
+    for (size_t d = 0; d < v.shape.size(); ++d)
+      if (!v.shape[d].is_fixed()) v.shape[d] = Dim(d == 0 ? 1 : seq_len);
+  if (runnable) {
+    std::vector<at::Tensor> inputs;
+    for (const ValueInfo& v : fixed.inputs()) {
+      std::vector<int64_t> dims;
+      for (const Dim& d : v.shape) dims.push_back(d.size);
+      inputs.push_back(at::zeros(dims, at::TensorOptions().dtype(v.dtype)));
+    }
+    std::vector<std::string> fetch;
+    for (const Node& n : graph.nodes())
+      for (const std::string& o : n.outputs)
+        if (!o.empty()) fetch.push_back(o);
+    std::map<std::string, at::Tensor> values;
+    at::NoGradGuard no_grad;
+    Executor exec(fixed);
+    RunOptions opts;
+    exec.run(inputs, opts, fetch, &values);
+    for (const auto& [name, t] : values)
+      if (t.defined()) shapes[name] = t.sizes().vec();
+    return shapes;
+  }
+  infer_shapes(fixed);
+  auto record = [&shapes](const ValueInfo& v) {
+    if (!v.has_shape) return;
+    std::vector<int64_t> dims;
+    for (const Dim& d : v.shape) {
+      if (!d.is_fixed()) return;
+      dims.push_back(d.size);
+    }
+    shapes[v.name] = dims;
+  };
+  for (const auto& [name, v] : fixed.value_info()) record(v);
+  for (const ValueInfo& v : fixed.inputs()) record(v);
+  for (const ValueInfo& v : fixed.outputs()) record(v);
+  return shapes;
+}
+}  // namespace
+
+ModelSummary summarize(const Graph& graph, int64_t seq_len) {
+  ModelSummary s;
+  s.inputs = graph.inputs();
+  s.outputs = graph.outputs();
+  s.parameters = graph.parameter_count();
+  for (const auto& [name, t] : graph.initializers())
+    if (t.defined()) s.initializer_bytes += static_cast<int64_t>(t.nbytes());
+  for (const Node& n : graph.nodes()) {
+    ++s.op_counts[n.op_type];
+    if (OpRegistry::global().find(n.op_type) == nullptr)
+      s.unsupported_ops.push_back(n.op_type + " (" + n.name + ")");
+  }
+  const ShapeMap shapes = concrete_shapes(graph, seq_len, s.unsupported_ops.empty());
+  for (const Node& n : graph.nodes()) {
+    const int64_t m = node_macs(shapes, n);
+    if (m > 0) {
+      s.macs += m;
+      s.macs_by_op[n.op_type] += m;
+    }
+  }
+  return s;
+}
+
+std::string format_shape(const ValueInfo& v) {
+  std::string out = c10::toString(v.dtype);
+  if (!v.has_shape) return out + " [?]";
+  out += " [";
+  for (size_t i = 0; i < v.shape.size(); ++i) {
+    if (i) out += ",";
+    const Dim& d = v.shape[i];
+    out += d.is_fixed() ? std::to_string(d.size) : (d.param.empty() ? "?" : d.param);
+  }
+  return out + "]";
+}
+
+}  // namespace edgeforge

@@ -1,0 +1,144 @@
+// Helpers shared by the op kernels in src/ops: axis normalisation, constant inputs read at
+// prepare time, int64 tensors read at run time, ONNX data type codes and optional inputs.
+#pragma once
+
+#include <ATen/ATen.h>
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "edgeforge/error.h"
+#include "edgeforge/graph.h"
+#include "edgeforge/ops.h"
+
+namespace edgeforge::ops {
+
+// An upper bound for variadic ops (Concat); the executor compares it with the input count.
+inline constexpr int kVariadicInputs = 1 << 20;
+
+// `in[index]` when the node has that input and it is not omitted, else an undefined tensor.
+inline const at::Tensor& optional_input(const TensorList& in, size_t index) {
+  static const at::Tensor kUndefined;
+  return index < in.size() ? in[index] : kUndefined;
+}
+
+// Maps an ONNX axis in [-rank, rank - 1] to [0, rank - 1]; `where` names the node.
+inline int64_t normalize_axis(int64_t axis, int64_t rank, const std::string& where,
+                              const char* what = "axis") {
+  EF_CHECK(axis >= -rank && axis < rank, where, ": ", what, " ", axis,
+           " is out of range for a tensor of rank ", rank);
+  return axis < 0 ? axis + rank : axis;
+}
+
+// The elements of an integer tensor of any rank (shapes, axes, starts, repeats), read on the
+// CPU. Never used on a float path, so reading the data does not cut a gradient.
+inline std::vector<int64_t> to_int64s(const at::Tensor& t, const std::string& where,
+                                      const char* what) {
+  EF_CHECK(t.defined(), where, ": input '", what, "' is missing");
+  EF_CHECK(!at::isFloatingType(t.scalar_type()) && t.scalar_type() != at::kBool, where, ": input '",
+           what, "' has type ", c10::toString(t.scalar_type()), ", expected an integer tensor");
+  at::Tensor v = t.to(at::kCPU, at::kLong).contiguous();
+  const int64_t* p = v.data_ptr<int64_t>();
+  return std::vector<int64_t>(p, p + v.numel());
+}
+
+// The value of input `index` when it is known at prepare time (an initializer or a Constant
+// node), else an undefined tensor.
+inline at::Tensor prepared_input(const Node& node, const Graph& graph, size_t index) {
+  if (index >= node.inputs.size()) return {};
+  return constant_input(graph, node.inputs[index]);
+}
+
+// Integer input `index` read at prepare time; nullopt when it is omitted or computed at run time.
+inline std::optional<std::vector<int64_t>> prepared_ints(const Node& node, const Graph& graph,
+                                                         size_t index, const char* what) {
+  at::Tensor t = prepared_input(node, graph, index);
+  if (!t.defined()) return std::nullopt;
+  return to_int64s(t, node.describe(), what);
+}
+
+// A steering float input (an exponent, a clip bound) that can be folded into the kernel as a
+// scalar: a one-element constant that is not a trainable weight. Folding a weight would hide
+// later optimizer updates and its gradient, so those stay tensors.
+// (c10::optional, which is what ATen's scalar overloads take.)
+inline c10::optional<at::Scalar> prepared_scalar(const Node& node, const Graph& graph,
+                                                 size_t index) {
+  at::Tensor t = prepared_input(node, graph, index);
+  if (!t.defined() || t.numel() != 1 || t.requires_grad()) return c10::nullopt;
+  return t.reshape({}).item();
+}
+
+// at::ScalarType for an ONNX TensorProto.DataType code (the `to` of Cast).
+inline at::ScalarType scalar_type_from_onnx(int64_t code, const Node& node) {
+  switch (code) {
+    case 1:
+      return at::kFloat;
+    case 2:
+      return at::kByte;
+    case 3:
+      return at::kChar;
+    case 5:
+      return at::kShort;
+    case 6:
+      return at::kInt;
+    case 7:
+      return at::kLong;
+    case 9:
+      return at::kBool;
+    case 10:
+      return at::kHalf;
+    case 11:
+      return at::kDouble;
+    case 14:
+      return at::kComplexFloat;
+    case 15:
+      return at::kComplexDouble;
+    case 16:
+      return at::kBFloat16;
+    default:
+      break;
+  }
+  // 4, 12 and 13 are unsigned 16/32/64-bit integers, which LibTorch 1.13 lacks; 8 is string.
+  throw Error(detail::concat(node.describe(), ": ONNX data type ", code,
+                             " is not supported (supported: 1 float, 2 uint8, 3 int8, 5 int16, "
+                             "6 int32, 7 int64, 9 bool, 10 float16, 11 double, 14 complex64, "
+                             "15 complex128, 16 bfloat16)"));
+}
+
+// The tensor a Constant node produces, from whichever value attribute it carries.
+inline at::Tensor constant_node_value(const Node& node) {
+  int set = 0;
+  at::Tensor value;
+  if (node.has("value")) {
+    value = node.attr_tensor("value");
+    ++set;
+  }
+  if (node.has("value_float")) {
+    value = at::scalar_tensor(node.attr_float("value_float"), at::kFloat);
+    ++set;
+  }
+  if (node.has("value_int")) {
+    value = at::scalar_tensor(node.attr_int("value_int"), at::kLong);
+    ++set;
+  }
+  if (node.has("value_floats")) {
+    std::vector<float> v = node.attr_floats("value_floats");
+    value = at::tensor(v, at::kFloat);
+    ++set;
+  }
+  if (node.has("value_ints")) {
+    std::vector<int64_t> v = node.attr_ints("value_ints");
+    value = at::tensor(v, at::kLong);
+    ++set;
+  }
+  for (const char* unsupported : {"value_string", "value_strings", "sparse_value"})
+    EF_CHECK(!node.has(unsupported), node.describe(), ": attribute '", unsupported,
+             "' is not supported (string and sparse tensors)");
+  EF_CHECK(set == 1, node.describe(), ": expected exactly one of value, value_float, value_int, ",
+           "value_floats, value_ints; got ", set);
+  return value;
+}
+
+}  // namespace edgeforge::ops

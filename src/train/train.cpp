@@ -1,0 +1,303 @@
+#include "edgeforge/train.h"
+
+#include <ATen/CPUGeneratorImpl.h>
+#include <torch/torch.h>
+
+#include <nlohmann/json.hpp>
+
+#include <chrono>
+#include <cmath>
+#include <cstdio>
+#include <filesystem>
+
+#include "edgeforge/build_info.h"
+#include "edgeforge/data.h"
+#include "edgeforge/error.h"
+#include "edgeforge/onnx_io.h"
+#include "edgeforge/runtime.h"
+#include "edgeforge/util.h"
+#include "edgeforge/zoo.h"
+
+namespace edgeforge {
+
+std::string TrainRecipe::to_json() const {
+  nlohmann::json j = {{"epochs", epochs},
+                      {"batch_size", batch_size},
+                      {"lr", lr},
+                      {"weight_decay", weight_decay},
+                      {"optimizer", optimizer},
+                      {"warmup_share", warmup_share},
+                      {"label_smoothing", label_smoothing},
+                      {"train_limit", train_limit},
+                      {"seq_len", seq_len},
+                      {"vocab_size", vocab_size},
+                      {"seed", seed}};
+  return j.dump();
+}
+
+TrainRecipe default_recipe(const std::string& zoo_name, bool quick) {
+  const ZooModelSpec& spec = zoo_model(zoo_name);
+  TrainRecipe r;
+  if (spec.modality == "image") {
+    r.epochs = 3;
+    r.batch_size = 128;
+    r.lr = 0.1;
+    r.weight_decay = 5e-4;
+    r.optimizer = "sgd";
+    r.warmup_share = 0.05;
+    r.label_smoothing = 0.0;
+  } else {
+    r.epochs = 4;
+    r.batch_size = 32;
+    r.lr = 1e-3;
+    r.weight_decay = 0.01;
+    r.optimizer = "adamw";
+    r.warmup_share = 0.1;
+  }
+  if (quick) {
+    // Seconds-long: enough steps to lower the loss on a small slice, nothing more.
+    r.epochs = 1;
+    r.train_limit = spec.modality == "image" ? 512 : 128;
+    r.batch_size = 32;
+    r.seq_len = 32;
+    r.vocab_size = 500;
+  }
+  return r;
+}
+
+namespace {
+
+void check_recipe(const TrainRecipe& r) {
+  EF_CHECK(r.epochs >= 1, "epochs: ", r.epochs, " is not valid (expected >= 1)");
+  EF_CHECK(r.batch_size >= 1, "batch size: ", r.batch_size, " is not valid (expected >= 1)");
+  EF_CHECK(r.lr > 0 && std::isfinite(r.lr), "learning rate: ", r.lr,
+           " is not valid (expected > 0)");
+  EF_CHECK(r.weight_decay >= 0, "weight decay: ", r.weight_decay, " is negative");
+  EF_CHECK(r.optimizer == "sgd" || r.optimizer == "adamw", "optimizer: '", r.optimizer,
+           "' is unknown; valid: sgd, adamw");
+  EF_CHECK(r.warmup_share >= 0 && r.warmup_share < 1, "warmup share: ", r.warmup_share,
+           " is outside [0, 1)");
+  EF_CHECK(r.label_smoothing >= 0 && r.label_smoothing < 1, "label smoothing: ",
+           r.label_smoothing, " is outside [0, 1)");
+  EF_CHECK(r.train_limit >= 0, "training-set limit: ", r.train_limit, " is negative");
+  EF_CHECK(r.threads >= 1, "threads: ", r.threads, " is not valid (expected >= 1)");
+}
+
+// Batch-norm running statistics are state, not parameters: the executor updates them.
+std::vector<at::Tensor> trainable_parameters(Graph& graph) {
+  std::set<std::string> state;
+  for (const Node& n : graph.nodes())
+    if (n.op_type == "BatchNormalization")
+      for (size_t k = 3; k < n.inputs.size(); ++k) state.insert(n.inputs[k]);
+  std::vector<at::Tensor> params;
+  for (auto& [name, t] : graph.initializers())
+    if (t.defined() && at::isFloatingType(t.scalar_type()) && t.numel() > 1 && !state.count(name))
+      params.push_back(t);
+  return params;
+}
+
+double lr_at(const TrainRecipe& r, int64_t step, int64_t steps) {
+  const auto warmup = static_cast<int64_t>(r.warmup_share * static_cast<double>(steps));
+  if (step < warmup) return r.lr * static_cast<double>(step + 1) / static_cast<double>(warmup);
+  const double t = static_cast<double>(step - warmup) / static_cast<double>(std::max<int64_t>(1, steps - warmup));
+  return r.lr * 0.5 * (1.0 + std::cos(M_PI * t));
+}
+
+}  // namespace
+
+TrainReport train_graph(Graph& graph, const TaskData& data, const TrainRecipe& recipe,
+                        const ProgressFn& progress) {
+  check_recipe(recipe);
+  EF_CHECK(data.size() > 0, "training data '", data.dataset, "/", data.split, "' is empty");
+  EF_CHECK(graph.outputs().size() >= 1, "model '", graph.name(), "' has no output to train");
+  at::manual_seed(recipe.seed);  // dropout masks
+  at::Generator shuffle_gen = at::make_generator<at::CPUGeneratorImpl>(recipe.seed + 1);
+
+  std::vector<at::Tensor> params = trainable_parameters(graph);
+  EF_CHECK(!params.empty(), "model '", graph.name(), "' has no trainable parameters");
+  for (at::Tensor& p : params) p.requires_grad_(true);
+  Executor exec(graph);
+  std::unique_ptr<torch::optim::Optimizer> opt;
+  if (recipe.optimizer == "sgd") {
+    opt = std::make_unique<torch::optim::SGD>(
+        params, torch::optim::SGDOptions(recipe.lr).momentum(0.9).nesterov(true).weight_decay(
+                    recipe.weight_decay));
+  } else {
+    opt = std::make_unique<torch::optim::AdamW>(
+        params, torch::optim::AdamWOptions(recipe.lr).weight_decay(recipe.weight_decay));
+  }
+
+  const int64_t n = data.size();
+  const int64_t steps_per_epoch = (n + recipe.batch_size - 1) / recipe.batch_size;
+  const int64_t steps = steps_per_epoch * recipe.epochs;
+  RunOptions run;
+  run.threads = recipe.threads;
+  run.training = true;
+  TrainReport report;
+  std::vector<double> losses;
+  losses.reserve(static_cast<size_t>(steps));
+  const auto start = std::chrono::steady_clock::now();
+  int64_t step = 0;
+  double running = 0.0;
+  for (int epoch = 0; epoch < recipe.epochs; ++epoch) {
+    at::Tensor order = at::randperm(n, shuffle_gen, at::kLong);
+    for (int64_t b = 0; b < steps_per_epoch; ++b, ++step) {
+      const int64_t lo = b * recipe.batch_size;
+      const int64_t hi = std::min(n, lo + recipe.batch_size);
+      at::Tensor idx = order.slice(0, lo, hi);
+      std::vector<at::Tensor> inputs = data.batch_inputs(graph, idx);
+      at::Tensor labels = data.labels.index_select(0, idx);
+      const double lr = lr_at(recipe, step, steps);
+      for (auto& group : opt->param_groups()) group.options().set_lr(lr);
+      opt->zero_grad();
+      at::Tensor logits = exec.run(inputs, run)[0];
+      at::Tensor loss = torch::nn::functional::cross_entropy(
+          logits, labels,
+          torch::nn::functional::CrossEntropyFuncOptions().label_smoothing(recipe.label_smoothing));
+      loss.backward();
+      opt->step();
+      const double l = loss.item<double>();
+      EF_CHECK(std::isfinite(l), "training '", graph.name(), "' diverged at step ", step,
+               " (loss ", l, "); lower the learning rate");
+      losses.push_back(l);
+      running = step == 0 ? l : 0.98 * running + 0.02 * l;
+      report.samples_seen += hi - lo;
+      if (progress) {
+        TrainProgress p;
+        p.epoch = epoch + 1;
+        p.epochs = recipe.epochs;
+        p.step = step + 1;
+        p.steps = steps;
+        p.loss = running;
+        p.elapsed_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+        p.samples_per_s = p.elapsed_s > 0 ? static_cast<double>(report.samples_seen) / p.elapsed_s : 0;
+        progress(p);
+      }
+    }
+  }
+  for (at::Tensor& p : params) {
+    p.requires_grad_(false);
+    p.mutable_grad() = at::Tensor();
+  }
+  const size_t tenth = std::max<size_t>(1, losses.size() / 10);
+  double first = 0, last = 0;
+  for (size_t i = 0; i < tenth; ++i) {
+    first += losses[i];
+    last += losses[losses.size() - 1 - i];
+  }
+  report.first_loss = first / static_cast<double>(tenth);
+  report.final_loss = last / static_cast<double>(tenth);
+  report.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  return report;
+}
+
+TrainZooResult train_zoo_model(const std::string& zoo_name, const TrainRecipe& recipe,
+                               bool use_cache, const ProgressFn& progress) {
+  check_recipe(recipe);
+  const ZooModelSpec& spec = zoo_model(zoo_name);
+  ZooBuildOptions build;
+  build.seed = recipe.seed;
+  build.vocab_size = recipe.vocab_size;
+  build.seq_len = recipe.seq_len;
+  TrainZooResult result{build_zoo_model(zoo_name, build), {}, false, ""};
+  Graph& graph = result.graph;
+  graph.metadata()[kMetaRecipe] = recipe.to_json();
+  if (spec.modality == "image") {
+    graph.metadata()[kMetaPreprocess] =
+        nlohmann::json{{"mean", kFashionMnistMean}, {"std", kFashionMnistStd}}.dump();
+  } else {
+    graph.metadata()[kMetaPreprocess] = nlohmann::json{{"seq_len", recipe.seq_len}}.dump();
+  }
+  // The untrained graph pins the architecture and initialisation; the recipe pins the rest.
+  const std::string key =
+      hex64(fnv1a64(graph_to_onnx_bytes(graph) + recipe.to_json() + version()));
+  result.cache_path = cache_dir() + "/models/" + zoo_name + "-" + key + ".onnx";
+  if (use_cache && std::filesystem::exists(result.cache_path)) {
+    try {
+      result.graph = load_onnx(result.cache_path);
+      result.from_cache = true;
+      return result;
+    } catch (const Error& e) {
+      std::fprintf(stderr, "edgeforge: ignoring a damaged cache entry (%s)\n", e.what());
+    }
+  }
+  TaskDataOptions data_opts;
+  data_opts.limit = recipe.train_limit;
+  data_opts.seq_len = recipe.seq_len;
+  std::optional<Tokenizer> tokenizer;
+  if (spec.modality == "text") {
+    SpamOptions so;
+    so.limit = recipe.train_limit;
+    std::vector<std::string> texts;
+    for (const Mail& m : load_spam("train", so)) texts.push_back(m.text);
+    TokenizerOptions to;
+    to.kind = spec.family == "roberta" ? "bpe" : "unigram";
+    to.vocab_size = recipe.vocab_size;
+    to.seq_len = recipe.seq_len;
+    tokenizer = Tokenizer::train(texts, to);
+    embed_tokenizer(graph, *tokenizer);
+  }
+  TaskData data = load_task_data(spec.dataset, "train", data_opts,
+                                 tokenizer ? &*tokenizer : nullptr);
+  result.report = train_graph(graph, data, recipe, progress);
+  if (use_cache) save_onnx(graph, result.cache_path);
+  return result;
+}
+
+EvalResult evaluate(const Graph& graph, const EvalOptions& opts) {
+  EF_CHECK(opts.batch_size >= 1, "batch size: ", opts.batch_size, " is not valid");
+  EF_CHECK(opts.limit >= 0, "limit: ", opts.limit, " is negative");
+  const auto start = std::chrono::steady_clock::now();
+  EvalResult r;
+  r.dataset = opts.dataset.empty() ? model_dataset(graph) : opts.dataset;
+  r.split = opts.split;
+  std::optional<Tokenizer> tokenizer;
+  if (dataset_modality(r.dataset) == "text") tokenizer = tokenizer_from_model(graph);
+  TaskDataOptions data_opts;
+  data_opts.limit = opts.limit;
+  data_opts.seq_len = model_seq_len(graph);
+  TaskData data = load_task_data(r.dataset, opts.split, data_opts,
+                                 tokenizer ? &*tokenizer : nullptr);
+  Executor exec(graph);
+  RunOptions run;
+  run.threads = opts.threads;
+  at::NoGradGuard no_grad;
+  const int64_t n = data.size();
+  std::vector<int64_t> predicted;
+  predicted.reserve(static_cast<size_t>(n));
+  for (int64_t lo = 0; lo < n; lo += opts.batch_size) {
+    at::Tensor idx = at::arange(lo, std::min(n, lo + opts.batch_size), at::kLong);
+    at::Tensor logits = exec.run(data.batch_inputs(graph, idx), run)[0];
+    EF_CHECK(logits.dim() == 2 && logits.size(0) == idx.size(0), "model '", graph.name(),
+             "': first output has shape ", logits.sizes(), ", expected [batch, classes]");
+    EF_CHECK(logits.size(1) == data.num_classes, "model '", graph.name(), "' predicts ",
+             logits.size(1), " classes, the ", r.dataset, " data set has ", data.num_classes);
+    at::Tensor pred = logits.argmax(1).contiguous();
+    const int64_t* p = pred.data_ptr<int64_t>();
+    predicted.insert(predicted.end(), p, p + pred.numel());
+  }
+  at::Tensor labels = data.labels.contiguous();
+  const int64_t* y = labels.data_ptr<int64_t>();
+  int64_t correct = 0, tp = 0, fp = 0, fn = 0;
+  r.correct.resize(static_cast<size_t>(n));
+  for (int64_t i = 0; i < n; ++i) {
+    const bool ok = predicted[i] == y[i];
+    r.correct[i] = ok ? 1 : 0;
+    correct += ok;
+    tp += predicted[i] == 1 && y[i] == 1;
+    fp += predicted[i] == 1 && y[i] != 1;
+    fn += predicted[i] != 1 && y[i] == 1;
+  }
+  r.samples = n;
+  r.accuracy = n > 0 ? static_cast<double>(correct) / static_cast<double>(n) : 0.0;
+  if (dataset_modality(r.dataset) == "text") {
+    r.has_f1 = true;
+    r.precision = tp + fp > 0 ? static_cast<double>(tp) / static_cast<double>(tp + fp) : 0.0;
+    r.recall = tp + fn > 0 ? static_cast<double>(tp) / static_cast<double>(tp + fn) : 0.0;
+    r.f1 = r.precision + r.recall > 0 ? 2 * r.precision * r.recall / (r.precision + r.recall) : 0.0;
+  }
+  r.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  return r;
+}
+
+}  // namespace edgeforge
