@@ -123,15 +123,20 @@ int main(int argc, char** argv) {
     RunOptions opts;
     opts.threads = 1;
     const double diff = (exec.run({x}, opts)[0] - module.forward(x)).abs().max().item<double>();
-    auto [te, tm] = time_side_by_side([&] { exec.run({x}, opts); }, [&] { module.forward(x); },
+    auto [te, tm] = bench::time_side_by_side([&] { exec.run({x}, opts); }, [&] { module.forward(x); },
                                       20, reps);
     const double ratio = te.median() / tm.median();
     std::printf("%-14s %12.3f %12.3f %12.3f %12.3f %8.3f %10.2e\n", name, te.median(),
                 te.percentile(0.9), tm.median(), tm.percentile(0.9), ratio, diff);
-    records.push_back({{"model", name}, {"executor_p50_ms", te.median()},
-                       {"executor_p90_ms", te.percentile(0.9)}, {"modules_p50_ms", tm.median()},
-                       {"modules_p90_ms", tm.percentile(0.9)}, {"ratio", ratio},
-                       {"max_abs_diff", diff}});
+    nlohmann::json rec;
+    rec["model"] = name;
+    rec["executor_p50_ms"] = te.median();
+    rec["executor_p90_ms"] = te.percentile(0.9);
+    rec["modules_p50_ms"] = tm.median();
+    rec["modules_p90_ms"] = tm.percentile(0.9);
+    rec["ratio"] = ratio;
+    rec["max_abs_diff"] = diff;
+    records.push_back(rec);
   }
   nlohmann::json out = {{"benchmark", "executor_vs_modules"}, {"commit", bench::git_commit()},
                         {"cpu", bench::cpu_model()}, {"threads", 1}, {"batch", 1},

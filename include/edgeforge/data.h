@@ -45,8 +45,12 @@ inline constexpr double kFashionMnistStd = 0.35302;
 // One in twelve images of the train file (5,000 of 60,000) forms the validation split.
 inline constexpr int64_t kFashionMnistValidationDivisor = 12;
 
+inline constexpr const char* kFashionMnistPackageDir = "/usr/share/datasets/fashion-mnist";
+
 struct FashionMnistOptions {
-  std::string dir = "/usr/share/datasets/fashion-mnist";  // holds the four IDX .gz files
+  // Holds the four IDX .gz files; empty: $EDGEFORGE_FASHION_MNIST_DIR, else
+  // kFashionMnistPackageDir (Debian's dataset-fashion-mnist).
+  std::string dir;
   int64_t limit = 0;  // 0 keeps the whole split, else its first `limit` items
 };
 
@@ -90,9 +94,6 @@ std::vector<Mail> load_spam(const std::string& split, const SpamOptions& opts = 
 // The split a mail id lands in: FNV-1a 64 of the id, modulo 10: 0-7 "train", 8 "validation",
 // 9 "test". The same on every machine, so a mail never changes split.
 std::string spam_split_of(const std::string& mail_id);
-
-// FNV-1a, 64 bit, of the bytes of `s` (offset basis 0xcbf29ce484222325, prime 0x100000001b3).
-uint64_t fnv1a_64(const std::string& s);
 
 // Raw mail (headers, blank line, body) -> "<subject> <from> <body>": only the Subject and From
 // header values are kept; from the body, HTML tags, style/script blocks, base64 lines, MIME

@@ -19,8 +19,9 @@
 //   }
 //   x = b.rename_output(x, "stem.out");         // "stem.relu.out" becomes "stem.out"
 //
-// Misusing the builder (a duplicate name, renaming a consumed value) is a bug in the caller and
-// fails an EF_ASSERT.
+// A node or value name that is already taken throws Error (the graph may come from a user's
+// file); other misuse (reading an undefined value, renaming a consumed one) is a bug in the
+// caller and fails an EF_ASSERT.
 #pragma once
 
 #include <ATen/core/Generator.h>

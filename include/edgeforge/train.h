@@ -94,6 +94,11 @@ struct EvalResult {
   double seconds = 0.0;
 };
 
+// Scores predicted classes against labels (int64 [N]): accuracy and per-sample correctness;
+// with `binary_f1`, precision, recall and F1 of class 1.
+EvalResult score_predictions(const std::vector<int64_t>& predicted, const at::Tensor& labels,
+                             bool binary_f1);
+
 // Runs the graph in inference mode over a split and scores it.
 EvalResult evaluate(const Graph& graph, const EvalOptions& opts);
 

@@ -7,7 +7,8 @@
 
 namespace edgeforge {
 
-// FNV-1a 64-bit hash: stable across machines and runs (used for splits and cache keys).
+// FNV-1a 64-bit hash (offset basis 0xcbf29ce484222325, prime 0x100000001b3): stable across
+// machines and runs (used for data splits and cache keys).
 uint64_t fnv1a64(const std::string& bytes, uint64_t seed = 0xcbf29ce484222325ULL);
 std::string hex64(uint64_t value);  // 16 lowercase hex digits
 

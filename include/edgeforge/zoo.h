@@ -32,13 +32,14 @@ struct ZooModelSpec {
   std::string modality;     // "image" | "text"
   std::string dataset;      // "fashion-mnist" | "spam"
   std::string teacher;      // "" for a teacher, else the teacher's zoo name
-  std::string description;  // one line for `edgeforge info` and reports
+  std::string description;  // one line for `edgeforge info` and reports, sizes included
 };
 
 struct ZooBuildOptions {
   uint64_t seed = 0;          // weight initialisation; the same seed gives identical weights
   int64_t vocab_size = 8000;  // text models: token ids are in [0, vocab_size)
-  int64_t seq_len = 128;      // text models: longest sequence served (<= max positions)
+  int64_t seq_len = 128;      // text models: longest sequence served; checked against the
+                              // position embeddings (S itself stays symbolic in the graph)
   int64_t num_classes = 0;    // 0 = the dataset's: 10 for fashion-mnist, 2 for spam
 };
 
@@ -52,8 +53,10 @@ Graph build_zoo_model(const std::string& name, const ZooBuildOptions& opts = {})
 // ---- families: one config struct each; the zoo's rows are in src/zoo/zoo.cpp ----
 
 // Wide residual network of basic blocks (conv3x3-BN-ReLU-conv3x3-BN + shortcut, ReLU after
-// the add) after a conv3x3-BN-ReLU stem; stage k has widths[k] channels and blocks[k] blocks,
-// the first stage stride 1 and every later one stride 2; GlobalAveragePool, Flatten, Gemm.
+// the add) after a conv3x3-BN-ReLU stem (whose stride, kStemStride in src/zoo/resnet.cpp, sets
+// the resolution the stages run at); stage k has widths[k] channels and blocks[k] blocks, the
+// first stage stride 1 and every later one stride 2; GlobalAveragePool, Flatten, Gemm. resnext
+// shares the stem and the head.
 struct ResNetConfig {
   int64_t stem_width = 16;
   std::vector<int64_t> widths;  // output channels per stage

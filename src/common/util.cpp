@@ -2,7 +2,9 @@
 
 #include <unistd.h>
 
+#include <cerrno>
 #include <cstdio>
+#include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <sstream>
@@ -96,14 +98,20 @@ void write_file_atomic(const std::string& path, const std::string& bytes) {
   namespace fs = std::filesystem;
   const fs::path target(path);
   std::error_code ec;
+  // Missing folders are created, as a user writing `--out results/model.onnx` expects.
   if (target.has_parent_path()) fs::create_directories(target.parent_path(), ec);
+  // Same folder as the target, so the rename is atomic (never across file systems).
   const std::string tmp = path + ".tmp." + std::to_string(::getpid());
   {
     std::ofstream out(tmp, std::ios::binary | std::ios::trunc);
-    EF_CHECK(out.good(), "file '", path, "' cannot be written (folder missing or read-only?)");
+    EF_CHECK(out.good(), "file '", path, "' cannot be written: ", std::strerror(errno));
     out.write(bytes.data(), static_cast<std::streamsize>(bytes.size()));
-    out.flush();
-    EF_CHECK(out.good(), "file '", path, "': write failed (disk full?)");
+    out.close();
+    if (!out) {
+      const std::string reason = std::strerror(errno);
+      fs::remove(tmp, ec);
+      throw Error("file '" + path + "': write failed: " + reason);
+    }
   }
   fs::rename(tmp, target, ec);
   if (ec) {

@@ -7,6 +7,7 @@
 #include <algorithm>
 #include <cstdio>
 #include <cstring>
+#include <cstdlib>
 #include <filesystem>
 #include <fstream>
 #include <numeric>
@@ -161,13 +162,24 @@ ImageSet read_idx_pair(const std::string& images_gz_path, const std::string& lab
   return set;
 }
 
+namespace {
+// An explicit folder wins, then $EDGEFORGE_FASHION_MNIST_DIR, then the Debian package's folder.
+std::string fashion_mnist_dir(const FashionMnistOptions& opts) {
+  if (!opts.dir.empty()) return opts.dir;
+  const char* env = std::getenv("EDGEFORGE_FASHION_MNIST_DIR");
+  if (env != nullptr && *env != '\0') return env;
+  return kFashionMnistPackageDir;
+}
+}  // namespace
+
 ImageSet load_fashion_mnist(const std::string& split, const FashionMnistOptions& opts) {
   EF_CHECK(split == "train" || split == "validation" || split == "test",
            "fashion-mnist: unknown split '", split, "'; expected train, validation or test");
   EF_CHECK(opts.limit >= 0, "fashion-mnist: limit ", opts.limit, " is negative; 0 keeps all");
-  EF_CHECK(std::filesystem::is_directory(opts.dir), "fashion-mnist: folder '", opts.dir,
-           "' not found; ", kInstallHint);
-  const std::string prefix = opts.dir + (split == "test" ? "/t10k" : "/train");
+  const std::string dir = fashion_mnist_dir(opts);
+  EF_CHECK(std::filesystem::is_directory(dir), "fashion-mnist: folder '", dir, "' not found; ",
+           kInstallHint);
+  const std::string prefix = dir + (split == "test" ? "/t10k" : "/train");
   ImageSet set = read_idx_pair(prefix + "-images-idx3-ubyte.gz", prefix + "-labels-idx1-ubyte.gz");
   EF_CHECK(set.images.size(1) == kFashionMnistSide && set.images.size(2) == kFashionMnistSide,
            "fashion-mnist: file '", prefix, "-images-idx3-ubyte.gz' holds ", set.images.size(1),

@@ -10,6 +10,7 @@
 #include "edgeforge/build_info.h"
 #include "edgeforge/data.h"
 #include "edgeforge/error.h"
+#include "edgeforge/util.h"
 
 namespace edgeforge {
 namespace {
@@ -155,17 +156,8 @@ const std::string& string_field(const nlohmann::json& j, const char* key, const 
 
 }  // namespace
 
-uint64_t fnv1a_64(const std::string& s) {
-  uint64_t h = 0xcbf29ce484222325ULL;
-  for (unsigned char c : s) {
-    h ^= c;
-    h *= 0x100000001b3ULL;
-  }
-  return h;
-}
-
 std::string spam_split_of(const std::string& mail_id) {
-  const uint64_t bucket = fnv1a_64(mail_id) % 10;
+  const uint64_t bucket = fnv1a64(mail_id) % 10;
   return bucket < 8 ? "train" : bucket == 8 ? "validation" : "test";
 }
 

@@ -68,14 +68,18 @@ std::string GraphBuilder::scoped(const std::string& name) const {
   return scope_.empty() ? name : scope_ + "." + name;
 }
 
+// A taken name is an Error rather than an assert: a strategy emitting into a graph loaded from
+// a user's file can meet that file's names.
 void GraphBuilder::claim_node_name(const std::string& name) {
   EF_ASSERT(!name.empty(), "empty node name");
-  EF_ASSERT(node_names_.insert(name).second, "node name used twice: ", name);
+  EF_CHECK(node_names_.insert(name).second, "graph '", graph_->name(), "': a node named '", name,
+           "' already exists");
 }
 
 void GraphBuilder::claim_value_name(const std::string& name) {
   EF_ASSERT(!name.empty(), "empty value name");
-  EF_ASSERT(value_names_.insert(name).second, "value name used twice: ", name);
+  EF_CHECK(value_names_.insert(name).second, "graph '", graph_->name(), "': a value named '",
+           name, "' already exists");
 }
 
 // ---- graph interface ----

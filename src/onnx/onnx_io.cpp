@@ -1,4 +1,5 @@
 #include "edgeforge/onnx_io.h"
+#include "edgeforge/util.h"
 
 #include <ATen/ATen.h>
 #include <onnx/checker.h>
@@ -292,7 +293,15 @@ void upgrade_to_current_opset(onnx::ModelProto& model, const std::string& label)
   std::string ops;
   for (const std::string& op : changed) ops += (ops.empty() ? "" : ", ") + op;
   try {
+    // Some adapters (old broadcasting Add, Gemm, Softmax) need input shapes, which the model
+    // may not record; inferred ones are used for the conversion only.
+    std::set<std::string> recorded;
+    for (const onnx::ValueInfoProto& v : model.graph().value_info()) recorded.insert(v.name());
+    onnx::shape_inference::InferShapes(model);
     model = onnx::version_conversion::ConvertVersion(model, static_cast<int>(kOpsetVersion));
+    auto* value_info = model.mutable_graph()->mutable_value_info();
+    for (int i = value_info->size() - 1; i >= 0; --i)
+      if (!recorded.count(value_info->Get(i).name())) value_info->DeleteSubrange(i, 1);
   } catch (const std::exception& e) {
     throw Error(label + ": uses opset " + std::to_string(from) + ", and converting its " + ops +
                 " nodes to opset " + std::to_string(kOpsetVersion) +
@@ -360,10 +369,10 @@ std::string read_file(const std::string& path, const std::string& label) {
 
 Graph graph_from_onnx_bytes(const std::string& bytes, const std::string& what) {
   const std::string label = model_label(what);
-  EF_CHECK(!bytes.empty(), label, ": is empty (0 bytes)");
+  EF_CHECK(!bytes.empty(), label, ": empty (0 bytes)");
   onnx::ModelProto model;
   EF_CHECK(model.ParseFromString(bytes), label,
-           ": is not a valid ONNX model (protobuf parsing failed; truncated or corrupt file?)");
+           ": not a valid ONNX model (protobuf parsing failed; truncated or corrupt file?)");
   // Checked before the checker, whose message for a too-new opset does not say what to do.
   for (const onnx::OperatorSetIdProto& o : model.opset_import())
     EF_CHECK(!is_default_domain(o.domain()) || o.version() <= kOpsetVersion, label,
@@ -392,24 +401,10 @@ void check_onnx(const Graph& graph) {
 void save_onnx(const Graph& graph, const std::string& path) {
   const std::string bytes = serialize_checked(graph);
   const std::string label = model_label(path);
-  // Same folder as the target, so the rename is atomic (never across file systems).
-  const std::string temp = path + ".tmp." + std::to_string(::getpid());
-  {
-    std::ofstream out(temp, std::ios::binary | std::ios::trunc);
-    EF_CHECK(out, label, ": cannot create '", temp, "': ", std::strerror(errno));
-    out.write(bytes.data(), static_cast<std::streamsize>(bytes.size()));
-    out.close();
-    if (!out) {
-      const std::string reason = std::strerror(errno);
-      std::remove(temp.c_str());
-      throw Error(label + ": cannot write '" + temp + "': " + reason);
-    }
-  }
-  std::error_code ec;
-  std::filesystem::rename(temp, path, ec);
-  if (ec) {
-    std::remove(temp.c_str());
-    throw Error(label + ": cannot rename '" + temp + "' to it: " + ec.message());
+  try {
+    write_file_atomic(path, bytes);
+  } catch (const Error& e) {
+    throw Error(label + ": " + e.what());
   }
 }
 
@@ -463,7 +458,7 @@ at::Tensor tensor_from_onnx_proto_file(const std::string& path) {
   const std::string bytes = read_file(path, label);
   onnx::TensorProto proto;
   EF_CHECK(proto.ParseFromString(bytes), label,
-           ": is not a valid ONNX TensorProto (protobuf parsing failed; truncated or corrupt?)");
+           ": not a valid ONNX TensorProto (protobuf parsing failed; truncated or corrupt?)");
   const std::string context =
       proto.name().empty() ? label : label + " (tensor '" + proto.name() + "')";
   return onnx_detail::tensor_from_proto(proto, context);

@@ -301,19 +301,18 @@ PrepareFn prepare_pool(PoolKind kind) {
 EF_REGISTER_OP(MaxPool, OpDef{"MaxPool", 1, 1, prepare_pool(PoolKind::kMax)});
 EF_REGISTER_OP(AveragePool, OpDef{"AveragePool", 1, 1, prepare_pool(PoolKind::kAverage)});
 
-EF_REGISTER_OP(GlobalAveragePool,
-               OpDef{"GlobalAveragePool", 1, 1, [](const Node& node, const Graph&) -> Kernel {
-                       const std::string where = node.describe();
-                       return [where](const TensorList& in, TensorList& out, const KernelContext&) {
-                         const at::Tensor& x = in[0];
-                         EF_CHECK(x.dim() >= 3 && x.dim() <= 5, where, ": input has shape ",
-                                  x.sizes(),
-                                  ", expected [N, C, spatial...] with 1 to 3 spatial dims");
-                         static const std::vector<int64_t> kAllSpatial = {2, 3, 4};
-                         out[0] =
-                             at::mean(x, at::IntArrayRef(kAllSpatial).slice(0, x.dim() - 2), true);
-                       };
-                     }});
+Kernel prepare_global_average_pool(const Node& node, const Graph&) {
+  const std::string where = node.describe();
+  return [where](const TensorList& in, TensorList& out, const KernelContext&) {
+    const at::Tensor& x = in[0];
+    EF_CHECK(x.dim() >= 3 && x.dim() <= 5, where, ": input has shape ", x.sizes(),
+             ", expected [N, C, spatial...] with 1 to 3 spatial dimensions");
+    static const std::vector<int64_t> kAllSpatial = {2, 3, 4};
+    out[0] = at::mean(x, at::IntArrayRef(kAllSpatial).slice(0, x.dim() - 2), true);
+  };
+}
+
+EF_REGISTER_OP(GlobalAveragePool, OpDef{"GlobalAveragePool", 1, 1, prepare_global_average_pool});
 
 // ---- BatchNormalization ----
 
@@ -322,58 +321,58 @@ EF_REGISTER_OP(GlobalAveragePool,
 // Like PyTorch, the running variance takes the unbiased batch variance (the ONNX text leaves
 // its ReduceVar open). The runtime's training flag decides the mode; the training_mode
 // attribute is ignored, as Dropout ignores its training_mode input.
-EF_REGISTER_OP(BatchNormalization,
-               OpDef{"BatchNormalization", 5, 5, [](const Node& node, const Graph&) -> Kernel {
-                       const double epsilon = node.attr_float("epsilon", 1e-5f);
-                       const double momentum = node.attr_float("momentum", 0.9f);
-                       EF_CHECK(momentum >= 0.0 && momentum <= 1.0, node.describe(), ": momentum ",
-                                momentum, " is outside [0, 1]");
-                       // ONNX momentum weighs the running value, torch's the batch value.
-                       const double torch_momentum = 1.0 - momentum;
-                       return [epsilon, torch_momentum](const TensorList& in, TensorList& out,
-                                                        const KernelContext& ctx) {
-                         out[0] = at::batch_norm(in[0], in[1], in[2], in[3], in[4], ctx.training,
-                                                 torch_momentum, epsilon, false);
-                         if (out.size() > 1) out[1] = in[3];
-                         if (out.size() > 2) out[2] = in[4];
-                       };
-                     }});
+Kernel prepare_batch_normalization(const Node& node, const Graph&) {
+  const double epsilon = node.attr_float("epsilon", 1e-5f);
+  const double momentum = node.attr_float("momentum", 0.9f);
+  EF_CHECK(momentum >= 0.0 && momentum <= 1.0, node.describe(), ": momentum ", momentum,
+           " is outside [0, 1]");
+  // ONNX momentum weighs the running value, torch's the batch value.
+  const double torch_momentum = 1.0 - momentum;
+  return
+      [epsilon, torch_momentum](const TensorList& in, TensorList& out, const KernelContext& ctx) {
+        out[0] = at::batch_norm(in[0], in[1], in[2], in[3], in[4], ctx.training, torch_momentum,
+                                epsilon, false);
+        if (out.size() > 1) out[1] = in[3];
+        if (out.size() > 2) out[2] = in[4];
+      };
+}
+
+EF_REGISTER_OP(BatchNormalization, OpDef{"BatchNormalization", 5, 5, prepare_batch_normalization});
 
 // ---- Gemm, MatMul ----
 
-EF_REGISTER_OP(Gemm, OpDef{"Gemm", 2, 3, [](const Node& node, const Graph&) -> Kernel {
-                             const double alpha = node.attr_float("alpha", 1.0f);
-                             const double beta = node.attr_float("beta", 1.0f);
-                             const bool trans_a = node.attr_int("transA", 0) != 0;
-                             const bool trans_b = node.attr_int("transB", 0) != 0;
-                             const std::string where = node.describe();
-                             return
-                                 [=](const TensorList& in, TensorList& out, const KernelContext&) {
-                                   EF_CHECK(in[0].dim() == 2 && in[1].dim() == 2, where,
-                                            ": A has shape ", in[0].sizes(), " and B has shape ",
-                                            in[1].sizes(), ", expected 2-D matrices");
-                                   const at::Tensor a = trans_a ? in[0].t() : in[0];
-                                   const at::Tensor b = trans_b ? in[1].t() : in[1];
-                                   const at::Tensor& c = optional_input(in, 2);
-                                   // addmm broadcasts C to [M, N] and fuses bias, alpha and beta
-                                   // into one BLAS call: the same call at::linear makes for a [out,
-                                   // in] weight.
-                                   if (c.defined() && beta != 0.0) {
-                                     out[0] = at::addmm(c, a, b, beta, alpha);
-                                   } else if (alpha == 1.0) {
-                                     out[0] = at::mm(a, b);
-                                   } else {
-                                     out[0] = at::mm(a, b) * alpha;
-                                   }
-                                 };
-                           }});
+Kernel prepare_gemm(const Node& node, const Graph&) {
+  const double alpha = node.attr_float("alpha", 1.0f);
+  const double beta = node.attr_float("beta", 1.0f);
+  const bool trans_a = node.attr_int("transA", 0) != 0;
+  const bool trans_b = node.attr_int("transB", 0) != 0;
+  const std::string where = node.describe();
+  return [=](const TensorList& in, TensorList& out, const KernelContext&) {
+    EF_CHECK(in[0].dim() == 2 && in[1].dim() == 2, where, ": A has shape ", in[0].sizes(),
+             " and B has shape ", in[1].sizes(), ", expected 2-D matrices");
+    const at::Tensor a = trans_a ? in[0].t() : in[0];
+    const at::Tensor b = trans_b ? in[1].t() : in[1];
+    const at::Tensor& c = optional_input(in, 2);
+    // addmm broadcasts C to [M, N] and fuses bias, alpha and beta into one BLAS call: the call
+    // at::linear makes for a [out, in] weight.
+    if (c.defined() && beta != 0.0) {
+      out[0] = at::addmm(c, a, b, beta, alpha);
+    } else if (alpha == 1.0) {
+      out[0] = at::mm(a, b);
+    } else {
+      out[0] = at::mm(a, b) * alpha;
+    }
+  };
+}
 
-EF_REGISTER_OP(MatMul, OpDef{"MatMul", 2, 2, [](const Node&, const Graph&) -> Kernel {
-                               return
-                                   [](const TensorList& in, TensorList& out, const KernelContext&) {
-                                     out[0] = at::matmul(in[0], in[1]);
-                                   };
-                             }});
+Kernel prepare_matmul(const Node&, const Graph&) {
+  return [](const TensorList& in, TensorList& out, const KernelContext&) {
+    out[0] = at::matmul(in[0], in[1]);
+  };
+}
+
+EF_REGISTER_OP(Gemm, OpDef{"Gemm", 2, 3, prepare_gemm});
+EF_REGISTER_OP(MatMul, OpDef{"MatMul", 2, 2, prepare_matmul});
 
 // ---- Softmax, LogSoftmax (opset 13: one axis, default -1) ----
 
@@ -393,80 +392,79 @@ EF_REGISTER_OP(LogSoftmax, OpDef{"LogSoftmax", 1, 1, prepare_softmax(true)});
 
 // ---- LayerNormalization (opset 17) ----
 
-EF_REGISTER_OP(LayerNormalization,
-               OpDef{"LayerNormalization", 2, 3, [](const Node& node, const Graph&) -> Kernel {
-                       const int64_t axis = node.attr_int("axis", -1);
-                       const double epsilon = node.attr_float("epsilon", 1e-5f);
-                       const std::string where = node.describe();
-                       const bool want_stats = node.outputs.size() > 1;
-                       return [=](const TensorList& in, TensorList& out, const KernelContext&) {
-                         const at::Tensor& x = in[0];
-                         const int64_t first = normalize_axis(axis, x.dim(), where);
-                         const at::IntArrayRef normalized = x.sizes().slice(first);
-                         const at::Tensor& scale = in[1];
-                         const at::Tensor& bias = optional_input(in, 2);
-                         // at::layer_norm takes scale and bias of exactly the normalised shape;
-                         // other broadcastable shapes are applied after it.
-                         const bool fused = scale.sizes() == normalized &&
-                                            (!bias.defined() || bias.sizes() == normalized);
-                         if (fused && !want_stats) {
-                           out[0] = at::layer_norm(x, normalized, scale, bias, epsilon, false);
-                           return;
-                         }
-                         auto [y, mean, rstd] =
-                             fused ? at::native_layer_norm(x, normalized, scale, bias, epsilon)
-                                   : at::native_layer_norm(x, normalized, {}, {}, epsilon);
-                         if (!fused) {
-                           y = y * scale;
-                           if (bias.defined()) y = y + bias;
-                         }
-                         out[0] = y;
-                         if (out.size() > 1) out[1] = mean;
-                         if (out.size() > 2) out[2] = rstd;
-                       };
-                     }});
+Kernel prepare_layer_normalization(const Node& node, const Graph&) {
+  const int64_t axis = node.attr_int("axis", -1);
+  const double epsilon = node.attr_float("epsilon", 1e-5f);
+  const std::string where = node.describe();
+  const bool want_stats = node.outputs.size() > 1;
+  return [=](const TensorList& in, TensorList& out, const KernelContext&) {
+    const at::Tensor& x = in[0];
+    const int64_t first = normalize_axis(axis, x.dim(), where);
+    const at::IntArrayRef normalized = x.sizes().slice(first);
+    const at::Tensor& scale = in[1];
+    const at::Tensor& bias = optional_input(in, 2);
+    // at::layer_norm takes scale and bias of exactly the normalised shape; other broadcastable
+    // shapes are applied after it.
+    const bool fused =
+        scale.sizes() == normalized && (!bias.defined() || bias.sizes() == normalized);
+    if (fused && !want_stats) {
+      out[0] = at::layer_norm(x, normalized, scale, bias, epsilon, false);
+      return;
+    }
+    auto [y, mean, rstd] = fused ? at::native_layer_norm(x, normalized, scale, bias, epsilon)
+                                 : at::native_layer_norm(x, normalized, {}, {}, epsilon);
+    if (!fused) {
+      y = y * scale;
+      if (bias.defined()) y = y + bias;
+    }
+    out[0] = y;
+    if (out.size() > 1) out[1] = mean;
+    if (out.size() > 2) out[2] = rstd;
+  };
+}
+
+EF_REGISTER_OP(LayerNormalization, OpDef{"LayerNormalization", 2, 3, prepare_layer_normalization});
 
 // ---- Dropout ----
 
 // The runtime's training flag decides whether Dropout drops; the optional training_mode input
 // is ignored, so one graph both trains and serves.
-EF_REGISTER_OP(Dropout,
-               OpDef{"Dropout", 1, 3, [](const Node& node, const Graph& graph) -> Kernel {
-                       const std::string where = node.describe();
-                       const bool has_ratio = node.inputs.size() > 1 && !node.inputs[1].empty();
-                       const at::Tensor ratio_value = prepared_input(node, graph, 1);
-                       double ratio = 0.5;
-                       const bool ratio_known = !has_ratio || ratio_value.defined();
-                       if (has_ratio && ratio_value.defined()) {
-                         EF_CHECK(ratio_value.numel() == 1, where, ": ratio has shape ",
-                                  ratio_value.sizes(), ", expected a scalar");
-                         ratio = ratio_value.reshape({}).item<double>();
-                       }
-                       EF_CHECK(ratio >= 0.0 && ratio < 1.0, where, ": ratio ", ratio,
-                                " is outside [0, 1)");
-                       const bool want_mask = node.outputs.size() > 1 && !node.outputs[1].empty();
-                       return [=](const TensorList& in, TensorList& out, const KernelContext& ctx) {
-                         const at::Tensor& x = in[0];
-                         double p = ratio;
-                         if (!ratio_known && ctx.training) {
-                           p = in[1].reshape({}).item<double>();
-                           EF_CHECK(p >= 0.0 && p < 1.0, where, ": ratio ", p,
-                                    " is outside [0, 1)");
-                         }
-                         if (!ctx.training || p == 0.0) {
-                           out[0] = x;
-                           if (want_mask) out[1] = at::ones_like(x, x.options().dtype(at::kBool));
-                           return;
-                         }
-                         if (want_mask) {
-                           auto [y, mask] = at::native_dropout(x, p, true);
-                           out[0] = y;
-                           out[1] = mask;
-                         } else {
-                           out[0] = at::dropout(x, p, true);
-                         }
-                       };
-                     }});
+Kernel prepare_dropout(const Node& node, const Graph& graph) {
+  const std::string where = node.describe();
+  const bool has_ratio = node.inputs.size() > 1 && !node.inputs[1].empty();
+  const at::Tensor ratio_value = prepared_input(node, graph, 1);
+  const bool ratio_known = !has_ratio || ratio_value.defined();
+  double ratio = 0.5;
+  if (has_ratio && ratio_value.defined()) {
+    EF_CHECK(ratio_value.numel() == 1, where, ": ratio has shape ", ratio_value.sizes(),
+             ", expected a scalar");
+    ratio = ratio_value.reshape({}).item<double>();
+  }
+  EF_CHECK(ratio >= 0.0 && ratio < 1.0, where, ": ratio ", ratio, " is outside [0, 1)");
+  const bool want_mask = node.outputs.size() > 1 && !node.outputs[1].empty();
+  return [=](const TensorList& in, TensorList& out, const KernelContext& ctx) {
+    const at::Tensor& x = in[0];
+    double p = ratio;
+    if (!ratio_known && ctx.training) {
+      p = in[1].reshape({}).item<double>();
+      EF_CHECK(p >= 0.0 && p < 1.0, where, ": ratio ", p, " is outside [0, 1)");
+    }
+    if (!ctx.training || p == 0.0) {
+      out[0] = x;
+      if (want_mask) out[1] = at::ones_like(x, x.options().dtype(at::kBool));
+      return;
+    }
+    if (want_mask) {
+      auto [y, mask] = at::native_dropout(x, p, true);
+      out[0] = y;
+      out[1] = mask;
+    } else {
+      out[0] = at::dropout(x, p, true);
+    }
+  };
+}
+
+EF_REGISTER_OP(Dropout, OpDef{"Dropout", 1, 3, prepare_dropout});
 
 }  // namespace
 }  // namespace edgeforge::ops

@@ -18,51 +18,57 @@ namespace {
 
 using ReduceFn = at::Tensor (*)(const at::Tensor&, at::IntArrayRef, bool);
 
-OpDef reduce_op(const char* op_type, ReduceFn fn) {
-  return OpDef{op_type, 1, 2, [fn](const Node& node, const Graph& graph) -> Kernel {
-                 const std::string where = node.describe();
-                 const bool keepdims = node.attr_int("keepdims", 1) != 0;
-                 const bool noop_with_empty_axes = node.attr_int("noop_with_empty_axes", 0) != 0;
-                 const bool axes_as_input = node.inputs.size() > 1 && !node.inputs[1].empty();
-                 EF_CHECK(!(axes_as_input && node.has("axes")), where,
-                          ": axes given both as an attribute and as an input");
-                 std::optional<std::vector<int64_t>> axes;
-                 if (node.has("axes")) axes = node.attr_ints("axes");
-                 if (axes_as_input) axes = prepared_ints(node, graph, 1, "axes");
-                 const bool axes_known = axes.has_value() || !axes_as_input;
-                 return [=](const TensorList& in, TensorList& out, const KernelContext&) {
-                   const at::Tensor& x = in[0];
-                   std::vector<int64_t> dims;
-                   if (axes_known) {
-                     if (axes) dims = *axes;
-                   } else {
-                     dims = to_int64s(in[1], where, "axes");
-                   }
-                   if (dims.empty()) {
-                     if (noop_with_empty_axes) {
-                       out[0] = x;
-                       return;
-                     }
-                     for (int64_t d = 0; d < x.dim(); ++d) dims.push_back(d);
-                   }
-                   for (int64_t& d : dims) d = normalize_axis(d, x.dim(), where, "axes value");
-                   out[0] = fn(x, dims, keepdims);
-                 };
-               }};
+Kernel prepare_reduce(ReduceFn fn, const Node& node, const Graph& graph) {
+  const std::string where = node.describe();
+  const bool keepdims = node.attr_int("keepdims", 1) != 0;
+  const bool noop_with_empty_axes = node.attr_int("noop_with_empty_axes", 0) != 0;
+  const bool axes_as_input = node.inputs.size() > 1 && !node.inputs[1].empty();
+  EF_CHECK(!(axes_as_input && node.has("axes")), where,
+           ": axes given both as an attribute and as an input");
+  std::optional<std::vector<int64_t>> axes;
+  if (node.has("axes")) axes = node.attr_ints("axes");
+  if (axes_as_input) axes = prepared_ints(node, graph, 1, "axes");
+  const bool axes_known = axes.has_value() || !axes_as_input;
+  return [=](const TensorList& in, TensorList& out, const KernelContext&) {
+    const at::Tensor& x = in[0];
+    std::vector<int64_t> dims;
+    if (axes_known) {
+      if (axes) dims = *axes;
+    } else {
+      dims = to_int64s(in[1], where, "axes");
+    }
+    if (dims.empty()) {
+      if (noop_with_empty_axes) {
+        out[0] = x;
+        return;
+      }
+      for (int64_t d = 0; d < x.dim(); ++d) dims.push_back(d);
+    }
+    for (int64_t& d : dims) d = normalize_axis(d, x.dim(), where, "axes value");
+    out[0] = fn(x, dims, keepdims);
+  };
 }
 
-EF_REGISTER_OP(ReduceMean,
-               reduce_op("ReduceMean", [](const at::Tensor& x, at::IntArrayRef dims, bool keepdim) {
-                 return at::mean(x, dims, keepdim);
-               }));
-EF_REGISTER_OP(ReduceSum,
-               reduce_op("ReduceSum", [](const at::Tensor& x, at::IntArrayRef dims, bool keepdim) {
-                 return at::sum(x, dims, keepdim);
-               }));
-EF_REGISTER_OP(ReduceMax,
-               reduce_op("ReduceMax", [](const at::Tensor& x, at::IntArrayRef dims, bool keepdim) {
-                 return at::amax(x, dims, keepdim);
-               }));
+OpDef reduce_op(const char* op_type, ReduceFn fn) {
+  PrepareFn prepare = [fn](const Node& node, const Graph& graph) {
+    return prepare_reduce(fn, node, graph);
+  };
+  return OpDef{op_type, 1, 2, prepare};
+}
+
+at::Tensor mean_fn(const at::Tensor& x, at::IntArrayRef dims, bool keepdim) {
+  return at::mean(x, dims, keepdim);
+}
+at::Tensor sum_fn(const at::Tensor& x, at::IntArrayRef dims, bool keepdim) {
+  return at::sum(x, dims, keepdim);
+}
+at::Tensor max_fn(const at::Tensor& x, at::IntArrayRef dims, bool keepdim) {
+  return at::amax(x, dims, keepdim);
+}
+
+EF_REGISTER_OP(ReduceMean, reduce_op("ReduceMean", mean_fn));
+EF_REGISTER_OP(ReduceSum, reduce_op("ReduceSum", sum_fn));
+EF_REGISTER_OP(ReduceMax, reduce_op("ReduceMax", max_fn));
 
 }  // namespace
 }  // namespace edgeforge::ops

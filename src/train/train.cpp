@@ -6,7 +6,9 @@
 #include <nlohmann/json.hpp>
 
 #include <chrono>
+#include <algorithm>
 #include <cmath>
+#include <cstdlib>
 #include <cstdio>
 #include <filesystem>
 
@@ -101,6 +103,29 @@ double lr_at(const TrainRecipe& r, int64_t step, int64_t steps) {
   if (step < warmup) return r.lr * static_cast<double>(step + 1) / static_cast<double>(warmup);
   const double t = static_cast<double>(step - warmup) / static_cast<double>(std::max<int64_t>(1, steps - warmup));
   return r.lr * 0.5 * (1.0 + std::cos(M_PI * t));
+}
+
+// Where a data set is read from and how big its files are: enough to tell the package's data
+// from test fixtures or another copy, without reading every byte.
+std::string data_fingerprint(const std::string& dataset) {
+  namespace fs = std::filesystem;
+  std::string dir;
+  if (dataset == kDatasetFashionMnist) {
+    const char* env = std::getenv("EDGEFORGE_FASHION_MNIST_DIR");
+    dir = env != nullptr && *env != '\0' ? env : kFashionMnistPackageDir;
+  } else {
+    dir = data_dir() + "/spam-assassin/data";
+  }
+  std::string fp = dataset + ":" + dir;
+  std::error_code ec;
+  std::vector<std::string> entries;
+  for (auto it = fs::recursive_directory_iterator(dir, ec); !ec && it != fs::end(it);
+       it.increment(ec))
+    if (it->is_regular_file(ec))
+      entries.push_back(it->path().string() + "=" + std::to_string(it->file_size(ec)));
+  std::sort(entries.begin(), entries.end());
+  for (const std::string& e : entries) fp += ";" + e;
+  return fp;
 }
 
 }  // namespace
@@ -208,9 +233,10 @@ TrainZooResult train_zoo_model(const std::string& zoo_name, const TrainRecipe& r
   } else {
     graph.metadata()[kMetaPreprocess] = nlohmann::json{{"seq_len", recipe.seq_len}}.dump();
   }
-  // The untrained graph pins the architecture and initialisation; the recipe pins the rest.
-  const std::string key =
-      hex64(fnv1a64(graph_to_onnx_bytes(graph) + recipe.to_json() + version()));
+  // The untrained graph pins the architecture and initialisation, the recipe the training, and
+  // the data fingerprint which files it trains on.
+  const std::string key = hex64(fnv1a64(graph_to_onnx_bytes(graph) + recipe.to_json() +
+                                        version() + data_fingerprint(spec.dataset)));
   result.cache_path = cache_dir() + "/models/" + zoo_name + "-" + key + ".onnx";
   if (use_cache && std::filesystem::exists(result.cache_path)) {
     try {
@@ -242,6 +268,35 @@ TrainZooResult train_zoo_model(const std::string& zoo_name, const TrainRecipe& r
   result.report = train_graph(graph, data, recipe, progress);
   if (use_cache) save_onnx(graph, result.cache_path);
   return result;
+}
+
+EvalResult score_predictions(const std::vector<int64_t>& predicted, const at::Tensor& labels,
+                             bool binary_f1) {
+  EF_CHECK(labels.dim() == 1 && labels.size(0) == static_cast<int64_t>(predicted.size()),
+           "scoring: ", predicted.size(), " predictions for ", labels.numel(), " labels");
+  at::Tensor y_t = labels.to(at::kLong).contiguous();
+  const int64_t* y = y_t.data_ptr<int64_t>();
+  const auto n = static_cast<int64_t>(predicted.size());
+  EvalResult r;
+  int64_t correct = 0, tp = 0, fp = 0, fn = 0;
+  r.correct.resize(static_cast<size_t>(n));
+  for (int64_t i = 0; i < n; ++i) {
+    const bool ok = predicted[i] == y[i];
+    r.correct[i] = ok ? 1 : 0;
+    correct += ok;
+    tp += predicted[i] == 1 && y[i] == 1;
+    fp += predicted[i] == 1 && y[i] != 1;
+    fn += predicted[i] != 1 && y[i] == 1;
+  }
+  r.samples = n;
+  r.accuracy = n > 0 ? static_cast<double>(correct) / static_cast<double>(n) : 0.0;
+  if (binary_f1) {
+    r.has_f1 = true;
+    r.precision = tp + fp > 0 ? static_cast<double>(tp) / static_cast<double>(tp + fp) : 0.0;
+    r.recall = tp + fn > 0 ? static_cast<double>(tp) / static_cast<double>(tp + fn) : 0.0;
+    r.f1 = r.precision + r.recall > 0 ? 2 * r.precision * r.recall / (r.precision + r.recall) : 0.0;
+  }
+  return r;
 }
 
 EvalResult evaluate(const Graph& graph, const EvalOptions& opts) {
@@ -276,26 +331,10 @@ EvalResult evaluate(const Graph& graph, const EvalOptions& opts) {
     const int64_t* p = pred.data_ptr<int64_t>();
     predicted.insert(predicted.end(), p, p + pred.numel());
   }
-  at::Tensor labels = data.labels.contiguous();
-  const int64_t* y = labels.data_ptr<int64_t>();
-  int64_t correct = 0, tp = 0, fp = 0, fn = 0;
-  r.correct.resize(static_cast<size_t>(n));
-  for (int64_t i = 0; i < n; ++i) {
-    const bool ok = predicted[i] == y[i];
-    r.correct[i] = ok ? 1 : 0;
-    correct += ok;
-    tp += predicted[i] == 1 && y[i] == 1;
-    fp += predicted[i] == 1 && y[i] != 1;
-    fn += predicted[i] != 1 && y[i] == 1;
-  }
-  r.samples = n;
-  r.accuracy = n > 0 ? static_cast<double>(correct) / static_cast<double>(n) : 0.0;
-  if (dataset_modality(r.dataset) == "text") {
-    r.has_f1 = true;
-    r.precision = tp + fp > 0 ? static_cast<double>(tp) / static_cast<double>(tp + fp) : 0.0;
-    r.recall = tp + fn > 0 ? static_cast<double>(tp) / static_cast<double>(tp + fn) : 0.0;
-    r.f1 = r.precision + r.recall > 0 ? 2 * r.precision * r.recall / (r.precision + r.recall) : 0.0;
-  }
+  EvalResult scored = score_predictions(predicted, data.labels, dataset_modality(r.dataset) == "text");
+  scored.dataset = r.dataset;
+  scored.split = r.split;
+  r = std::move(scored);
   r.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   return r;
 }

@@ -1,6 +1,7 @@
 // The zoo's registry: one row per model, with its family's sizes. Tune the sizes here.
 #include "edgeforge/zoo.h"
 
+#include <string>
 #include <variant>
 
 #include "edgeforge/error.h"
@@ -39,38 +40,56 @@ TransformerConfig roberta_config(int64_t hidden, int64_t layers, int64_t heads, 
 
 // The whole zoo. Students have about half the depth and/or width of their teacher (the
 // study's distillation pairs); the sizes are meant to let the whole zoo train on 2 cores in
-// minutes, so measure training time after changing them.
+// minutes, so measure training time after changing them. Descriptions get the sizes appended
+// (config_summary), so they never disagree with the configs.
 const std::vector<ZooEntry>& zoo_table() {
   static const std::vector<ZooEntry> kTable = {
-      {{"resnet", "resnet", "image", "fashion-mnist", "",
-        "wide residual network, basic blocks, 4 stages x 2 blocks"},
+      {{"resnet", "resnet", "image", "fashion-mnist", "", "wide residual network"},
        ResNetConfig{16, {16, 32, 64, 128}, {2, 2, 2, 2}}},
       {{"resnet-small", "resnet", "image", "fashion-mnist", "resnet",
-        "wide residual network, basic blocks, 4 stages x 1 block (half resnet's depth)"},
+        "wide residual network, half resnet's depth"},
        ResNetConfig{16, {16, 32, 64, 128}, {1, 1, 1, 1}}},
       // ResNeXt-101 64x4d, the study's model, has a bottleneck as wide as its output; so do
       // these, which puts their MACs near resnet's (a 2x expansion would cost 1.6x as much).
-      {{"resnext", "resnext", "image", "fashion-mnist", "",
-        "ResNeXt, bottleneck blocks of 8 groups x 4 channels, 4 stages x 2 blocks"},
+      {{"resnext", "resnext", "image", "fashion-mnist", "", "ResNeXt"},
        ResNeXtConfig{16, 8, 4, {32, 64, 128, 256}, {2, 2, 2, 2}}},
       {{"resnext-small", "resnext", "image", "fashion-mnist", "resnext",
-        "ResNeXt, bottleneck blocks of 8 groups x 4 channels, 4 stages x 1 block (half "
-        "resnext's depth)"},
+        "ResNeXt, half resnext's depth"},
        ResNeXtConfig{16, 8, 4, {32, 64, 128, 256}, {1, 1, 1, 1}}},
-      {{"bert", "bert", "text", "spam", "",
-        "BERT-style post-LN encoder, hidden 128, 4 layers, 4 heads"},
+      {{"bert", "bert", "text", "spam", "", "BERT-style post-LN encoder"},
        bert_config(128, 4, 4, 512)},
       {{"bert-small", "bert", "text", "spam", "bert",
-        "BERT-style post-LN encoder, hidden 128, 2 layers, 2 heads (half bert's depth)"},
+        "BERT-style post-LN encoder, half bert's depth and heads"},
        bert_config(128, 2, 2, 256)},
       {{"roberta", "roberta", "text", "spam", "",
-        "RoBERTa-style encoder (no token types), hidden 128, 4 layers, 4 heads"},
+        "RoBERTa-style post-LN encoder without token types"},
        roberta_config(128, 4, 4, 512)},
       {{"roberta-small", "roberta", "text", "spam", "roberta",
-        "RoBERTa-style tiny encoder, hidden 64, 2 layers, 2 heads (half roberta's depth and width)"},
+        "RoBERTa-style tiny encoder, half roberta's depth and width"},
        roberta_config(64, 2, 2, 256)},
   };
   return kTable;
+}
+
+std::string joined(const std::vector<int64_t>& values) {
+  std::string s;
+  for (int64_t v : values) s += (s.empty() ? "" : "/") + std::to_string(v);
+  return s;
+}
+
+std::string config_summary(const ResNetConfig& c) {
+  return "basic blocks, stem " + std::to_string(c.stem_width) + ", widths " + joined(c.widths) +
+         ", blocks " + joined(c.blocks);
+}
+std::string config_summary(const ResNeXtConfig& c) {
+  return "bottleneck blocks of " + std::to_string(c.cardinality) + " groups, group width " +
+         std::to_string(c.group_width) + " doubling per stage, stem " +
+         std::to_string(c.stem_width) + ", widths " + joined(c.widths) + ", blocks " +
+         joined(c.blocks);
+}
+std::string config_summary(const TransformerConfig& c) {
+  return "hidden " + std::to_string(c.hidden) + ", " + std::to_string(c.layers) + " layers, " +
+         std::to_string(c.heads) + " heads, ffn " + std::to_string(c.ffn);
 }
 
 const ZooEntry& zoo_entry(const std::string& name) {
@@ -100,13 +119,20 @@ Graph build_family(const TransformerConfig& c, const ZooBuildOptions& o) {
 const std::vector<ZooModelSpec>& zoo_models() {
   static const std::vector<ZooModelSpec> kSpecs = [] {
     std::vector<ZooModelSpec> specs;
-    for (const ZooEntry& e : zoo_table()) specs.push_back(e.spec);
+    for (const ZooEntry& e : zoo_table()) {
+      specs.push_back(e.spec);
+      specs.back().description +=
+          ": " + std::visit([](const auto& c) { return config_summary(c); }, e.config);
+    }
     return specs;
   }();
   return kSpecs;
 }
 
-const ZooModelSpec& zoo_model(const std::string& name) { return zoo_entry(name).spec; }
+const ZooModelSpec& zoo_model(const std::string& name) {
+  const ZooEntry& entry = zoo_entry(name);  // throws for an unknown name
+  return zoo_models()[static_cast<size_t>(&entry - zoo_table().data())];
+}
 
 Graph build_zoo_model(const std::string& name, const ZooBuildOptions& opts) {
   const ZooEntry& entry = zoo_entry(name);

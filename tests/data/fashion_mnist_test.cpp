@@ -18,7 +18,7 @@ namespace {
 const std::string kFixtures = std::string(EDGEFORGE_TEST_DATA_DIR) + "/fixtures";
 const std::string kGood = kFixtures + "/fashion-mnist";
 const std::string kBad = kFixtures + "/fashion-bad";
-const std::string kRealDir = FashionMnistOptions{}.dir;
+const std::string kRealDir = kFashionMnistPackageDir;
 
 // The message of the edgeforge::Error `f` throws, or a marker that fails every expectation.
 template <typename F>

@@ -5,6 +5,7 @@
 
 #include <cmath>
 
+#include "edgeforge/error.h"
 #include "edgeforge/runtime.h"
 
 using namespace edgeforge;
@@ -53,6 +54,17 @@ TEST(GraphBuilder, ScopesNameNodesValuesAndWeights) {
   EXPECT_EQ(conv.outputs, std::vector<std::string>{"stage1.out"});
   b.output("stage1.out", at::kFloat, {Dim::symbol("N"), 8, 8, 8});
   EXPECT_NO_THROW(g.validate());
+}
+
+TEST(GraphBuilder, TakenNamesThrowErrors) {
+  Graph g("taken");
+  g.add_input({"x", at::kFloat, {2, 3}});
+  g.add_node(Node("Relu", "act", {"x"}, {"act.out"}));
+  GraphBuilder b(g, seeded_generator(0));
+  EXPECT_THROW(b.relu("act", "x"), Error);         // the loaded graph's node name
+  EXPECT_THROW(b.input("x", at::kFloat, {}), Error);  // its input name
+  EXPECT_EQ(b.relu("act2", "act.out"), "act2.out");
+  EXPECT_THROW(b.parameter("act2.out", at::zeros({1})), Error);
 }
 
 TEST(GraphBuilder, ConvWritesEveryOnnxAttribute) {

