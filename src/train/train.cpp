@@ -128,6 +128,31 @@ std::string data_fingerprint(const std::string& dataset) {
   return fp;
 }
 
+// A teacher and its student share a tokenizer kind, so the trained tokenizer is cached too
+// (training one takes 10-60 s); the key covers its options and the training data.
+Tokenizer training_split_tokenizer(const TokenizerOptions& to, int64_t train_limit,
+                                   bool use_cache) {
+  const std::string key =
+      hex64(fnv1a64(to.kind + ":" + std::to_string(to.vocab_size) + ":" +
+                    std::to_string(train_limit) + ":" + version() + ":" +
+                    data_fingerprint(kDatasetSpam)));
+  const std::string path = cache_dir() + "/tokenizers/" + to.kind + "-" + key + ".model";
+  if (use_cache && std::filesystem::exists(path)) {
+    try {
+      return Tokenizer::from_bytes(read_file(path));
+    } catch (const Error& e) {
+      std::fprintf(stderr, "edgeforge: ignoring a damaged cache entry (%s)\n", e.what());
+    }
+  }
+  SpamOptions so;
+  so.limit = train_limit;
+  std::vector<std::string> texts;
+  for (const Mail& m : load_spam("train", so)) texts.push_back(m.text);
+  Tokenizer tokenizer = Tokenizer::train(texts, to);
+  if (use_cache) write_file_atomic(path, tokenizer.to_bytes());
+  return tokenizer;
+}
+
 }  // namespace
 
 TrainReport train_graph(Graph& graph, const TaskData& data, const TrainRecipe& recipe,
@@ -252,15 +277,11 @@ TrainZooResult train_zoo_model(const std::string& zoo_name, const TrainRecipe& r
   data_opts.seq_len = recipe.seq_len;
   std::optional<Tokenizer> tokenizer;
   if (spec.modality == "text") {
-    SpamOptions so;
-    so.limit = recipe.train_limit;
-    std::vector<std::string> texts;
-    for (const Mail& m : load_spam("train", so)) texts.push_back(m.text);
     TokenizerOptions to;
     to.kind = spec.family == "roberta" ? "bpe" : "unigram";
     to.vocab_size = recipe.vocab_size;
     to.seq_len = recipe.seq_len;
-    tokenizer = Tokenizer::train(texts, to);
+    tokenizer = training_split_tokenizer(to, recipe.train_limit, use_cache);
     embed_tokenizer(graph, *tokenizer);
   }
   TaskData data = load_task_data(spec.dataset, "train", data_opts,

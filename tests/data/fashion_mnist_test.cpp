@@ -8,36 +8,19 @@
 #include <filesystem>
 #include <set>
 
+#include "data_test_util.h"
 #include "edgeforge/data.h"
 #include "edgeforge/error.h"
 
 using namespace edgeforge;
 
+using namespace edgeforge::test_util;
+
 namespace {
 
-const std::string kFixtures = std::string(EDGEFORGE_TEST_DATA_DIR) + "/fixtures";
 const std::string kGood = kFixtures + "/fashion-mnist";
 const std::string kBad = kFixtures + "/fashion-bad";
 const std::string kRealDir = kFashionMnistPackageDir;
-
-// The message of the edgeforge::Error `f` throws, or a marker that fails every expectation.
-template <typename F>
-std::string error_of(F&& f) {
-  try {
-    f();
-  } catch (const Error& e) {
-    return e.what();
-  }
-  return "<no edgeforge::Error thrown>";
-}
-
-// Expects a one-line message that names `file` and contains `problem`.
-void expect_error_names(const std::string& message, const std::string& file,
-                        const std::string& problem) {
-  EXPECT_NE(message.find(file), std::string::npos) << message;
-  EXPECT_NE(message.find(problem), std::string::npos) << message;
-  EXPECT_EQ(message.find('\n'), std::string::npos) << message;
-}
 
 FashionMnistOptions fixture_opts() {
   FashionMnistOptions o;

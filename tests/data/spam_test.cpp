@@ -11,32 +11,17 @@
 #include <unistd.h>
 
 #include "edgeforge/build_info.h"
+#include "data_test_util.h"
 #include "edgeforge/data.h"
 #include "edgeforge/util.h"
 #include "edgeforge/error.h"
 
 using namespace edgeforge;
 
+using namespace edgeforge::test_util;
+
 namespace {
 
-const std::string kFixtures = std::string(EDGEFORGE_TEST_DATA_DIR) + "/fixtures";
-
-template <typename F>
-std::string error_of(F&& f) {
-  try {
-    f();
-  } catch (const Error& e) {
-    return e.what();
-  }
-  return "<no edgeforge::Error thrown>";
-}
-
-void expect_error_names(const std::string& message, const std::string& file,
-                        const std::string& problem) {
-  EXPECT_NE(message.find(file), std::string::npos) << message;
-  EXPECT_NE(message.find(problem), std::string::npos) << message;
-  EXPECT_EQ(message.find('\n'), std::string::npos) << message;
-}
 
 SpamOptions fixture_opts(const std::string& folder = "spam") {
   SpamOptions o;

@@ -10,9 +10,12 @@
 #include <fstream>
 
 #include "edgeforge/error.h"
+#include "data_test_util.h"
 #include "edgeforge/tokenizer.h"
 
 using namespace edgeforge;
+
+using namespace edgeforge::test_util;
 
 namespace {
 
@@ -35,16 +38,6 @@ const Tokenizer& trained(const std::string& kind) {
   static const Tokenizer unigram = Tokenizer::train(corpus(), small("unigram"));
   static const Tokenizer bpe = Tokenizer::train(corpus(), small("bpe"));
   return kind == "bpe" ? bpe : unigram;
-}
-
-template <typename F>
-std::string error_of(F&& f) {
-  try {
-    f();
-  } catch (const Error& e) {
-    return e.what();
-  }
-  return "<no edgeforge::Error thrown>";
 }
 
 }  // namespace
