@@ -9,6 +9,7 @@
 #include <nlohmann/json.hpp>
 
 #include <cstdio>
+#include <algorithm>
 #include <cstring>
 
 #include "bench_util.h"
@@ -28,6 +29,12 @@ at::Tensor init(const Graph& g, const std::string& name) {
   return it->second;
 }
 
+// LibTorch submodule names may not contain dots: "stage1.block1.conv1" -> "stage1_block1_conv1".
+std::string module_name(std::string name) {
+  std::replace(name.begin(), name.end(), '.', '_');
+  return name;
+}
+
 // A torch::nn Conv2d + BatchNorm2d pair loaded from the graph's "<prefix>.weight" etc.
 struct ConvBn {
   torch::nn::Conv2d conv{nullptr};
@@ -36,9 +43,9 @@ struct ConvBn {
          const std::string& bn_name, int64_t stride, int64_t pad, int64_t groups = 1) {
     at::Tensor w = init(g, conv_name + ".weight");
     conv = parent.register_module(
-        conv_name, torch::nn::Conv2d(torch::nn::Conv2dOptions(w.size(1) * groups, w.size(0), w.size(2))
+        module_name(conv_name), torch::nn::Conv2d(torch::nn::Conv2dOptions(w.size(1) * groups, w.size(0), w.size(2))
                                         .stride(stride).padding(pad).groups(groups).bias(false)));
-    bn = parent.register_module(bn_name, torch::nn::BatchNorm2d(w.size(0)));
+    bn = parent.register_module(module_name(bn_name), torch::nn::BatchNorm2d(w.size(0)));
     torch::NoGradGuard ng;
     conv->weight.copy_(w);
     bn->weight.copy_(init(g, bn_name + ".weight"));
