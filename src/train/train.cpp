@@ -49,7 +49,7 @@ TrainRecipe default_recipe(const std::string& zoo_name, bool quick) {
     r.warmup_share = 0.05;
     r.label_smoothing = 0.0;
   } else {
-    r.epochs = 4;
+    r.epochs = 2;
     r.batch_size = 32;
     r.lr = 1e-3;
     r.weight_decay = 0.01;
