@@ -93,10 +93,16 @@ Action add_zoo(CLI::App& app) {
                 "params", "train s");
     for (const auto& row : summary) {
       const bool text = row.contains("f1");
-      std::printf("%-14s %-14s %-9s %8.4f %10lld %9.1f\n", row["model"].get<std::string>().c_str(),
-                  row["teacher"].get<std::string>().empty() ? "-" : row["teacher"].get<std::string>().c_str(),
-                  text ? "spam F1" : "top-1", text ? row["f1"].get<double>() : row["accuracy"].get<double>(),
-                  row["parameters"].get<long long>(), row["train_seconds"].get<double>());
+      const std::string teacher = row["teacher"].get<std::string>();
+      char train_s[32];
+      if (row["from_cache"].get<bool>())
+        std::snprintf(train_s, sizeof train_s, "cached");
+      else
+        std::snprintf(train_s, sizeof train_s, "%.1f", row["train_seconds"].get<double>());
+      std::printf("%-14s %-14s %-9s %8.4f %10lld %9s\n", row["model"].get<std::string>().c_str(),
+                  teacher.empty() ? "-" : teacher.c_str(), text ? "spam F1" : "top-1",
+                  text ? row["f1"].get<double>() : row["accuracy"].get<double>(),
+                  row["parameters"].get<long long>(), train_s);
     }
     std::printf("wall time %.1f s (%d threads); models and summary.json in %s\n", wall,
                 args->threads, args->out_dir.c_str());
