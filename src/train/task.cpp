@@ -83,7 +83,7 @@ std::string model_dataset(const Graph& graph) {
 Tokenizer tokenizer_from_model(const Graph& graph) {
   auto it = graph.metadata().find(kMetaTokenizer);
   EF_CHECK(it != graph.metadata().end(), "model '", graph.name(),
-           "' is a text model without an embedded tokenizer (metadata '", kMetaTokenizer, "')");
+           "' has no embedded tokenizer (metadata '", kMetaTokenizer, "'), so it cannot read text");
   return Tokenizer::from_bytes(
       base64_decode(it->second, "model '" + graph.name() + "' tokenizer metadata"));
 }

@@ -326,6 +326,11 @@ EvalResult evaluate(const Graph& graph, const EvalOptions& opts) {
   const auto start = std::chrono::steady_clock::now();
   EvalResult r;
   r.dataset = opts.dataset.empty() ? model_dataset(graph) : opts.dataset;
+  auto own = graph.metadata().find(kMetaDataset);
+  if (own != graph.metadata().end() && dataset_modality(own->second) != dataset_modality(r.dataset))
+    throw Error("model '" + graph.name() + "' was trained on " + own->second + " (" +
+                dataset_modality(own->second) + "); it cannot be evaluated on " + r.dataset +
+                " (" + dataset_modality(r.dataset) + ")");
   r.split = opts.split;
   std::optional<Tokenizer> tokenizer;
   if (dataset_modality(r.dataset) == "text") tokenizer = tokenizer_from_model(graph);

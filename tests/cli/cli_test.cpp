@@ -144,6 +144,12 @@ TEST_F(Cli, CorruptMailJsonIsNamed) {
   expect_one_line_error(o, {"00099.0123456789abcdef0123456789abcdef.json"});
 }
 
+TEST_F(Cli, ImageModelOnTextDataIsRefused) {
+  save_onnx(build_zoo_model("resnet-small"), path("m.onnx"));
+  Outcome o = run("eval --model " + path("m.onnx") + " --data spam");
+  expect_one_line_error(o, {"fashion-mnist (image)", "spam (text)"});
+}
+
 TEST_F(Cli, InvalidFlagValuesAreRefused) {
   Outcome o = run("train --model resnet-small --quick --epochs 0 --out " + path("m.onnx"));
   expect_one_line_error(o, {"epochs", "0"});
