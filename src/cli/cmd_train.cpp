@@ -54,13 +54,7 @@ Action add_train(CLI::App& app) {
     if (args->limit) recipe.train_limit = *args->limit;
     recipe.threads = args->threads;
     ProgressLine line("train " + args->model);
-    TrainZooResult r = train_zoo_model(
-        args->model, recipe, !args->no_cache, [&line](const TrainProgress& p) {
-          char detail[128];
-          std::snprintf(detail, sizeof detail, "epoch %d/%d  loss %.4f  %.0f samples/s", p.epoch,
-                        p.epochs, p.loss, p.samples_per_s);
-          line.update(p.step, p.steps, detail);
-        });
+    TrainZooResult r = train_zoo_model(args->model, recipe, !args->no_cache, train_progress(line));
     save_onnx(r.graph, args->out);
     if (r.from_cache) {
       std::fprintf(stderr, "train %s: reused cached model %s\n", args->model.c_str(),

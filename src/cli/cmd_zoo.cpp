@@ -47,12 +47,7 @@ Action add_zoo(CLI::App& app) {
       TrainRecipe recipe = default_recipe(spec.name, args->quick);
       recipe.threads = args->threads;
       ProgressLine line("train " + spec.name);
-      TrainZooResult r = train_zoo_model(spec.name, recipe, true, [&line](const TrainProgress& p) {
-        char detail[128];
-        std::snprintf(detail, sizeof detail, "epoch %d/%d  loss %.4f  %.0f samples/s", p.epoch,
-                      p.epochs, p.loss, p.samples_per_s);
-        line.update(p.step, p.steps, detail);
-      });
+      TrainZooResult r = train_zoo_model(spec.name, recipe, true, train_progress(line));
       if (r.from_cache)
         std::fprintf(stderr, "train %s: cached (%s)\n", spec.name.c_str(), r.cache_path.c_str());
       else

@@ -5,6 +5,9 @@
 
 #include <functional>
 
+#include "edgeforge/train.h"
+#include "edgeforge/util.h"
+
 namespace edgeforge::cli {
 
 // Each adds its subcommand to `app` and returns the action to run when it is chosen.
@@ -16,5 +19,8 @@ Action add_zoo(CLI::App& app);
 
 // Default thread count for a command: the machine's cores.
 int default_threads();
+
+// Reports training progress (epoch, loss, samples/s) on `line`.
+ProgressFn train_progress(ProgressLine& line);
 
 }  // namespace edgeforge::cli

@@ -14,6 +14,16 @@ int default_threads() {
   const unsigned n = std::thread::hardware_concurrency();
   return n == 0 ? 1 : static_cast<int>(n);
 }
+
+ProgressFn train_progress(ProgressLine& line) {
+  return [&line](const TrainProgress& p) {
+    char detail[128];
+    std::snprintf(detail, sizeof detail, "epoch %d/%d  loss %.4f  %.0f samples/s", p.epoch,
+                  p.epochs, p.loss, p.samples_per_s);
+    line.update(p.step, p.steps, detail);
+  };
+}
+
 }  // namespace edgeforge::cli
 
 namespace {
