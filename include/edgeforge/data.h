@@ -59,6 +59,10 @@ struct FashionMnistOptions {
 // (t10k file, 10,000). Items keep their file order. Throws Error naming the file on bad input.
 ImageSet load_fashion_mnist(const std::string& split, const FashionMnistOptions& opts = {});
 
+// The folder load_fashion_mnist reads: opts.dir, else $EDGEFORGE_FASHION_MNIST_DIR, else
+// kFashionMnistPackageDir.
+std::string fashion_mnist_dir(const FashionMnistOptions& opts = {});
+
 // Reads one gzip'd IDX image file (magic 0x803, uint8 [N,H,W]) and its label file (magic 0x801,
 // labels 0..9). Throws Error naming the file when it is missing, not gzip, corrupt, has the wrong
 // magic, holds fewer or more bytes than its header says, the two counts differ, or a label is
@@ -90,6 +94,9 @@ struct SpamOptions {
 // Loads split "train" (80%), "validation" (10%) or "test" (10%) of the mails, assigned by
 // spam_split_of(id), sorted by (id, group). Throws Error naming the folder or file on bad input.
 std::vector<Mail> load_spam(const std::string& split, const SpamOptions& opts = {});
+
+// The folder load_spam reads: opts.dir, else data_dir() + "/spam-assassin/data".
+std::string spam_dir(const SpamOptions& opts = {});
 
 // The split a mail id lands in: FNV-1a 64 of the id, modulo 10: 0-7 "train", 8 "validation",
 // 9 "test". The same on every machine, so a mail never changes split.

@@ -162,15 +162,12 @@ ImageSet read_idx_pair(const std::string& images_gz_path, const std::string& lab
   return set;
 }
 
-namespace {
-// An explicit folder wins, then $EDGEFORGE_FASHION_MNIST_DIR, then the Debian package's folder.
 std::string fashion_mnist_dir(const FashionMnistOptions& opts) {
   if (!opts.dir.empty()) return opts.dir;
   const char* env = std::getenv("EDGEFORGE_FASHION_MNIST_DIR");
   if (env != nullptr && *env != '\0') return env;
   return kFashionMnistPackageDir;
 }
-}  // namespace
 
 ImageSet load_fashion_mnist(const std::string& split, const FashionMnistOptions& opts) {
   EF_CHECK(split == "train" || split == "validation" || split == "test",

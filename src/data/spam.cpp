@@ -156,6 +156,10 @@ const std::string& string_field(const nlohmann::json& j, const char* key, const 
 
 }  // namespace
 
+std::string spam_dir(const SpamOptions& opts) {
+  return opts.dir.empty() ? data_dir() + "/spam-assassin/data" : opts.dir;
+}
+
 std::string spam_split_of(const std::string& mail_id) {
   const uint64_t bucket = fnv1a64(mail_id) % 10;
   return bucket < 8 ? "train" : bucket == 8 ? "validation" : "test";
@@ -250,7 +254,7 @@ std::vector<Mail> load_spam(const std::string& split, const SpamOptions& opts) {
   EF_CHECK(split == "train" || split == "validation" || split == "test",
            "spam data: unknown split '", split, "'; expected train, validation or test");
   EF_CHECK(opts.limit >= 0, "spam data: limit ", opts.limit, " is negative; 0 keeps all");
-  const std::string dir = opts.dir.empty() ? data_dir() + "/spam-assassin/data" : opts.dir;
+  const std::string dir = spam_dir(opts);
   EF_CHECK(fs::is_directory(dir), "spam data: folder '", dir, "' not found; ", kSetupHint);
 
   // Directory order differs between file systems; sorting makes every run read the same way.

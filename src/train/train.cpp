@@ -109,13 +109,7 @@ double lr_at(const TrainRecipe& r, int64_t step, int64_t steps) {
 // from test fixtures or another copy, without reading every byte.
 std::string data_fingerprint(const std::string& dataset) {
   namespace fs = std::filesystem;
-  std::string dir;
-  if (dataset == kDatasetFashionMnist) {
-    const char* env = std::getenv("EDGEFORGE_FASHION_MNIST_DIR");
-    dir = env != nullptr && *env != '\0' ? env : kFashionMnistPackageDir;
-  } else {
-    dir = data_dir() + "/spam-assassin/data";
-  }
+  const std::string dir = dataset == kDatasetFashionMnist ? fashion_mnist_dir() : spam_dir();
   std::string fp = dataset + ":" + dir;
   std::error_code ec;
   std::vector<std::string> entries;
