@@ -30,13 +30,18 @@ struct TrainRecipe {
   std::string optimizer = "sgd"; // "sgd" (momentum 0.9, nesterov) or "adamw"
   double warmup_share = 0.1;     // share of steps with a linear warm-up, then cosine decay to 0
   double label_smoothing = 0.0;
+  double grad_clip_norm = 0.0;   // clip the global gradient L2 norm to this; 0 = off
   int64_t train_limit = 0;       // 0 = the whole training split
   int64_t seq_len = 128;         // text models: tokens per sample
   int64_t vocab_size = 8000;     // text models: tokenizer vocabulary
   uint64_t seed = 0;
   int threads = 2;               // intra-op threads; not part of the cache key
+  // 4-D activations and weights in channels-last (NHWC) memory while training, so LibTorch's
+  // oneDNN convolutions skip a layout reorder on every call (bench/train_memory_format).
+  // Speed only, so not part of the cache key; results agree to float rounding.
+  bool channels_last = true;
 
-  std::string to_json() const;   // every field but threads, for metadata and the cache key
+  std::string to_json() const;   // every field but threads and channels_last
 };
 
 // The default recipe for a zoo model; `quick` gives a seconds-long recipe for tests.

@@ -21,10 +21,13 @@ std::string read_file(const std::string& path);
 // Writes to a temporary file beside `path` and renames it, so a crash never leaves half a file.
 void write_file_atomic(const std::string& path, const std::string& bytes);
 
-// A progress line on stderr: redrawn in place on a terminal, else one line every few seconds.
+// A progress line on stderr: redrawn in place on a terminal, else one line every 10 seconds
+// (every $EDGEFORGE_PROGRESS_SECONDS when set).
 class ProgressLine {
  public:
-  explicit ProgressLine(std::string label);
+  // `show_eta` false prints the elapsed time instead of an ETA, for work whose parts take
+  // unknown and unequal times (an ETA from the share done would mislead).
+  explicit ProgressLine(std::string label, bool show_eta = true);
   // `done` of `total` units; `detail` is appended (e.g. "loss 0.41  2300 samples/s").
   void update(int64_t done, int64_t total, const std::string& detail);
   void finish(const std::string& detail);
@@ -32,6 +35,8 @@ class ProgressLine {
  private:
   std::string label_;
   bool tty_;
+  bool show_eta_;
+  double log_interval_s_ = 10.0;
   std::chrono::steady_clock::time_point start_, last_print_;
 };
 

@@ -4,6 +4,7 @@
 
 #include <cerrno>
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
@@ -120,9 +121,16 @@ void write_file_atomic(const std::string& path, const std::string& bytes) {
   }
 }
 
-ProgressLine::ProgressLine(std::string label)
-    : label_(std::move(label)), tty_(::isatty(STDERR_FILENO) != 0),
-      start_(std::chrono::steady_clock::now()), last_print_(start_) {}
+ProgressLine::ProgressLine(std::string label, bool show_eta)
+    : label_(std::move(label)), tty_(::isatty(STDERR_FILENO) != 0), show_eta_(show_eta),
+      start_(std::chrono::steady_clock::now()), last_print_(start_) {
+  // A parent process that shows its children's progress asks for lines more often.
+  if (const char* every = std::getenv("EDGEFORGE_PROGRESS_SECONDS")) {
+    char* end = nullptr;
+    const double v = std::strtod(every, &end);
+    if (end != every && v >= 0) log_interval_s_ = v;
+  }
+}
 
 namespace {
 std::string format_duration(double seconds) {
@@ -139,7 +147,7 @@ std::string format_duration(double seconds) {
 void ProgressLine::update(int64_t done, int64_t total, const std::string& detail) {
   const auto now = std::chrono::steady_clock::now();
   const double since_print = std::chrono::duration<double>(now - last_print_).count();
-  if (since_print < (tty_ ? 0.2 : 10.0) && done < total) return;
+  if (since_print < (tty_ ? 0.2 : log_interval_s_) && done < total) return;
   last_print_ = now;
   const double elapsed = std::chrono::duration<double>(now - start_).count();
   const double frac = total > 0 ? static_cast<double>(done) / static_cast<double>(total) : 0.0;
@@ -148,9 +156,10 @@ void ProgressLine::update(int64_t done, int64_t total, const std::string& detail
   const int filled = static_cast<int>(frac * kBarWidth);
   std::string bar(static_cast<size_t>(filled), '#');
   bar.resize(kBarWidth, '.');
-  std::fprintf(stderr, "%s%s [%s] %3d%%  %s  ETA %s%s", tty_ ? "\r\033[K" : "", label_.c_str(),
+  std::fprintf(stderr, "%s%s [%s] %3d%%  %s  %s %s%s", tty_ ? "\r\033[K" : "", label_.c_str(),
                bar.c_str(), static_cast<int>(frac * 100), detail.c_str(),
-               format_duration(eta).c_str(), tty_ ? "" : "\n");
+               show_eta_ ? "ETA" : "elapsed", format_duration(show_eta_ ? eta : elapsed).c_str(),
+               tty_ ? "" : "\n");
   std::fflush(stderr);
 }
 

@@ -8,6 +8,8 @@
 #include <fstream>
 #include <sstream>
 
+#include <nlohmann/json.hpp>
+
 #include "edgeforge/graph.h"
 #include "edgeforge/onnx_io.h"
 #include "edgeforge/util.h"
@@ -175,6 +177,35 @@ TEST_F(Cli, QuickTrainThenEvalAndInfoOnImages) {
   ASSERT_EQ(again.exit_code, 0) << again.err;
   EXPECT_NE(again.err.find("cached"), std::string::npos) << again.err;
   EXPECT_EQ(read_file(path("r.onnx")), read_file(path("r2.onnx")));
+}
+
+TEST_F(Cli, ZooTrainsInParallelJobsExactlyAsTrainDoes) {
+  // Two jobs of one thread: each model is trained by a child `edgeforge train`, so the file is
+  // the one an in-process `train --threads 1` writes, bit for bit (same seed, same threads).
+  Outcome z = run("zoo --train --quick --jobs 2 --threads 2 --out-dir " + path("zoo"));
+  ASSERT_EQ(z.exit_code, 0) << z.err;
+  const nlohmann::json summary = nlohmann::json::parse(read_file(path("zoo/summary.json")));
+  EXPECT_EQ(summary["jobs"], 2);
+  ASSERT_EQ(summary["models"].size(), zoo_models().size());
+  for (const auto& row : summary["models"]) {
+    const std::string model = row["model"].get<std::string>();
+    EXPECT_TRUE(fs::exists(path("zoo/" + model + ".onnx"))) << model;
+    EXPECT_TRUE(fs::exists(path("zoo/logs/" + model + ".log"))) << model;
+    EXPECT_GT(row["samples"].get<int64_t>(), 0) << model;
+  }
+  Outcome t = run("train --quick --model resnet-small --threads 1 --out " + path("r.onnx"),
+                  "EDGEFORGE_CACHE_DIR='" + path("cache2") + "'");
+  ASSERT_EQ(t.exit_code, 0) << t.err;
+  EXPECT_EQ(t.err.find("cached"), std::string::npos) << t.err;  // really trained again
+  EXPECT_EQ(read_file(path("zoo/resnet-small.onnx")), read_file(path("r.onnx")));
+}
+
+TEST_F(Cli, ZooNamesTheModelWhoseTrainingFailedAndItsLog) {
+  Outcome o = run("zoo --train --quick --jobs 2 --threads 2 --out-dir " + path("zoo"),
+                  "EDGEFORGE_FASHION_MNIST_DIR=/nonexistent");
+  // resnet and resnext start together and both fail; either may be seen first.
+  expect_one_line_error(o, {"training resne", "failed (exit 1)", "dataset-fashion-mnist",
+                            "(full log: " + path("zoo") + "/logs/resne"});
 }
 
 }  // namespace

@@ -2,6 +2,8 @@
 
 #include <ATen/ATen.h>
 
+#include <cmath>
+
 #include "edgeforge/error.h"
 #include "edgeforge/graph_builder.h"
 #include "edgeforge/runtime.h"
@@ -124,6 +126,73 @@ TEST(Train, RejectsInvalidRecipes) {
   r = tiny_recipe();
   r.optimizer = "lion";
   expect_error(r, "lion");
+  r = tiny_recipe();
+  r.grad_clip_norm = -1;
+  expect_error(r, "gradient clipping");
+}
+
+// The square root of the summed squared change of every trainable weight.
+double weight_change(const Graph& before, const Graph& after) {
+  double sq = 0;
+  for (const auto& [name, t] : before.initializers())
+    if (name.find("weight") != std::string::npos || name.find("bias") != std::string::npos)
+      sq += (after.initializers().at(name) - t).pow(2).sum().item<double>();
+  return std::sqrt(sq);
+}
+
+TEST(Train, GradientClippingBoundsEveryStep) {
+  TrainRecipe r = tiny_recipe();
+  r.weight_decay = 0;  // only the clipped gradient moves the weights
+  r.epochs = 1;        // 256 / 32 = 8 steps
+  const Graph start = tiny_model(1);
+  Graph free = tiny_model(1), clipped = tiny_model(1);
+  train_graph(free, blobs(256, 2), r);
+  r.grad_clip_norm = 1e-6;
+  train_graph(clipped, blobs(256, 2), r);
+  // Nesterov momentum 0.9 amplifies a step at most 1.9 / (1 - 0.9) = 19 times.
+  const double bound = 8 * r.lr * r.grad_clip_norm * 19;
+  EXPECT_LE(weight_change(start, clipped), bound);
+  EXPECT_GT(weight_change(start, free), 1000 * bound);
+}
+
+// A small convolutional network (conv, batch norm, residual add, pooling, linear).
+Graph tiny_conv_model() {
+  at::manual_seed(3);
+  Graph g("tiny-conv");
+  GraphBuilder b(g, seeded_generator(3));
+  std::string x = b.input("x", at::kFloat, {Dim::symbol("N"), Dim(1), Dim(8), Dim(8)});
+  std::string h = b.relu("relu1", b.batch_norm("bn1", b.conv("conv1", x, 1, 8, 3, 1, 1), 8));
+  std::string y = b.batch_norm("bn2", b.conv("conv2", h, 8, 8, 3, 1, 1), 8);
+  h = b.relu("relu2", b.add("add", y, h));
+  h = b.flatten("flatten", b.global_average_pool("pool", h), 1);
+  b.output(b.gemm("fc", h, 8, 2), at::kFloat, {Dim::symbol("N"), Dim(2)});
+  return g;
+}
+
+TEST(Train, ChannelsLastTrainsLikeNchwAndSavesTheUsualLayout) {
+  at::manual_seed(5);
+  TaskData d;
+  d.dataset = "squares";
+  d.split = "train";
+  d.labels = at::randint(0, 2, {64}, at::kLong);
+  d.features["x"] = at::randn({64, 1, 8, 8}) + d.labels.to(at::kFloat).view({64, 1, 1, 1});
+  d.num_classes = 2;
+  TrainRecipe r = tiny_recipe();
+  r.epochs = 1;
+  r.batch_size = 16;
+  Graph nchw = tiny_conv_model(), nhwc = tiny_conv_model();
+  r.channels_last = false;
+  const TrainReport a = train_graph(nchw, d, r);
+  r.channels_last = true;
+  const TrainReport b = train_graph(nhwc, d, r);
+  // The layouts sum in different orders: equal to float rounding after 4 steps.
+  constexpr double kLayoutTolerance = 1e-4;
+  EXPECT_NEAR(a.final_loss, b.final_loss, kLayoutTolerance);
+  for (const auto& [name, t] : nchw.initializers()) {
+    const at::Tensor& u = nhwc.initializers().at(name);
+    EXPECT_TRUE(u.is_contiguous()) << name;  // back in the layout save_onnx and the runtime expect
+    EXPECT_TRUE(at::allclose(t, u, kLayoutTolerance, kLayoutTolerance)) << name;
+  }
 }
 
 TEST(Train, MissingInputFeatureIsNamed) {

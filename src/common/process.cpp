@@ -1,0 +1,115 @@
+#include "edgeforge/process.h"
+
+#include <fcntl.h>
+#include <signal.h>
+#include <spawn.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+#include <filesystem>
+
+#include "edgeforge/error.h"
+
+extern char** environ;
+
+namespace edgeforge {
+
+namespace {
+
+int decode_status(int raw) {
+  if (WIFEXITED(raw)) return WEXITSTATUS(raw);
+  if (WIFSIGNALED(raw)) return 128 + WTERMSIG(raw);
+  return 255;
+}
+
+}  // namespace
+
+ChildProcess::ChildProcess(const std::vector<std::string>& argv, const std::string& stdout_path,
+                           const std::string& stderr_path,
+                           const std::vector<std::string>& extra_env) {
+  EF_CHECK(!argv.empty(), "cannot start a process without a program");
+  std::vector<char*> args;
+  for (const std::string& a : argv) args.push_back(const_cast<char*>(a.c_str()));
+  args.push_back(nullptr);
+  std::vector<std::string> env_storage;
+  for (char** e = environ; *e != nullptr; ++e) env_storage.emplace_back(*e);
+  for (const std::string& e : extra_env) {
+    const std::string name = e.substr(0, e.find('=') + 1);
+    for (std::string& have : env_storage)
+      if (have.compare(0, name.size(), name) == 0) have.clear();
+    env_storage.push_back(e);
+  }
+  std::vector<char*> envp;
+  for (std::string& e : env_storage)
+    if (!e.empty()) envp.push_back(e.data());
+  envp.push_back(nullptr);
+
+  posix_spawn_file_actions_t actions;
+  posix_spawn_file_actions_init(&actions);
+  const int flags = O_WRONLY | O_CREAT | O_TRUNC;  // no O_CLOEXEC: these are the child's own
+  if (!stdout_path.empty())
+    posix_spawn_file_actions_addopen(&actions, STDOUT_FILENO, stdout_path.c_str(), flags, 0644);
+  if (!stderr_path.empty())
+    posix_spawn_file_actions_addopen(&actions, STDERR_FILENO, stderr_path.c_str(), flags, 0644);
+  const int rc = posix_spawn(&pid_, args[0], &actions, nullptr, args.data(), envp.data());
+  posix_spawn_file_actions_destroy(&actions);
+  if (rc != 0) {
+    pid_ = -1;
+    throw Error("cannot start '" + argv[0] + "': " + std::strerror(rc));
+  }
+}
+
+ChildProcess::ChildProcess(ChildProcess&& other) noexcept
+    : pid_(other.pid_), status_(other.status_) {
+  other.pid_ = -1;
+}
+
+ChildProcess& ChildProcess::operator=(ChildProcess&& other) noexcept {
+  if (this != &other) {
+    kill();
+    pid_ = other.pid_;
+    status_ = other.status_;
+    other.pid_ = -1;
+  }
+  return *this;
+}
+
+ChildProcess::~ChildProcess() { kill(); }
+
+std::optional<int> ChildProcess::poll() {
+  if (status_ || pid_ < 0) return status_;
+  int raw = 0;
+  pid_t r = 0;
+  do r = ::waitpid(pid_, &raw, WNOHANG);
+  while (r < 0 && errno == EINTR);
+  if (r == pid_) status_ = decode_status(raw);
+  else if (r < 0) status_ = 255;  // not our child any more (reaped elsewhere)
+  return status_;
+}
+
+int ChildProcess::wait() {
+  if (status_ || pid_ < 0) return status_.value_or(255);
+  int raw = 0;
+  pid_t r = 0;
+  do r = ::waitpid(pid_, &raw, 0);
+  while (r < 0 && errno == EINTR);
+  status_ = r == pid_ ? decode_status(raw) : 255;
+  return *status_;
+}
+
+void ChildProcess::kill() {
+  if (pid_ < 0 || poll()) return;
+  ::kill(pid_, SIGKILL);
+  wait();
+}
+
+std::string self_executable() {
+  std::error_code ec;
+  const std::filesystem::path p = std::filesystem::read_symlink("/proc/self/exe", ec);
+  EF_CHECK(!ec, "cannot find the running executable (/proc/self/exe): ", ec.message());
+  return p.string();
+}
+
+}  // namespace edgeforge
