@@ -38,7 +38,7 @@ struct TrainRecipe {
   int threads = 2;               // intra-op threads; not part of the cache key
   // 4-D activations and weights in channels-last (NHWC) memory while training, so LibTorch's
   // oneDNN convolutions skip a layout reorder on every call (bench/train_memory_format).
-  // Speed only, so not part of the cache key; results agree to float rounding.
+  // Speed only, so not part of the cache key; each step agrees with NCHW to float rounding.
   bool channels_last = true;
 
   std::string to_json() const;   // every field but threads and channels_last
