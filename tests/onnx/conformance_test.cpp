@@ -39,12 +39,12 @@ constexpr double kFloatAtol = 1e-5;
 // A case belongs to family f when it is named test_<f> or test_<f>_<variant>.
 const std::set<std::string> kAllowedFamilies = {
     "abs", "add", "and", "argmax", "averagepool", "basic_conv", "batchnorm", "cast", "clip",
-    "concat", "constant", "constantofshape", "conv", "cos", "cumsum", "depthtospace", "div",
-    "dropout", "elu", "equal", "erf", "exp", "expand", "flatten", "gather", "gather_elements",
+    "concat", "constant", "constantofshape", "conv", "cos", "cumsum", "depthtospace",
+    "dequantizelinear", "div", "dropout", "dynamicquantizelinear", "elu", "equal", "erf", "exp", "expand", "flatten", "gather", "gather_elements",
     "gemm", "globalaveragepool", "globalmaxpool", "greater", "greater_equal", "hardsigmoid",
     "hardswish", "identity", "instancenorm", "layer_normalization", "leakyrelu", "less",
     "less_equal", "log", "logsoftmax", "matmul", "max", "maxpool", "min", "mul", "neg", "not",
-    "or", "pow", "prelu", "range", "reciprocal", "reduce_max", "reduce_mean", "reduce_min",
+    "or", "pow", "prelu", "quantizelinear", "range", "reciprocal", "reduce_max", "reduce_mean", "reduce_min",
     "reduce_sum", "relu", "reshape", "sigmoid", "sin", "shape", "size", "slice", "softmax",
     "softplus", "split", "sqrt", "squeeze", "sub", "sum", "tanh", "tile", "transpose",
     "unsqueeze", "where"};
