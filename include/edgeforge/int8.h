@@ -1,0 +1,47 @@
+// edgeforge/int8.h: int8 kernels for the QDQ lowering (issue 3), on LibTorch's quantized ops
+// with the ONEDNN engine. Debian's LibTorch has QNNPACK and ONEDNN but no FBGEMM; ONEDNN is
+// the one that is fast on x86 (a 64->64 3x3 conv on 56x56: about 0.3 ms against QNNPACK's
+// 9 ms, ../shared/reference/platform-facts.md), so it is selected once, process-wide.
+//
+// Activations are uint8 per tensor (scale, zero point); weights int8, symmetric, per output
+// channel (scale = max |w_c| / 127); bias float (quantized to int32 inside the kernel).
+#pragma once
+
+#include <ATen/ATen.h>
+#include <ATen/native/quantized/PackedParams.h>
+
+#include <cstdint>
+#include <vector>
+
+namespace edgeforge {
+
+struct QuantParams {
+  double scale = 1.0;
+  int64_t zero_point = 0;
+};
+
+// Selects the ONEDNN quantized engine (idempotent); Error if this LibTorch lacks it.
+void use_int8_engine();
+
+// Per-output-channel symmetric int8 scales of a weight [C_out, ...]: max |w_c| / 127, and a
+// tiny positive scale for an all-zero channel.
+at::Tensor symmetric_channel_scales(const at::Tensor& weight);
+
+// A 2-D convolution (NCHW) with its weights quantized and prepacked once.
+class Int8Conv2d {
+ public:
+  Int8Conv2d(const at::Tensor& weight, const at::Tensor& bias, std::vector<int64_t> stride,
+             std::vector<int64_t> padding, std::vector<int64_t> dilation, int64_t groups,
+             QuantParams output, bool relu);
+  // quint8 NCHW in, quint8 out with the output parameters.
+  at::Tensor run(const at::Tensor& input) const;
+  const at::Tensor& weight_scales() const { return scales_; }
+
+ private:
+  c10::intrusive_ptr<ConvPackedParamsBase<2>> packed_;
+  at::Tensor scales_;
+  QuantParams output_;
+  bool relu_;
+};
+
+}  // namespace edgeforge
