@@ -44,4 +44,22 @@ class Int8Conv2d {
   bool relu_;
 };
 
+// y = x W^T + b (Gemm with transB, or MatMul by a constant W^T) with W [out, in] quantized
+// and prepacked once. run() takes quint8 [..., in] and gives quint8 with the output
+// parameters; run_dynamic() takes float, quantizes it with its own range at run time (the
+// dynamic strategy) and gives float.
+class Int8Linear {
+ public:
+  Int8Linear(const at::Tensor& weight, const at::Tensor& bias, QuantParams output, bool relu);
+  at::Tensor run(const at::Tensor& input) const;
+  at::Tensor run_dynamic(const at::Tensor& input) const;
+  const at::Tensor& weight_scales() const { return scales_; }
+
+ private:
+  c10::intrusive_ptr<LinearPackedParamsBase> packed_;
+  at::Tensor scales_;
+  QuantParams output_;
+  bool relu_;
+};
+
 }  // namespace edgeforge

@@ -55,4 +55,37 @@ at::Tensor Int8Conv2d::run(const at::Tensor& input) const {
                : packed_->apply(input, output_.scale, output_.zero_point);
 }
 
+Int8Linear::Int8Linear(const at::Tensor& weight, const at::Tensor& bias, QuantParams output,
+                       bool relu)
+    : scales_(symmetric_channel_scales(weight)), output_(output), relu_(relu) {
+  EF_CHECK(weight.dim() == 2, "int8 linear: weight has rank ", weight.dim(), " (expected 2)");
+  EF_CHECK(output.scale > 0, "int8 linear: output scale ", output.scale, " (expected > 0)");
+  use_int8_engine();
+  const at::Tensor w = at::quantize_per_channel(
+      weight.detach().to(at::kFloat).contiguous(), scales_,
+      at::zeros({weight.size(0)}, at::kLong), 0, at::kQInt8);
+  c10::optional<at::Tensor> b;
+  if (bias.defined()) b = bias.detach().to(at::kFloat).contiguous();
+  static const auto prepack =
+      c10::Dispatcher::singleton()
+          .findSchemaOrThrow("quantized::linear_prepack", "")
+          .typed<c10::intrusive_ptr<LinearPackedParamsBase>(at::Tensor,
+                                                            c10::optional<at::Tensor>)>();
+  packed_ = prepack.call(w, b);
+}
+
+at::Tensor Int8Linear::run(const at::Tensor& input) const {
+  EF_CHECK(input.scalar_type() == at::kQUInt8, "int8 linear: input of type ",
+           c10::toString(input.scalar_type()), " (expected quint8)");
+  return relu_ ? packed_->apply_relu(input, output_.scale, output_.zero_point)
+               : packed_->apply(input, output_.scale, output_.zero_point);
+}
+
+at::Tensor Int8Linear::run_dynamic(const at::Tensor& input) const {
+  EF_CHECK(input.scalar_type() == at::kFloat, "int8 linear (dynamic): input of type ",
+           c10::toString(input.scalar_type()), " (expected float)");
+  return relu_ ? packed_->apply_dynamic_relu(input.contiguous(), /*reduce_range=*/false)
+               : packed_->apply_dynamic(input.contiguous(), /*reduce_range=*/false);
+}
+
 }  // namespace edgeforge

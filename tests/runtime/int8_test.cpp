@@ -80,6 +80,74 @@ INSTANTIATE_TEST_SUITE_P(
         ConvCase{"wide3x3", 1, 64, 64, 56, 3, 1, 1, 1, true}),
     [](const ::testing::TestParamInfo<ConvCase>& info) { return info.param.name; });
 
+struct LinearCase {
+  std::string name;
+  int64_t rows, in, out;
+  bool relu;
+};
+
+class Int8LinearTest : public ::testing::TestWithParam<LinearCase> {};
+
+TEST_P(Int8LinearTest, StaticMatchesTheQdqReferenceWithinOneStep) {
+  const LinearCase& c = GetParam();
+  at::manual_seed(1);
+  const at::Tensor x = at::randn({c.rows, c.in});
+  const at::Tensor w = at::randn({c.out, c.in}) * 0.1;
+  const at::Tensor b = at::randn({c.out}) * 0.1;
+  const QuantParams in = uint8_params(x.min().item<double>(), x.max().item<double>());
+  const at::Tensor xq = at::quantize_per_tensor(x, in.scale, in.zero_point, at::kQUInt8);
+  const at::Tensor w_dq = at::quantize_per_channel(w, symmetric_channel_scales(w),
+                                                   at::zeros({c.out}, at::kLong), 0, at::kQInt8)
+                              .dequantize();
+  at::Tensor ref = at::linear(xq.dequantize(), w_dq, b);
+  if (c.relu) ref = at::relu(ref);
+  const QuantParams out = uint8_params(ref.min().item<double>(), ref.max().item<double>());
+  const at::Tensor ref_q =
+      at::quantize_per_tensor(ref, out.scale, out.zero_point, at::kQUInt8).int_repr();
+  Int8Linear linear(w, b, out, c.relu);
+  const at::Tensor y = linear.run(xq);
+  ASSERT_EQ(y.sizes(), ref.sizes());
+  const at::Tensor diff = (y.int_repr().to(at::kInt) - ref_q.to(at::kInt)).abs();
+  EXPECT_LE(diff.max().item<int>(), kMaxStepDifference)
+      << diff.gt(0).sum().item<int64_t>() << " of " << diff.numel() << " values differ";
+}
+
+// Dynamic: the input is quantized at run time with its own range (uint8, 0 included), so the
+// reference is DynamicQuantizeLinear's quantization of x, then float with dequantized weights.
+TEST_P(Int8LinearTest, DynamicMatchesItsReference) {
+  const LinearCase& c = GetParam();
+  if (c.relu) GTEST_SKIP() << "dynamic linear is used without a fused ReLU";
+  at::manual_seed(2);
+  const at::Tensor x = at::randn({c.rows, c.in});
+  const at::Tensor w = at::randn({c.out, c.in}) * 0.1;
+  const at::Tensor b = at::randn({c.out}) * 0.1;
+  const QuantParams in = uint8_params(x.min().item<double>(), x.max().item<double>());
+  const at::Tensor x_dq =
+      at::quantize_per_tensor(x, in.scale, in.zero_point, at::kQUInt8).dequantize();
+  const at::Tensor w_dq = at::quantize_per_channel(w, symmetric_channel_scales(w),
+                                                   at::zeros({c.out}, at::kLong), 0, at::kQInt8)
+                              .dequantize();
+  const at::Tensor ref = at::linear(x_dq, w_dq, b);
+  Int8Linear linear(w, b, QuantParams{1.0, 0}, false);
+  const at::Tensor y = linear.run_dynamic(x);
+  ASSERT_EQ(y.scalar_type(), at::kFloat);
+  // Only the rounding of the input's range may differ: a small share of one input step
+  // through the weights, against outputs of order one.
+  constexpr double kDynamicTolerance = 1e-2;
+  EXPECT_LE((y - ref).abs().max().item<double>(),
+            kDynamicTolerance * ref.abs().max().item<double>());
+  // The outputs are not trivially small, so the tolerance means something.
+  EXPECT_GT(ref.abs().max().item<double>(), 0.5);
+}
+
+INSTANTIATE_TEST_SUITE_P(
+    ZooShapes, Int8LinearTest,
+    ::testing::Values(LinearCase{"head", 1, 128, 10, false},
+                      LinearCase{"projection", 128, 128, 128, false},
+                      LinearCase{"ffn_in", 128, 128, 256, true},
+                      LinearCase{"ffn_out", 128, 256, 128, false}),
+    [](const ::testing::TestParamInfo<LinearCase>& info) { return info.param.name; });
+
 TEST(Int8ConvErrors, WrongInputTypeAndBadParametersAreNamed) {
   const at::Tensor w = at::randn({4, 2, 3, 3});
   QuantParams out;
