@@ -1,4 +1,5 @@
 #include <cstdio>
+#include <string>
 
 #include <nlohmann/json.hpp>
 
@@ -7,6 +8,26 @@
 #include "edgeforge/train.h"
 
 namespace edgeforge::cli {
+
+nlohmann::json eval_json(const EvalResult& r) {
+  nlohmann::json j = {{"dataset", r.dataset}, {"split", r.split},     {"samples", r.samples},
+                      {"accuracy", r.accuracy}, {"seconds", r.seconds}};
+  if (r.has_f1) {
+    j["f1"] = r.f1;
+    j["precision"] = r.precision;
+    j["recall"] = r.recall;
+  }
+  return j;
+}
+
+std::string eval_summary(const nlohmann::json& eval) {
+  const bool text = eval.contains("f1");
+  char buf[128];
+  std::snprintf(buf, sizeof buf, "%s %.4f on %lld %s samples", text ? "spam F1" : "top-1",
+                eval.at(text ? "f1" : "accuracy").get<double>(),
+                eval.at("samples").get<long long>(), eval.at("split").get<std::string>().c_str());
+  return buf;
+}
 
 Action add_eval(CLI::App& app) {
   CLI::App* cmd = app.add_subcommand(
@@ -45,15 +66,9 @@ Action add_eval(CLI::App& app) {
     opts.threads = args->threads;
     EvalResult r = evaluate(graph, opts);
     if (args->json) {
-      nlohmann::json j = {{"model", args->model},   {"dataset", r.dataset},
-                          {"split", r.split},       {"samples", r.samples},
-                          {"accuracy", r.accuracy}, {"seconds", r.seconds},
-                          {"threads", args->threads}};
-      if (r.has_f1) {
-        j["f1"] = r.f1;
-        j["precision"] = r.precision;
-        j["recall"] = r.recall;
-      }
+      nlohmann::json j = eval_json(r);
+      j["model"] = args->model;
+      j["threads"] = args->threads;
       std::printf("%s\n", j.dump(2).c_str());
     } else if (r.has_f1) {
       std::printf("%s  %s/%s  n=%lld  f1 %.4f  precision %.4f  recall %.4f  accuracy %.4f\n",

@@ -32,9 +32,13 @@ struct Trained {
 };
 
 // The last progress line a child wrote ("train resnet [###...]  42%  ...  ETA 1m10s"), as
-// "resnet 42% ETA 1m10s", and its fraction done.
+// "<name> 42% (1m10s left)", and its fraction done. Polled four times a second while the log
+// grows a line a second, so only its tail is read.
 std::pair<std::string, double> child_progress(const std::string& model, const std::string& log) {
-  std::ifstream in(log, std::ios::binary);
+  constexpr std::streamoff kTail = 4096;  // several progress lines
+  std::ifstream in(log, std::ios::binary | std::ios::ate);
+  const std::streamoff size = in ? static_cast<std::streamoff>(in.tellg()) : 0;
+  in.seekg(std::max<std::streamoff>(0, size - kTail));
   std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
   static const std::regex kLine(R"(\] +(\d+)%.*ETA (\S+))");
   std::smatch m;
@@ -156,14 +160,7 @@ std::map<std::string, ZooRow> run_zoo_jobs(const std::vector<std::string>& model
       try {
         if (job.eval) {
           row.eval = report;
-          const bool text = report.contains("f1");
-          char buf[96];
-          std::snprintf(buf, sizeof buf, "%s %.4f on %lld %s samples",
-                        text ? "spam F1" : "top-1",
-                        report.at(text ? "f1" : "accuracy").get<double>(),
-                        report.at("samples").get<long long>(),
-                        report.at("split").get<std::string>().c_str());
-          said = buf;
+          said = eval_summary(report);
         } else {
           row.trained.seconds = report.at("train_seconds").get<double>();
           row.trained.from_cache = report.at("from_cache").get<bool>();
@@ -257,39 +254,32 @@ Action add_zoo(CLI::App& app) {
     for (const ZooModelSpec& spec : zoo_models()) {
       const std::string path = args->out_dir + "/" + spec.name + ".onnx";
       nlohmann::json row = {{"model", spec.name}, {"teacher", spec.teacher}, {"file", path}};
+      ZooRow r;
       if (jobs > 1) {
-        const ZooRow& r = parallel.at(spec.name);
+        r = parallel.at(spec.name);
         row["parameters"] = load_onnx(path).parameter_count();
-        row["train_seconds"] = r.trained.seconds;
-        row["from_cache"] = r.trained.from_cache;
-        for (const char* key : {"dataset", "split", "samples", "accuracy", "f1"})
-          if (r.eval.contains(key)) row[key] = r.eval[key];
       } else {
         TrainRecipe recipe = default_recipe(spec.name, args->quick);
         recipe.threads = args->threads;
         ProgressLine line("train " + spec.name);
-        TrainZooResult r = train_zoo_model(spec.name, recipe, true, train_progress(line));
-        if (r.from_cache)
-          std::fprintf(stderr, "train %s: cached (%s)\n", spec.name.c_str(), r.cache_path.c_str());
+        TrainZooResult t = train_zoo_model(spec.name, recipe, true, train_progress(line));
+        if (t.from_cache)
+          std::fprintf(stderr, "train %s: cached (%s)\n", spec.name.c_str(), t.cache_path.c_str());
         else
           line.finish("");
-        save_onnx(r.graph, path);
+        save_onnx(t.graph, path);
         EvalOptions eo;
         eo.threads = args->threads;
         if (args->quick) eo.limit = 256;
-        EvalResult e = evaluate(r.graph, eo);
-        row["parameters"] = r.graph.parameter_count();
-        row["train_seconds"] = r.report.seconds;
-        row["from_cache"] = r.from_cache;
-        row["dataset"] = e.dataset;
-        row["split"] = e.split;
-        row["samples"] = e.samples;
-        row["accuracy"] = e.accuracy;
-        if (e.has_f1) row["f1"] = e.f1;
-        std::fprintf(stderr, "eval %s: %s %.4f on %lld %s samples\n", spec.name.c_str(),
-                     e.has_f1 ? "spam F1" : "top-1", e.has_f1 ? e.f1 : e.accuracy,
-                     static_cast<long long>(e.samples), e.split.c_str());
+        r.trained = {t.report.seconds, t.from_cache};
+        r.eval = eval_json(evaluate(t.graph, eo));
+        row["parameters"] = t.graph.parameter_count();
+        std::fprintf(stderr, "eval %s: %s\n", spec.name.c_str(), eval_summary(r.eval).c_str());
       }
+      row["train_seconds"] = r.trained.seconds;
+      row["from_cache"] = r.trained.from_cache;
+      for (const char* key : {"dataset", "split", "samples", "accuracy", "f1"})
+        if (r.eval.contains(key)) row[key] = r.eval[key];
       summary.push_back(row);
     }
     const double wall =

@@ -4,6 +4,9 @@
 #include <CLI/CLI.hpp>
 
 #include <functional>
+#include <string>
+
+#include <nlohmann/json.hpp>
 
 #include "edgeforge/train.h"
 #include "edgeforge/util.h"
@@ -22,5 +25,11 @@ int default_threads();
 
 // Reports training progress (epoch, loss, samples/s) on `line`.
 ProgressFn train_progress(ProgressLine& line);
+
+// An evaluation as `edgeforge eval --json` prints it (without the model and threads):
+// dataset, split, samples, accuracy, seconds, and f1, precision, recall for text.
+nlohmann::json eval_json(const EvalResult& result);
+// One line for progress logs: "top-1 0.9128 on 10000 test samples" or "spam F1 ...".
+std::string eval_summary(const nlohmann::json& eval);
 
 }  // namespace edgeforge::cli

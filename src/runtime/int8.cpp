@@ -25,6 +25,22 @@ at::Tensor symmetric_channel_scales(const at::Tensor& weight) {
   return (absmax / 127.0).clamp_min(1e-12).to(at::kDouble);
 }
 
+namespace {
+
+// `weight` [C_out, ...] in int8, symmetric per output channel with `scales`.
+at::Tensor quantize_weight(const at::Tensor& weight, const at::Tensor& scales) {
+  return at::quantize_per_channel(weight.detach().to(at::kFloat).contiguous(), scales,
+                                  at::zeros({weight.size(0)}, at::kLong), 0, at::kQInt8);
+}
+
+// The float bias the prepack ops take, or none.
+c10::optional<at::Tensor> float_bias(const at::Tensor& bias) {
+  if (!bias.defined()) return c10::nullopt;
+  return bias.detach().to(at::kFloat).contiguous();
+}
+
+}  // namespace
+
 Int8Conv2d::Int8Conv2d(const at::Tensor& weight, const at::Tensor& bias,
                        std::vector<int64_t> stride, std::vector<int64_t> padding,
                        std::vector<int64_t> dilation, int64_t groups, QuantParams output,
@@ -33,18 +49,14 @@ Int8Conv2d::Int8Conv2d(const at::Tensor& weight, const at::Tensor& bias,
   EF_CHECK(weight.dim() == 4, "int8 conv: weight has rank ", weight.dim(), " (expected 4)");
   EF_CHECK(output.scale > 0, "int8 conv: output scale ", output.scale, " (expected > 0)");
   use_int8_engine();
-  const at::Tensor w = at::quantize_per_channel(
-      weight.detach().to(at::kFloat).contiguous(), scales_,
-      at::zeros({weight.size(0)}, at::kLong), 0, at::kQInt8);
-  c10::optional<at::Tensor> b;
-  if (bias.defined()) b = bias.detach().to(at::kFloat).contiguous();
   static const auto prepack =
       c10::Dispatcher::singleton()
           .findSchemaOrThrow("quantized::conv2d_prepack", "")
           .typed<c10::intrusive_ptr<ConvPackedParamsBase<2>>(
               at::Tensor, c10::optional<at::Tensor>, torch::List<int64_t>, torch::List<int64_t>,
               torch::List<int64_t>, int64_t)>();
-  packed_ = prepack.call(w, b, torch::List<int64_t>(stride), torch::List<int64_t>(padding),
+  packed_ = prepack.call(quantize_weight(weight, scales_), float_bias(bias),
+                         torch::List<int64_t>(stride), torch::List<int64_t>(padding),
                          torch::List<int64_t>(dilation), groups);
 }
 
@@ -61,17 +73,12 @@ Int8Linear::Int8Linear(const at::Tensor& weight, const at::Tensor& bias, QuantPa
   EF_CHECK(weight.dim() == 2, "int8 linear: weight has rank ", weight.dim(), " (expected 2)");
   EF_CHECK(output.scale > 0, "int8 linear: output scale ", output.scale, " (expected > 0)");
   use_int8_engine();
-  const at::Tensor w = at::quantize_per_channel(
-      weight.detach().to(at::kFloat).contiguous(), scales_,
-      at::zeros({weight.size(0)}, at::kLong), 0, at::kQInt8);
-  c10::optional<at::Tensor> b;
-  if (bias.defined()) b = bias.detach().to(at::kFloat).contiguous();
   static const auto prepack =
       c10::Dispatcher::singleton()
           .findSchemaOrThrow("quantized::linear_prepack", "")
           .typed<c10::intrusive_ptr<LinearPackedParamsBase>(at::Tensor,
                                                             c10::optional<at::Tensor>)>();
-  packed_ = prepack.call(w, b);
+  packed_ = prepack.call(quantize_weight(weight, scales_), float_bias(bias));
 }
 
 at::Tensor Int8Linear::run(const at::Tensor& input) const {

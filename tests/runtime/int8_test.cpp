@@ -28,6 +28,13 @@ QuantParams uint8_params(double lo, double hi) {
   return p;
 }
 
+// The weight as the int8 kernels hold it, back in float: the QDQ reference's weight.
+at::Tensor qdq_weight(const at::Tensor& w) {
+  return at::quantize_per_channel(w, symmetric_channel_scales(w),
+                                  at::zeros({w.size(0)}, at::kLong), 0, at::kQInt8)
+      .dequantize();
+}
+
 struct ConvCase {
   std::string name;
   int64_t batch, in_ch, out_ch, size, kernel, stride, pad, groups;
@@ -47,10 +54,7 @@ TEST_P(Int8Conv, MatchesTheQdqReferenceWithinOneStep) {
   const std::vector<int64_t> stride{c.stride, c.stride}, pad{c.pad, c.pad}, dil{1, 1};
 
   // The QDQ reference in float.
-  const at::Tensor scales = symmetric_channel_scales(w);
-  const at::Tensor w_dq =
-      at::quantize_per_channel(w, scales, at::zeros({c.out_ch}, at::kLong), 0, at::kQInt8)
-          .dequantize();
+  const at::Tensor w_dq = qdq_weight(w);
   at::Tensor ref = at::conv2d(xq.dequantize(), w_dq, b, stride, pad, dil, c.groups);
   if (c.relu) ref = at::relu(ref);
   const QuantParams out = uint8_params(ref.min().item<double>(), ref.max().item<double>());
@@ -96,9 +100,7 @@ TEST_P(Int8LinearTest, StaticMatchesTheQdqReferenceWithinOneStep) {
   const at::Tensor b = at::randn({c.out}) * 0.1;
   const QuantParams in = uint8_params(x.min().item<double>(), x.max().item<double>());
   const at::Tensor xq = at::quantize_per_tensor(x, in.scale, in.zero_point, at::kQUInt8);
-  const at::Tensor w_dq = at::quantize_per_channel(w, symmetric_channel_scales(w),
-                                                   at::zeros({c.out}, at::kLong), 0, at::kQInt8)
-                              .dequantize();
+  const at::Tensor w_dq = qdq_weight(w);
   at::Tensor ref = at::linear(xq.dequantize(), w_dq, b);
   if (c.relu) ref = at::relu(ref);
   const QuantParams out = uint8_params(ref.min().item<double>(), ref.max().item<double>());
@@ -123,9 +125,7 @@ TEST_P(Int8LinearTest, DynamicMatchesItsReference) {
   const QuantParams in = uint8_params(x.min().item<double>(), x.max().item<double>());
   const at::Tensor x_dq =
       at::quantize_per_tensor(x, in.scale, in.zero_point, at::kQUInt8).dequantize();
-  const at::Tensor w_dq = at::quantize_per_channel(w, symmetric_channel_scales(w),
-                                                   at::zeros({c.out}, at::kLong), 0, at::kQInt8)
-                              .dequantize();
+  const at::Tensor w_dq = qdq_weight(w);
   const at::Tensor ref = at::linear(x_dq, w_dq, b);
   Int8Linear linear(w, b, QuantParams{1.0, 0}, false);
   const at::Tensor y = linear.run_dynamic(x);
