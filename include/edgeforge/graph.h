@@ -124,6 +124,11 @@ class Graph {
   // Number of scalar parameters in floating-point initializers.
   int64_t parameter_count() const;
 
+  // A copy whose initializers have their own storage. A plain copy shares initializer tensors
+  // (cheap, and right for read-only use); anything that trains or edits weights in place
+  // works on a clone, so the model it came from stays as it was.
+  Graph clone() const;
+
  private:
   std::string name_;
   std::vector<ValueInfo> inputs_;

@@ -25,7 +25,8 @@ namespace edgeforge {
 using TensorList = std::vector<at::Tensor>;
 
 struct KernelContext {
-  bool training = false;  // batch norm uses batch statistics, dropout drops
+  bool training = false;           // batch norm uses batch statistics, dropout drops
+  bool freeze_batch_norm = false;  // training, but batch norm on its running statistics
 };
 
 // Runs one prepared node: `in` holds the node's inputs in order (undefined tensors for omitted
@@ -36,12 +37,16 @@ using Kernel = std::function<void(const TensorList& in, TensorList& out, const K
 // attributes. `graph` gives access to initializers (constant inputs such as Reshape shapes).
 using PrepareFn = std::function<Kernel(const Node& node, const Graph& graph)>;
 
+// The domain of edgeforge's internal ops: the int8 kernels the QDQ lowering pass emits
+// (edgeforge/lower.h). They exist only in lowered graphs, which are never written to a file.
+inline constexpr const char* kEdgeforgeDomain = "ai.edgeforge";
+
 struct OpDef {
   std::string op_type;
   int min_inputs = 1;
   int max_inputs = 1;
   PrepareFn prepare;
-  bool has_int8_lowering = false;  // a QDQ pattern around this op can run in int8 (issue 3)
+  std::string domain = {};  // "" for ONNX's default domain, or kEdgeforgeDomain
 };
 
 class OpRegistry {
@@ -49,9 +54,9 @@ class OpRegistry {
   static OpRegistry& global();
   // Registers an op; a second registration of the same op type is a bug.
   void add(OpDef def);
-  // nullptr when the op type is unknown.
-  const OpDef* find(const std::string& op_type) const;
-  // Sorted op types, for error messages and `edgeforge info`.
+  // nullptr when the op type is unknown in `domain` ("" and "ai.onnx" are ONNX's default).
+  const OpDef* find(const std::string& op_type, const std::string& domain = "") const;
+  // Sorted op types of the default domain, for error messages and `edgeforge info`.
   std::vector<std::string> op_types() const;
 
  private:

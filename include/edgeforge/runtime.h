@@ -23,9 +23,19 @@
 
 namespace edgeforge {
 
+// Time spent per node, accumulated over runs (RunOptions::profile).
+struct NodeProfile {
+  std::vector<std::string> nodes;  // in execution order
+  std::vector<std::string> op_types;
+  std::vector<double> ms;          // total milliseconds per node
+  int64_t runs = 0;
+};
+
 struct RunOptions {
   int threads = 1;        // intra-op threads for this run; set explicitly, never a default
   bool training = false;  // batch norm on batch statistics, dropout active
+  bool freeze_batch_norm = false;  // with training: batch norm keeps its running statistics
+  NodeProfile* profile = nullptr;  // when set, each node's wall time is added to it
 };
 
 class Executor {

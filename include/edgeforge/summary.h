@@ -17,14 +17,20 @@ struct ModelSummary {
   std::vector<ValueInfo> inputs, outputs;
   std::map<std::string, int64_t> op_counts;   // by op type
   int64_t parameters = 0;                     // scalars in floating-point initializers
+  int64_t int8_parameters = 0;                // scalars in int8 initializers (quantized weights)
   int64_t initializer_bytes = 0;
   int64_t macs = 0;                           // multiply-accumulates per sample
   std::map<std::string, int64_t> macs_by_op;  // Conv, Gemm, MatMul
+  // MACs that the int8 lowering (edgeforge/lower.h) runs on static / dynamic int8 kernels.
+  int64_t int8_macs = 0, dynamic_int8_macs = 0;
+  // Quantized Conv/Gemm/MatMul nodes that stay float, with the reason ("node: why").
+  std::vector<std::string> kept_float;
   std::vector<std::string> unsupported_ops;   // op types the runtime lacks ("Op (node)")
 };
 
 // Counts MACs of Conv, Gemm and MatMul from shapes inferred with batch 1 (symbolic sequence
-// lengths take `seq_len`). `graph` is not modified.
+// lengths take `seq_len`), and how many of them run in int8 once QDQ patterns are lowered.
+// `graph` is not modified.
 ModelSummary summarize(const Graph& graph, int64_t seq_len = 128);
 
 std::string format_shape(const ValueInfo& v);  // "float [N,1,28,28]"

@@ -13,6 +13,7 @@
 
 #include <cstdint>
 #include <functional>
+#include <map>
 #include <string>
 #include <vector>
 
@@ -63,11 +64,40 @@ struct TrainReport {
   int64_t samples_seen = 0;
 };
 
+// How strategies customise training (distillation, pruning masks, quantization-aware
+// schedules). Every member is optional.
+struct TrainHooks {
+  // The loss of a batch; default cross-entropy on the labels (with the recipe's smoothing).
+  // `inputs` are the batch's graph inputs (a teacher runs on them), `indices` its samples.
+  std::function<at::Tensor(const at::Tensor& logits, const at::Tensor& labels,
+                           const std::vector<at::Tensor>& inputs)>
+      loss;
+  // Before each step (0-based) of `steps`: schedules (sparsity, freezing observers).
+  std::function<void(Graph& graph, int64_t step, int64_t steps)> before_step;
+  // After each optimizer step: re-applies pruning masks and the like.
+  std::function<void(Graph& graph)> after_step;
+  // Values to fetch on every training forward pass, handed to `observe` (QAT observers).
+  std::vector<std::string> fetch;
+  std::function<void(const std::map<std::string, at::Tensor>& values)> observe;
+  // Batch-norm statistics: false runs batch norm on its running statistics while training
+  // (frozen), as QAT does after a share of its schedule. Read before every step.
+  std::function<bool()> batch_norm_training;
+  // Steps per epoch (each on a fresh shuffle); 0 = one pass over the data.
+  int64_t steps_per_epoch = 0;
+  // Initializers that stay fixed (besides batch-norm statistics).
+  std::vector<std::string> frozen;
+};
+
 // Trains `graph` in place (its initializers) on `data` with `recipe`. Trainable parameters are
 // the floating-point initializers with more than one element, except batch-norm running
 // statistics, which training updates through the executor instead.
 TrainReport train_graph(Graph& graph, const TaskData& data, const TrainRecipe& recipe,
-                        const ProgressFn& progress = {});
+                        const ProgressFn& progress = {}, const TrainHooks& hooks = {});
+
+// Knowledge-distillation loss: alpha * CE(student, labels) + (1 - alpha) * T^2 *
+// KL(softmax(teacher / T) || softmax(student / T)), as in Hinton et al.
+at::Tensor distillation_loss(const at::Tensor& student_logits, const at::Tensor& teacher_logits,
+                             const at::Tensor& labels, double alpha, double temperature);
 
 struct TrainZooResult {
   Graph graph;

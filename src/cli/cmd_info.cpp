@@ -26,8 +26,9 @@ std::string human_count(int64_t n) {
 
 Action add_info(CLI::App& app) {
   CLI::App* cmd = app.add_subcommand(
-      "info", "Describe a model: inputs, outputs, op counts, parameters, size on disk and\n"
-              "multiply-accumulates (MACs) per sample.");
+      "info", "Describe a model: inputs, outputs, op counts, parameters, size on disk,\n"
+              "multiply-accumulates (MACs) per sample, and for a quantized (QDQ) model the\n"
+              "share of MACs that run on int8 kernels and which quantized nodes stay float.");
   struct Args {
     std::string model;
     int64_t seq_len = 128;
@@ -52,9 +53,14 @@ Action add_info(CLI::App& app) {
       j["op_counts"] = s.op_counts;
       j["nodes"] = graph.nodes().size();
       j["parameters"] = s.parameters;
+      j["int8_parameters"] = s.int8_parameters;
       j["file_bytes"] = file_bytes;
       j["macs_per_sample"] = s.macs;
       j["macs_by_op"] = s.macs_by_op;
+      j["int8_macs"] = s.int8_macs;
+      j["dynamic_int8_macs"] = s.dynamic_int8_macs;
+      j["int8_mac_share"] = s.macs > 0 ? double(s.int8_macs + s.dynamic_int8_macs) / double(s.macs) : 0.0;
+      j["kept_float"] = s.kept_float;
       j["unsupported_ops"] = s.unsupported_ops;
       for (const auto& [k, v] : graph.metadata())
         if (k != kMetaTokenizer) j["metadata"][k] = v;
@@ -67,12 +73,27 @@ Action add_info(CLI::App& app) {
       std::printf("input       %s: %s\n", v.name.c_str(), format_shape(v).c_str());
     for (const ValueInfo& v : s.outputs)
       std::printf("output      %s: %s\n", v.name.c_str(), format_shape(v).c_str());
-    std::printf("parameters  %s (%lld)\n", human_count(s.parameters).c_str(),
+    std::printf("parameters  %s (%lld)", human_count(s.parameters).c_str(),
                 static_cast<long long>(s.parameters));
+    if (s.int8_parameters > 0)
+      std::printf(" float, %s (%lld) int8", human_count(s.int8_parameters).c_str(),
+                  static_cast<long long>(s.int8_parameters));
+    std::printf("\n");
     std::printf("file size   %.2f MB\n", file_bytes / 1e6);
     std::printf("MACs        %s per sample", human_count(s.macs).c_str());
     for (const auto& [op, m] : s.macs_by_op) std::printf("  %s %s", op.c_str(), human_count(m).c_str());
-    std::printf("\nops        ");
+    std::printf("\n");
+    if (s.int8_macs + s.dynamic_int8_macs > 0 || !s.kept_float.empty()) {
+      std::printf("int8 MACs   %s of %s (%.1f%%)", human_count(s.int8_macs + s.dynamic_int8_macs).c_str(),
+                  human_count(s.macs).c_str(),
+                  s.macs > 0 ? 100.0 * double(s.int8_macs + s.dynamic_int8_macs) / double(s.macs) : 0.0);
+      if (s.dynamic_int8_macs > 0)
+        std::printf(", %s with activation ranges taken at run time (dynamic)",
+                    human_count(s.dynamic_int8_macs).c_str());
+      std::printf("\n");
+      for (const std::string& k : s.kept_float) std::printf("kept float  %s\n", k.c_str());
+    }
+    std::printf("ops        ");
     for (const auto& [op, c] : s.op_counts) std::printf(" %s x%lld", op.c_str(), static_cast<long long>(c));
     std::printf("\n");
     for (const auto& [k, v] : graph.metadata())

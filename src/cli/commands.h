@@ -19,6 +19,8 @@ Action add_train(CLI::App& app);
 Action add_eval(CLI::App& app);
 Action add_info(CLI::App& app);
 Action add_zoo(CLI::App& app);
+Action add_optimize(CLI::App& app);
+Action add_strategies(CLI::App& app);
 
 // Default thread count for a command: the machine's cores.
 int default_threads();

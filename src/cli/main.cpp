@@ -51,6 +51,8 @@ int main(int argc, char** argv) {
   add(cli::add_eval);
   add(cli::add_info);
   add(cli::add_zoo);
+  add(cli::add_optimize);
+  add(cli::add_strategies);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {

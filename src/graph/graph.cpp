@@ -122,4 +122,15 @@ int64_t Graph::parameter_count() const {
   return count;
 }
 
+Graph Graph::clone() const {
+  Graph g = *this;
+  for (auto& [name, t] : g.initializers_)
+    if (t.defined()) t = t.detach().clone();
+  for (Node& n : g.nodes_)
+    for (auto& [key, value] : n.attributes)
+      if (auto* t = std::get_if<at::Tensor>(&value); t != nullptr && t->defined())
+        *t = t->detach().clone();
+  return g;
+}
+
 }  // namespace edgeforge

@@ -2,6 +2,9 @@
 
 #include <ATen/ATen.h>
 
+#include <set>
+
+#include "edgeforge/lower.h"
 #include "edgeforge/onnx_io.h"
 #include "edgeforge/ops.h"
 #include "edgeforge/runtime.h"
@@ -93,19 +96,29 @@ ModelSummary summarize(const Graph& graph, int64_t seq_len) {
   s.inputs = graph.inputs();
   s.outputs = graph.outputs();
   s.parameters = graph.parameter_count();
-  for (const auto& [name, t] : graph.initializers())
-    if (t.defined()) s.initializer_bytes += static_cast<int64_t>(t.nbytes());
+  for (const auto& [name, t] : graph.initializers()) {
+    if (!t.defined()) continue;
+    s.initializer_bytes += static_cast<int64_t>(t.nbytes());
+    if (t.scalar_type() == at::kChar && t.numel() > 1) s.int8_parameters += t.numel();
+  }
   for (const Node& n : graph.nodes()) {
     ++s.op_counts[n.op_type];
-    if (OpRegistry::global().find(n.op_type) == nullptr)
+    if (OpRegistry::global().find(n.op_type, n.domain) == nullptr)
       s.unsupported_ops.push_back(n.op_type + " (" + n.name + ")");
   }
   const ShapeMap shapes = concrete_shapes(graph, seq_len, s.unsupported_ops.empty());
+  LoweringReport lowering;
+  if (s.unsupported_ops.empty()) lower_int8(graph, &lowering);
+  const std::set<std::string> int8(lowering.int8_nodes.begin(), lowering.int8_nodes.end());
+  const std::set<std::string> dynamic(lowering.dynamic_nodes.begin(), lowering.dynamic_nodes.end());
+  for (const auto& [node, why] : lowering.kept_float) s.kept_float.push_back(node + ": " + why);
   for (const Node& n : graph.nodes()) {
     const int64_t m = node_macs(shapes, n);
     if (m > 0) {
       s.macs += m;
       s.macs_by_op[n.op_type] += m;
+      if (int8.count(n.name)) s.int8_macs += m;
+      if (dynamic.count(n.name)) s.dynamic_int8_macs += m;
     }
   }
   return s;

@@ -20,6 +20,7 @@
 
 #include "edgeforge/build_info.h"
 #include "edgeforge/error.h"
+#include "edgeforge/ops.h"
 #include "onnx_tensor.h"
 
 namespace edgeforge {
@@ -334,6 +335,9 @@ Graph model_to_graph(const onnx::ModelProto& model, const std::string& label) {
               {n.output().begin(), n.output().end()});
     if (!is_default_domain(n.domain())) node.domain = n.domain();
     const std::string context = label + ": " + node_label(node, index++);
+    // Internal int8 kernels trust their inputs' layout; only the lowering pass may emit them.
+    EF_CHECK(node.domain != kEdgeforgeDomain, context, " is in edgeforge's internal domain '",
+             kEdgeforgeDomain, "', which a model file may not use");
     for (const onnx::AttributeProto& a : n.attribute()) {
       EF_CHECK(a.ref_attr_name().empty(), context, ", attribute '", a.name(),
                "' refers to a function attribute, which only a function body may do");

@@ -330,7 +330,8 @@ Kernel prepare_batch_normalization(const Node& node, const Graph&) {
   const double torch_momentum = 1.0 - momentum;
   return
       [epsilon, torch_momentum](const TensorList& in, TensorList& out, const KernelContext& ctx) {
-        out[0] = at::batch_norm(in[0], in[1], in[2], in[3], in[4], ctx.training, torch_momentum,
+        out[0] = at::batch_norm(in[0], in[1], in[2], in[3], in[4],
+                                ctx.training && !ctx.freeze_batch_norm, torch_momentum,
                                 epsilon, false);
         if (out.size() > 1) out[1] = in[3];
         if (out.size() > 2) out[2] = in[4];

@@ -13,20 +13,29 @@ OpRegistry& OpRegistry::global() {
   return registry;
 }
 
+namespace {
+std::string canonical_domain(const std::string& domain) {
+  return domain == "ai.onnx" ? std::string() : domain;
+}
+}  // namespace
+
 void OpRegistry::add(OpDef def) {
-  EF_ASSERT(find(def.op_type) == nullptr, "op registered twice: ", def.op_type);
+  def.domain = canonical_domain(def.domain);
+  EF_ASSERT(find(def.op_type, def.domain) == nullptr, "op registered twice: ", def.op_type);
   defs_.push_back(std::move(def));
 }
 
-const OpDef* OpRegistry::find(const std::string& op_type) const {
-  for (const OpDef& d : defs_)
-    if (d.op_type == op_type) return &d;
+const OpDef* OpRegistry::find(const std::string& op_type, const std::string& domain) const {
+  const std::string d = canonical_domain(domain);
+  for (const OpDef& def : defs_)
+    if (def.op_type == op_type && def.domain == d) return &def;
   return nullptr;
 }
 
 std::vector<std::string> OpRegistry::op_types() const {
   std::vector<std::string> names;
-  for (const OpDef& d : defs_) names.push_back(d.op_type);
+  for (const OpDef& d : defs_)
+    if (d.domain.empty()) names.push_back(d.op_type);
   std::sort(names.begin(), names.end());
   return names;
 }

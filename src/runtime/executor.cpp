@@ -4,6 +4,7 @@
 #include <ATen/Parallel.h>
 
 #include <algorithm>
+#include <chrono>
 
 #include "edgeforge/error.h"
 
@@ -29,11 +30,12 @@ Executor::Executor(const Graph& graph) : graph_(&graph) {
 
   const OpRegistry& registry = OpRegistry::global();
   for (const Node& node : graph.nodes()) {
-    const OpDef* def = registry.find(node.op_type);
+    const OpDef* def = registry.find(node.op_type, node.domain);
+    if (def == nullptr && registry.find(node.op_type) != nullptr)
+      throw Error(detail::concat("model '", graph.name(), "': ", node.describe(),
+                                 " is in domain '", node.domain, "', which the runtime lacks"));
     EF_CHECK(def != nullptr, "model '", graph.name(), "': op type '", node.op_type, "' of node '",
              node.name, "' is not supported by the edgeforge runtime");
-    EF_CHECK(node.domain.empty() || node.domain == "ai.onnx", "model '", graph.name(), "': ",
-             node.describe(), " is in domain '", node.domain, "', which the runtime lacks");
     const int n_in = static_cast<int>(node.inputs.size());
     EF_CHECK(n_in >= def->min_inputs && n_in <= def->max_inputs, "model '", graph.name(), "': ",
              node.describe(), " has ", n_in, " inputs, expected ", def->min_inputs, " to ",
@@ -105,12 +107,31 @@ std::vector<at::Tensor> Executor::run(const std::vector<at::Tensor>& inputs,
   }
   KernelContext ctx;
   ctx.training = opts.training;
+  ctx.freeze_batch_norm = opts.freeze_batch_norm;
+  NodeProfile* profile = opts.profile;
+  if (profile != nullptr) {
+    if (profile->nodes.size() != steps_.size()) {
+      *profile = NodeProfile{};
+      for (const Step& s : steps_) {
+        profile->nodes.push_back(s.node->name);
+        profile->op_types.push_back(s.node->op_type);
+      }
+      profile->ms.assign(steps_.size(), 0.0);
+    }
+    ++profile->runs;
+  }
   for (size_t i = 0; i < steps_.size(); ++i) {
     Step& step = steps_[i];
     for (size_t k = 0; k < step.input_slots.size(); ++k)
       step.in[k] = step.input_slots[k] >= 0 ? values[step.input_slots[k]] : at::Tensor();
+    const auto t0 = profile != nullptr ? std::chrono::steady_clock::now()
+                                       : std::chrono::steady_clock::time_point{};
     try {
       step.kernel(step.in, step.out, ctx);
+      if (profile != nullptr)
+        profile->ms[i] += std::chrono::duration<double, std::milli>(
+                              std::chrono::steady_clock::now() - t0)
+                              .count();
     } catch (const Error&) {
       for (at::Tensor& t : step.in) t.reset();
       throw;

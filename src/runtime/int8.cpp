@@ -1,5 +1,6 @@
 #include "edgeforge/int8.h"
 
+#include <ATen/Parallel.h>
 #include <ATen/core/dispatch/Dispatcher.h>
 
 #include <algorithm>
@@ -19,6 +20,55 @@ void use_int8_engine() {
   });
 }
 
+namespace {
+// Channels-last stays channels-last (the layout oneDNN's int8 convolutions work in), anything
+// else becomes contiguous; either way the loops below walk memory in order.
+at::MemoryFormat layout_of(const at::Tensor& t) {
+  return t.dim() == 4 && t.is_contiguous(at::MemoryFormat::ChannelsLast) && !t.is_contiguous()
+             ? at::MemoryFormat::ChannelsLast
+             : at::MemoryFormat::Contiguous;
+}
+}  // namespace
+
+at::Tensor quantize_uint8(const at::Tensor& x_in, QuantParams params) {
+  const at::MemoryFormat layout = layout_of(x_in);
+  const at::Tensor x = x_in.to(at::kFloat).contiguous(layout);
+  at::Tensor q = at::_empty_affine_quantized(x.sizes(), at::device(at::kCPU).dtype(at::kQUInt8),
+                                             params.scale, params.zero_point, layout);
+  const float* src = x.data_ptr<float>();
+  auto* dst = reinterpret_cast<uint8_t*>(q.data_ptr<c10::quint8>());
+  const auto scale = static_cast<float>(params.scale);
+  const auto zp = static_cast<float>(params.zero_point);
+  const float lo = -zp, hi = 255.0f - zp;
+  at::parallel_for(0, x.numel(), 1 << 15, [&](int64_t begin, int64_t end) {
+    for (int64_t i = begin; i < end; ++i) {
+      float v = std::min(std::max(src[i] / scale, lo), hi);  // integer bounds: clamp, then round
+      // Round half to even: adding and subtracting 1.5 * 2^23 leaves the nearest integer in
+      // round-to-nearest-even mode (|v| <= 255 here), and unlike nearbyint it vectorizes.
+      v = (v + 12582912.0f) - 12582912.0f;
+      dst[i] = static_cast<uint8_t>(static_cast<int32_t>(v + zp));
+    }
+  });
+  return q;
+}
+
+at::Tensor dequantize_uint8(const at::Tensor& q_in) {
+  EF_CHECK(q_in.scalar_type() == at::kQUInt8 && q_in.qscheme() == at::kPerTensorAffine,
+           "dequantize: expected a quint8 tensor quantized per tensor");
+  const at::MemoryFormat layout = layout_of(q_in);
+  const at::Tensor q = q_in.contiguous(layout);
+  at::Tensor y = at::empty(q.sizes(), at::TensorOptions().dtype(at::kFloat), layout);
+  const auto* src = reinterpret_cast<const uint8_t*>(q.data_ptr<c10::quint8>());
+  float* dst = y.data_ptr<float>();
+  const auto scale = static_cast<float>(q.q_scale());
+  const auto zp = static_cast<int32_t>(q.q_zero_point());
+  at::parallel_for(0, q.numel(), 1 << 15, [&](int64_t begin, int64_t end) {
+    for (int64_t i = begin; i < end; ++i)
+      dst[i] = static_cast<float>(static_cast<int32_t>(src[i]) - zp) * scale;
+  });
+  return y;
+}
+
 at::Tensor symmetric_channel_scales(const at::Tensor& weight) {
   EF_CHECK(weight.dim() >= 1 && weight.size(0) > 0, "int8: a weight needs output channels");
   const at::Tensor absmax = weight.detach().abs().reshape({weight.size(0), -1}).amax(1);
@@ -27,10 +77,20 @@ at::Tensor symmetric_channel_scales(const at::Tensor& weight) {
 
 namespace {
 
-// `weight` [C_out, ...] in int8, symmetric per output channel with `scales`.
-at::Tensor quantize_weight(const at::Tensor& weight, const at::Tensor& scales) {
-  return at::quantize_per_channel(weight.detach().to(at::kFloat).contiguous(), scales,
-                                  at::zeros({weight.size(0)}, at::kLong), 0, at::kQInt8);
+// A float weight quantized to int8, symmetric per output channel; a weight that is already
+// quantized (from a QDQ graph) is checked and kept as it is.
+at::Tensor int8_weight(const at::Tensor& weight, const char* what) {
+  if (!weight.is_quantized()) {
+    return at::quantize_per_channel(weight.detach().to(at::kFloat).contiguous(),
+                                    symmetric_channel_scales(weight),
+                                    at::zeros({weight.size(0)}, at::kLong), 0, at::kQInt8);
+  }
+  EF_CHECK(weight.scalar_type() == at::kQInt8 &&
+               weight.qscheme() == at::kPerChannelAffine && weight.q_per_channel_axis() == 0,
+           what, ": a quantized weight must be qint8 per output channel (axis 0)");
+  EF_CHECK(weight.q_per_channel_zero_points().eq(0).all().item<bool>(), what,
+           ": weight zero points must be 0 (symmetric)");
+  return weight;
 }
 
 // The float bias the prepack ops take, or none.
@@ -45,8 +105,10 @@ Int8Conv2d::Int8Conv2d(const at::Tensor& weight, const at::Tensor& bias,
                        std::vector<int64_t> stride, std::vector<int64_t> padding,
                        std::vector<int64_t> dilation, int64_t groups, QuantParams output,
                        bool relu)
-    : scales_(symmetric_channel_scales(weight)), output_(output), relu_(relu) {
+    : output_(output), relu_(relu) {
   EF_CHECK(weight.dim() == 4, "int8 conv: weight has rank ", weight.dim(), " (expected 4)");
+  const at::Tensor qweight = int8_weight(weight, "int8 conv");
+  scales_ = qweight.q_per_channel_scales();
   EF_CHECK(output.scale > 0, "int8 conv: output scale ", output.scale, " (expected > 0)");
   use_int8_engine();
   static const auto prepack =
@@ -55,7 +117,7 @@ Int8Conv2d::Int8Conv2d(const at::Tensor& weight, const at::Tensor& bias,
           .typed<c10::intrusive_ptr<ConvPackedParamsBase<2>>(
               at::Tensor, c10::optional<at::Tensor>, torch::List<int64_t>, torch::List<int64_t>,
               torch::List<int64_t>, int64_t)>();
-  packed_ = prepack.call(quantize_weight(weight, scales_), float_bias(bias),
+  packed_ = prepack.call(qweight, float_bias(bias),
                          torch::List<int64_t>(stride), torch::List<int64_t>(padding),
                          torch::List<int64_t>(dilation), groups);
 }
@@ -69,8 +131,10 @@ at::Tensor Int8Conv2d::run(const at::Tensor& input) const {
 
 Int8Linear::Int8Linear(const at::Tensor& weight, const at::Tensor& bias, QuantParams output,
                        bool relu)
-    : scales_(symmetric_channel_scales(weight)), output_(output), relu_(relu) {
+    : output_(output), relu_(relu) {
   EF_CHECK(weight.dim() == 2, "int8 linear: weight has rank ", weight.dim(), " (expected 2)");
+  const at::Tensor qweight = int8_weight(weight, "int8 linear");
+  scales_ = qweight.q_per_channel_scales();
   EF_CHECK(output.scale > 0, "int8 linear: output scale ", output.scale, " (expected > 0)");
   use_int8_engine();
   static const auto prepack =
@@ -78,7 +142,7 @@ Int8Linear::Int8Linear(const at::Tensor& weight, const at::Tensor& bias, QuantPa
           .findSchemaOrThrow("quantized::linear_prepack", "")
           .typed<c10::intrusive_ptr<LinearPackedParamsBase>(at::Tensor,
                                                             c10::optional<at::Tensor>)>();
-  packed_ = prepack.call(quantize_weight(weight, scales_), float_bias(bias));
+  packed_ = prepack.call(qweight, float_bias(bias));
 }
 
 at::Tensor Int8Linear::run(const at::Tensor& input) const {

@@ -16,6 +16,7 @@
 #include "edgeforge/data.h"
 #include "edgeforge/error.h"
 #include "edgeforge/onnx_io.h"
+#include "edgeforge/lower.h"
 #include "edgeforge/runtime.h"
 #include "edgeforge/util.h"
 #include "edgeforge/zoo.h"
@@ -98,8 +99,9 @@ void check_recipe(const TrainRecipe& r) {
 }
 
 // Batch-norm running statistics are state, not parameters: the executor updates them.
-std::vector<at::Tensor> trainable_parameters(Graph& graph) {
-  std::set<std::string> state;
+std::vector<at::Tensor> trainable_parameters(Graph& graph,
+                                             const std::vector<std::string>& frozen) {
+  std::set<std::string> state(frozen.begin(), frozen.end());
   for (const Node& n : graph.nodes())
     if (n.op_type == "BatchNormalization")
       for (size_t k = 3; k < n.inputs.size(); ++k) state.insert(n.inputs[k]);
@@ -161,8 +163,22 @@ Tokenizer training_split_tokenizer(const TokenizerOptions& to, int64_t train_lim
 
 }  // namespace
 
+at::Tensor distillation_loss(const at::Tensor& student_logits, const at::Tensor& teacher_logits,
+                             const at::Tensor& labels, double alpha, double temperature) {
+  namespace F = torch::nn::functional;
+  EF_CHECK(student_logits.sizes() == teacher_logits.sizes(), "distillation: student logits ",
+           student_logits.sizes(), " and teacher logits ", teacher_logits.sizes(), " differ");
+  const double t = temperature;
+  at::Tensor kd = F::kl_div(at::log_softmax(student_logits / t, 1),
+                            at::softmax(teacher_logits.detach() / t, 1),
+                            F::KLDivFuncOptions().reduction(torch::kBatchMean)) *
+                  (t * t);
+  if (alpha <= 0) return kd;
+  return alpha * F::cross_entropy(student_logits, labels) + (1 - alpha) * kd;
+}
+
 TrainReport train_graph(Graph& graph, const TaskData& data, const TrainRecipe& recipe,
-                        const ProgressFn& progress) {
+                        const ProgressFn& progress, const TrainHooks& hooks) {
   check_recipe(recipe);
   EF_CHECK(data.size() > 0, "training data '", data.dataset, "/", data.split, "' is empty");
   EF_CHECK(graph.outputs().size() >= 1, "model '", graph.name(), "' has no output to train");
@@ -173,7 +189,7 @@ TrainReport train_graph(Graph& graph, const TaskData& data, const TrainRecipe& r
       recipe.channels_last ? at::MemoryFormat::ChannelsLast : at::MemoryFormat::Contiguous;
   for (auto& [name, t] : graph.initializers())
     if (t.defined() && t.dim() == 4) t = t.contiguous(layout);
-  std::vector<at::Tensor> params = trainable_parameters(graph);
+  std::vector<at::Tensor> params = trainable_parameters(graph, hooks.frozen);
   EF_CHECK(!params.empty(), "model '", graph.name(), "' has no trainable parameters");
   for (at::Tensor& p : params) p.requires_grad_(true);
   Executor exec(graph);
@@ -188,7 +204,9 @@ TrainReport train_graph(Graph& graph, const TaskData& data, const TrainRecipe& r
   }
 
   const int64_t n = data.size();
-  const int64_t steps_per_epoch = (n + recipe.batch_size - 1) / recipe.batch_size;
+  const int64_t full_epoch = (n + recipe.batch_size - 1) / recipe.batch_size;
+  const int64_t steps_per_epoch =
+      hooks.steps_per_epoch > 0 ? std::min(hooks.steps_per_epoch, full_epoch) : full_epoch;
   const int64_t steps = steps_per_epoch * recipe.epochs;
   RunOptions run;
   run.threads = recipe.threads;
@@ -211,14 +229,30 @@ TrainReport train_graph(Graph& graph, const TaskData& data, const TrainRecipe& r
       at::Tensor labels = data.labels.index_select(0, idx);
       const double lr = lr_at(recipe, step, steps);
       for (auto& group : opt->param_groups()) group.options().set_lr(lr);
+      if (hooks.before_step) hooks.before_step(graph, step, steps);
+      run.freeze_batch_norm = hooks.batch_norm_training && !hooks.batch_norm_training();
       opt->zero_grad();
-      at::Tensor logits = exec.run(inputs, run)[0];
-      at::Tensor loss = torch::nn::functional::cross_entropy(
-          logits, labels,
-          torch::nn::functional::CrossEntropyFuncOptions().label_smoothing(recipe.label_smoothing));
+      at::Tensor logits;
+      if (hooks.fetch.empty()) {
+        logits = exec.run(inputs, run)[0];
+      } else {
+        std::map<std::string, at::Tensor> fetched;
+        logits = exec.run(inputs, run, hooks.fetch, &fetched)[0];
+        if (hooks.observe) hooks.observe(fetched);
+      }
+      at::Tensor loss =
+          hooks.loss ? hooks.loss(logits, labels, inputs)
+                     : torch::nn::functional::cross_entropy(
+                           logits, labels,
+                           torch::nn::functional::CrossEntropyFuncOptions().label_smoothing(
+                               recipe.label_smoothing));
       loss.backward();
       if (recipe.grad_clip_norm > 0) torch::nn::utils::clip_grad_norm_(params, recipe.grad_clip_norm);
       opt->step();
+      if (hooks.after_step) {
+        at::NoGradGuard no_grad;
+        hooks.after_step(graph);
+      }
       const double l = loss.item<double>();
       EF_CHECK(std::isfinite(l), "training '", graph.name(), "' diverged at step ", step,
                " (loss ", l, "); lower the learning rate");
@@ -354,7 +388,7 @@ EvalResult evaluate(const Graph& graph, const EvalOptions& opts) {
   data_opts.seq_len = model_seq_len(graph);
   TaskData data = load_task_data(r.dataset, opts.split, data_opts,
                                  tokenizer ? &*tokenizer : nullptr);
-  Executor exec(graph);
+  InferenceSession session(graph);  // a QDQ model runs on its int8 kernels, as deployed
   RunOptions run;
   run.threads = opts.threads;
   at::NoGradGuard no_grad;
@@ -363,7 +397,7 @@ EvalResult evaluate(const Graph& graph, const EvalOptions& opts) {
   predicted.reserve(static_cast<size_t>(n));
   for (int64_t lo = 0; lo < n; lo += opts.batch_size) {
     at::Tensor idx = at::arange(lo, std::min(n, lo + opts.batch_size), at::kLong);
-    at::Tensor logits = exec.run(data.batch_inputs(graph, idx), run)[0];
+    at::Tensor logits = session.run(data.batch_inputs(graph, idx), run)[0];
     EF_CHECK(logits.dim() == 2 && logits.size(0) == idx.size(0), "model '", graph.name(),
              "': first output has shape ", logits.sizes(), ", expected [batch, classes]");
     EF_CHECK(logits.size(1) == data.num_classes, "model '", graph.name(), "' predicts ",

@@ -1,0 +1,64 @@
+// edgeforge/lower.h: the int8 lowering pass and the inference session that runs its result.
+//
+// A quantized model is stored in ONNX's QDQ form: QuantizeLinear / DequantizeLinear pairs
+// around float ops (edgeforge/quantize.h writes it). Run as written, the graph is the float
+// "fake-quant" reference. lower_int8() rewrites it for inference:
+//
+//   DQ(x_q) -> Conv | Gemm | MatMul (weight DQ(int8 const)) [-> Add bias] [-> Relu] -> Q -> y_q
+//      becomes one QConv / QLinear node on LibTorch's int8 kernels (edgeforge/int8.h) with the
+//      weights prepacked once; uint8 activations stay quantized between such nodes;
+//   DynamicQuantizeLinear(x) -> DQ -> MatMul | Gemm (weight DQ(int8 const)) [-> Add bias]
+//      becomes one DynQLinear node (activation range computed at run time);
+//   Q / DQ of activations that remain become QuantizeTensor / DequantizeTensor.
+//
+// Everything else stays float and runs on the reference kernels. The emitted nodes live in the
+// internal domain kEdgeforgeDomain; a lowered graph is for running, never for saving.
+//
+//   InferenceSession session(load_onnx("resnet.sptq.onnx"));
+//   at::Tensor logits = session.run({images}, RunOptions{})[0];
+//   session.lowering().int8_nodes;   // original Conv/Gemm/MatMul names that run in int8
+#pragma once
+
+#include <ATen/core/Tensor.h>
+
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "edgeforge/graph.h"
+#include "edgeforge/runtime.h"
+
+namespace edgeforge {
+
+struct LoweringReport {
+  std::vector<std::string> int8_nodes;     // Conv/Gemm/MatMul nodes now run by static int8 kernels
+  std::vector<std::string> dynamic_nodes;  // ... by dynamic int8 kernels
+  // Conv/Gemm/MatMul nodes with a quantized (DQ) input that stayed float, and why.
+  std::vector<std::pair<std::string, std::string>> kept_float;
+  int64_t quantize_nodes = 0;    // Q / DynamicQuantizeLinear nodes in the input graph
+  bool quantized() const { return quantize_nodes > 0; }
+};
+
+// Lowers every QDQ pattern above; a graph without QDQ nodes is returned unchanged. Patterns
+// that do not fit a kernel (per-tensor int8 activations, a weight with non-zero zero points,
+// 1-D or 3-D convolution, ...) stay float and are listed in the report with the reason.
+Graph lower_int8(const Graph& graph, LoweringReport* report = nullptr);
+
+// A model ready for inference: the graph lowered once, then run by the executor. Accuracy and
+// latency of a quantized model are always measured through this, with the int8 kernels.
+class InferenceSession {
+ public:
+  explicit InferenceSession(const Graph& graph);
+  InferenceSession(const InferenceSession&) = delete;  // the executor points into graph_
+  InferenceSession& operator=(const InferenceSession&) = delete;
+  std::vector<at::Tensor> run(const std::vector<at::Tensor>& inputs, const RunOptions& opts);
+  const Graph& graph() const { return graph_; }  // the lowered graph
+  const LoweringReport& lowering() const { return report_; }
+
+ private:
+  LoweringReport report_;  // before graph_: lowering fills it while graph_ is built
+  Graph graph_;
+  std::unique_ptr<Executor> exec_;
+};
+
+}  // namespace edgeforge

@@ -1,0 +1,158 @@
+// edgeforge's internal int8 ops (domain ai.edgeforge), emitted only by the QDQ lowering pass
+// (src/runtime/lower_int8.cpp, edgeforge/lower.h). Between them, uint8 activations travel as
+// LibTorch quint8 tensors that carry their own scale and zero point.
+//
+//   QuantizeTensor(x)                  float -> quint8; attributes scale, zero_point
+//   DequantizeTensor(q)                quint8 -> float
+//   QConv(q, w_int8, w_scale[, bias])  quint8 -> quint8; Conv attributes (2-D, explicit pads),
+//                                      y_scale, y_zero_point, relu
+//   QLinear(q, w_int8, w_scale[, b])   quint8 [..., in] -> quint8 [..., out]; y_scale,
+//                                      y_zero_point, relu, weight_in_out (w is [in, out])
+//   DynQLinear(x, w_int8, w_scale[, b]) float -> float, activation range taken at run time
+//   FakeQuant(x, scale, zero_point)    float -> float, uint8 fake quantization (QAT training)
+//   FakeQuantWeight(w)                 float -> float, int8 symmetric fake quantization (QAT)
+//
+// Weights and scales are constant inputs read once at prepare time and prepacked.
+#include <ATen/ATen.h>
+
+#include <memory>
+#include <string>
+
+#include "edgeforge/int8.h"
+#include "util.h"
+
+namespace edgeforge::ops {
+namespace {
+
+// The int8 weight of a lowered node as a qint8 tensor, per output channel (axis 0 after an
+// optional transpose from [in, out]), from its constant int8 values and scales.
+at::Tensor lowered_weight(const Node& node, const Graph& graph, bool in_out) {
+  const std::string where = node.describe();
+  at::Tensor w = prepared_input(node, graph, 1);
+  at::Tensor scale = prepared_input(node, graph, 2);
+  EF_CHECK(w.defined() && w.scalar_type() == at::kChar, where,
+           ": weight must be a constant int8 tensor");
+  EF_CHECK(scale.defined() && at::isFloatingType(scale.scalar_type()), where,
+           ": weight scale must be a constant float tensor");
+  if (in_out) w = w.t();
+  w = w.contiguous();
+  const int64_t channels = w.size(0);
+  scale = scale.to(at::kDouble).reshape({-1});
+  if (scale.numel() == 1) scale = scale.expand({channels}).contiguous();
+  EF_CHECK(scale.numel() == channels, where, ": ", scale.numel(), " weight scales for ", channels,
+           " output channels");
+  EF_CHECK(scale.gt(0).all().item<bool>(), where, ": weight scales must be positive");
+  return at::_make_per_channel_quantized_tensor(w, scale, at::zeros({channels}, at::kLong), 0);
+}
+
+QuantParams output_params(const Node& node) {
+  QuantParams p;
+  p.scale = node.attr_float("y_scale");
+  p.zero_point = node.attr_int("y_zero_point");
+  return p;
+}
+
+Kernel prepare_quantize_tensor(const Node& node, const Graph&) {
+  QuantParams p;
+  p.scale = node.attr_float("scale");
+  p.zero_point = node.attr_int("zero_point");
+  return [p](const TensorList& in, TensorList& out, const KernelContext&) {
+    out[0] = quantize_uint8(in[0], p);
+  };
+}
+
+Kernel prepare_dequantize_tensor(const Node&, const Graph&) {
+  return [](const TensorList& in, TensorList& out, const KernelContext&) {
+    out[0] = dequantize_uint8(in[0]);
+  };
+}
+
+Kernel prepare_qconv(const Node& node, const Graph& graph) {
+  use_int8_engine();
+  const std::vector<int64_t> pads = node.attr_ints("pads");
+  EF_CHECK(pads.size() == 4, node.describe(), ": pads must have 4 values");
+  auto conv = std::make_shared<Int8Conv2d>(
+      lowered_weight(node, graph, false), prepared_input(node, graph, 3), node.attr_ints("strides"),
+      std::vector<int64_t>{pads[0], pads[1]}, node.attr_ints("dilations"), node.attr_int("group"),
+      output_params(node), node.attr_int("relu") != 0);
+  return [conv](const TensorList& in, TensorList& out, const KernelContext&) {
+    out[0] = conv->run(in[0].contiguous(at::MemoryFormat::ChannelsLast));
+  };
+}
+
+// quantized::linear takes [rows, in]; other ranks are flattened around it.
+at::Tensor linear_any_rank(const at::Tensor& x, const std::function<at::Tensor(const at::Tensor&)>& f) {
+  if (x.dim() == 2) return f(x.contiguous());
+  std::vector<int64_t> shape(x.sizes().begin(), x.sizes().end());
+  at::Tensor y = f(x.contiguous().reshape({-1, shape.back()}));
+  shape.back() = y.size(1);
+  return y.reshape(shape);
+}
+
+Kernel prepare_qlinear(const Node& node, const Graph& graph) {
+  use_int8_engine();
+  auto linear = std::make_shared<Int8Linear>(
+      lowered_weight(node, graph, node.attr_int("weight_in_out", 0) != 0),
+      prepared_input(node, graph, 3), output_params(node), node.attr_int("relu", 0) != 0);
+  return [linear](const TensorList& in, TensorList& out, const KernelContext&) {
+    out[0] = linear_any_rank(in[0], [&](const at::Tensor& x) { return linear->run(x); });
+  };
+}
+
+Kernel prepare_dyn_qlinear(const Node& node, const Graph& graph) {
+  use_int8_engine();
+  auto linear = std::make_shared<Int8Linear>(
+      lowered_weight(node, graph, node.attr_int("weight_in_out", 0) != 0),
+      prepared_input(node, graph, 3), QuantParams{}, false);
+  return [linear](const TensorList& in, TensorList& out, const KernelContext&) {
+    out[0] = linear_any_rank(in[0], [&](const at::Tensor& x) { return linear->run_dynamic(x); });
+  };
+}
+
+// Quantization-aware training (the qat strategy): a uint8 fake quantization of an activation
+// with the scale and zero point held in scalar initializers that observers update, and a
+// symmetric int8 fake quantization of a weight per output channel (`axis`) from its current
+// values. Both pass gradients straight through inside the range.
+Kernel prepare_fake_quant(const Node&, const Graph&) {
+  return [](const TensorList& in, TensorList& out, const KernelContext&) {
+    const auto scale = in[1].item<float>();
+    const auto zero_point = static_cast<int64_t>(in[2].item<float>());
+    out[0] = at::fake_quantize_per_tensor_affine(in[0], scale, zero_point, 0, 255);
+  };
+}
+
+Kernel prepare_fake_quant_weight(const Node& node, const Graph&) {
+  const int64_t axis = node.attr_int("axis", 0);
+  const bool per_channel = node.attr_int("per_channel", 1) != 0;
+  return [axis, per_channel](const TensorList& in, TensorList& out, const KernelContext&) {
+    const at::Tensor& w = in[0];
+    at::Tensor scales;
+    {
+      at::NoGradGuard no_grad;
+      const at::Tensor m = w.detach().movedim(axis, 0);
+      scales = per_channel ? m.abs().reshape({m.size(0), -1}).amax(1) : m.abs().max().reshape({1});
+      scales = (scales / 127.0f).clamp_min(1e-12f).to(at::kFloat);
+    }
+    if (per_channel) {
+      out[0] = at::fake_quantize_per_channel_affine(
+          w, scales, at::zeros({scales.size(0)}, at::kInt), axis, -127, 127);
+    } else {
+      out[0] = at::fake_quantize_per_tensor_affine(w, scales.item<float>(), 0, -127, 127);
+    }
+  };
+}
+
+}  // namespace
+
+EF_REGISTER_OP(FakeQuant, OpDef{"FakeQuant", 3, 3, prepare_fake_quant, kEdgeforgeDomain});
+EF_REGISTER_OP(FakeQuantWeight,
+               OpDef{"FakeQuantWeight", 1, 1, prepare_fake_quant_weight, kEdgeforgeDomain});
+EF_REGISTER_OP(QuantizeTensor,
+               OpDef{"QuantizeTensor", 1, 1, prepare_quantize_tensor, kEdgeforgeDomain});
+EF_REGISTER_OP(DequantizeTensor,
+               OpDef{"DequantizeTensor", 1, 1, prepare_dequantize_tensor, kEdgeforgeDomain});
+EF_REGISTER_OP(QConv, OpDef{"QConv", 3, 4, prepare_qconv, kEdgeforgeDomain});
+EF_REGISTER_OP(QLinear, OpDef{"QLinear", 3, 4, prepare_qlinear, kEdgeforgeDomain});
+EF_REGISTER_OP(DynQLinear, OpDef{"DynQLinear", 3, 4, prepare_dyn_qlinear, kEdgeforgeDomain});
+
+}  // namespace edgeforge::ops

@@ -1,0 +1,394 @@
+// The QDQ -> int8 lowering pass (edgeforge/lower.h). It matches patterns on constants only:
+// every scale, zero point and weight it folds into a kernel is an initializer or a Constant
+// node, so the lowered graph computes what the QDQ graph computes, up to int8 rounding.
+#include "edgeforge/lower.h"
+
+#include <ATen/ATen.h>
+
+#include <cmath>
+#include <cstring>
+#include <map>
+#include <optional>
+#include <set>
+
+#include "edgeforge/error.h"
+#include "edgeforge/ops.h"
+
+namespace edgeforge {
+namespace {
+
+bool is_op(const Node& n, const char* op) {
+  return n.op_type == op && (n.domain.empty() || n.domain == "ai.onnx");
+}
+
+// Per-tensor parameters of an activation Q or DQ node, when they are constants.
+struct ActParams {
+  float scale = 0;
+  int64_t zero_point = 0;
+  at::ScalarType type = at::kByte;
+  bool operator==(const ActParams& o) const {
+    return std::memcmp(&scale, &o.scale, sizeof scale) == 0 && zero_point == o.zero_point &&
+           type == o.type;
+  }
+};
+
+std::optional<ActParams> activation_params(const Node& n, const Graph& g) {
+  if (n.inputs.size() < 2) return std::nullopt;
+  const at::Tensor scale = constant_input(g, n.inputs[1]);
+  if (!scale.defined() || scale.numel() != 1 || scale.scalar_type() != at::kFloat) return std::nullopt;
+  ActParams p;
+  p.scale = scale.item<float>();
+  if (!(p.scale > 0) || !std::isfinite(p.scale)) return std::nullopt;
+  if (n.inputs.size() > 2 && !n.inputs[2].empty()) {
+    const at::Tensor zp = constant_input(g, n.inputs[2]);
+    if (!zp.defined() || zp.numel() != 1) return std::nullopt;
+    p.type = zp.scalar_type();
+    p.zero_point = zp.to(at::kLong).item<int64_t>();
+  }
+  return p;
+}
+
+class Lowering {
+ public:
+  Lowering(const Graph& g, LoweringReport& report) : g_(g), report_(report) {
+    const auto& nodes = g.nodes();
+    for (size_t i = 0; i < nodes.size(); ++i) {
+      for (const std::string& out : nodes[i].outputs) producer_[out] = i;
+      for (const std::string& in : nodes[i].inputs)
+        if (!in.empty()) consumers_[in].push_back(i);
+      if (is_op(nodes[i], "QuantizeLinear") || is_op(nodes[i], "DynamicQuantizeLinear"))
+        ++report_.quantize_nodes;
+    }
+    for (const ValueInfo& v : g.outputs()) graph_outputs_.insert(v.name);
+  }
+
+  Graph run() {
+    if (report_.quantize_nodes == 0 && !has_dequantize()) return g_;
+    find_quantized_values();
+    const auto& nodes = g_.nodes();
+    for (size_t i = 0; i < nodes.size(); ++i) {
+      const Node& n = nodes[i];
+      if (is_op(n, "Conv") || is_op(n, "Gemm") || is_op(n, "MatMul")) match(i);
+    }
+    return rebuild();
+  }
+
+ private:
+  const Node& node(size_t i) const { return g_.nodes()[i]; }
+  const Node* producer(const std::string& v) const {
+    auto it = producer_.find(v);
+    return it == producer_.end() ? nullptr : &node(it->second);
+  }
+  const std::vector<size_t>& consumers(const std::string& v) const {
+    static const std::vector<size_t> kNone;
+    auto it = consumers_.find(v);
+    return it == consumers_.end() ? kNone : it->second;
+  }
+  // The single node reading `v`, when exactly one does and `v` is not a graph output.
+  std::optional<size_t> only_consumer(const std::string& v) const {
+    const auto& c = consumers(v);
+    if (c.size() != 1 || graph_outputs_.count(v)) return std::nullopt;
+    return c[0];
+  }
+  bool has_dequantize() const {
+    for (const Node& n : g_.nodes())
+      if (is_op(n, "DequantizeLinear")) return true;
+    return false;
+  }
+
+  // uint8 activations that can travel as quint8: produced by a Q with constant per-tensor
+  // parameters, read only by DQs with the same parameters, not a graph output.
+  void find_quantized_values() {
+    for (const Node& n : g_.nodes()) {
+      if (!is_op(n, "QuantizeLinear")) continue;
+      const std::string& v = n.outputs[0];
+      std::optional<ActParams> p = activation_params(n, g_);
+      if (!p || p->type != at::kByte || graph_outputs_.count(v)) continue;
+      bool ok = !consumers(v).empty();
+      for (size_t c : consumers(v)) {
+        std::optional<ActParams> cp = is_op(node(c), "DequantizeLinear") && node(c).inputs[0] == v
+                                          ? activation_params(node(c), g_)
+                                          : std::nullopt;
+        ok = ok && cp && *cp == *p;
+      }
+      if (ok) quantized_[v] = *p;
+    }
+  }
+
+  struct Weight {
+    std::string values, scale;  // names of the int8 constant and its scale
+    bool in_out = false;        // stored [in, out] (MatMul, Gemm without transB)
+    int64_t out_channels = 0;
+  };
+
+  // The int8 weight behind input `index` of `n`: DQ(const int8, const scale, zero points 0).
+  std::optional<Weight> weight(const Node& n, size_t index, bool in_out, std::string* why) const {
+    const Node* dq = index < n.inputs.size() ? producer(n.inputs[index]) : nullptr;
+    if (dq == nullptr || !is_op(*dq, "DequantizeLinear")) {
+      *why = "its weight is not quantized";
+      return std::nullopt;
+    }
+    const at::Tensor w = constant_input(g_, dq->inputs[0]);
+    const at::Tensor s = dq->inputs.size() > 1 ? constant_input(g_, dq->inputs[1]) : at::Tensor();
+    if (!w.defined() || w.scalar_type() != at::kChar || !s.defined()) {
+      *why = "its weight is not a constant int8 tensor with a constant scale";
+      return std::nullopt;
+    }
+    if (dq->inputs.size() > 2 && !dq->inputs[2].empty()) {
+      const at::Tensor zp = constant_input(g_, dq->inputs[2]);
+      if (!zp.defined() || !zp.eq(0).all().item<bool>()) {
+        *why = "its weight zero points are not all 0 (the int8 kernels take symmetric weights)";
+        return std::nullopt;
+      }
+    }
+    Weight r;
+    r.values = dq->inputs[0];
+    r.scale = dq->inputs[1];
+    r.in_out = in_out;
+    const int64_t out_axis = in_out ? 1 : 0;
+    if (w.dim() < 2) {
+      *why = "its weight has rank " + std::to_string(w.dim());
+      return std::nullopt;
+    }
+    r.out_channels = w.size(out_axis);
+    if (s.numel() != 1) {
+      int64_t axis = dq->attr_int("axis", 1);
+      if (axis < 0) axis += w.dim();
+      if (s.dim() != 1 || axis != out_axis || s.size(0) != r.out_channels) {
+        *why = "its weight scales are not per output channel";
+        return std::nullopt;
+      }
+    }
+    return r;
+  }
+
+  void keep_float(const Node& n, const std::string& why) {
+    report_.kept_float.emplace_back(n.name, why);
+  }
+
+  void match(size_t i) {
+    const Node& n = node(i);
+    const Node* dq_in = producer(n.inputs[0]);
+    const Node* w_dq = n.inputs.size() > 1 ? producer(n.inputs[1]) : nullptr;
+    const bool input_quantized = dq_in != nullptr && is_op(*dq_in, "DequantizeLinear");
+    const bool weight_quantized = w_dq != nullptr && is_op(*w_dq, "DequantizeLinear");
+    if (!input_quantized && !weight_quantized) return;  // a float node: nothing to say
+    if (!input_quantized) return keep_float(n, "its input is not quantized");
+
+    // Static (Q -> DQ) or dynamic (DynamicQuantizeLinear -> DQ) input.
+    const std::string& q = dq_in->inputs[0];
+    const Node* q_producer = producer(q);
+    bool dynamic = false;
+    if (quantized_.count(q)) {
+      dynamic = false;
+    } else if (q_producer != nullptr && is_op(*q_producer, "DynamicQuantizeLinear") &&
+               dq_in->inputs.size() == 3 && q_producer->outputs.size() == 3 &&
+               dq_in->inputs[1] == q_producer->outputs[1] &&
+               dq_in->inputs[2] == q_producer->outputs[2]) {
+      dynamic = true;
+    } else {
+      return keep_float(n, "its input is not a uint8 tensor with constant per-tensor parameters");
+    }
+
+    // The op's own constraints, and the weight layout.
+    std::string why;
+    std::optional<Weight> w;
+    std::string bias;  // a float constant, "" for none
+    std::vector<size_t> absorbed{i};
+    std::string tail = n.outputs[0];
+    if (is_op(n, "Conv")) {
+      if (dynamic) return keep_float(n, "dynamic quantization covers MatMul and Gemm only");
+      const at::Tensor wv = w_dq ? constant_input(g_, w_dq->inputs[0]) : at::Tensor();
+      if (!wv.defined() || wv.dim() != 4)
+        return keep_float(n, "only 2-D convolutions have an int8 kernel");
+      if (n.attr_string("auto_pad", "NOTSET") != "NOTSET")
+        return keep_float(n, "auto_pad is not supported by the int8 kernel");
+      const auto pads = n.attr_ints("pads", {0, 0, 0, 0});
+      if (pads.size() != 4 || pads[0] != pads[2] || pads[1] != pads[3])
+        return keep_float(n, "asymmetric padding is not supported by the int8 kernel");
+      if (!(w = weight(n, 1, false, &why))) return keep_float(n, why);
+      if (n.inputs.size() > 2 && !n.inputs[2].empty()) {
+        if (!(bias = float_bias(n.inputs[2], w->out_channels, &why)).size())
+          return keep_float(n, why);
+      }
+    } else if (is_op(n, "Gemm")) {
+      if (n.attr_int("transA", 0) != 0 || n.attr_float("alpha", 1.0f) != 1.0f ||
+          n.attr_float("beta", 1.0f) != 1.0f)
+        return keep_float(n, "only Gemm with transA = 0, alpha = 1 and beta = 1 is lowered");
+      if (!(w = weight(n, 1, n.attr_int("transB", 0) == 0, &why))) return keep_float(n, why);
+      if (n.inputs.size() > 2 && !n.inputs[2].empty()) {
+        if (!(bias = float_bias(n.inputs[2], w->out_channels, &why)).size())
+          return keep_float(n, why);
+      }
+    } else {  // MatMul by a constant [in, out] weight, then an optional bias Add
+      if (!(w = weight(n, 1, true, &why))) return keep_float(n, why);
+      if (std::optional<size_t> c = only_consumer(tail); c && is_op(node(*c), "Add")) {
+        const Node& add = node(*c);
+        const std::string& other = add.inputs[0] == tail ? add.inputs[1] : add.inputs[0];
+        std::string ignored;
+        std::string b = float_bias(other, w->out_channels, &ignored);
+        if (!b.empty()) {
+          bias = b;
+          absorbed.push_back(*c);
+          tail = add.outputs[0];
+        }
+      }
+    }
+
+    Node fused;
+    fused.domain = kEdgeforgeDomain;
+    fused.name = n.name;
+    fused.inputs = {dynamic ? q_producer->inputs[0] : q, w->values, w->scale};
+    if (!bias.empty()) fused.inputs.push_back(bias);
+    if (dynamic) {
+      fused.op_type = "DynQLinear";
+      fused.set("weight_in_out", int64_t{w->in_out});
+      fused.outputs = {tail};
+      place(fused, absorbed);
+      report_.dynamic_nodes.push_back(n.name);
+      return;
+    }
+
+    // Static: an optional Relu, then a Q into a quantized value.
+    bool relu = false;
+    std::optional<size_t> c = only_consumer(tail);
+    if (c && is_op(node(*c), "Relu")) {
+      relu = true;
+      absorbed.push_back(*c);
+      tail = node(*c).outputs[0];
+      c = only_consumer(tail);
+    }
+    if (!c || !is_op(node(*c), "QuantizeLinear") || !quantized_.count(node(*c).outputs[0]))
+      return keep_float(n, "its output is not quantized to uint8 right after it");
+    const ActParams& out = quantized_.at(node(*c).outputs[0]);
+    absorbed.push_back(*c);
+    fused.outputs = {node(*c).outputs[0]};
+    fused.set("y_scale", out.scale).set("y_zero_point", out.zero_point).set("relu", int64_t{relu});
+    if (is_op(n, "Conv")) {
+      const auto pads = n.attr_ints("pads", {0, 0, 0, 0});
+      fused.op_type = "QConv";
+      fused.set("strides", n.attr_ints("strides", {1, 1}))
+          .set("pads", pads)
+          .set("dilations", n.attr_ints("dilations", {1, 1}))
+          .set("group", n.attr_int("group", 1));
+    } else {
+      fused.op_type = "QLinear";
+      fused.set("weight_in_out", int64_t{w->in_out});
+    }
+    place(fused, absorbed);
+    report_.int8_nodes.push_back(n.name);
+  }
+
+  // A bias the kernels take: a float constant of `channels` values, or DQ of an int32 one
+  // (dequantized here into a new initializer). "" with `why` set otherwise.
+  std::string float_bias(const std::string& v, int64_t channels, std::string* why) {
+    at::Tensor b = constant_input(g_, v);
+    std::string name = v;
+    if (!b.defined()) {
+      const Node* dq = producer(v);
+      at::Tensor values = dq && is_op(*dq, "DequantizeLinear") ? constant_input(g_, dq->inputs[0])
+                                                                : at::Tensor();
+      at::Tensor scale = values.defined() ? constant_input(g_, dq->inputs[1]) : at::Tensor();
+      if (values.defined() && scale.defined() && values.scalar_type() == at::kInt &&
+          !(dq->inputs.size() > 2 && !dq->inputs[2].empty())) {
+        b = values.to(at::kFloat) * scale.to(at::kFloat);
+        name = v + ".float";
+        new_initializers_[name] = b;
+      }
+    }
+    if (!b.defined() || !at::isFloatingType(b.scalar_type()) || b.numel() != channels) {
+      *why = "its bias is not a constant of one value per output channel";
+      return "";
+    }
+    if (b.dim() != 1 || b.scalar_type() != at::kFloat) {
+      name = v + ".bias1d";
+      new_initializers_[name] = b.reshape({channels}).to(at::kFloat);
+    }
+    return name;
+  }
+
+  // The fused node replaces `absorbed` (in graph order) at the position of the last of them.
+  void place(Node fused, const std::vector<size_t>& absorbed) {
+    size_t last = 0;
+    for (size_t a : absorbed) {
+      removed_.insert(a);
+      last = std::max(last, a);
+    }
+    replacement_[last] = std::move(fused);
+  }
+
+  Graph rebuild() {
+    Graph out(g_.name());
+    out.inputs() = g_.inputs();
+    out.outputs() = g_.outputs();
+    out.metadata() = g_.metadata();
+    for (const auto& [name, t] : g_.initializers()) out.add_initializer(name, t);
+    for (const auto& [name, t] : new_initializers_) out.add_initializer(name, t);
+    std::vector<Node> nodes;
+    for (size_t i = 0; i < g_.nodes().size(); ++i) {
+      auto r = replacement_.find(i);
+      if (r != replacement_.end()) {
+        nodes.push_back(r->second);
+        continue;
+      }
+      if (removed_.count(i)) continue;
+      Node n = node(i);
+      if (is_op(n, "QuantizeLinear") && quantized_.count(n.outputs[0])) {
+        const ActParams& p = quantized_.at(n.outputs[0]);
+        Node q("QuantizeTensor", n.name, {n.inputs[0]}, n.outputs);
+        q.domain = kEdgeforgeDomain;
+        q.set("scale", p.scale).set("zero_point", p.zero_point);
+        n = std::move(q);
+      } else if (is_op(n, "DequantizeLinear") && quantized_.count(n.inputs[0])) {
+        Node dq("DequantizeTensor", n.name, {n.inputs[0]}, n.outputs);
+        dq.domain = kEdgeforgeDomain;
+        n = std::move(dq);
+      }
+      nodes.push_back(std::move(n));
+    }
+    // Drop nodes nothing reads any more (weight DQs, activation DQs feeding only fused nodes).
+    std::set<std::string> live;
+    for (const ValueInfo& v : g_.outputs()) live.insert(v.name);
+    std::vector<bool> keep(nodes.size(), false);
+    for (size_t k = nodes.size(); k-- > 0;) {
+      for (const std::string& o : nodes[k].outputs) keep[k] = keep[k] || live.count(o);
+      if (keep[k])
+        for (const std::string& in : nodes[k].inputs) live.insert(in);
+    }
+    for (size_t k = 0; k < nodes.size(); ++k)
+      if (keep[k]) out.add_node(std::move(nodes[k]));
+    out.validate();
+    return out;
+  }
+
+  const Graph& g_;
+  LoweringReport& report_;
+  std::map<std::string, size_t> producer_;
+  std::map<std::string, std::vector<size_t>> consumers_;
+  std::set<std::string> graph_outputs_;
+  std::map<std::string, ActParams> quantized_;
+  std::set<size_t> removed_;
+  std::map<size_t, Node> replacement_;
+  std::map<std::string, at::Tensor> new_initializers_;
+};
+
+}  // namespace
+
+Graph lower_int8(const Graph& graph, LoweringReport* report) {
+  LoweringReport local;
+  LoweringReport& r = report != nullptr ? *report : local;
+  r = LoweringReport{};
+  return Lowering(graph, r).run();
+}
+
+InferenceSession::InferenceSession(const Graph& graph) : graph_(lower_int8(graph, &report_)) {
+  exec_ = std::make_unique<Executor>(graph_);
+}
+
+std::vector<at::Tensor> InferenceSession::run(const std::vector<at::Tensor>& inputs,
+                                              const RunOptions& opts) {
+  EF_ASSERT(!opts.training, "an inference session does not train");
+  return exec_->run(inputs, opts);
+}
+
+}  // namespace edgeforge

@@ -1,0 +1,105 @@
+#include "common.h"
+
+#include <ATen/ATen.h>
+
+#include "edgeforge/error.h"
+#include "edgeforge/runtime.h"
+
+namespace edgeforge::strategies {
+
+std::string model_modality(const Graph& model, const std::string& dataset) {
+  return dataset_modality(dataset.empty() ? model_dataset(model) : dataset);
+}
+
+KdSettings default_kd(const std::string& modality) {
+  return modality == "text" ? KdSettings{0.0, 2.0} : KdSettings{0.5, 1.0};
+}
+
+namespace {
+void auto_or(const std::string& v, const std::function<void(const std::string&)>& check) {
+  if (v != "auto") check(v);
+}
+}  // namespace
+
+std::vector<OptionSpec> training_options(const std::string& epochs_help,
+                                         const std::string& lr_help) {
+  return {
+      {"epochs", "auto", epochs_help, [](const std::string& v) { auto_or(v, check_int(1, 1000)); }},
+      {"lr", "auto", lr_help,
+       [](const std::string& v) { auto_or(v, check_double(0, 10, true, false)); }},
+      {"batch-size", "auto", "samples per step (auto: 128 images, 32 text)",
+       [](const std::string& v) { auto_or(v, check_int(1, 1 << 16)); }},
+      {"alpha", "auto", "weight of the label loss; 1 - alpha on the teacher (auto: 0.5 images, 0 text)",
+       [](const std::string& v) { auto_or(v, check_double(0, 1)); }},
+      {"temperature", "auto", "distillation temperature (auto: 1 images, 2 text)",
+       [](const std::string& v) { auto_or(v, check_double(0, 100, true, false)); }},
+      {"dataset", "", "training data set (default: the model's own)", nullptr},
+  };
+}
+
+TrainRecipe finetune_recipe(const std::string& modality, const StrategyOptions& opts,
+                            int default_epochs, double default_lr, const StrategyContext& ctx) {
+  TrainRecipe r;
+  if (modality == "image") {
+    r.batch_size = 128;
+    r.optimizer = "sgd";
+    r.weight_decay = 5e-4;
+    r.warmup_share = 0.05;
+  } else {
+    r.batch_size = 32;
+    r.optimizer = "adamw";
+    r.weight_decay = 0.01;
+    r.warmup_share = 0.1;
+    r.grad_clip_norm = 1.0;
+  }
+  r.epochs = opts.text("epochs") == "auto" ? default_epochs : static_cast<int>(opts.integer("epochs"));
+  r.lr = opts.text("lr") == "auto" ? default_lr : opts.number("lr");
+  if (opts.text("batch-size") != "auto") r.batch_size = opts.integer("batch-size");
+  r.seed = ctx.seed;
+  r.threads = ctx.threads;
+  return r;
+}
+
+KdSettings kd_settings(const std::string& modality, const StrategyOptions& opts) {
+  KdSettings kd = default_kd(modality);
+  if (opts.text("alpha") != "auto") kd.alpha = opts.number("alpha");
+  if (opts.text("temperature") != "auto") kd.temperature = opts.number("temperature");
+  return kd;
+}
+
+TaskData training_data(const Graph& model, const StrategyOptions& opts,
+                       const StrategyContext& ctx) {
+  return strategy_training_data(model, opts.text("dataset"), ctx.train_limit, ctx.seed);
+}
+
+std::function<at::Tensor(const at::Tensor&, const at::Tensor&, const std::vector<at::Tensor>&)>
+distillation_hook(const Graph& teacher, KdSettings kd, int threads) {
+  auto graph = std::make_shared<Graph>(teacher);
+  auto exec = std::make_shared<Executor>(*graph);
+  return [graph, exec, kd, threads](const at::Tensor& logits, const at::Tensor& labels,
+                                    const std::vector<at::Tensor>& inputs) {
+    at::Tensor teacher_logits;
+    {
+      at::NoGradGuard no_grad;
+      RunOptions run;
+      run.threads = threads;
+      teacher_logits = exec->run(inputs, run)[0];
+    }
+    return distillation_loss(logits, teacher_logits, labels, kd.alpha, kd.temperature);
+  };
+}
+
+int64_t output_classes(const Graph& model, const TaskData& sample) {
+  EF_CHECK(!model.outputs().empty(), "model '", model.name(), "' has no output");
+  const ValueInfo& out = model.outputs()[0];
+  if (out.has_shape && !out.shape.empty() && out.shape.back().is_fixed())
+    return out.shape.back().size;
+  Executor exec(model);
+  at::NoGradGuard no_grad;
+  RunOptions run;
+  const at::Tensor logits =
+      exec.run(sample.batch_inputs(model, at::zeros({1}, at::kLong)), run)[0];
+  return logits.size(-1);
+}
+
+}  // namespace edgeforge::strategies

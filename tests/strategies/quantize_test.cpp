@@ -1,0 +1,259 @@
+// The QDQ writers (edgeforge/quantize.h) and the int8 lowering (edgeforge/lower.h): a lowered
+// int8 graph against its fake-quant (QDQ) form, batch-norm folding against the unfolded graph,
+// and the patterns that must stay float.
+#include <gtest/gtest.h>
+
+#include <ATen/ATen.h>
+
+#include "edgeforge/error.h"
+#include "edgeforge/graph_builder.h"
+#include "edgeforge/lower.h"
+#include "edgeforge/onnx_io.h"
+#include "edgeforge/quantize.h"
+#include "edgeforge/runtime.h"
+#include "edgeforge/summary.h"
+
+using namespace edgeforge;
+
+namespace {
+
+// The int8 kernels requantize once from exact int32 sums; the QDQ reference rounds a float
+// result. Each quantized tensor may land one step apart where a value sits on a rounding edge,
+// and steps add up over a few layers: at most this many output steps apart.
+constexpr double kMaxOutputSteps = 3.0;
+// Dynamic quantization: LibTorch picks the activation zero point by its own nudging rule,
+// ONNX rounds -min / scale, so inputs may differ by a step; relative to the output's range.
+constexpr double kDynamicRelativeTolerance = 0.02;
+
+// stem conv -> BN -> relu -> [conv -> BN -> relu -> conv -> BN] + shortcut -> relu -> pool ->
+// flatten -> gemm: the shape of the zoo's image models, small.
+Graph small_cnn() {
+  Graph g("cnn");
+  GraphBuilder b(g, seeded_generator(3));
+  std::string x = b.input("input", at::kFloat, {Dim::symbol("N"), 3, 12, 12});
+  x = b.relu("stem.relu", b.batch_norm("stem.bn", b.conv("stem.conv", x, 3, 8, 3, 1, 1), 8));
+  std::string y = b.relu("b.relu1", b.batch_norm("b.bn1", b.conv("b.conv1", x, 8, 16, 3, 1, 1), 16));
+  y = b.batch_norm("b.bn2", b.conv("b.conv2", y, 16, 8, 3, 1, 1, 2), 8);
+  x = b.relu("b.relu2", b.add("b.add", x, y));
+  x = b.flatten("flat", b.global_average_pool("pool", x));
+  x = b.gemm("fc", x, 8, 5);
+  b.output(x, at::kFloat, {Dim::symbol("N"), 5});
+  // Batch-norm statistics that are not the identity, so folding has work to do.
+  at::manual_seed(1);
+  for (auto& [name, t] : g.initializers()) {
+    if (name.find("running_var") != std::string::npos) t.uniform_(0.5, 2.0);
+    if (name.find("running_mean") != std::string::npos) t.normal_(0, 0.3);
+    if (name.find("bn") != std::string::npos && name.find(".bias") != std::string::npos) t.normal_(0, 0.2);
+    if (name.find("bn") != std::string::npos && name.find(".weight") != std::string::npos) t.uniform_(0.5, 1.5);
+  }
+  return g;
+}
+
+// linear -> gelu -> linear on [N, T, 16], then a Gemm head on the first token: the zoo's
+// transformer projections in miniature.
+Graph small_mlp() {
+  Graph g("mlp");
+  GraphBuilder b(g, seeded_generator(5));
+  std::string x = b.input("x", at::kFloat, {Dim::symbol("N"), 6, 16});
+  std::string h = b.gelu("gelu", b.linear("ffn1", x, 16, 32));
+  h = b.add("residual", x, b.linear("ffn2", h, 32, 16));
+  h = b.reshape("first", b.slice("token", h, b.ints("s0", {0}), b.ints("s1", {1}), b.ints("ax", {1})),
+                {-1, 16});
+  h = b.gemm("head", h, 16, 3);
+  b.output(h, at::kFloat, {Dim::symbol("N"), 3});
+  return g;
+}
+
+std::vector<std::vector<at::Tensor>> batches(const Graph& g, int count, uint64_t seed) {
+  at::manual_seed(seed);
+  std::vector<std::vector<at::Tensor>> out;
+  for (int i = 0; i < count; ++i) {
+    std::vector<int64_t> shape;
+    for (const Dim& d : g.inputs()[0].shape) shape.push_back(d.is_fixed() ? d.size : 4);
+    out.push_back({at::randn(shape)});
+  }
+  return out;
+}
+
+at::Tensor run(const Graph& g, const std::vector<at::Tensor>& in) {
+  Executor exec(g);
+  at::NoGradGuard no_grad;
+  return exec.run(in, RunOptions{})[0];
+}
+
+// The QDQ form of `g` calibrated with min/max on random batches.
+Graph static_qdq(Graph g, bool per_channel = true) {
+  fold_batch_norm(g);
+  const std::vector<QuantUnit> units = find_quant_units(g);
+  CalibrationOptions cal;
+  const Ranges ranges = calibrate(g, activation_points(units), batches(g, 4, 11), cal, 1);
+  QdqOptions q;
+  q.per_channel = per_channel;
+  write_qdq(g, units, ranges, q);
+  return g;
+}
+
+double output_step(const Graph& qdq) {
+  // The scale of the quantized graph output (its Q node's scale).
+  for (const Node& n : qdq.nodes())
+    if (n.op_type == "DequantizeLinear" && n.outputs[0] == qdq.outputs()[0].name)
+      return constant_input(qdq, n.inputs[1]).item<double>();
+  ADD_FAILURE() << "the output is not dequantized";
+  return 1.0;
+}
+
+}  // namespace
+
+TEST(FoldBatchNorm, MatchesTheUnfoldedGraph) {
+  const Graph g = small_cnn();
+  Graph folded = g;
+  EXPECT_EQ(fold_batch_norm(folded), 3);
+  for (const Node& n : folded.nodes()) EXPECT_NE(n.op_type, "BatchNormalization");
+  const auto in = batches(g, 1, 2)[0];
+  EXPECT_TRUE(at::allclose(run(g, in), run(folded, in), 1e-4, 1e-5));
+  // The original's weights are untouched.
+  EXPECT_TRUE(g.has_initializer("stem.bn.running_var"));
+}
+
+TEST(FindQuantUnits, FusesReluAndBiasAddIntoTheirUnit) {
+  Graph g = small_cnn();
+  fold_batch_norm(g);
+  const auto units = find_quant_units(g);
+  ASSERT_EQ(units.size(), 4u);  // stem, conv1, conv2, fc
+  EXPECT_EQ(units[0].output, "stem.relu.out");
+  EXPECT_EQ(units[2].output, "b.bn2.out");  // conv2 feeds the residual Add: no Relu to fuse
+  const auto mlp = find_quant_units(small_mlp());
+  ASSERT_EQ(mlp.size(), 3u);
+  EXPECT_TRUE(mlp[0].weight_in_out);
+  const Graph m = small_mlp();
+  ASSERT_NE(m.producer(mlp[0].output), nullptr);
+  EXPECT_EQ(m.producer(mlp[0].output)->op_type, "Add");  // after the bias
+}
+
+TEST(Lowering, StaticCnnMatchesItsQdqFormAndRunsEveryConvInInt8) {
+  for (bool per_channel : {true, false}) {
+    const Graph qdq = static_qdq(small_cnn(), per_channel);
+    LoweringReport report;
+    const Graph lowered = lower_int8(qdq, &report);
+    EXPECT_EQ(report.int8_nodes.size(), 4u);
+    EXPECT_TRUE(report.kept_float.empty());
+    int qconv = 0;
+    for (const Node& n : lowered.nodes()) {
+      EXPECT_NE(n.op_type, "Conv");
+      qconv += n.op_type == "QConv";
+    }
+    EXPECT_EQ(qconv, 3);
+    const double step = output_step(qdq);
+    for (const auto& in : batches(qdq, 3, 21)) {
+      const at::Tensor ref = run(qdq, in), got = run(lowered, in);
+      ASSERT_EQ(ref.sizes(), got.sizes());
+      EXPECT_LE((ref - got).abs().max().item<double>(), kMaxOutputSteps * step + 1e-6)
+          << "per_channel " << per_channel;
+    }
+  }
+}
+
+TEST(Lowering, StaticMatMulsWithBiasMatchTheirQdqForm) {
+  const Graph qdq = static_qdq(small_mlp());
+  LoweringReport report;
+  const Graph lowered = lower_int8(qdq, &report);
+  EXPECT_EQ(report.int8_nodes.size(), 3u);
+  const double step = output_step(qdq);
+  for (const auto& in : batches(qdq, 3, 22)) {
+    const at::Tensor ref = run(qdq, in), got = run(lowered, in);
+    EXPECT_LE((ref - got).abs().max().item<double>(), kMaxOutputSteps * step + 1e-6);
+  }
+  // And the quantized model is close to the float one: int8 is not a different model.
+  const Graph g = small_mlp();
+  const auto in = batches(g, 1, 23)[0];
+  const at::Tensor f = run(g, in), q = run(lowered, in);
+  EXPECT_LE((f - q).abs().max().item<double>(), 0.1 * f.abs().max().item<double>());
+}
+
+TEST(Lowering, DynamicMatchesItsQdqForm) {
+  Graph g = small_mlp();
+  write_dynamic(g, find_quant_units(g, true), QdqOptions{});
+  LoweringReport report;
+  const Graph lowered = lower_int8(g, &report);
+  EXPECT_EQ(report.dynamic_nodes.size(), 3u);
+  for (const auto& in : batches(g, 3, 24)) {
+    const at::Tensor ref = run(g, in), got = run(lowered, in);
+    EXPECT_LE((ref - got).abs().max().item<double>(),
+              kDynamicRelativeTolerance * ref.abs().max().item<double>());
+  }
+}
+
+TEST(Lowering, SessionRunsTheQdqFileAfterASaveAndReload) {
+  const Graph qdq = static_qdq(small_cnn());
+  const Graph reloaded = graph_from_onnx_bytes(graph_to_onnx_bytes(qdq), "qdq");  // checker runs
+  InferenceSession session(reloaded);
+  EXPECT_EQ(session.lowering().int8_nodes.size(), 4u);
+  const auto in = batches(qdq, 1, 25)[0];
+  const at::Tensor a = session.run(in, RunOptions{})[0];
+  EXPECT_TRUE(at::equal(a, session.run(in, RunOptions{})[0]));  // prepacked once, reusable
+  const ModelSummary s = summarize(reloaded);
+  EXPECT_EQ(s.int8_macs, s.macs);
+  EXPECT_GT(s.int8_parameters, 0);
+}
+
+TEST(Lowering, PatternsWithoutAnInt8KernelStayFloatAndSaySo) {
+  // A weight with non-zero zero points: the ONEDNN kernels take symmetric weights only.
+  Graph qdq = static_qdq(small_mlp());
+  for (Node& n : qdq.nodes())
+    if (n.op_type == "DequantizeLinear" && n.name == "head.weight_dequantize") {
+      qdq.add_initializer("nonzero_zp", at::ones({3}, at::kChar));
+      n.inputs.push_back("nonzero_zp");
+    }
+  LoweringReport report;
+  const Graph lowered = lower_int8(qdq, &report);
+  EXPECT_EQ(report.int8_nodes.size(), 2u);
+  ASSERT_EQ(report.kept_float.size(), 1u);
+  EXPECT_EQ(report.kept_float[0].first, "head");
+  EXPECT_NE(report.kept_float[0].second.find("zero point"), std::string::npos);
+  const auto in = batches(qdq, 1, 26)[0];
+  EXPECT_EQ(run(lowered, in).sizes(), run(qdq, in).sizes());
+  // A float graph is left as it is.
+  const Graph g = small_cnn();
+  LoweringReport none;
+  EXPECT_EQ(lower_int8(g, &none).nodes().size(), g.nodes().size());
+  EXPECT_FALSE(none.quantized());
+}
+
+TEST(Quantize, NoQuantizableNodeIsAnError) {
+  Graph g("relu");
+  g.add_input({"x", at::kFloat, {Dim(2)}});
+  g.add_node(Node("Relu", "r", {"x"}, {"y"}));
+  g.add_output({"y", at::kFloat, {Dim(2)}});
+  EXPECT_TRUE(find_quant_units(g).empty());
+  try {
+    write_qdq(g, {}, {}, QdqOptions{});
+    FAIL();
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("no quantizable node"), std::string::npos);
+  }
+}
+
+TEST(Quantize, CalibrationDataOfTheWrongShapeIsNamed) {
+  Graph g = small_cnn();
+  const auto units = find_quant_units(g);
+  std::vector<std::vector<at::Tensor>> wrong = {{at::randn({2, 1, 12, 12})}};
+  try {
+    calibrate(g, activation_points(units), wrong, CalibrationOptions{}, 1);
+    FAIL();
+  } catch (const Error& e) {
+    const std::string m = e.what();
+    EXPECT_NE(m.find("calibration data"), std::string::npos) << m;
+    EXPECT_NE(m.find("input"), std::string::npos) << m;
+  }
+}
+
+TEST(Quantize, InternalOpsCannotComeFromAFile) {
+  Graph g("bad");
+  g.add_input({"x", at::kFloat, {Dim(2)}});
+  Node n("DequantizeTensor", "dq", {"x"}, {"y"});
+  n.domain = kEdgeforgeDomain;
+  g.add_node(n);
+  g.add_output({"y", at::kFloat, {Dim(2)}});
+  // Written without the checker (it does not know the domain), read back: refused.
+  EXPECT_THROW(graph_from_onnx_bytes(graph_to_onnx_bytes(g), "bad"), Error);
+}
