@@ -9,6 +9,7 @@
 //      weights prepacked once; uint8 activations stay quantized between such nodes;
 //   DynamicQuantizeLinear(x) -> DQ -> MatMul | Gemm (weight DQ(int8 const)) [-> Add bias]
 //      becomes one DynQLinear node (activation range computed at run time);
+//   DQ(qa) + DQ(qb) [-> Relu] -> Q -> y_q (residual adds) becomes one QAdd on uint8 data;
 //   Q / DQ of activations that remain become QuantizeTensor / DequantizeTensor.
 //
 // Everything else stays float and runs on the reference kernels. The emitted nodes live in the
@@ -35,6 +36,7 @@ struct LoweringReport {
   std::vector<std::string> dynamic_nodes;  // ... by dynamic int8 kernels
   // Conv/Gemm/MatMul nodes with a quantized (DQ) input that stayed float, and why.
   std::vector<std::pair<std::string, std::string>> kept_float;
+  int64_t int8_adds = 0;         // Add [-> Relu] between quantized values, now one QAdd
   int64_t quantize_nodes = 0;    // Q / DynamicQuantizeLinear nodes in the input graph
   bool quantized() const { return quantize_nodes > 0; }
 };

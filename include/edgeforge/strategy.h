@@ -42,6 +42,7 @@ std::function<void(const std::string&)> check_int(int64_t lo, int64_t hi);
 std::function<void(const std::string&)> check_double(double lo, double hi, bool lo_open = false,
                                                      bool hi_open = false);
 std::function<void(const std::string&)> check_choice(std::vector<std::string> choices);
+std::function<void(const std::string&)> check_dataset();  // "" or a known data set
 
 // The options of one step: validated text values, read typed.
 class StrategyOptions {

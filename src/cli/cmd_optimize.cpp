@@ -110,8 +110,9 @@ Action add_strategies(CLI::App& app) {
                   s["summary"].get<std::string>().c_str(), s["needs"].get<std::string>().c_str());
       for (const nlohmann::json& o : s["options"]) {
         const std::string def = o["default"].get<std::string>();
-        std::printf("    %-22s %s (default: %s)\n", o["name"].get<std::string>().c_str(),
-                    o["help"].get<std::string>().c_str(), def.empty() ? "none" : def.c_str());
+        std::printf("    %-18s %s%s\n", o["name"].get<std::string>().c_str(),
+                    o["help"].get<std::string>().c_str(),
+                    def.empty() ? "" : (" (default: " + def + ")").c_str());
       }
       std::printf("\n");
     }

@@ -9,11 +9,14 @@
 //   QLinear(q, w_int8, w_scale[, b])   quint8 [..., in] -> quint8 [..., out]; y_scale,
 //                                      y_zero_point, relu, weight_in_out (w is [in, out])
 //   DynQLinear(x, w_int8, w_scale[, b]) float -> float, activation range taken at run time
+//   QAdd(qa, qb)                       quint8 + quint8 -> quint8; y_scale, y_zero_point, relu
+//                                      (the float arithmetic of DQ -> Add [-> Relu] -> Q)
 //   FakeQuant(x, scale, zero_point)    float -> float, uint8 fake quantization (QAT training)
 //   FakeQuantWeight(w)                 float -> float, int8 symmetric fake quantization (QAT)
 //
 // Weights and scales are constant inputs read once at prepare time and prepacked.
 #include <ATen/ATen.h>
+#include <ATen/Parallel.h>
 
 #include <memory>
 #include <string>
@@ -142,8 +145,49 @@ Kernel prepare_fake_quant_weight(const Node& node, const Graph&) {
   };
 }
 
+// Residual adds between int8 layers: the same float32 arithmetic as the QDQ reference
+// (dequantize both, add, optional ReLU, quantize), in one pass over uint8 data.
+Kernel prepare_qadd(const Node& node, const Graph&) {
+  const QuantParams y = output_params(node);
+  const bool relu = node.attr_int("relu", 0) != 0;
+  return [y, relu](const TensorList& in, TensorList& out, const KernelContext&) {
+    const at::Tensor& a = in[0];
+    if (a.sizes() != in[1].sizes()) {  // broadcasting: the reference path
+      at::Tensor sum = dequantize_uint8(a) + dequantize_uint8(in[1]);
+      out[0] = quantize_uint8(relu ? at::relu(sum) : sum, y);
+      return;
+    }
+    const at::MemoryFormat layout =
+        a.dim() == 4 && a.is_contiguous(at::MemoryFormat::ChannelsLast) && !a.is_contiguous()
+            ? at::MemoryFormat::ChannelsLast
+            : at::MemoryFormat::Contiguous;
+    const at::Tensor qa = a.contiguous(layout), qb = in[1].contiguous(layout);
+    at::Tensor q = at::_empty_affine_quantized(qa.sizes(), at::device(at::kCPU).dtype(at::kQUInt8),
+                                               y.scale, y.zero_point, layout);
+    const auto* pa = reinterpret_cast<const uint8_t*>(qa.data_ptr<c10::quint8>());
+    const auto* pb = reinterpret_cast<const uint8_t*>(qb.data_ptr<c10::quint8>());
+    auto* pq = reinterpret_cast<uint8_t*>(q.data_ptr<c10::quint8>());
+    const auto sa = static_cast<float>(qa.q_scale()), sb = static_cast<float>(qb.q_scale());
+    const auto za = static_cast<int32_t>(qa.q_zero_point()), zb = static_cast<int32_t>(qb.q_zero_point());
+    const auto sy = static_cast<float>(y.scale), zy = static_cast<float>(y.zero_point);
+    const float lo = -zy, hi = 255.0f - zy;
+    at::parallel_for(0, qa.numel(), 1 << 15, [&](int64_t begin, int64_t end) {
+      for (int64_t i = begin; i < end; ++i) {
+        float v = static_cast<float>(static_cast<int32_t>(pa[i]) - za) * sa +
+                  static_cast<float>(static_cast<int32_t>(pb[i]) - zb) * sb;
+        if (relu) v = std::max(v, 0.0f);
+        v = std::min(std::max(v / sy, lo), hi);
+        v = (v + 12582912.0f) - 12582912.0f;  // half to even, as in quantize_uint8
+        pq[i] = static_cast<uint8_t>(static_cast<int32_t>(v + zy));
+      }
+    });
+    out[0] = q;
+  };
+}
+
 }  // namespace
 
+EF_REGISTER_OP(QAdd, OpDef{"QAdd", 2, 2, prepare_qadd, kEdgeforgeDomain});
 EF_REGISTER_OP(FakeQuant, OpDef{"FakeQuant", 3, 3, prepare_fake_quant, kEdgeforgeDomain});
 EF_REGISTER_OP(FakeQuantWeight,
                OpDef{"FakeQuantWeight", 1, 1, prepare_fake_quant_weight, kEdgeforgeDomain});

@@ -69,6 +69,7 @@ class Lowering {
     for (size_t i = 0; i < nodes.size(); ++i) {
       const Node& n = nodes[i];
       if (is_op(n, "Conv") || is_op(n, "Gemm") || is_op(n, "MatMul")) match(i);
+      if (is_op(n, "Add")) match_add(i);
     }
     return rebuild();
   }
@@ -277,6 +278,37 @@ class Lowering {
     }
     place(fused, absorbed);
     report_.int8_nodes.push_back(n.name);
+  }
+
+  // Add(DQ(qa), DQ(qb)) [-> Relu] -> Q -> qy over quantized values: one QAdd.
+  void match_add(size_t i) {
+    const Node& n = node(i);
+    if (n.inputs.size() != 2) return;
+    std::vector<std::string> q;
+    for (const std::string& in : n.inputs) {
+      const Node* dq = producer(in);
+      if (dq == nullptr || !is_op(*dq, "DequantizeLinear") || !quantized_.count(dq->inputs[0]))
+        return;
+      q.push_back(dq->inputs[0]);
+    }
+    std::vector<size_t> absorbed{i};
+    std::string tail = n.outputs[0];
+    bool relu = false;
+    std::optional<size_t> c = only_consumer(tail);
+    if (c && is_op(node(*c), "Relu")) {
+      relu = true;
+      absorbed.push_back(*c);
+      tail = node(*c).outputs[0];
+      c = only_consumer(tail);
+    }
+    if (!c || !is_op(node(*c), "QuantizeLinear") || !quantized_.count(node(*c).outputs[0])) return;
+    const ActParams& out = quantized_.at(node(*c).outputs[0]);
+    absorbed.push_back(*c);
+    Node fused("QAdd", n.name, q, {node(*c).outputs[0]});
+    fused.domain = kEdgeforgeDomain;
+    fused.set("y_scale", out.scale).set("y_zero_point", out.zero_point).set("relu", int64_t{relu});
+    place(fused, absorbed);
+    ++report_.int8_adds;
   }
 
   // A bias the kernels take: a float constant of `channels` values, or DQ of an int32 one

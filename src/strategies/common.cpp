@@ -33,7 +33,7 @@ std::vector<OptionSpec> training_options(const std::string& epochs_help,
        [](const std::string& v) { auto_or(v, check_double(0, 1)); }},
       {"temperature", "auto", "distillation temperature (auto: 1 images, 2 text)",
        [](const std::string& v) { auto_or(v, check_double(0, 100, true, false)); }},
-      {"dataset", "", "training data set (default: the model's own)", nullptr},
+      {"dataset", "", "training data set: fashion-mnist or spam (empty: the model's own)", check_dataset()},
   };
 }
 

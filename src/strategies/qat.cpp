@@ -54,7 +54,7 @@ class Qat : public Strategy {
         {"samples", "100", "calibration samples that start the observers", check_int(1, 1000000)},
         {"weights", "per-channel", "weight scales: per-channel or per-tensor",
          check_choice({"per-channel", "per-tensor"})},
-        {"dataset", "", "training data set (default: the model's own)", nullptr},
+        {"dataset", "", "training data set: fashion-mnist or spam (empty: the model's own)", check_dataset()},
     };
   }
 

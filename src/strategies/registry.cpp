@@ -51,6 +51,12 @@ std::function<void(const std::string&)> check_choice(std::vector<std::string> ch
   };
 }
 
+std::function<void(const std::string&)> check_dataset() {
+  return [](const std::string& v) {
+    if (!v.empty()) dataset_modality(v);  // Error listing the known data sets
+  };
+}
+
 StrategyOptions::StrategyOptions(std::string strategy, const std::vector<OptionSpec>& specs,
                                  std::map<std::string, std::string> values)
     : strategy_(std::move(strategy)) {

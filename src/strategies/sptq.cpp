@@ -29,7 +29,7 @@ class Sptq : public Strategy {
          check_double(50, 100, true, false)},
         {"weights", "per-channel", "weight scales: per-channel or per-tensor",
          check_choice({"per-channel", "per-tensor"})},
-        {"dataset", "", "calibration data set (default: the model's own)", nullptr},
+        {"dataset", "", "calibration data set: fashion-mnist or spam (empty: the model's own)", check_dataset()},
     };
   }
 

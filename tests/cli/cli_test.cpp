@@ -209,3 +209,48 @@ TEST_F(Cli, ZooNamesTheModelWhoseTrainingFailedAndItsLog) {
 }
 
 }  // namespace
+
+TEST_F(Cli, StrategiesListsEveryStrategyAndItsOptions) {
+  Outcome o = run("strategies");
+  ASSERT_EQ(o.exit_code, 0) << o.err;
+  for (const char* s : {"sptq", "dynamic", "qat", "prune", "prune-structured", "distill", "identity"})
+    EXPECT_NE(("\n" + o.out).find(std::string("\n") + s + "\n"), std::string::npos) << s;
+  EXPECT_NE(o.out.find("sparsity"), std::string::npos);
+  Outcome j = run("strategies --json");
+  ASSERT_EQ(j.exit_code, 0) << j.err;
+  const nlohmann::json all = nlohmann::json::parse(j.out);
+  EXPECT_EQ(all.size(), 7u);
+  for (const auto& s : all) EXPECT_TRUE(s.contains("options")) << s.dump();
+}
+
+TEST_F(Cli, OptimizeRefusesBadStrategiesAndOptionsBeforeReadingTheModel) {
+  // The model does not even exist: the strategy and its options are checked first.
+  const std::string m = "--model " + path("missing.onnx") + " --out " + path("o.onnx");
+  expect_one_line_error(run("optimize " + m + " --strategy sptx"), {"unknown strategy 'sptx'", "sptq"});
+  expect_one_line_error(run("optimize " + m + " --strategy prune -o sparsity=1.5"),
+                        {"prune.sparsity", "1.5"});
+  expect_one_line_error(run("optimize " + m + " --strategy sptq -o samples=0"), {"sptq.samples"});
+  expect_one_line_error(run("optimize " + m + " --strategy distill+sptq -o sptq.sparsity=0.5"),
+                        {"sparsity", "not an option of sptq"});
+  expect_one_line_error(run("optimize " + m + " --strategy sptq"), {"missing.onnx"});
+  EXPECT_FALSE(fs::exists(path("o.onnx")));
+}
+
+TEST_F(Cli, OptimizeWritesAnInt8ModelThatInfoAndEvalRun) {
+  const std::string env = "EDGEFORGE_FASHION_MNIST_DIR='" + kFixtures + "/fashion-mnist'";
+  Outcome t = run("train --quick --model resnet-small --threads 1 --out " + path("r.onnx"), env);
+  ASSERT_EQ(t.exit_code, 0) << t.err;
+  Outcome o = run("optimize --model " + path("r.onnx") + " --strategy sptq -o samples=16 " +
+                      "--threads 1 --json --eval --eval-limit 50 --out " + path("q.onnx"),
+                  env);
+  ASSERT_EQ(o.exit_code, 0) << o.err;
+  const nlohmann::json report = nlohmann::json::parse(o.out);
+  EXPECT_EQ(report["steps"][0]["calibration_samples"], 16);
+  EXPECT_EQ(report["eval_out"]["samples"], 50);
+  Outcome i = run("info " + path("q.onnx"));
+  ASSERT_EQ(i.exit_code, 0) << i.err;
+  EXPECT_NE(i.out.find("int8 MACs"), std::string::npos) << i.out;
+  EXPECT_NE(i.out.find("(100.0%)"), std::string::npos) << i.out;
+  Outcome e = run("eval --model " + path("q.onnx") + " --limit 50 --threads 1", env);
+  EXPECT_EQ(e.exit_code, 0) << e.err;
+}

@@ -11,6 +11,7 @@
 #include "edgeforge/graph_builder.h"
 #include "edgeforge/lower.h"
 #include "edgeforge/onnx_io.h"
+#include "edgeforge/runtime.h"
 #include "edgeforge/strategy.h"
 #include "edgeforge/summary.h"
 #include "edgeforge/train.h"
@@ -114,6 +115,18 @@ TEST(Strategies, SptqAndQatGiveInt8ModelsThatReload) {
     EXPECT_EQ(g.metadata().at(kMetaStrategy), s);
     const ModelSummary sum = summarize(g);
     EXPECT_EQ(sum.int8_macs, sum.macs) << s;
+    // The lowered model (int8 convolutions, residual adds on uint8 data) against its QDQ
+    // form run by the float reference kernels: the same predictions, logits a few steps apart.
+    InferenceSession session(g);
+    EXPECT_GT(session.lowering().int8_adds, 0) << s;
+    at::manual_seed(4);
+    const at::Tensor x = at::rand({8, 1, 28, 28}) * 2 - 0.5;
+    Executor reference(g);
+    at::NoGradGuard no_grad;
+    const at::Tensor want = reference.run({x}, RunOptions{})[0];
+    const at::Tensor got = session.run({x}, RunOptions{})[0];
+    EXPECT_LE((want - got).abs().max().item<double>(), 0.05 * want.abs().max().item<double>()) << s;
+    EXPECT_GE(want.argmax(1).eq(got.argmax(1)).sum().item<int64_t>(), 7) << s;
     // Deployed accuracy (int8 kernels) stays near the float model's on held-out data.
     EXPECT_NEAR(accuracy(g, 500), accuracy(model, 500), 0.05) << s;
   }
