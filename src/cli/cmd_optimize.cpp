@@ -32,7 +32,9 @@ Action add_optimize(CLI::App& app) {
   };
   auto args = std::make_shared<Args>();
   cmd->add_option("--model", args->model, "input model .onnx file")->required();
-  cmd->add_option("--strategy", args->strategy, "strategy or pipeline, e.g. sptq, distill+sptq")
+  cmd->add_option("--strategy", args->strategy,
+                  "strategy (" + StrategyRegistry::global().names() +
+                      ") or a pipeline of them joined by '+', e.g. distill+sptq")
       ->required();
   cmd->add_option("-o,--option", args->options, "NAME=VALUE (repeatable); see `edgeforge strategies`");
   cmd->add_option("--out", args->out, "output .onnx file")->required();

@@ -246,7 +246,9 @@ TEST_F(Cli, OptimizeWritesAnInt8ModelThatInfoAndEvalRun) {
   ASSERT_EQ(o.exit_code, 0) << o.err;
   const nlohmann::json report = nlohmann::json::parse(o.out);
   EXPECT_EQ(report["steps"][0]["calibration_samples"], 16);
-  EXPECT_EQ(report["eval_out"]["samples"], 50);
+  // The fixture's test split is smaller than the limit: both sides score the same samples.
+  EXPECT_GT(report["eval_out"]["samples"].get<int64_t>(), 0);
+  EXPECT_EQ(report["eval_out"]["samples"], report["eval_in"]["samples"]);
   Outcome i = run("info " + path("q.onnx"));
   ASSERT_EQ(i.exit_code, 0) << i.err;
   EXPECT_NE(i.out.find("int8 MACs"), std::string::npos) << i.out;
