@@ -164,21 +164,22 @@ Kernel prepare_qadd(const Node& node, const Graph&) {
     const at::Tensor qa = a.contiguous(layout), qb = in[1].contiguous(layout);
     at::Tensor q = at::_empty_affine_quantized(qa.sizes(), at::device(at::kCPU).dtype(at::kQUInt8),
                                                y.scale, y.zero_point, layout);
-    const auto* pa = reinterpret_cast<const uint8_t*>(qa.data_ptr<c10::quint8>());
-    const auto* pb = reinterpret_cast<const uint8_t*>(qb.data_ptr<c10::quint8>());
-    auto* pq = reinterpret_cast<uint8_t*>(q.data_ptr<c10::quint8>());
+    const auto* __restrict pa = reinterpret_cast<const uint8_t*>(qa.data_ptr<c10::quint8>());
+    const auto* __restrict pb = reinterpret_cast<const uint8_t*>(qb.data_ptr<c10::quint8>());
+    auto* __restrict pq = reinterpret_cast<uint8_t*>(q.data_ptr<c10::quint8>());
     const auto sa = static_cast<float>(qa.q_scale()), sb = static_cast<float>(qb.q_scale());
-    const auto za = static_cast<int32_t>(qa.q_zero_point()), zb = static_cast<int32_t>(qb.q_zero_point());
+    const auto za = static_cast<float>(qa.q_zero_point()), zb = static_cast<float>(qb.q_zero_point());
     const auto sy = static_cast<float>(y.scale), zy = static_cast<float>(y.zero_point);
-    const float lo = -zy, hi = 255.0f - zy;
+    // ReLU is a lower bound of 0 on the sum: max(v, 0) / sy clamped to [lo, hi] is the same as
+    // v / sy clamped to [max(lo, 0), hi] (sy > 0), so one branch-free loop serves both.
+    const float lo = relu ? std::max(-zy, 0.0f) : -zy, hi = 255.0f - zy;
     at::parallel_for(0, qa.numel(), 1 << 15, [&](int64_t begin, int64_t end) {
       for (int64_t i = begin; i < end; ++i) {
-        float v = static_cast<float>(static_cast<int32_t>(pa[i]) - za) * sa +
-                  static_cast<float>(static_cast<int32_t>(pb[i]) - zb) * sb;
-        if (relu) v = std::max(v, 0.0f);
-        v = std::min(std::max(v / sy, lo), hi);
-        v = (v + 12582912.0f) - 12582912.0f;  // half to even, as in quantize_uint8
-        pq[i] = static_cast<uint8_t>(static_cast<int32_t>(v + zy));
+        // (q - z) * s in float, as DequantizeLinear computes it: small integers are exact.
+        const float v = (static_cast<float>(pa[i]) - za) * sa + (static_cast<float>(pb[i]) - zb) * sb;
+        float r = std::min(std::max(v / sy, lo), hi);
+        r = (r + 12582912.0f) - 12582912.0f;  // half to even, as in quantize_uint8
+        pq[i] = static_cast<uint8_t>(static_cast<int32_t>(r + zy));
       }
     });
     out[0] = q;

@@ -35,8 +35,8 @@ at::Tensor quantize_uint8(const at::Tensor& x_in, QuantParams params) {
   const at::Tensor x = x_in.to(at::kFloat).contiguous(layout);
   at::Tensor q = at::_empty_affine_quantized(x.sizes(), at::device(at::kCPU).dtype(at::kQUInt8),
                                              params.scale, params.zero_point, layout);
-  const float* src = x.data_ptr<float>();
-  auto* dst = reinterpret_cast<uint8_t*>(q.data_ptr<c10::quint8>());
+  const float* __restrict src = x.data_ptr<float>();
+  auto* __restrict dst = reinterpret_cast<uint8_t*>(q.data_ptr<c10::quint8>());
   const auto scale = static_cast<float>(params.scale);
   const auto zp = static_cast<float>(params.zero_point);
   const float lo = -zp, hi = 255.0f - zp;
@@ -58,13 +58,13 @@ at::Tensor dequantize_uint8(const at::Tensor& q_in) {
   const at::MemoryFormat layout = layout_of(q_in);
   const at::Tensor q = q_in.contiguous(layout);
   at::Tensor y = at::empty(q.sizes(), at::TensorOptions().dtype(at::kFloat), layout);
-  const auto* src = reinterpret_cast<const uint8_t*>(q.data_ptr<c10::quint8>());
-  float* dst = y.data_ptr<float>();
+  const auto* __restrict src = reinterpret_cast<const uint8_t*>(q.data_ptr<c10::quint8>());
+  float* __restrict dst = y.data_ptr<float>();
   const auto scale = static_cast<float>(q.q_scale());
-  const auto zp = static_cast<int32_t>(q.q_zero_point());
+  const auto zp = static_cast<float>(q.q_zero_point());
   at::parallel_for(0, q.numel(), 1 << 15, [&](int64_t begin, int64_t end) {
     for (int64_t i = begin; i < end; ++i)
-      dst[i] = static_cast<float>(static_cast<int32_t>(src[i]) - zp) * scale;
+      dst[i] = (static_cast<float>(src[i]) - zp) * scale;  // exact: small integers
   });
   return y;
 }

@@ -257,3 +257,38 @@ TEST(Quantize, InternalOpsCannotComeFromAFile) {
   // Written without the checker (it does not know the domain), read back: refused.
   EXPECT_THROW(graph_from_onnx_bytes(graph_to_onnx_bytes(g), "bad"), Error);
 }
+
+TEST(Int8Loops, QuantizeAndResidualAddMatchTheOnnxArithmeticExactly) {
+  // x -> Q -> DQ -> + <- DQ <- Q <- y, then Relu -> Q -> DQ: lowered to QuantizeTensor, QAdd
+  // and DequantizeTensor, which use ONNX's float32 arithmetic, so they agree bit for bit.
+  Graph g("qadd");
+  for (const char* in : {"x", "y"}) g.add_input({in, at::kFloat, {Dim(2), Dim(3), Dim(5), Dim(7)}});
+  auto scalar = [&](const std::string& name, float v, bool zp) {
+    g.add_initializer(name, zp ? at::full({}, static_cast<int64_t>(v), at::kByte) : at::full({}, v));
+  };
+  scalar("sx", 0.02f, false), scalar("zx", 128, true), scalar("sy", 0.013f, false), scalar("zy", 77, true);
+  scalar("so", 0.031f, false), scalar("zo", 3, true);
+  g.add_node(Node("QuantizeLinear", "qx", {"x", "sx", "zx"}, {"x.q"}));
+  g.add_node(Node("DequantizeLinear", "dqx", {"x.q", "sx", "zx"}, {"x.dq"}));
+  g.add_node(Node("QuantizeLinear", "qy", {"y", "sy", "zy"}, {"y.q"}));
+  g.add_node(Node("DequantizeLinear", "dqy", {"y.q", "sy", "zy"}, {"y.dq"}));
+  g.add_node(Node("Add", "add", {"x.dq", "y.dq"}, {"sum"}));
+  g.add_node(Node("Relu", "relu", {"sum"}, {"r"}));
+  g.add_node(Node("QuantizeLinear", "qo", {"r", "so", "zo"}, {"o.q"}));
+  g.add_node(Node("DequantizeLinear", "dqo", {"o.q", "so", "zo"}, {"out"}));
+  g.add_output({"out", at::kFloat, {Dim(2), Dim(3), Dim(5), Dim(7)}});
+  LoweringReport report;
+  const Graph lowered = lower_int8(g, &report);
+  EXPECT_EQ(report.int8_adds, 1);
+  at::manual_seed(8);
+  // Values on and around rounding edges (k + 0.5 steps) as well as random ones.
+  at::Tensor x = (at::randint(-300, 300, {2, 3, 5, 7}).to(at::kFloat) * 0.5f) * 0.02f;
+  at::Tensor y = at::randn({2, 3, 5, 7}) * 2;
+  for (auto layout : {at::MemoryFormat::Contiguous, at::MemoryFormat::ChannelsLast}) {
+    Executor ref(g), low(lowered);
+    at::NoGradGuard no_grad;
+    const at::Tensor a = ref.run({x, y}, RunOptions{})[0];
+    const at::Tensor b = low.run({x.contiguous(layout), y.contiguous(layout)}, RunOptions{})[0];
+    EXPECT_TRUE(at::equal(a, b.contiguous())) << (a - b).abs().max().item<double>();
+  }
+}
