@@ -48,8 +48,7 @@ std::vector<std::string> default_strategies(const std::string& modality) {
   std::vector<std::string> s = {"identity", "sptq"};
   if (modality == "text") s.push_back("dynamic");
   for (const char* name : {"qat", "prune", "prune-structured", "distill", "distill+sptq"})
-    if (StrategyRegistry::global().find(std::string(name).substr(0, std::string(name).find('+'))))
-      s.push_back(name);
+    s.push_back(name);
   return s;
 }
 

@@ -80,6 +80,12 @@ struct Node {
   std::vector<float> attr_floats(const std::string& key) const;
   at::Tensor attr_tensor(const std::string& key) const;
 
+  // True for an op of ONNX's default domain ("" or "ai.onnx") with this type: what graph
+  // passes match on, so a node of another domain with the same name never passes for it.
+  bool is(const char* type) const {
+    return op_type == type && (domain.empty() || domain == "ai.onnx");
+  }
+
   // "Conv 'stage1.conv1'": how errors name a node.
   std::string describe() const;
 };

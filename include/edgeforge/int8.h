@@ -30,9 +30,17 @@ at::Tensor dequantize_uint8(const at::Tensor& q);
 // Selects the ONEDNN quantized engine (idempotent); Error if this LibTorch lacks it.
 void use_int8_engine();
 
-// Per-output-channel symmetric int8 scales of a weight [C_out, ...]: max |w_c| / 127, and a
-// tiny positive scale for an all-zero channel.
+// Symmetric int8 scales of a weight, float: max |w| / 127 per slice along `axis` (1-D), or
+// over the whole tensor when not `per_channel` (0-d); a tiny positive scale for all zeros.
+// The one definition the QDQ writer, QAT's fake quantization and the kernels share.
+at::Tensor symmetric_scales(const at::Tensor& weight, int64_t axis, bool per_channel);
+// Per-output-channel scales of a weight [C_out, ...] (axis 0), in double as LibTorch's
+// quantize_per_channel takes them.
 at::Tensor symmetric_channel_scales(const at::Tensor& weight);
+
+// The memory layout the uint8 loops keep: channels-last for a 4-D channels-last tensor (the
+// layout oneDNN's int8 convolutions work in), else contiguous.
+at::MemoryFormat int8_layout(const at::Tensor& t);
 
 // A 2-D convolution (NCHW) with its weights quantized and prepacked once. `weight` is either
 // float (quantized here, symmetric per output channel) or already qint8 per output channel

@@ -65,9 +65,6 @@ struct QdqOptions {
   bool per_channel = true;  // weights: symmetric int8 per output channel, else per tensor
 };
 
-// Symmetric int8 weight scales: per output channel (axis 0, or 1 for [in, out]) or one.
-at::Tensor weight_scales(const at::Tensor& weight, bool in_out, bool per_channel);
-
 // Static quantization: Q/DQ on every point in `ranges`, int8 weights for every unit.
 void write_qdq(Graph& graph, const std::vector<QuantUnit>& units, const Ranges& ranges,
                const QdqOptions& options);

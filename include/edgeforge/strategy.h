@@ -43,6 +43,8 @@ std::function<void(const std::string&)> check_double(double lo, double hi, bool 
                                                      bool hi_open = false);
 std::function<void(const std::string&)> check_choice(std::vector<std::string> choices);
 std::function<void(const std::string&)> check_dataset();  // "" or a known data set
+// "auto" (a default chosen per model), or a value `check` accepts.
+std::function<void(const std::string&)> check_auto_or(std::function<void(const std::string&)> check);
 
 // The options of one step: validated text values, read typed.
 class StrategyOptions {

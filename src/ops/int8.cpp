@@ -129,13 +129,7 @@ Kernel prepare_fake_quant_weight(const Node& node, const Graph&) {
   const bool per_channel = node.attr_int("per_channel", 1) != 0;
   return [axis, per_channel](const TensorList& in, TensorList& out, const KernelContext&) {
     const at::Tensor& w = in[0];
-    at::Tensor scales;
-    {
-      at::NoGradGuard no_grad;
-      const at::Tensor m = w.detach().movedim(axis, 0);
-      scales = per_channel ? m.abs().reshape({m.size(0), -1}).amax(1) : m.abs().max().reshape({1});
-      scales = (scales / 127.0f).clamp_min(1e-12f).to(at::kFloat);
-    }
+    const at::Tensor scales = symmetric_scales(w, axis, per_channel);
     if (per_channel) {
       out[0] = at::fake_quantize_per_channel_affine(
           w, scales, at::zeros({scales.size(0)}, at::kInt), axis, -127, 127);
@@ -157,10 +151,7 @@ Kernel prepare_qadd(const Node& node, const Graph&) {
       out[0] = quantize_uint8(relu ? at::relu(sum) : sum, y);
       return;
     }
-    const at::MemoryFormat layout =
-        a.dim() == 4 && a.is_contiguous(at::MemoryFormat::ChannelsLast) && !a.is_contiguous()
-            ? at::MemoryFormat::ChannelsLast
-            : at::MemoryFormat::Contiguous;
+    const at::MemoryFormat layout = int8_layout(a);
     const at::Tensor qa = a.contiguous(layout), qb = in[1].contiguous(layout);
     at::Tensor q = at::_empty_affine_quantized(qa.sizes(), at::device(at::kCPU).dtype(at::kQUInt8),
                                                y.scale, y.zero_point, layout);

@@ -46,7 +46,7 @@ at::Tensor constant_input(const Graph& graph, const std::string& value) {
   if (it != graph.initializers().end()) return it->second;
   const Node* p = graph.producer(value);
   // Any value attribute counts, not only `value`: exporters write scalars as value_float/value_int.
-  if (p != nullptr && p->op_type == "Constant" && (p->domain.empty() || p->domain == "ai.onnx"))
+  if (p != nullptr && p->is("Constant"))
     return ops::constant_node_value(*p);
   return {};
 }

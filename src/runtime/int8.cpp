@@ -20,18 +20,14 @@ void use_int8_engine() {
   });
 }
 
-namespace {
-// Channels-last stays channels-last (the layout oneDNN's int8 convolutions work in), anything
-// else becomes contiguous; either way the loops below walk memory in order.
-at::MemoryFormat layout_of(const at::Tensor& t) {
+at::MemoryFormat int8_layout(const at::Tensor& t) {
   return t.dim() == 4 && t.is_contiguous(at::MemoryFormat::ChannelsLast) && !t.is_contiguous()
              ? at::MemoryFormat::ChannelsLast
              : at::MemoryFormat::Contiguous;
 }
-}  // namespace
 
 at::Tensor quantize_uint8(const at::Tensor& x_in, QuantParams params) {
-  const at::MemoryFormat layout = layout_of(x_in);
+  const at::MemoryFormat layout = int8_layout(x_in);
   const at::Tensor x = x_in.to(at::kFloat).contiguous(layout);
   at::Tensor q = at::_empty_affine_quantized(x.sizes(), at::device(at::kCPU).dtype(at::kQUInt8),
                                              params.scale, params.zero_point, layout);
@@ -55,7 +51,7 @@ at::Tensor quantize_uint8(const at::Tensor& x_in, QuantParams params) {
 at::Tensor dequantize_uint8(const at::Tensor& q_in) {
   EF_CHECK(q_in.scalar_type() == at::kQUInt8 && q_in.qscheme() == at::kPerTensorAffine,
            "dequantize: expected a quint8 tensor quantized per tensor");
-  const at::MemoryFormat layout = layout_of(q_in);
+  const at::MemoryFormat layout = int8_layout(q_in);
   const at::Tensor q = q_in.contiguous(layout);
   at::Tensor y = at::empty(q.sizes(), at::TensorOptions().dtype(at::kFloat), layout);
   const auto* __restrict src = reinterpret_cast<const uint8_t*>(q.data_ptr<c10::quint8>());
@@ -69,10 +65,17 @@ at::Tensor dequantize_uint8(const at::Tensor& q_in) {
   return y;
 }
 
+at::Tensor symmetric_scales(const at::Tensor& weight, int64_t axis, bool per_channel) {
+  at::NoGradGuard no_grad;
+  const at::Tensor w = weight.detach().to(at::kFloat);
+  if (!per_channel) return (w.abs().max() / 127.0f).clamp_min(1e-12f).reshape({});
+  EF_CHECK(w.dim() >= 1 && w.size(axis) > 0, "int8: a weight needs output channels");
+  const at::Tensor m = w.movedim(axis, 0);
+  return (m.abs().reshape({m.size(0), -1}).amax(1) / 127.0f).clamp_min(1e-12f);
+}
+
 at::Tensor symmetric_channel_scales(const at::Tensor& weight) {
-  EF_CHECK(weight.dim() >= 1 && weight.size(0) > 0, "int8: a weight needs output channels");
-  const at::Tensor absmax = weight.detach().abs().reshape({weight.size(0), -1}).amax(1);
-  return (absmax / 127.0).clamp_min(1e-12).to(at::kDouble);
+  return symmetric_scales(weight, 0, true).to(at::kDouble);
 }
 
 namespace {

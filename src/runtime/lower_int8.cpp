@@ -17,10 +17,6 @@
 namespace edgeforge {
 namespace {
 
-bool is_op(const Node& n, const char* op) {
-  return n.op_type == op && (n.domain.empty() || n.domain == "ai.onnx");
-}
-
 // Per-tensor parameters of an activation Q or DQ node, when they are constants.
 struct ActParams {
   float scale = 0;
@@ -56,7 +52,7 @@ class Lowering {
       for (const std::string& out : nodes[i].outputs) producer_[out] = i;
       for (const std::string& in : nodes[i].inputs)
         if (!in.empty()) consumers_[in].push_back(i);
-      if (is_op(nodes[i], "QuantizeLinear") || is_op(nodes[i], "DynamicQuantizeLinear"))
+      if (nodes[i].is("QuantizeLinear") || nodes[i].is("DynamicQuantizeLinear"))
         ++report_.quantize_nodes;
     }
     for (const ValueInfo& v : g.outputs()) graph_outputs_.insert(v.name);
@@ -68,8 +64,8 @@ class Lowering {
     const auto& nodes = g_.nodes();
     for (size_t i = 0; i < nodes.size(); ++i) {
       const Node& n = nodes[i];
-      if (is_op(n, "Conv") || is_op(n, "Gemm") || is_op(n, "MatMul")) match(i);
-      if (is_op(n, "Add")) match_add(i);
+      if (n.is("Conv") || n.is("Gemm") || n.is("MatMul")) match(i);
+      if (n.is("Add")) match_add(i);
     }
     return rebuild();
   }
@@ -93,7 +89,7 @@ class Lowering {
   }
   bool has_dequantize() const {
     for (const Node& n : g_.nodes())
-      if (is_op(n, "DequantizeLinear")) return true;
+      if (n.is("DequantizeLinear")) return true;
     return false;
   }
 
@@ -101,13 +97,13 @@ class Lowering {
   // parameters, read only by DQs with the same parameters, not a graph output.
   void find_quantized_values() {
     for (const Node& n : g_.nodes()) {
-      if (!is_op(n, "QuantizeLinear")) continue;
+      if (!n.is("QuantizeLinear")) continue;
       const std::string& v = n.outputs[0];
       std::optional<ActParams> p = activation_params(n, g_);
       if (!p || p->type != at::kByte || graph_outputs_.count(v)) continue;
       bool ok = !consumers(v).empty();
       for (size_t c : consumers(v)) {
-        std::optional<ActParams> cp = is_op(node(c), "DequantizeLinear") && node(c).inputs[0] == v
+        std::optional<ActParams> cp = node(c).is("DequantizeLinear") && node(c).inputs[0] == v
                                           ? activation_params(node(c), g_)
                                           : std::nullopt;
         ok = ok && cp && *cp == *p;
@@ -125,7 +121,7 @@ class Lowering {
   // The int8 weight behind input `index` of `n`: DQ(const int8, const scale, zero points 0).
   std::optional<Weight> weight(const Node& n, size_t index, bool in_out, std::string* why) const {
     const Node* dq = index < n.inputs.size() ? producer(n.inputs[index]) : nullptr;
-    if (dq == nullptr || !is_op(*dq, "DequantizeLinear")) {
+    if (dq == nullptr || !dq->is("DequantizeLinear")) {
       *why = "its weight is not quantized";
       return std::nullopt;
     }
@@ -171,8 +167,8 @@ class Lowering {
     const Node& n = node(i);
     const Node* dq_in = producer(n.inputs[0]);
     const Node* w_dq = n.inputs.size() > 1 ? producer(n.inputs[1]) : nullptr;
-    const bool input_quantized = dq_in != nullptr && is_op(*dq_in, "DequantizeLinear");
-    const bool weight_quantized = w_dq != nullptr && is_op(*w_dq, "DequantizeLinear");
+    const bool input_quantized = dq_in != nullptr && dq_in->is("DequantizeLinear");
+    const bool weight_quantized = w_dq != nullptr && w_dq->is("DequantizeLinear");
     if (!input_quantized && !weight_quantized) return;  // a float node: nothing to say
     if (!input_quantized) return keep_float(n, "its input is not quantized");
 
@@ -182,7 +178,7 @@ class Lowering {
     bool dynamic = false;
     if (quantized_.count(q)) {
       dynamic = false;
-    } else if (q_producer != nullptr && is_op(*q_producer, "DynamicQuantizeLinear") &&
+    } else if (q_producer != nullptr && q_producer->is("DynamicQuantizeLinear") &&
                dq_in->inputs.size() == 3 && q_producer->outputs.size() == 3 &&
                dq_in->inputs[1] == q_producer->outputs[1] &&
                dq_in->inputs[2] == q_producer->outputs[2]) {
@@ -197,7 +193,7 @@ class Lowering {
     std::string bias;  // a float constant, "" for none
     std::vector<size_t> absorbed{i};
     std::string tail = n.outputs[0];
-    if (is_op(n, "Conv")) {
+    if (n.is("Conv")) {
       if (dynamic) return keep_float(n, "dynamic quantization covers MatMul and Gemm only");
       const at::Tensor wv = w_dq ? constant_input(g_, w_dq->inputs[0]) : at::Tensor();
       if (!wv.defined() || wv.dim() != 4)
@@ -212,7 +208,7 @@ class Lowering {
         if (!(bias = float_bias(n.inputs[2], w->out_channels, &why)).size())
           return keep_float(n, why);
       }
-    } else if (is_op(n, "Gemm")) {
+    } else if (n.is("Gemm")) {
       if (n.attr_int("transA", 0) != 0 || n.attr_float("alpha", 1.0f) != 1.0f ||
           n.attr_float("beta", 1.0f) != 1.0f)
         return keep_float(n, "only Gemm with transA = 0, alpha = 1 and beta = 1 is lowered");
@@ -223,7 +219,7 @@ class Lowering {
       }
     } else {  // MatMul by a constant [in, out] weight, then an optional bias Add
       if (!(w = weight(n, 1, true, &why))) return keep_float(n, why);
-      if (std::optional<size_t> c = only_consumer(tail); c && is_op(node(*c), "Add")) {
+      if (std::optional<size_t> c = only_consumer(tail); c && node(*c).is("Add")) {
         const Node& add = node(*c);
         const std::string& other = add.inputs[0] == tail ? add.inputs[1] : add.inputs[0];
         std::string ignored;
@@ -251,21 +247,9 @@ class Lowering {
     }
 
     // Static: an optional Relu, then a Q into a quantized value.
-    bool relu = false;
-    std::optional<size_t> c = only_consumer(tail);
-    if (c && is_op(node(*c), "Relu")) {
-      relu = true;
-      absorbed.push_back(*c);
-      tail = node(*c).outputs[0];
-      c = only_consumer(tail);
-    }
-    if (!c || !is_op(node(*c), "QuantizeLinear") || !quantized_.count(node(*c).outputs[0]))
+    if (!quantized_tail(tail, absorbed, fused))
       return keep_float(n, "its output is not quantized to uint8 right after it");
-    const ActParams& out = quantized_.at(node(*c).outputs[0]);
-    absorbed.push_back(*c);
-    fused.outputs = {node(*c).outputs[0]};
-    fused.set("y_scale", out.scale).set("y_zero_point", out.zero_point).set("relu", int64_t{relu});
-    if (is_op(n, "Conv")) {
+    if (n.is("Conv")) {
       const auto pads = n.attr_ints("pads", {0, 0, 0, 0});
       fused.op_type = "QConv";
       fused.set("strides", n.attr_ints("strides", {1, 1}))
@@ -287,28 +271,38 @@ class Lowering {
     std::vector<std::string> q;
     for (const std::string& in : n.inputs) {
       const Node* dq = producer(in);
-      if (dq == nullptr || !is_op(*dq, "DequantizeLinear") || !quantized_.count(dq->inputs[0]))
+      if (dq == nullptr || !dq->is("DequantizeLinear") || !quantized_.count(dq->inputs[0]))
         return;
       q.push_back(dq->inputs[0]);
     }
     std::vector<size_t> absorbed{i};
-    std::string tail = n.outputs[0];
+    Node fused("QAdd", n.name, q, {});
+    fused.domain = kEdgeforgeDomain;
+    if (!quantized_tail(n.outputs[0], absorbed, fused)) return;
+    place(fused, absorbed);
+    ++report_.int8_adds;
+  }
+
+  // What follows `tail` in a static int8 pattern: an optional Relu, then the only reader, a Q
+  // into a quantized value. On a match, the nodes join `absorbed` and `fused` gets the Q's
+  // output and the output parameters; false (nothing changed) otherwise.
+  bool quantized_tail(std::string tail, std::vector<size_t>& absorbed, Node& fused) const {
+    std::vector<size_t> taken;
     bool relu = false;
     std::optional<size_t> c = only_consumer(tail);
-    if (c && is_op(node(*c), "Relu")) {
+    if (c && node(*c).is("Relu")) {
       relu = true;
-      absorbed.push_back(*c);
+      taken.push_back(*c);
       tail = node(*c).outputs[0];
       c = only_consumer(tail);
     }
-    if (!c || !is_op(node(*c), "QuantizeLinear") || !quantized_.count(node(*c).outputs[0])) return;
+    if (!c || !node(*c).is("QuantizeLinear") || !quantized_.count(node(*c).outputs[0])) return false;
+    taken.push_back(*c);
     const ActParams& out = quantized_.at(node(*c).outputs[0]);
-    absorbed.push_back(*c);
-    Node fused("QAdd", n.name, q, {node(*c).outputs[0]});
-    fused.domain = kEdgeforgeDomain;
+    absorbed.insert(absorbed.end(), taken.begin(), taken.end());
+    fused.outputs = {node(*c).outputs[0]};
     fused.set("y_scale", out.scale).set("y_zero_point", out.zero_point).set("relu", int64_t{relu});
-    place(fused, absorbed);
-    ++report_.int8_adds;
+    return true;
   }
 
   // A bias the kernels take: a float constant of `channels` values, or DQ of an int32 one
@@ -318,7 +312,7 @@ class Lowering {
     std::string name = v;
     if (!b.defined()) {
       const Node* dq = producer(v);
-      at::Tensor values = dq && is_op(*dq, "DequantizeLinear") ? constant_input(g_, dq->inputs[0])
+      at::Tensor values = dq && dq->is("DequantizeLinear") ? constant_input(g_, dq->inputs[0])
                                                                 : at::Tensor();
       at::Tensor scale = values.defined() ? constant_input(g_, dq->inputs[1]) : at::Tensor();
       if (values.defined() && scale.defined() && values.scalar_type() == at::kInt &&
@@ -365,13 +359,13 @@ class Lowering {
       }
       if (removed_.count(i)) continue;
       Node n = node(i);
-      if (is_op(n, "QuantizeLinear") && quantized_.count(n.outputs[0])) {
+      if (n.is("QuantizeLinear") && quantized_.count(n.outputs[0])) {
         const ActParams& p = quantized_.at(n.outputs[0]);
         Node q("QuantizeTensor", n.name, {n.inputs[0]}, n.outputs);
         q.domain = kEdgeforgeDomain;
         q.set("scale", p.scale).set("zero_point", p.zero_point);
         n = std::move(q);
-      } else if (is_op(n, "DequantizeLinear") && quantized_.count(n.inputs[0])) {
+      } else if (n.is("DequantizeLinear") && quantized_.count(n.inputs[0])) {
         Node dq("DequantizeTensor", n.name, {n.inputs[0]}, n.outputs);
         dq.domain = kEdgeforgeDomain;
         n = std::move(dq);

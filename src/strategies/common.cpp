@@ -15,24 +15,18 @@ KdSettings default_kd(const std::string& modality) {
   return modality == "text" ? KdSettings{0.0, 2.0} : KdSettings{0.5, 1.0};
 }
 
-namespace {
-void auto_or(const std::string& v, const std::function<void(const std::string&)>& check) {
-  if (v != "auto") check(v);
-}
-}  // namespace
-
 std::vector<OptionSpec> training_options(const std::string& epochs_help,
                                          const std::string& lr_help) {
   return {
-      {"epochs", "auto", epochs_help, [](const std::string& v) { auto_or(v, check_int(1, 1000)); }},
+      {"epochs", "auto", epochs_help, check_auto_or(check_int(1, 1000))},
       {"lr", "auto", lr_help,
-       [](const std::string& v) { auto_or(v, check_double(0, 10, true, false)); }},
+       check_auto_or(check_double(0, 10, true, false))},
       {"batch-size", "auto", "samples per step (auto: 128 images, 32 text)",
-       [](const std::string& v) { auto_or(v, check_int(1, 1 << 16)); }},
+       check_auto_or(check_int(1, 1 << 16))},
       {"alpha", "auto", "weight of the label loss; 1 - alpha on the teacher (auto: 0.5 images, 0 text)",
-       [](const std::string& v) { auto_or(v, check_double(0, 1)); }},
+       check_auto_or(check_double(0, 1))},
       {"temperature", "auto", "distillation temperature (auto: 1 images, 2 text)",
-       [](const std::string& v) { auto_or(v, check_double(0, 100, true, false)); }},
+       check_auto_or(check_double(0, 100, true, false))},
       {"dataset", "", "training data set: fashion-mnist or spam (empty: the model's own)", check_dataset()},
   };
 }

@@ -91,16 +91,11 @@ class Prune : public Strategy {
   }
   std::string needs() const override { return "training data; the input model is the teacher"; }
   std::vector<OptionSpec> options() const override {
-    auto auto_or = [](std::function<void(const std::string&)> check) {
-      return [check](const std::string& v) {
-        if (v != "auto") check(v);
-      };
-    };
     std::vector<OptionSpec> o = {
         {"sparsity", "auto", "share of blocks zeroed per layer, in [0, 1) (auto: 0.75 images, 0.9 text)",
-         auto_or(check_double(0, 1, false, true))},
+         check_auto_or(check_double(0, 1, false, true))},
         {"block", "auto", "block ROWSxCOLS: output units x inputs (auto: 2x1 images, 4x1 text)",
-         auto_or([](const std::string& v) { parse_block_shape(v); })},
+         check_auto_or([](const std::string& v) { parse_block_shape(v); })},
         {"ramp", "0.5", "share of the fine-tuning over which sparsity grows to its target",
          check_double(0, 1)},
     };

@@ -23,12 +23,6 @@
 
 namespace edgeforge {
 
-namespace {
-
-bool is_op(const Node& n, const char* op) { return n.op_type == op && n.domain.empty(); }
-
-}  // namespace
-
 std::vector<PrunableDimension> prunable_dimensions(const Graph& g) {
   std::map<std::string, std::vector<const Node*>> readers;
   for (const Node& n : g.nodes())
@@ -59,7 +53,7 @@ std::vector<PrunableDimension> prunable_dimensions(const Graph& g) {
   for (const Node& a : g.nodes()) {
     PrunableDimension d;
     d.producer = a.name;
-    if (is_op(a, "Conv")) {
+    if (a.is("Conv")) {
       const at::Tensor w = weight(a, 1);
       if (!w.defined() || w.dim() != 4) continue;
       d.units = w.size(0);
@@ -72,7 +66,7 @@ std::vector<PrunableDimension> prunable_dimensions(const Graph& g) {
       }
       std::string v = a.outputs[0];
       const Node* next = only_reader(v);
-      if (next != nullptr && is_op(*next, "BatchNormalization") && next->outputs.size() == 1) {
+      if (next != nullptr && next->is("BatchNormalization") && next->outputs.size() == 1) {
         bool ok = true;
         for (size_t k = 1; k < 5; ++k) ok = ok && vector_of(next->inputs[k], d.units);
         if (!ok) continue;
@@ -86,11 +80,11 @@ std::vector<PrunableDimension> prunable_dimensions(const Graph& g) {
         v = next->outputs[0];
         next = only_reader(v);
       }
-      if (next != nullptr && is_op(*next, "Relu")) {
+      if (next != nullptr && next->is("Relu")) {
         v = next->outputs[0];
         next = only_reader(v);
       }
-      if (next == nullptr || !is_op(*next, "Conv") || next->inputs[0] != v) continue;
+      if (next == nullptr || !next->is("Conv") || next->inputs[0] != v) continue;
       const at::Tensor wb = weight(*next, 1);
       const int64_t group_b = next->attr_int("group", 1);
       if (!wb.defined() || wb.dim() != 4 || wb.size(1) * group_b != d.units) continue;
@@ -101,14 +95,14 @@ std::vector<PrunableDimension> prunable_dimensions(const Graph& g) {
       d.consumer_weight = next->inputs[1];
       d.consumer_axis = 1;
       dims.push_back(std::move(d));
-    } else if (is_op(a, "MatMul")) {
+    } else if (a.is("MatMul")) {
       const at::Tensor w = weight(a, 1);
       if (!w.defined() || w.dim() != 2) continue;
       d.units = w.size(1);
       d.producer_weight = a.inputs[1];
       d.producer_axis = 1;
       const Node* add = only_reader(a.outputs[0]);
-      if (add == nullptr || !is_op(*add, "Add")) continue;
+      if (add == nullptr || !add->is("Add")) continue;
       const std::string& b = add->inputs[0] == a.outputs[0] ? add->inputs[1] : add->inputs[0];
       if (!vector_of(b, d.units)) continue;
       d.zeroed.push_back(b);
@@ -123,14 +117,14 @@ std::vector<PrunableDimension> prunable_dimensions(const Graph& g) {
         frontier.pop_back();
         if (outputs.count(v)) ok = false;
         for (const Node* r : readers[v]) {
-          if (is_op(*r, "MatMul") && r->inputs[0] == v) {
+          if (r->is("MatMul") && r->inputs[0] == v) {
             ok = ok && (consumer == nullptr || consumer == r);
             consumer = r;
             continue;
           }
-          const bool elementwise = is_op(*r, "Div") || is_op(*r, "Mul") || is_op(*r, "Add") ||
-                                   is_op(*r, "Erf") || is_op(*r, "Relu") || is_op(*r, "Tanh") ||
-                                   is_op(*r, "Sigmoid");
+          const bool elementwise = r->is("Div") || r->is("Mul") || r->is("Add") ||
+                                   r->is("Erf") || r->is("Relu") || r->is("Tanh") ||
+                                   r->is("Sigmoid");
           if (!elementwise) {
             ok = false;
             break;

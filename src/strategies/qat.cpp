@@ -34,23 +34,18 @@ class Qat : public Strategy {
   }
   std::string needs() const override { return "training data"; }
   std::vector<OptionSpec> options() const override {
-    auto auto_or = [](std::function<void(const std::string&)> check) {
-      return [check](const std::string& v) {
-        if (v != "auto") check(v);
-      };
-    };
     return {
-        {"epochs", "auto", "epochs (auto: 8 images, 3 text)", auto_or(check_int(1, 1000))},
+        {"epochs", "auto", "epochs (auto: 8 images, 3 text)", check_auto_or(check_int(1, 1000))},
         {"iterations", "auto", "steps per epoch; 0 = a full pass (auto: 30 images, 0 text)",
-         auto_or(check_int(0, 1 << 30))},
+         check_auto_or(check_int(0, 1 << 30))},
         {"batch-size", "auto", "samples per step (auto: 128 images, 8 text)",
-         auto_or(check_int(1, 1 << 16))},
+         check_auto_or(check_int(1, 1 << 16))},
         {"lr", "auto", "peak learning rate (auto: 1e-3 SGD images, 2e-5 AdamW text)",
-         auto_or(check_double(0, 10, true, false))},
+         check_auto_or(check_double(0, 10, true, false))},
         {"freeze-observers", "auto", "epoch after which activation ranges stay fixed (auto: 3 images, 2 text)",
-         auto_or(check_int(0, 1000))},
+         check_auto_or(check_int(0, 1000))},
         {"freeze-bn", "auto", "epoch after which batch-norm statistics stay fixed (auto: 2)",
-         auto_or(check_int(0, 1000))},
+         check_auto_or(check_int(0, 1000))},
         {"samples", "100", "calibration samples that start the observers", check_int(1, 1000000)},
         {"weights", "per-channel", "weight scales: per-channel or per-tensor",
          check_choice({"per-channel", "per-tensor"})},

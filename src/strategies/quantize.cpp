@@ -13,10 +13,6 @@
 namespace edgeforge {
 namespace {
 
-bool is_op(const Node& n, const char* op) {
-  return n.op_type == op && (n.domain.empty() || n.domain == "ai.onnx");
-}
-
 // How many node inputs read each value (graph outputs count once more).
 std::map<std::string, int> reader_counts(const Graph& g) {
   std::map<std::string, int> count;
@@ -82,9 +78,9 @@ int fold_batch_norm(Graph& graph) {
   std::vector<Node>& nodes = graph.nodes();
   for (size_t i = 0; i < nodes.size(); ++i) {
     const Node& bn = nodes[i];
-    if (!is_op(bn, "BatchNormalization") || bn.outputs.size() != 1) continue;
+    if (!bn.is("BatchNormalization") || bn.outputs.size() != 1) continue;
     const Node* conv_ptr = graph.producer(bn.inputs[0]);
-    if (conv_ptr == nullptr || !is_op(*conv_ptr, "Conv")) continue;
+    if (conv_ptr == nullptr || !conv_ptr->is("Conv")) continue;
     if (only_reader(graph, bn.inputs[0]) != static_cast<int>(i)) continue;
     const at::Tensor w = float_initializer(graph, conv_ptr->inputs[1]);
     if (!w.defined() || reader_counts(graph)[conv_ptr->inputs[1]] != 1) continue;
@@ -136,7 +132,7 @@ std::vector<QuantUnit> find_quant_units(const Graph& graph, bool linear_only) {
   const std::map<std::string, int> readers = reader_counts(graph);
   const auto& nodes = graph.nodes();
   for (const Node& n : nodes) {
-    const bool conv = is_op(n, "Conv"), gemm = is_op(n, "Gemm"), matmul = is_op(n, "MatMul");
+    const bool conv = n.is("Conv"), gemm = n.is("Gemm"), matmul = n.is("MatMul");
     if (!(conv || gemm || matmul) || (conv && linear_only) || n.inputs.size() < 2) continue;
     const at::Tensor w = float_initializer(graph, n.inputs[1]);
     if (!w.defined() || readers.at(n.inputs[1]) != 1) continue;
@@ -158,7 +154,7 @@ std::vector<QuantUnit> find_quant_units(const Graph& graph, bool linear_only) {
       if (w.dim() != 2) continue;
       u.weight_in_out = true;
       const int r = only_reader(graph, u.output);
-      if (r >= 0 && is_op(nodes[r], "Add")) {
+      if (r >= 0 && nodes[r].is("Add")) {
         const Node& add = nodes[r];
         const std::string& other = add.inputs[0] == u.output ? add.inputs[1] : add.inputs[0];
         const at::Tensor b = float_initializer(graph, other);
@@ -167,7 +163,7 @@ std::vector<QuantUnit> find_quant_units(const Graph& graph, bool linear_only) {
     }
     if (!linear_only) {
       const int r = only_reader(graph, u.output);
-      if (r >= 0 && is_op(nodes[r], "Relu")) u.output = nodes[r].outputs[0];
+      if (r >= 0 && nodes[r].is("Relu")) u.output = nodes[r].outputs[0];
     }
     units.push_back(std::move(u));
   }
@@ -227,12 +223,6 @@ Ranges calibrate(const Graph& graph, const std::vector<std::string>& points,
   return ranges;
 }
 
-at::Tensor weight_scales(const at::Tensor& weight, bool in_out, bool per_channel) {
-  const at::Tensor w = (in_out ? weight.t() : weight).detach().to(at::kFloat);
-  if (!per_channel) return (w.abs().max() / 127.0f).clamp_min(1e-12f).reshape({});
-  return (w.abs().reshape({w.size(0), -1}).amax(1) / 127.0f).clamp_min(1e-12f);
-}
-
 namespace {
 
 // Replaces each unit's float weight with int8 values and scales behind a DequantizeLinear
@@ -244,7 +234,7 @@ std::map<std::string, Node> quantize_weights(Graph& graph, const std::vector<Qua
   at::NoGradGuard no_grad;
   for (const QuantUnit& u : units) {
     const at::Tensor w = graph.initializers().at(u.weight).detach().to(at::kFloat);
-    const at::Tensor scales = weight_scales(w, u.weight_in_out, options.per_channel);
+    const at::Tensor scales = symmetric_scales(w, u.weight_in_out ? 1 : 0, options.per_channel);
     at::Tensor s = scales;
     if (options.per_channel) {
       std::vector<int64_t> shape(static_cast<size_t>(w.dim()), 1);
@@ -269,6 +259,24 @@ std::map<std::string, Node> quantize_weights(Graph& graph, const std::vector<Qua
     dq_nodes.emplace(u.node, std::move(dq));
   }
   return dq_nodes;
+}
+
+// Makes room for a node inserted on value `v`: returns {what it reads, what it writes}, and
+// points the graph at the latter. A graph output keeps its name (its producer now writes
+// `renamed`, which the inserted node reads); any other value keeps its producer and its
+// readers move to `fresh`.
+std::pair<std::string, std::string> reroute(Graph& graph, const std::string& v, bool is_output,
+                                            const std::string& renamed, const std::string& fresh) {
+  if (is_output) {
+    for (Node& n : graph.nodes())
+      for (std::string& o : n.outputs)
+        if (o == v) o = renamed;
+    return {renamed, v};
+  }
+  for (Node& n : graph.nodes())
+    for (std::string& in : n.inputs)
+      if (in == v) in = fresh;
+  return {v, fresh};
 }
 
 // Rebuilds the node list with `before[node]` emitted before each node and `after[value]`
@@ -315,20 +323,8 @@ void write_qdq(Graph& graph, const std::vector<QuantUnit>& units, const Ranges& 
     graph.add_initializer(scale, at::full({}, static_cast<float>(p.scale), at::kFloat));
     graph.add_initializer(zero_point, at::full({}, p.zero_point, at::kByte));
     const std::string q = name(".quantized");
-    std::string source = v, dequantized = name(".dequantized");
-    if (graph_outputs.count(v)) {
-      // A graph output keeps its name: the producer now writes a float value the Q reads, and
-      // the output is the dequantized one.
-      source = name(".float");
-      dequantized = v;
-      for (Node& n : graph.nodes())
-        for (std::string& o : n.outputs)
-          if (o == v) o = source;
-    } else {
-      for (Node& n : graph.nodes())
-        for (std::string& in : n.inputs)
-          if (in == v) in = dequantized;
-    }
+    const auto [source, dequantized] =
+        reroute(graph, v, graph_outputs.count(v) != 0, name(".float"), name(".dequantized"));
     std::vector<Node>& chain = after[source];
     chain.push_back(Node("QuantizeLinear", name(".quantize"), {source, scale, zero_point}, {q}));
     chain.push_back(Node("DequantizeLinear", name(".dequantize"), {q, scale, zero_point},
@@ -377,18 +373,8 @@ std::map<std::string, std::string> write_fake_quant(Graph& graph,
               "fake-quant parameters of ", v, " exist already");
     graph.add_initializer(scale, at::full({}, static_cast<float>(p.scale), at::kFloat));
     graph.add_initializer(zero_point, at::full({}, static_cast<float>(p.zero_point), at::kFloat));
-    std::string source = v, fake = name(v + ".fake_quantized");
-    if (graph_outputs.count(v)) {
-      source = name(v + ".float");
-      fake = v;
-      for (Node& n : graph.nodes())
-        for (std::string& o : n.outputs)
-          if (o == v) o = source;
-    } else {
-      for (Node& n : graph.nodes())
-        for (std::string& in : n.inputs)
-          if (in == v) in = fake;
-    }
+    const auto [source, fake] = reroute(graph, v, graph_outputs.count(v) != 0,
+                                        name(v + ".float"), name(v + ".fake_quantized"));
     Node fq("FakeQuant", name(v + ".fake_quant"), {source, scale, zero_point}, {fake});
     fq.domain = kEdgeforgeDomain;
     after[source].push_back(std::move(fq));

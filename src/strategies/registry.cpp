@@ -51,6 +51,12 @@ std::function<void(const std::string&)> check_choice(std::vector<std::string> ch
   };
 }
 
+std::function<void(const std::string&)> check_auto_or(std::function<void(const std::string&)> check) {
+  return [check = std::move(check)](const std::string& v) {
+    if (v != "auto") check(v);
+  };
+}
+
 std::function<void(const std::string&)> check_dataset() {
   return [](const std::string& v) {
     if (!v.empty()) dataset_modality(v);  // Error listing the known data sets
