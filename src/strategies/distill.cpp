@@ -66,8 +66,9 @@ class Distill : public Strategy {
       student_zoo = z == student.metadata().end() ? "" : z->second;
     } else {
       const ZooModelSpec& spec = zoo_model(student_name);  // Error listing zoo models
-      EF_CHECK(spec.modality == modality, "distill: student '", student_name, "' is a ",
-               spec.modality, " model, the teacher a ", modality, " model");
+      EF_CHECK(spec.modality == modality, "distill: student '", student_name, "' (",
+               spec.modality, " model) does not fit teacher '", teacher.name(), "' (", modality,
+               " model)");
       ZooBuildOptions build;
       build.seed = ctx.seed;
       build.vocab_size = recipe_int(teacher, "vocab_size", 8000);

@@ -210,10 +210,9 @@ PipelineResult run_pipeline(const Graph& model, const std::string& pipeline,
   result.report["steps"] = nlohmann::json::array();
   nlohmann::json all_options = nlohmann::json::object();
   for (size_t i = 0; i < steps.size(); ++i) {
-    if (ctx.log)
-      ctx.log(steps.size() > 1 ? "step " + std::to_string(i + 1) + "/" +
-                                     std::to_string(steps.size()) + ": " + steps[i]->name()
-                               : steps[i]->name());
+    if (ctx.log && steps.size() > 1)
+      ctx.log("step " + std::to_string(i + 1) + "/" + std::to_string(steps.size()) + ": " +
+              steps[i]->name());
     const auto start = std::chrono::steady_clock::now();
     nlohmann::json step = nlohmann::json::object();
     Graph out = steps[i]->apply(result.graph, options[i], ctx, step);
@@ -236,6 +235,11 @@ TaskData strategy_training_data(const Graph& model, const std::string& dataset, 
                                 uint64_t seed) {
   EF_CHECK(count >= 0, "training samples: ", count, " is negative");
   const std::string ds = dataset.empty() ? model_dataset(model) : dataset;
+  auto own = model.metadata().find(kMetaDataset);
+  if (own != model.metadata().end() && dataset_modality(own->second) != dataset_modality(ds))
+    throw Error("model '" + model.name() + "' was trained on " + own->second + " (" +
+                dataset_modality(own->second) + "); it cannot train or calibrate on " + ds + " (" +
+                dataset_modality(ds) + ")");
   std::optional<Tokenizer> tokenizer;
   if (dataset_modality(ds) == "text") tokenizer = tokenizer_from_model(model);
   TaskDataOptions opts;

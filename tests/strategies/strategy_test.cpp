@@ -221,6 +221,9 @@ TEST(Strategies, CalibrationDataThatDoesNotFitTheModelIsNamed) {
   StrategyContext ctx = quick_context();
   expect_error([&] { run_pipeline(g, "sptq", {"dataset=fashion-mnist", "samples=8"}, ctx); },
                {"calibration data", "input"});
+  // An image model told to calibrate on text.
+  expect_error([&] { run_pipeline(quick_model("resnet-small"), "sptq", {"dataset=spam"}, ctx); },
+               {"fashion-mnist (image)", "spam (text)"});
   // And one with nothing to quantize.
   Graph r("relu");
   r.add_input({"input", at::kFloat, {Dim::symbol("N"), Dim(1), Dim(28), Dim(28)}});
