@@ -38,6 +38,11 @@ struct LoweringReport {
   std::vector<std::pair<std::string, std::string>> kept_float;
   int64_t int8_adds = 0;         // Add [-> Relu] between quantized values, now one QAdd
   int64_t quantize_nodes = 0;    // Q / DynamicQuantizeLinear nodes in the input graph
+  // The inference plan (lower_plan): fused oneDNN nodes by the name of their first original
+  // node, and the Conv / MatMul / Gemm / LayerNormalization / Softmax nodes it left on the
+  // reference kernels, with the reason.
+  std::vector<std::string> plan_nodes;
+  std::vector<std::pair<std::string, std::string>> plan_fallback;
   bool quantized() const { return quantize_nodes > 0; }
 };
 
@@ -46,11 +51,27 @@ struct LoweringReport {
 // 1-D or 3-D convolution, ...) stay float and are listed in the report with the reason.
 Graph lower_int8(const Graph& graph, LoweringReport* report = nullptr);
 
+// The float half of the inference plan: Conv (with batch norm folded, ReLU and residual adds
+// fused), MatMul / Gemm by constant weights (bias, ReLU or exact GELU, residual fused),
+// LayerNormalization and Softmax (with a preceding scale and additive mask) become oneDNN
+// kernels (src/runtime/plan_ops.cpp) with primitives created once per input shape and weights
+// reordered once; activations stay in oneDNN's blocked layout between convolutions. Runs after
+// lower_int8; everything else is left to the reference kernels and listed in plan_fallback
+// when it is one of the planned op types.
+Graph lower_plan(const Graph& graph, LoweringReport* report = nullptr);
+
+struct SessionOptions {
+  // false: only the int8 lowering, every float op on the reference ATen kernels (the path
+  // the plan is tested against, and the "before" of bench/plan_vs_reference).
+  bool plan = true;
+};
+
 // A model ready for inference: the graph lowered once, then run by the executor. Accuracy and
-// latency of a quantized model are always measured through this, with the int8 kernels.
+// latency of every model are measured through this. Not for concurrent use: kernels keep
+// their output buffers between runs.
 class InferenceSession {
  public:
-  explicit InferenceSession(const Graph& graph);
+  explicit InferenceSession(const Graph& graph, SessionOptions options = {});
   InferenceSession(const InferenceSession&) = delete;  // the executor points into graph_
   InferenceSession& operator=(const InferenceSession&) = delete;
   std::vector<at::Tensor> run(const std::vector<at::Tensor>& inputs, const RunOptions& opts);

@@ -26,6 +26,11 @@ struct ModelSummary {
   // Quantized Conv/Gemm/MatMul nodes that stay float, with the reason ("node: why").
   std::vector<std::string> kept_float;
   std::vector<std::string> unsupported_ops;   // op types the runtime lacks ("Op (node)")
+  // The inference plan (lower_plan): its kernels (Dnnl*, Plan*) by type, the nodes left on the
+  // reference ATen kernels, and the planned op types that fell back, with the reason.
+  std::map<std::string, int64_t> plan_kernels;
+  int64_t reference_nodes = 0;
+  std::vector<std::string> plan_fallback;
 };
 
 // Counts MACs of Conv, Gemm and MatMul from shapes inferred with batch 1 (symbolic sequence

@@ -28,7 +28,9 @@ Action add_info(CLI::App& app) {
   CLI::App* cmd = app.add_subcommand(
       "info", "Describe a model: inputs, outputs, op counts, parameters, size on disk,\n"
               "multiply-accumulates (MACs) per sample, and for a quantized (QDQ) model the\n"
-              "share of MACs that run on int8 kernels and which quantized nodes stay float.");
+              "share of MACs that run on int8 kernels and which quantized nodes stay float;\n"
+              "the inference plan's oneDNN kernels and the nodes that fall back to the\n"
+              "reference kernels, with the reason.");
   struct Args {
     std::string model;
     int64_t seq_len = 128;
@@ -62,6 +64,9 @@ Action add_info(CLI::App& app) {
       j["int8_mac_share"] = s.macs > 0 ? double(s.int8_macs + s.dynamic_int8_macs) / double(s.macs) : 0.0;
       j["kept_float"] = s.kept_float;
       j["unsupported_ops"] = s.unsupported_ops;
+      j["plan"] = {{"kernels", s.plan_kernels},
+                   {"reference_nodes", s.reference_nodes},
+                   {"fallback", s.plan_fallback}};
       for (const auto& [k, v] : graph.metadata())
         if (k != kMetaTokenizer) j["metadata"][k] = v;
       std::printf("%s\n", j.dump(2).c_str());
@@ -92,6 +97,14 @@ Action add_info(CLI::App& app) {
                     human_count(s.dynamic_int8_macs).c_str());
       std::printf("\n");
       for (const std::string& k : s.kept_float) std::printf("kept float  %s\n", k.c_str());
+    }
+    if (s.unsupported_ops.empty()) {
+      int64_t kernels = 0;
+      for (const auto& [op, c] : s.plan_kernels) kernels += c;
+      std::printf("plan        %lld kernels", static_cast<long long>(kernels));
+      for (const auto& [op, c] : s.plan_kernels) std::printf(" %s x%lld", op.c_str(), static_cast<long long>(c));
+      std::printf("; %lld nodes on the reference kernels\n", static_cast<long long>(s.reference_nodes));
+      for (const std::string& k : s.plan_fallback) std::printf("fell back   %s\n", k.c_str());
     }
     std::printf("ops        ");
     for (const auto& [op, c] : s.op_counts) std::printf(" %s x%lld", op.c_str(), static_cast<long long>(c));

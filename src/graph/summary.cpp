@@ -108,7 +108,15 @@ ModelSummary summarize(const Graph& graph, int64_t seq_len) {
   }
   const ShapeMap shapes = concrete_shapes(graph, seq_len, s.unsupported_ops.empty());
   LoweringReport lowering;
-  if (s.unsupported_ops.empty()) lower_int8(graph, &lowering);
+  if (s.unsupported_ops.empty()) {
+    const Graph planned = lower_plan(lower_int8(graph, &lowering), &lowering);
+    for (const Node& n : planned.nodes()) {
+      if (n.domain == kEdgeforgeDomain && (n.op_type.rfind("Dnnl", 0) == 0 || n.op_type.rfind("Plan", 0) == 0))
+        ++s.plan_kernels[n.op_type];
+      else ++s.reference_nodes;
+    }
+    for (const auto& [node, why] : lowering.plan_fallback) s.plan_fallback.push_back(node + ": " + why);
+  }
   const std::set<std::string> int8(lowering.int8_nodes.begin(), lowering.int8_nodes.end());
   const std::set<std::string> dynamic(lowering.dynamic_nodes.begin(), lowering.dynamic_nodes.end());
   for (const auto& [node, why] : lowering.kept_float) s.kept_float.push_back(node + ": " + why);

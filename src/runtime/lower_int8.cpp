@@ -407,7 +407,9 @@ Graph lower_int8(const Graph& graph, LoweringReport* report) {
   return Lowering(graph, r).run();
 }
 
-InferenceSession::InferenceSession(const Graph& graph) : graph_(lower_int8(graph, &report_)) {
+InferenceSession::InferenceSession(const Graph& graph, SessionOptions options)
+    : graph_(options.plan ? lower_plan(lower_int8(graph, &report_), &report_)
+                          : lower_int8(graph, &report_)) {
   exec_ = std::make_unique<Executor>(graph_);
 }
 

@@ -1,0 +1,261 @@
+// Benchmark: edgeforge against ONNX Runtime on the same ONNX files. For every zoo model
+// (teachers and students) and its sptq int8 file, both runtimes run the same real test sample
+// at batch 1 on one thread, warm, in alternating rounds (ONNX Runtime in a Node.js process,
+// bench/ort/run.mjs, then edgeforge in this one), and the table gives each runtime's median,
+// the latency ratio and the largest output difference.
+//
+//   build/ort --zoo-dir out/zoo --int8-dir out/strategies [--models resnet,bert]
+//             [--rounds 3] [--reps 100] [--json out.json]
+//
+// ONNX Runtime is npm's onnxruntime-node 1.30, installed by scripts/setup under
+// bench/ort/node_modules. Its figure is the wall time of `await session.run()` in Node, less
+// the same call's time on a one-node model (the JavaScript and binding overhead, measured in
+// the same run and printed), so the ratio is not flattered by Node's overhead. Missing sptq
+// files of students are made with the sptq strategy's defaults.
+#include <ATen/ATen.h>
+#include <ATen/CPUGeneratorImpl.h>
+#include <unistd.h>
+
+#include <nlohmann/json.hpp>
+
+#include <cstdio>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+
+#include "bench_util.h"
+#include "edgeforge/error.h"
+#include "edgeforge/graph_builder.h"
+#include "edgeforge/lower.h"
+#include "edgeforge/onnx_io.h"
+#include "edgeforge/process.h"
+#include "edgeforge/strategy.h"
+#include "edgeforge/train.h"
+#include "edgeforge/zoo.h"
+
+using namespace edgeforge;
+namespace fs = std::filesystem;
+
+namespace {
+
+// Named tolerances of the output comparison (logits). Float: both runtimes compute the same
+// float graph, differing only in summation order and fused kernels. int8: both follow QDQ
+// arithmetic, but a requantization that rounds the other way moves a logit by about one
+// output step; the check is then that the predicted class agrees.
+constexpr double kFloatLogitTolerance = 1e-3;
+
+std::vector<std::string> split_list(const std::string& s) {
+  std::vector<std::string> out;
+  std::stringstream in(s);
+  std::string item;
+  while (std::getline(in, item, ','))
+    if (!item.empty()) out.push_back(item);
+  return out;
+}
+
+std::string dtype_name(at::ScalarType t) {
+  if (t == at::kFloat) return "float32";
+  if (t == at::kLong) return "int64";
+  throw Error(edgeforge::detail::concat("ort bench: input type ", c10::toString(t), " is not supported"));
+}
+
+void write_raw(const at::Tensor& t, const std::string& path) {
+  const at::Tensor c = t.contiguous();
+  std::ofstream out(path, std::ios::binary);
+  out.write(static_cast<const char*>(c.data_ptr()), static_cast<std::streamsize>(c.nbytes()));
+  EF_CHECK(out.good(), "ort bench: cannot write ", path);
+}
+
+struct OrtRun {
+  std::vector<double> ms;
+  at::Tensor output;  // the first output, float
+};
+
+// One Node.js process: loads `model` in ONNX Runtime, runs warm-up and `reps` timed runs.
+OrtRun run_ort(const std::string& model, const Graph& g, const std::vector<at::Tensor>& inputs,
+               int reps, const std::string& work, const std::string& ort_dir,
+               const std::string& script) {
+  nlohmann::json spec = {{"model", fs::absolute(model).string()},
+                         {"warmup", 20},
+                         {"reps", reps},
+                         {"outputs_dir", work}};
+  for (size_t i = 0; i < inputs.size(); ++i) {
+    const std::string file = work + "/input" + std::to_string(i) + ".bin";
+    write_raw(inputs[i], file);
+    spec["inputs"].push_back({{"name", g.inputs()[i].name},
+                              {"dtype", dtype_name(inputs[i].scalar_type())},
+                              {"shape", inputs[i].sizes().vec()},
+                              {"file", file}});
+  }
+  const std::string spec_path = work + "/spec.json", out_path = work + "/ort.json",
+                    err_path = work + "/ort.err";
+  std::ofstream(spec_path) << spec.dump();
+  ChildProcess node({"/usr/bin/node", script, spec_path}, out_path, err_path,
+                    {"EDGEFORGE_ORT_DIR=" + ort_dir});
+  const int status = node.wait();
+  if (status != 0) {
+    std::ifstream err(err_path);
+    std::string first;
+    std::getline(err, first);
+    throw Error(edgeforge::detail::concat("ort bench: ONNX Runtime failed on ", model, " (exit ", status,
+                               "): ", first));
+  }
+  const nlohmann::json r = nlohmann::json::parse(std::ifstream(out_path));
+  OrtRun run;
+  run.ms = r["ms"].get<std::vector<double>>();
+  const auto& o = r["outputs"][0];
+  std::ifstream in(o["file"].get<std::string>(), std::ios::binary);
+  std::vector<int64_t> shape = o["shape"].get<std::vector<int64_t>>();
+  run.output = at::empty(shape, at::kFloat);
+  in.read(static_cast<char*>(run.output.data_ptr()), static_cast<std::streamsize>(run.output.nbytes()));
+  EF_CHECK(in.good(), "ort bench: truncated output from ONNX Runtime for ", model);
+  return run;
+}
+
+struct Entry {
+  std::string model, variant, path;
+  bench::Timing ours, ort;
+  double max_diff = 0;
+  bool same_class = true;
+};
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  std::string zoo_dir = "out/zoo", int8_dir = "out/strategies", json_path;
+  std::vector<std::string> models = {"resnet",       "resnext",       "bert",       "roberta",
+                                     "resnet-small", "resnext-small", "bert-small", "roberta-small"};
+  int rounds = 3, reps = 100;
+  const std::string src = source_dir();
+  std::string ort_dir = src + "/bench/ort", script = src + "/bench/ort/run.mjs";
+  for (int i = 1; i < argc; ++i) {
+    auto next = [&]() -> std::string {
+      if (i + 1 >= argc) {
+        std::fprintf(stderr, "ort: %s needs a value\n", argv[i]);
+        std::exit(2);
+      }
+      return argv[++i];
+    };
+    if (!std::strcmp(argv[i], "--zoo-dir")) zoo_dir = next();
+    else if (!std::strcmp(argv[i], "--int8-dir")) int8_dir = next();
+    else if (!std::strcmp(argv[i], "--models")) models = split_list(next());
+    else if (!std::strcmp(argv[i], "--rounds")) rounds = std::stoi(next());
+    else if (!std::strcmp(argv[i], "--reps")) reps = std::stoi(next());
+    else if (!std::strcmp(argv[i], "--ort-dir")) ort_dir = next();
+    else if (!std::strcmp(argv[i], "--json")) json_path = next();
+    else {
+      std::fprintf(stderr,
+                   "usage: ort [--zoo-dir DIR] [--int8-dir DIR] [--models a,b] [--rounds N] "
+                   "[--reps N] [--ort-dir DIR] [--json F]\n");
+      return 2;
+    }
+  }
+  if (!fs::exists(ort_dir + "/node_modules/onnxruntime-node")) {
+    std::fprintf(stderr, "ort: %s/node_modules/onnxruntime-node is missing (scripts/setup installs it)\n",
+                 ort_dir.c_str());
+    return 1;
+  }
+  const std::string work = (fs::temp_directory_path() / ("edgeforge-ort-" + std::to_string(getpid()))).string();
+  fs::create_directories(work);
+  std::vector<Entry> entries;
+  nlohmann::json rows = nlohmann::json::array();
+  try {
+    // The floor: session.run() on a one-node model, the cost of the call from JavaScript.
+    Graph floor_graph("identity");
+    {
+      GraphBuilder fb(floor_graph, at::make_generator<at::CPUGeneratorImpl>(0));
+      const std::string x = fb.input("x", at::kFloat, {1, 1});
+      fb.output(fb.op("Identity", "identity", {x}).outputs[0], at::kFloat, {1, 1});
+    }
+    save_onnx(floor_graph, work + "/floor.onnx");
+    bench::Timing floor_t;
+    for (int r = 0; r < rounds; ++r) {
+      OrtRun f = run_ort(work + "/floor.onnx", floor_graph, {at::ones({1, 1})}, reps, work, ort_dir, script);
+      floor_t.samples_ms.insert(floor_t.samples_ms.end(), f.ms.begin(), f.ms.end());
+    }
+    const double floor_ms = floor_t.median();
+    std::printf("ONNX Runtime call overhead from Node.js (one Identity node): %.4f ms, subtracted below\n",
+                floor_ms);
+    std::printf("\n%-15s %-6s %11s %11s %8s %11s %s\n", "model", "file", "edgeforge", "ORT",
+                "ratio", "max |diff|", "class");
+    for (const std::string& model : models) {
+      const std::string float_path = zoo_dir + "/" + model + ".onnx";
+      const Graph teacher = load_onnx(float_path);
+      std::string int8_path = int8_dir + "/" + model + ".sptq.onnx";
+      if (!fs::exists(int8_path)) {
+        std::fprintf(stderr, "ort: making %s with sptq\n", int8_path.c_str());
+        StrategyContext ctx;
+        ctx.threads = 1;
+        fs::create_directories(int8_dir);
+        save_onnx(run_pipeline(teacher, "sptq", {}, ctx).graph, int8_path);
+      }
+      std::optional<Tokenizer> tok;
+      const std::string modality = dataset_modality(model_dataset(teacher));
+      if (modality == "text") tok = tokenizer_from_model(teacher);
+      TaskDataOptions dopt;
+      dopt.limit = 1;
+      dopt.seq_len = model_seq_len(teacher);
+      const TaskData sample =
+          load_task_data(model_dataset(teacher), "test", dopt, tok ? &*tok : nullptr);
+      for (const auto& [variant, path] : {std::pair<std::string, std::string>{"float", float_path},
+                                          {"int8", int8_path}}) {
+        const Graph g = load_onnx(path);
+        InferenceSession session(g);
+        const std::vector<at::Tensor> inputs = sample.batch_inputs(g, at::zeros({1}, at::kLong));
+        RunOptions run;
+        run.threads = 1;
+        at::NoGradGuard no_grad;
+        Entry e{model, variant, path};
+        at::Tensor ours_out;
+        for (int r = 0; r < rounds; ++r) {
+          OrtRun o = run_ort(path, g, inputs, reps, work, ort_dir, script);
+          for (double ms : o.ms) e.ort.samples_ms.push_back(std::max(ms - floor_ms, 0.0));
+          for (int w = 0; w < 20; ++w) session.run(inputs, run);
+          for (int i = 0; i < reps; ++i) {
+            const auto t0 = std::chrono::steady_clock::now();
+            ours_out = session.run(inputs, run)[0];
+            e.ours.samples_ms.push_back(
+                std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count());
+          }
+          ours_out = ours_out.clone();
+          e.max_diff = std::max(e.max_diff, (ours_out - o.output).abs().max().item<double>());
+          e.same_class = e.same_class && ours_out.argmax(-1).equal(o.output.argmax(-1));
+        }
+        const double ratio = e.ours.median() / e.ort.median();
+        const bool ok = variant == "float" ? e.max_diff <= kFloatLogitTolerance : e.same_class;
+        std::printf("%-15s %-6s %9.3fms %9.3fms %8.2f %11.2e %s%s\n", model.c_str(), variant.c_str(),
+                    e.ours.median(), e.ort.median(), ratio, e.max_diff,
+                    e.same_class ? "same" : "DIFFERENT", ok ? "" : "  (outside tolerance)");
+        std::fflush(stdout);
+        rows.push_back({{"model", model},
+                        {"file", path},
+                        {"variant", variant},
+                        {"edgeforge_ms_median", e.ours.median()},
+                        {"edgeforge_ms_p90", e.ours.percentile(0.9)},
+                        {"ort_ms_median", e.ort.median()},
+                        {"ort_ms_p90", e.ort.percentile(0.9)},
+                        {"ratio", ratio},
+                        {"max_abs_diff", e.max_diff},
+                        {"same_class", e.same_class},
+                        {"within_tolerance", ok}});
+      }
+    }
+    std::printf("\nedgeforge / ORT < 1 means edgeforge is faster; batch 1, 1 thread, median of "
+                "%d runs each in %d alternating rounds. float tolerance %.0e on the logits; int8: "
+                "the same predicted class.\n",
+                rounds * reps, rounds, kFloatLogitTolerance);
+    if (!json_path.empty()) {
+      nlohmann::json doc = {{"commit", bench::git_commit()}, {"cpu", bench::cpu_model()},
+                            {"threads", 1}, {"rounds", rounds}, {"reps", reps},
+                            {"ort_call_overhead_ms", floor_ms}, {"rows", rows}};
+      std::ofstream(json_path) << doc.dump(2) << "\n";
+    }
+  } catch (const Error& e) {
+    std::fprintf(stderr, "ort: error: %s\n", e.what());
+    fs::remove_all(work);
+    return 1;
+  }
+  fs::remove_all(work);
+  return 0;
+}

@@ -1,0 +1,114 @@
+#include "dnnl_util.h"
+
+#include <map>
+
+namespace edgeforge::plan {
+
+const dnnl::engine& cpu_engine() {
+  static const dnnl::engine engine(dnnl::engine::kind::cpu, 0);
+  return engine;
+}
+
+dnnl::stream& cpu_stream() {
+  thread_local dnnl::stream stream(cpu_engine());
+  return stream;
+}
+
+namespace {
+
+memory::data_type dnnl_type(at::ScalarType type) {
+  switch (type) {
+    case at::kFloat: return memory::data_type::f32;
+    case at::kByte: return memory::data_type::u8;
+    case at::kChar: return memory::data_type::s8;
+    case at::kInt: return memory::data_type::s32;
+    default: break;
+  }
+  throw Error(detail::concat("plan: tensor type ", c10::toString(type), " has no oneDNN type"));
+}
+
+Dims plain_strides(const Dims& d) {
+  Dims strides(d.size(), 1);
+  for (size_t k = d.size(); k-- > 1;) strides[k - 1] = strides[k] * d[k];
+  return strides;
+}
+
+int64_t block_of(const memory::desc& md) {
+  if (md.dims().size() != 4) return 0;
+  for (int64_t b : {8, 16})
+    if (md == memory::desc(md.dims(), md.data_type(),
+                           b == 8 ? memory::format_tag::nChw8c : memory::format_tag::nChw16c))
+      return b;
+  return 0;
+}
+
+}  // namespace
+
+memory::desc activation_desc(const at::Tensor& t, int64_t channels, memory::data_type type) {
+  if (t.dim() == 5) {
+    const int64_t b = t.size(4);
+    EF_CHECK((b == 8 || b == 16) && t.size(1) * b >= channels && t.is_contiguous(),
+             "plan: a blocked activation ", t.sizes(), " does not hold ", channels, " channels");
+    return memory::desc({t.size(0), channels, t.size(2), t.size(3)}, type,
+                        b == 8 ? memory::format_tag::nChw8c : memory::format_tag::nChw16c);
+  }
+  return plain_desc(t, type);
+}
+
+bool representable(const memory::desc& md) {
+  if (md.dims().size() != 4) return false;
+  const Dims d = md.dims();
+  const auto type = md.data_type();
+  return md == memory::desc(d, type, memory::format_tag::nchw) ||
+         md == memory::desc(d, type, memory::format_tag::nhwc) || block_of(md) != 0;
+}
+
+at::Tensor tensor_for(const memory::desc& md, at::ScalarType type) {
+  EF_ASSERT(dnnl_type(type) == md.data_type(), "plan: tensor type does not match its descriptor");
+  const Dims d = md.dims();
+  if (d.size() != 4) return {};
+  const auto opts = at::TensorOptions().dtype(type);
+  if (md == memory::desc(d, md.data_type(), memory::format_tag::nchw))
+    return at::empty({d[0], d[1], d[2], d[3]}, opts);
+  if (md == memory::desc(d, md.data_type(), memory::format_tag::nhwc))
+    return at::empty({d[0], d[1], d[2], d[3]}, opts.memory_format(at::MemoryFormat::ChannelsLast));
+  const int64_t b = block_of(md);
+  if (b == 0) return {};
+  return at::empty({d[0], (d[1] + b - 1) / b, d[2], d[3], b}, opts);
+}
+
+at::Tensor reuse_or_make(Buffer& cache, const memory::desc& md, at::ScalarType type) {
+  // Reused when nothing else holds the tensor or a view of it: the last run's reader is done.
+  if (cache.tensor.defined() && cache.md == md && cache.tensor.scalar_type() == type &&
+      cache.tensor.use_count() == 1 && cache.tensor.storage().use_count() == 1)
+    return cache.tensor;
+  at::Tensor t = tensor_for(md, type);
+  const Dims d = md.dims();
+  if (!t.defined() && md == memory::desc(d, md.data_type(), plain_strides(d)))
+    t = at::empty(std::vector<int64_t>(d.begin(), d.end()), at::TensorOptions().dtype(type));
+  if (!t.defined())  // a layout no tensor shape describes: a flat buffer of its bytes
+    t = at::empty({static_cast<int64_t>(md.get_size() / at::elementSize(type))},
+                  at::TensorOptions().dtype(type));
+  cache.tensor = t;
+  cache.md = md;
+  return t;
+}
+
+void reorder(const memory::desc& src_md, void* src, const memory::desc& dst_md, void* dst) {
+  // Reorder primitives are made once per pair of layouts (this thread's cache, keyed by the
+  // descriptors' bytes): creating one costs more than running it on a small tensor.
+  thread_local std::map<std::string, dnnl::reorder> cache;
+  std::string key(reinterpret_cast<const char*>(&src_md.data), sizeof src_md.data);
+  key.append(reinterpret_cast<const char*>(&dst_md.data), sizeof dst_md.data);
+  auto it = cache.find(key);
+  if (it == cache.end())
+    it = cache.emplace(key, dnnl::reorder(dnnl::reorder::primitive_desc(
+                                cpu_engine(), src_md, cpu_engine(), dst_md)))
+             .first;
+  memory s(src_md, cpu_engine(), src), d(dst_md, cpu_engine(), dst);
+  it->second.execute(cpu_stream(), s, d);
+}
+
+std::string impl_name(const dnnl::primitive_desc_base& pd) { return pd.impl_info_str(); }
+
+}  // namespace edgeforge::plan

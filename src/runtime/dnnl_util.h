@@ -1,0 +1,85 @@
+// oneDNN helpers shared by the inference plan's kernels (src/runtime/plan_ops.cpp,
+// src/runtime/plan_int8.cpp): the engine and stream, memory descriptors of ATen tensors, and
+// the convention by which a tensor carries a oneDNN blocked layout between plan nodes.
+//
+// Layout convention. A plan value is an at::Tensor in one of three forms:
+//   - a 4-D float tensor, contiguous (NCHW) or channels-last (NHWC): a plain layout, readable
+//     by any kernel;
+//   - a 5-D float tensor [N, ceil(C / b), H, W, b]: oneDNN's nChw{b}c blocked layout (b = 8 or
+//     16), read only by plan kernels, which know the true channel count C from their weights.
+// The lowering pass (lower_plan.cpp) lets a node emit the blocked form only when every reader
+// is a plan kernel that accepts it, so no other kernel ever sees a 5-D activation.
+#pragma once
+
+#include <ATen/ATen.h>
+
+#include <dnnl.hpp>
+
+#include <string>
+#include <unordered_map>
+#include <vector>
+
+#include "edgeforge/error.h"
+
+namespace edgeforge::plan {
+
+using dnnl::memory;
+using Dims = memory::dims;
+
+// The process-wide CPU engine and this thread's stream (oneDNN runs on the calling thread,
+// with OpenMP's thread count, which at::set_num_threads sets).
+const dnnl::engine& cpu_engine();
+dnnl::stream& cpu_stream();
+
+// dims of a tensor as oneDNN takes them.
+inline Dims dims_of(at::IntArrayRef sizes) { return Dims(sizes.begin(), sizes.end()); }
+
+// The descriptor of a plain tensor of logical shape `sizes` with its own strides.
+inline memory::desc plain_desc(const at::Tensor& t, memory::data_type type) {
+  return memory::desc(dims_of(t.sizes()), type, dims_of(t.strides()));
+}
+
+// The descriptor of a 4-D activation in either plain form or the 5-D blocked form, with
+// `channels` the true channel count (ignored for the plain form).
+memory::desc activation_desc(const at::Tensor& t, int64_t channels, memory::data_type type);
+
+// A tensor that holds data laid out as `md` (a 4-D activation descriptor): 4-D contiguous
+// for nchw, 4-D channels-last for nhwc, 5-D for nChw8c / nChw16c. Undefined when `md` is
+// none of these; the caller then reorders to nchw.
+at::Tensor tensor_for(const memory::desc& md, at::ScalarType type);
+
+// `md` is one of the layouts tensor_for can hold.
+bool representable(const memory::desc& md);
+
+// A buffer a kernel keeps between runs, with the layout it was made for.
+struct Buffer {
+  at::Tensor tensor;
+  memory::desc md;
+};
+
+// A tensor laid out as `md`: the cached one when it has that layout and nothing else holds it
+// or a view of it any more, else a new one (kept in `cache` for the next run). 4-D activation
+// layouts get the tensor forms above, row-major layouts a tensor of their shape, any other
+// layout a flat buffer of its size.
+at::Tensor reuse_or_make(Buffer& cache, const memory::desc& md, at::ScalarType type);
+
+// Copies `src` (described by `src_md`) into a new tensor laid out as `dst_md`.
+void reorder(const memory::desc& src_md, void* src, const memory::desc& dst_md, void* dst);
+
+// A primitive with its argument memories, made once; each run points the memories at that
+// run's data (set_data_handle) instead of creating them, which costs microseconds per call.
+struct Bound {
+  dnnl::primitive prim;
+  std::unordered_map<int, memory> args;
+  void set(int arg, const memory::desc& md, void* data) {
+    auto it = args.find(arg);
+    if (it == args.end()) args.emplace(arg, memory(md, cpu_engine(), data));
+    else it->second.set_data_handle(data);
+  }
+  void run() { prim.execute(cpu_stream(), args); }
+};
+
+// "jit:avx512_core", "ref:any", ... : which implementation oneDNN picked, for `edgeforge info`.
+std::string impl_name(const dnnl::primitive_desc_base& pd);
+
+}  // namespace edgeforge::plan

@@ -1,0 +1,445 @@
+// The float half of the inference plan (edgeforge/lower.h): rewrites float patterns into the
+// oneDNN kernels of plan_ops.cpp. Like the int8 pass it matches on constants only (weights,
+// batch-norm statistics, scalars of the GELU and attention patterns), so the rewritten graph
+// computes the same function up to float rounding; every node it leaves alone runs on the
+// reference ATen kernels, and the patterns it could not take are listed with the reason.
+//
+//   Conv [-> BatchNormalization] [-> Relu]                       -> DnnlConv (BN folded)
+//   Conv [-> BatchNormalization] -> Add(residual) [-> Relu]      -> DnnlConv, sum post-op
+//   MatMul(x, W) | Gemm [-> Add bias] [-> Relu | exact GELU] [-> Dropout] [-> Add(residual)]
+//                                                                -> DnnlLinear
+//   [Div | Mul by a constant ->] [Add(mask) ->] Softmax(last axis) -> DnnlSoftmax
+//   LayerNormalization(last axis, constant scale and bias)       -> DnnlLayerNorm
+//   MatMul(activation, activation) [-> Transpose]                -> DnnlMatMul
+//   the exact GELU (Div, Erf, Add, Mul, Mul) anywhere else       -> DnnlGelu
+//   GlobalAveragePool                                            -> PlanGlobalAveragePool
+//   QConv, QLinear (from lower_int8)                             -> DnnlQConv, DnnlQLinear
+#include <ATen/ATen.h>
+
+#include <cmath>
+#include <map>
+#include <optional>
+#include <set>
+
+#include "edgeforge/error.h"
+#include "edgeforge/lower.h"
+#include "edgeforge/ops.h"
+
+namespace edgeforge {
+namespace {
+
+class PlanLowering {
+ public:
+  PlanLowering(const Graph& g, LoweringReport& report) : g_(g), report_(report) {
+    const auto& nodes = g.nodes();
+    for (size_t i = 0; i < nodes.size(); ++i) {
+      for (const std::string& out : nodes[i].outputs) producer_[out] = i;
+      for (const std::string& in : nodes[i].inputs)
+        if (!in.empty()) consumers_[in].push_back(i);
+    }
+    for (const ValueInfo& v : g.outputs()) graph_outputs_.insert(v.name);
+    for (const ValueInfo& v : g.inputs()) graph_inputs_.insert(v.name);
+  }
+
+  Graph run() {
+    const auto& nodes = g_.nodes();
+    for (size_t i = 0; i < nodes.size(); ++i) {
+      if (taken_.count(i)) continue;
+      const Node& n = nodes[i];
+      if (n.is("Conv")) match_conv(i);
+      else if (n.is("MatMul") || n.is("Gemm")) match_linear(i);
+      else if (n.is("LayerNormalization")) match_layer_norm(i);
+      else if (n.is("GlobalAveragePool"))
+        place(Node("PlanGlobalAveragePool", n.name, {n.inputs[0]}, {n.outputs[0]}), {i});
+    }
+    // An exact GELU that no linear layer took (after a dequantized int8 layer, say).
+    for (size_t i = 0; i < nodes.size(); ++i) {
+      if (taken_.count(i)) continue;
+      for (const std::string& out : nodes[i].outputs) {
+        std::vector<size_t> g;
+        if (auto y = gelu(out, &g)) {
+          Node fused("DnnlGelu", node(g[0]).name, {out}, {*y});
+          place(std::move(fused), g);
+        }
+      }
+    }
+    // The int8 layers of lower_int8 move to the plan's direct oneDNN kernels.
+    for (size_t i = 0; i < nodes.size(); ++i) {
+      const Node& n = nodes[i];
+      if (n.domain != kEdgeforgeDomain || !(n.op_type == "QConv" || n.op_type == "QLinear")) continue;
+      Node fused = n;
+      fused.op_type = n.op_type == "QConv" ? "DnnlQConv" : "DnnlQLinear";
+      place(std::move(fused), {i});
+    }
+    // Softmax last: its scale and mask producers must not have been taken by another pattern.
+    for (size_t i = 0; i < nodes.size(); ++i)
+      if (!taken_.count(i) && nodes[i].is("Softmax")) match_softmax(i);
+    mark_blocked_outputs();
+    return rebuild();
+  }
+
+ private:
+  const Node& node(size_t i) const { return g_.nodes()[i]; }
+  const Node* producer(const std::string& v) const {
+    auto it = producer_.find(v);
+    return it == producer_.end() ? nullptr : &node(it->second);
+  }
+  const std::vector<size_t>& consumers(const std::string& v) const {
+    static const std::vector<size_t> kNone;
+    auto it = consumers_.find(v);
+    return it == consumers_.end() ? kNone : it->second;
+  }
+  std::optional<size_t> only_consumer(const std::string& v) const {
+    const auto& c = consumers(v);
+    if (c.size() != 1 || graph_outputs_.count(v) || taken_.count(c[0])) return std::nullopt;
+    return c[0];
+  }
+  std::optional<float> scalar(const std::string& v) const {
+    const at::Tensor t = constant_input(g_, v);
+    if (!t.defined() || t.numel() != 1 || !at::isFloatingType(t.scalar_type())) return std::nullopt;
+    return t.item<float>();
+  }
+  bool is_constant(const std::string& v) const { return constant_input(g_, v).defined(); }
+  void fall_back(const Node& n, const std::string& why) {
+    report_.plan_fallback.emplace_back(n.name, why);
+  }
+  void place(Node fused, const std::vector<size_t>& absorbed) {
+    size_t last = 0;
+    for (size_t a : absorbed) {
+      taken_.insert(a);
+      last = std::max(last, a);
+    }
+    fused.domain = kEdgeforgeDomain;
+    report_.plan_nodes.push_back(fused.name);
+    replacement_[last] = std::move(fused);
+  }
+  std::string add_initializer(const std::string& name, const at::Tensor& t) {
+    new_initializers_[name] = t;
+    return name;
+  }
+
+  // Conv [-> BN] [-> Relu | -> Add(residual) [-> Relu]].
+  void match_conv(size_t i) {
+    const Node& n = node(i);
+    at::Tensor w = constant_input(g_, n.inputs.size() > 1 ? n.inputs[1] : "");
+    if (!w.defined() || w.scalar_type() != at::kFloat)
+      return fall_back(n, "its weight is not a constant float tensor");
+    if (w.dim() != 4) return fall_back(n, "only 2-D convolutions are planned");
+    if (n.attr_string("auto_pad", "NOTSET") != "NOTSET")
+      return fall_back(n, "auto_pad is not planned (explicit pads are)");
+    at::Tensor b;
+    if (n.inputs.size() > 2 && !n.inputs[2].empty()) {
+      b = constant_input(g_, n.inputs[2]);
+      if (!b.defined() || !at::isFloatingType(b.scalar_type()) || b.numel() != w.size(0))
+        return fall_back(n, "its bias is not a constant with one value per output channel");
+      b = b.to(at::kFloat).reshape({-1});
+    }
+    std::vector<size_t> absorbed{i};
+    std::string tail = n.outputs[0];
+    // Batch norm on constants folds into the weights: w * g / sqrt(v + eps), (b - m) * ... + beta.
+    if (auto c = only_consumer(tail); c && node(*c).is("BatchNormalization") &&
+                                      node(*c).outputs.size() == 1) {
+      const Node& bn = node(*c);
+      std::vector<at::Tensor> p;
+      for (size_t k = 1; k < 5 && k < bn.inputs.size(); ++k) p.push_back(constant_input(g_, bn.inputs[k]));
+      bool ok = p.size() == 4;
+      for (const at::Tensor& t : p) ok = ok && t.defined() && t.numel() == w.size(0);
+      if (ok) {
+        const at::Tensor inv = p[0].to(at::kDouble).reshape({-1}) /
+                               (p[3].to(at::kDouble).reshape({-1}) + bn.attr_float("epsilon", 1e-5f)).sqrt();
+        at::Tensor bias = b.defined() ? b.to(at::kDouble) : at::zeros({w.size(0)}, at::kDouble);
+        b = ((bias - p[2].to(at::kDouble).reshape({-1})) * inv + p[1].to(at::kDouble).reshape({-1}))
+                .to(at::kFloat);
+        w = (w.to(at::kDouble) * inv.reshape({-1, 1, 1, 1})).to(at::kFloat);
+        absorbed.push_back(*c);
+        tail = bn.outputs[0];
+      }
+    }
+    bool relu = false, residual_relu = false, inplace = false;
+    std::string residual;
+    if (auto c = only_consumer(tail); c && node(*c).is("Relu")) {
+      relu = true;
+      absorbed.push_back(*c);
+      tail = node(*c).outputs[0];
+    } else if (c && node(*c).is("Add") && node(*c).inputs.size() == 2) {
+      const Node& add = node(*c);
+      const std::string& other = add.inputs[0] == tail ? add.inputs[1] : add.inputs[0];
+      if (!is_constant(other) && other != tail) {
+        residual = other;
+        absorbed.push_back(*c);
+        tail = add.outputs[0];
+        // In place when the Add is the residual's only reader and it is a node's output.
+        inplace = consumers(other).size() == 1 && !graph_outputs_.count(other) &&
+                  !graph_inputs_.count(other);
+        if (auto r = only_consumer(tail); r && node(*r).is("Relu")) {
+          residual_relu = true;
+          absorbed.push_back(*r);
+          tail = node(*r).outputs[0];
+        }
+      }
+    }
+    Node fused("DnnlConv", n.name, {n.inputs[0]}, {tail});
+    fused.inputs.push_back(add_initializer(n.name + ".plan_weight", w.contiguous()));
+    fused.inputs.push_back(b.defined() ? add_initializer(n.name + ".plan_bias", b.contiguous()) : "");
+    if (!residual.empty()) fused.inputs.push_back(residual);
+    fused.set("strides", n.attr_ints("strides", {1, 1}))
+        .set("pads", n.attr_ints("pads", {0, 0, 0, 0}))
+        .set("dilations", n.attr_ints("dilations", {1, 1}))
+        .set("group", n.attr_int("group", 1))
+        .set("relu", int64_t{relu})
+        .set("residual_relu", int64_t{residual_relu})
+        .set("residual_inplace", int64_t{inplace})
+        .set("blocked_out", int64_t{0});
+    place(std::move(fused), absorbed);
+  }
+
+  // The exact GELU torch.onnx writes: y * (erf(y / sqrt 2) + 1) * 0.5, from `y`; the output
+  // and the nodes on success.
+  std::optional<std::string> gelu(const std::string& y, std::vector<size_t>* nodes) const {
+    const auto& c = consumers(y);
+    if (c.size() != 2 || graph_outputs_.count(y) || taken_.count(c[0]) || taken_.count(c[1]))
+      return std::nullopt;
+    size_t div = c[0], mul = c[1];
+    if (!node(div).is("Div")) std::swap(div, mul);
+    if (!node(div).is("Div") || !node(mul).is("Mul") || node(div).inputs[0] != y) return std::nullopt;
+    auto sqrt2 = scalar(node(div).inputs[1]);
+    if (!sqrt2 || std::abs(*sqrt2 - std::sqrt(2.0f)) > 1e-6f) return std::nullopt;
+    auto erf = only_consumer(node(div).outputs[0]);
+    if (!erf || !node(*erf).is("Erf")) return std::nullopt;
+    auto add = only_consumer(node(*erf).outputs[0]);
+    if (!add || !node(*add).is("Add")) return std::nullopt;
+    const Node& a = node(*add);
+    auto one = scalar(a.inputs[0] == node(*erf).outputs[0] ? a.inputs[1] : a.inputs[0]);
+    if (!one || *one != 1.0f) return std::nullopt;
+    const Node& m = node(mul);
+    if (!((m.inputs[0] == y && m.inputs[1] == a.outputs[0]) ||
+          (m.inputs[1] == y && m.inputs[0] == a.outputs[0])))
+      return std::nullopt;
+    auto half = only_consumer(m.outputs[0]);
+    if (!half || !node(*half).is("Mul")) return std::nullopt;
+    const Node& h = node(*half);
+    auto v = scalar(h.inputs[0] == m.outputs[0] ? h.inputs[1] : h.inputs[0]);
+    if (!v || *v != 0.5f) return std::nullopt;
+    nodes->insert(nodes->end(), {div, *erf, *add, mul, *half});
+    return h.outputs[0];
+  }
+
+  void match_linear(size_t i) {
+    const Node& n = node(i);
+    if (n.inputs.size() < 2) return;
+    at::Tensor w = constant_input(g_, n.inputs[1]);
+    if (!w.defined()) return match_matmul(i);
+    if (w.scalar_type() != at::kFloat || w.dim() != 2)
+      return fall_back(n, "its weight is not a constant 2-D float tensor");
+    bool in_out = true;
+    std::vector<size_t> absorbed{i};
+    std::string tail = n.outputs[0];
+    std::string bias;
+    const int64_t out_features = n.is("Gemm") && n.attr_int("transB", 0) != 0 ? w.size(0) : w.size(1);
+    auto bias_of = [&](const std::string& v) -> std::string {
+      at::Tensor t = constant_input(g_, v);
+      if (!t.defined() || !at::isFloatingType(t.scalar_type()) || t.numel() != out_features ||
+          t.size(-1) != out_features)
+        return "";
+      return add_initializer(v + ".plan_bias", t.to(at::kFloat).reshape({-1}).contiguous());
+    };
+    if (n.is("Gemm")) {
+      if (n.attr_int("transA", 0) != 0 || n.attr_float("alpha", 1.0f) != 1.0f ||
+          n.attr_float("beta", 1.0f) != 1.0f)
+        return fall_back(n, "only Gemm with transA = 0, alpha = 1 and beta = 1 is planned");
+      in_out = n.attr_int("transB", 0) == 0;
+      if (n.inputs.size() > 2 && !n.inputs[2].empty() && (bias = bias_of(n.inputs[2])).empty())
+        return fall_back(n, "its C input is not a constant bias of one value per output");
+    } else if (auto c = only_consumer(tail); c && node(*c).is("Add") && node(*c).inputs.size() == 2) {
+      const Node& add = node(*c);
+      const std::string b = bias_of(add.inputs[0] == tail ? add.inputs[1] : add.inputs[0]);
+      if (!b.empty()) {
+        bias = b;
+        absorbed.push_back(*c);
+        tail = add.outputs[0];
+      }
+    }
+    int64_t activation = 0;
+    if (auto c = only_consumer(tail); c && node(*c).is("Relu")) {
+      activation = 1;
+      absorbed.push_back(*c);
+      tail = node(*c).outputs[0];
+    } else if (std::vector<size_t> g; auto out = gelu(tail, &g)) {
+      activation = 2;
+      absorbed.insert(absorbed.end(), g.begin(), g.end());
+      tail = *out;
+    }
+    // Inference: Dropout is the identity (the session never trains).
+    if (auto c = only_consumer(tail);
+        c && node(*c).is("Dropout") &&
+        (node(*c).outputs.size() == 1 || consumers(node(*c).outputs[1]).empty())) {
+      absorbed.push_back(*c);
+      tail = node(*c).outputs[0];
+    }
+    std::string residual;
+    if (auto c = only_consumer(tail); c && node(*c).is("Add") && node(*c).inputs.size() == 2) {
+      const Node& add = node(*c);
+      const std::string& other = add.inputs[0] == tail ? add.inputs[1] : add.inputs[0];
+      if (!is_constant(other) && other != tail) {
+        residual = other;
+        absorbed.push_back(*c);
+        tail = add.outputs[0];
+      }
+    }
+    Node fused("DnnlLinear", n.name, {n.inputs[0], n.inputs[1], bias}, {tail});
+    if (!residual.empty()) fused.inputs.push_back(residual);
+    fused.set("weight_in_out", int64_t{in_out}).set("activation", activation);
+    place(std::move(fused), absorbed);
+  }
+
+  // MatMul of two activations [-> Transpose, written straight into its layout].
+  void match_matmul(size_t i) {
+    const Node& n = node(i);
+    if (!n.is("MatMul") || is_constant(n.inputs[0])) return;
+    std::vector<size_t> absorbed{i};
+    std::string tail = n.outputs[0];
+    Node fused("DnnlMatMul", n.name, {n.inputs[0], n.inputs[1]}, {});
+    if (auto c = only_consumer(tail); c && node(*c).is("Add") && node(*c).inputs.size() == 2) {
+      const Node& add = node(*c);
+      const std::string& other = add.inputs[0] == tail ? add.inputs[1] : add.inputs[0];
+      if (other != tail) {
+        fused.inputs.push_back(other);
+        absorbed.push_back(*c);
+        tail = add.outputs[0];
+      }
+    }
+    if (auto c = only_consumer(tail); c && node(*c).is("Transpose") &&
+                                      !node(*c).attr_ints("perm", {}).empty()) {
+      fused.set("out_perm", node(*c).attr_ints("perm"));
+      absorbed.push_back(*c);
+      tail = node(*c).outputs[0];
+    }
+    fused.outputs = {tail};
+    place(std::move(fused), absorbed);
+  }
+
+  void match_layer_norm(size_t i) {
+    const Node& n = node(i);
+    if (n.outputs.size() > 1 && (!consumers(n.outputs[1]).empty() ||
+                                 (n.outputs.size() > 2 && !consumers(n.outputs[2]).empty())))
+      return fall_back(n, "its mean or inverse deviation output is read");
+    if (n.attr_int("axis", -1) != -1) return fall_back(n, "only the last axis is planned");
+    if (n.inputs.size() < 3 || !is_constant(n.inputs[1]) || !is_constant(n.inputs[2]))
+      return fall_back(n, "its scale and bias are not both constants");
+    Node fused("DnnlLayerNorm", n.name, {n.inputs[0], n.inputs[1], n.inputs[2]}, {n.outputs[0]});
+    fused.set("epsilon", n.attr_float("epsilon", 1e-5f));
+    place(std::move(fused), {i});
+  }
+
+  // [x -> Div | Mul by a constant] [-> Add(mask)] -> Softmax over the last axis.
+  void match_softmax(size_t i) {
+    const Node& n = node(i);
+    if (n.attr_int("axis", 1) != -1)
+      return fall_back(n, "only an explicit axis = -1 is planned");
+    std::vector<size_t> absorbed{i};
+    std::string x = n.inputs[0];
+    std::string mask;
+    auto take = [&](const std::string& v) -> const Node* {
+      auto it = producer_.find(v);
+      if (it == producer_.end() || taken_.count(it->second) || consumers(v).size() != 1 ||
+          graph_outputs_.count(v))
+        return nullptr;
+      return &node(it->second);
+    };
+    if (const Node* add = take(x); add && add->is("Add") && add->inputs.size() == 2) {
+      // The mask is the operand that is not the scaled scores: prefer a Div/Mul by a constant.
+      const Node* a0 = take(add->inputs[0]);
+      const int s = a0 && (a0->is("Div") || a0->is("Mul")) ? 0 : 1;
+      absorbed.push_back(producer_.at(x));
+      mask = add->inputs[1 - s];
+      x = add->inputs[s];
+    }
+    float scale = 1.f;
+    if (const Node* d = take(x); d && (d->is("Div") || d->is("Mul")) && d->inputs.size() == 2) {
+      if (auto c = scalar(d->inputs[1]); c && *c != 0.f) {
+        scale = d->is("Div") ? 1.f / *c : *c;
+        absorbed.push_back(producer_.at(x));
+        x = d->inputs[0];
+      }
+    }
+    Node fused("DnnlSoftmax", n.name, {x}, {n.outputs[0]});
+    if (!mask.empty()) fused.inputs.push_back(mask);
+    fused.set("scale", scale);
+    place(std::move(fused), absorbed);
+  }
+
+  // A DnnlConv may leave its output in oneDNN's blocked layout when only DnnlConv nodes read it.
+  void mark_blocked_outputs() {
+    std::map<std::string, std::vector<const Node*>> readers;
+    std::vector<Node*> convs;
+    for (auto& [at, fused] : replacement_) {
+      for (const std::string& in : fused.inputs) readers[in].push_back(&fused);
+      if (fused.op_type == "DnnlConv") convs.push_back(&fused);
+    }
+    for (size_t i = 0; i < g_.nodes().size(); ++i) {
+      if (taken_.count(i)) continue;
+      for (const std::string& in : node(i).inputs) readers[in].push_back(nullptr);
+    }
+    for (Node* c : convs) {
+      const std::string& out = c->outputs[0];
+      if (graph_outputs_.count(out)) continue;
+      bool ok = !readers[out].empty();
+      for (const Node* r : readers[out])
+        ok = ok && r != nullptr && r->op_type == "DnnlConv" &&
+             (r->inputs[0] == out || (r->inputs.size() > 3 && r->inputs[3] == out));
+      if (ok) c->set("blocked_out", int64_t{1});
+    }
+  }
+
+  Graph rebuild() {
+    Graph out(g_.name());
+    out.inputs() = g_.inputs();
+    out.outputs() = g_.outputs();
+    out.metadata() = g_.metadata();
+    out.value_info() = g_.value_info();
+    for (const auto& [name, t] : g_.initializers()) out.add_initializer(name, t);
+    for (const auto& [name, t] : new_initializers_) out.add_initializer(name, t);
+    std::vector<Node> nodes;
+    for (size_t i = 0; i < g_.nodes().size(); ++i) {
+      if (auto r = replacement_.find(i); r != replacement_.end()) nodes.push_back(r->second);
+      else if (!taken_.count(i)) nodes.push_back(node(i));
+    }
+    // Drop what nothing reads any more (the weights and BN statistics folded into new ones).
+    std::set<std::string> live;
+    for (const ValueInfo& v : g_.outputs()) live.insert(v.name);
+    for (const ValueInfo& v : g_.inputs()) live.insert(v.name);
+    std::vector<bool> keep(nodes.size(), false);
+    for (size_t k = nodes.size(); k-- > 0;) {
+      for (const std::string& o : nodes[k].outputs) keep[k] = keep[k] || live.count(o);
+      if (keep[k])
+        for (const std::string& in : nodes[k].inputs) live.insert(in);
+    }
+    for (size_t k = 0; k < nodes.size(); ++k)
+      if (keep[k]) out.add_node(std::move(nodes[k]));
+    for (auto it = out.initializers().begin(); it != out.initializers().end();)
+      it = live.count(it->first) ? std::next(it) : out.initializers().erase(it);
+    out.validate();
+    return out;
+  }
+
+  const Graph& g_;
+  LoweringReport& report_;
+  std::map<std::string, size_t> producer_;
+  std::map<std::string, std::vector<size_t>> consumers_;
+  std::set<std::string> graph_outputs_, graph_inputs_;
+  std::set<size_t> taken_;
+  std::map<size_t, Node> replacement_;
+  std::map<std::string, at::Tensor> new_initializers_;
+};
+
+}  // namespace
+
+Graph lower_plan(const Graph& graph, LoweringReport* report) {
+  LoweringReport local;
+  LoweringReport& r = report != nullptr ? *report : local;
+  r.plan_nodes.clear();
+  r.plan_fallback.clear();
+  return PlanLowering(graph, r).run();
+}
+
+}  // namespace edgeforge

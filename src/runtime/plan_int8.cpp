@@ -1,0 +1,278 @@
+// The int8 kernels of the inference plan: QConv and QLinear (lower_int8.cpp) on oneDNN
+// primitives called directly, created once per input shape and input quantization, weights
+// reordered once. Same inputs and attributes as QConv / QLinear (src/ops/int8.cpp), whose
+// LibTorch kernels remain the reference:
+//
+//   DnnlQConv(q, w_int8, w_scale, [bias])    quint8 NHWC -> quint8 NHWC
+//   DnnlQLinear(q, w_int8, w_scale, [bias])  quint8 [..., in] -> quint8 [..., out]
+//
+// The arithmetic is QDQ's: y = relu?(sx * sw[c] * sum((x - zx) * w) + b[c]), then
+// q = saturate(round_half_even(y / sy) + zy). oneDNN takes it as an int32 accumulation of
+// (x - zx) * w plus b / (sx * sw[c]), scaled by sx * sw[c] / sy per output channel, ReLU, and
+// the output zero point; its default rounding is half to even.
+#include <ATen/ATen.h>
+
+#include <cstring>
+#include <map>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "../ops/util.h"
+#include "dnnl_util.h"
+
+namespace edgeforge::ops {
+namespace {
+
+using dnnl::memory;
+using plan::Dims;
+using Tag = memory::format_tag;
+constexpr auto kU8 = memory::data_type::u8;
+constexpr auto kS8 = memory::data_type::s8;
+constexpr auto kF32 = memory::data_type::f32;
+
+struct QuantInput {
+  float scale;
+  int32_t zero_point;
+};
+
+QuantInput input_params(const at::Tensor& q, const std::string& where) {
+  EF_CHECK(q.scalar_type() == at::kQUInt8 && q.qscheme() == at::kPerTensorAffine, where,
+           ": input must be a per-tensor quint8 tensor, got ", c10::toString(q.scalar_type()));
+  return {static_cast<float>(q.q_scale()), static_cast<int32_t>(q.q_zero_point())};
+}
+
+// State shared by the convolution and the linear kernel: weights, scales, output parameters.
+struct QState {
+  std::string where;
+  at::Tensor weight;        // int8, [C_out, ...] (conv) or [in, out] (linear)
+  std::vector<float> w_scale;  // per output channel
+  at::Tensor bias;          // float [C_out] or undefined
+  double y_scale = 1.0;
+  int64_t y_zero_point = 0;
+  bool relu = false;
+
+  // Output scales sx * sw[c] / sy and the bias in accumulator units b[c] / (sx * sw[c]).
+  std::vector<float> output_scales(float sx) const {
+    std::vector<float> s(w_scale.size());
+    for (size_t c = 0; c < s.size(); ++c)
+      s[c] = static_cast<float>(static_cast<double>(sx) * w_scale[c] / y_scale);
+    return s;
+  }
+  at::Tensor scaled_bias(float sx) const {
+    if (!bias.defined()) return {};
+    at::Tensor s = at::tensor(w_scale, at::kFloat).to(at::kDouble) * static_cast<double>(sx);
+    return (bias.to(at::kDouble) / s).to(at::kFloat).contiguous();
+  }
+  dnnl::primitive_attr attr(float sx, int32_t zx, int mask) const {
+    dnnl::primitive_attr a;
+    a.set_output_scales(mask, output_scales(sx));
+    a.set_zero_points(DNNL_ARG_SRC, 0, {zx});
+    a.set_zero_points(DNNL_ARG_DST, 0, {static_cast<int32_t>(y_zero_point)});
+    if (relu) {
+      dnnl::post_ops ops;
+      ops.append_eltwise(1.f, dnnl::algorithm::eltwise_relu, 0.f, 0.f);
+      a.set_post_ops(ops);
+    }
+    return a;
+  }
+  at::Tensor output(plan::Buffer& cache, at::IntArrayRef sizes, at::MemoryFormat format) {
+    at::Tensor& t = cache.tensor;
+    if (t.defined() && t.use_count() == 1 && t.storage().use_count() == 1 && t.sizes() == sizes &&
+        t.is_contiguous(format))
+      return t;
+    t = at::_empty_affine_quantized(sizes, at::device(at::kCPU).dtype(at::kQUInt8), y_scale,
+                                    y_zero_point, format);
+    return t;
+  }
+};
+
+void read_common(QState& s, const Node& node, const Graph& graph, int64_t out_axis) {
+  s.where = node.describe();
+  s.weight = prepared_input(node, graph, 1);
+  at::Tensor scale = prepared_input(node, graph, 2);
+  EF_CHECK(s.weight.defined() && s.weight.scalar_type() == at::kChar, s.where,
+           ": weight must be a constant int8 tensor");
+  EF_CHECK(scale.defined() && at::isFloatingType(scale.scalar_type()), s.where,
+           ": weight scale must be a constant float tensor");
+  const int64_t channels = s.weight.size(out_axis);
+  scale = scale.to(at::kFloat).reshape({-1}).contiguous();
+  if (scale.numel() == 1) scale = scale.expand({channels}).contiguous();
+  EF_CHECK(scale.numel() == channels, s.where, ": ", scale.numel(), " weight scales for ",
+           channels, " output channels");
+  EF_CHECK(scale.gt(0).all().item<bool>(), s.where, ": weight scales must be positive");
+  s.w_scale.assign(scale.data_ptr<float>(), scale.data_ptr<float>() + channels);
+  s.bias = prepared_input(node, graph, 3);
+  if (s.bias.defined()) {
+    EF_CHECK(s.bias.numel() == channels, s.where, ": bias has ", s.bias.numel(),
+             " values, expected ", channels);
+    s.bias = s.bias.to(at::kFloat).reshape({-1}).contiguous();
+  }
+  s.y_scale = node.attr_float("y_scale");
+  s.y_zero_point = node.attr_int("y_zero_point");
+  s.relu = node.attr_int("relu", 0) != 0;
+  s.weight = s.weight.contiguous();
+}
+
+// ---- DnnlQConv ----
+
+struct QConvState : QState {
+  Dims strides, dilations, pad_l, pad_r;
+  int64_t group = 1;
+  struct Prim {
+    plan::Bound conv;
+    memory::desc src, given, dst;
+    at::Tensor bias_values;
+  };
+  std::map<std::vector<int64_t>, Prim> prims;
+  plan::Buffer out_cache, src_cache;
+
+  at::Tensor run(const at::Tensor& q_in) {
+    const QuantInput in = input_params(q_in, where);
+    EF_CHECK(q_in.dim() == 4, where, ": input has shape ", q_in.sizes(), ", expected 4-D");
+    const at::Tensor q = q_in.contiguous(at::MemoryFormat::ChannelsLast);
+    const int64_t c_out = weight.size(0), c_in = weight.size(1) * group;
+    EF_CHECK(q.size(1) == c_in, where, ": input has ", q.size(1), " channels, the weights expect ",
+             c_in);
+    std::vector<int64_t> key(q.sizes().begin(), q.sizes().end());
+    float sx = in.scale;
+    int32_t sx_bits;
+    std::memcpy(&sx_bits, &sx, sizeof sx_bits);
+    key.push_back(sx_bits);
+    key.push_back(in.zero_point);
+    auto it = prims.find(key);
+    if (it == prims.end()) {
+      Dims dst_dims = {q.size(0), c_out, 0, 0};
+      for (int k = 0; k < 2; ++k) {
+        const int64_t extent = (weight.size(2 + k) - 1) * (dilations[k] + 1) + 1;
+        dst_dims[2 + k] = (q.size(2 + k) + pad_l[k] + pad_r[k] - extent) / strides[k] + 1;
+        EF_CHECK(dst_dims[2 + k] >= 1, where, ": input ", q.sizes(), " is too small for the kernel");
+      }
+      const Dims w_dims = group > 1 ? Dims{group, c_out / group, weight.size(1), weight.size(2),
+                                           weight.size(3)}
+                                    : Dims{c_out, weight.size(1), weight.size(2), weight.size(3)};
+      Prim p;
+      p.given = memory::desc(plan::dims_of(q.sizes()), kU8, Tag::nhwc);
+      p.bias_values = scaled_bias(sx);
+      const memory::desc b_md =
+          bias.defined() ? memory::desc({c_out}, kF32, Tag::x) : memory::desc();
+      dnnl::convolution_forward::desc d(
+          dnnl::prop_kind::forward_inference, dnnl::algorithm::convolution_direct,
+          memory::desc(plan::dims_of(q.sizes()), kU8, Tag::any), memory::desc(w_dims, kS8, Tag::any),
+          b_md, memory::desc(dst_dims, kU8, Tag::nhwc), strides, dilations, pad_l, pad_r);
+      dnnl::convolution_forward::primitive_desc pd(
+          d, attr(sx, in.zero_point, 1 << 1), plan::cpu_engine());
+      p.conv.prim = dnnl::convolution_forward(pd);
+      p.src = pd.src_desc();
+      p.dst = pd.dst_desc();
+      memory weights(pd.weights_desc(), plan::cpu_engine());
+      plan::reorder(memory::desc(w_dims, kS8, group > 1 ? Tag::goihw : Tag::oihw), weight.data_ptr(),
+                    pd.weights_desc(), weights.get_data_handle());
+      p.conv.args[DNNL_ARG_WEIGHTS] = weights;
+      if (bias.defined())
+        p.conv.args[DNNL_ARG_BIAS] = memory(b_md, plan::cpu_engine(), p.bias_values.data_ptr());
+      it = prims.emplace(key, std::move(p)).first;
+    }
+    Prim& p = it->second;
+    const Dims dd = p.dst.dims();
+    at::Tensor y = output(out_cache, {dd[0], dd[1], dd[2], dd[3]}, at::MemoryFormat::ChannelsLast);
+    void* src = q.data_ptr();
+    if (p.src != p.given) {
+      at::Tensor converted = plan::reuse_or_make(src_cache, p.src, at::kByte);
+      plan::reorder(p.given, src, p.src, converted.data_ptr());
+      src = converted.data_ptr();
+    }
+    p.conv.set(DNNL_ARG_SRC, p.src, src);
+    p.conv.set(DNNL_ARG_DST, p.dst, y.data_ptr());
+    p.conv.run();
+    return y;
+  }
+};
+
+Kernel prepare_dnnl_qconv(const Node& node, const Graph& graph) {
+  auto s = std::make_shared<QConvState>();
+  read_common(*s, node, graph, 0);
+  EF_CHECK(s->weight.dim() == 4, s->where, ": weight must be 4-D");
+  const std::vector<int64_t> pads = node.attr_ints("pads");
+  const std::vector<int64_t> strides = node.attr_ints("strides");
+  const std::vector<int64_t> dilations = node.attr_ints("dilations");
+  EF_CHECK(pads.size() == 4 && strides.size() == 2 && dilations.size() == 2, s->where,
+           ": pads, strides and dilations must have 4, 2 and 2 values");
+  s->strides = {strides[0], strides[1]};
+  s->dilations = {dilations[0] - 1, dilations[1] - 1};
+  s->pad_l = {pads[0], pads[1]};
+  s->pad_r = {pads[2], pads[3]};
+  s->group = node.attr_int("group", 1);
+  return [s](const TensorList& in, TensorList& out, const KernelContext&) {
+    out[0] = s->run(in[0]);
+  };
+}
+
+// ---- DnnlQLinear ----
+
+struct QLinearState : QState {
+  struct Prim {
+    plan::Bound mm;
+    memory::desc src, dst;
+    at::Tensor bias_values;
+  };
+  std::map<std::vector<int64_t>, Prim> prims;
+  plan::Buffer out_cache;
+
+  at::Tensor run(const at::Tensor& q_in) {
+    const QuantInput in = input_params(q_in, where);
+    const int64_t k = weight.size(0), n = weight.size(1);
+    EF_CHECK(q_in.dim() >= 1 && q_in.size(-1) == k, where, ": input ", q_in.sizes(),
+             " does not end in ", k, " features");
+    const at::Tensor q = q_in.contiguous();
+    const int64_t rows = q.numel() / k;
+    float sx = in.scale;
+    int32_t sx_bits;
+    std::memcpy(&sx_bits, &sx, sizeof sx_bits);
+    const std::vector<int64_t> key = {rows, sx_bits, in.zero_point};
+    auto it = prims.find(key);
+    if (it == prims.end()) {
+      Prim p;
+      p.src = memory::desc({rows, k}, kU8, Tag::ab);
+      p.dst = memory::desc({rows, n}, kU8, Tag::ab);
+      p.bias_values = scaled_bias(sx);
+      const memory::desc b_md = bias.defined() ? memory::desc({1, n}, kF32, Tag::ab) : memory::desc();
+      dnnl::matmul::desc d(p.src, memory::desc({k, n}, kS8, Tag::any), b_md, p.dst);
+      dnnl::matmul::primitive_desc pd(d, attr(sx, in.zero_point, 1 << 1), plan::cpu_engine());
+      p.mm.prim = dnnl::matmul(pd);
+      memory weights(pd.weights_desc(), plan::cpu_engine());
+      plan::reorder(memory::desc({k, n}, kS8, Tag::ab), weight.data_ptr(), pd.weights_desc(),
+                    weights.get_data_handle());
+      p.mm.args[DNNL_ARG_WEIGHTS] = weights;
+      if (bias.defined())
+        p.mm.args[DNNL_ARG_BIAS] = memory(b_md, plan::cpu_engine(), p.bias_values.data_ptr());
+      it = prims.emplace(key, std::move(p)).first;
+    }
+    Prim& p = it->second;
+    std::vector<int64_t> shape(q.sizes().begin(), q.sizes().end());
+    shape.back() = n;
+    at::Tensor y = output(out_cache, shape, at::MemoryFormat::Contiguous);
+    p.mm.set(DNNL_ARG_SRC, p.src, q.data_ptr());
+    p.mm.set(DNNL_ARG_DST, p.dst, y.data_ptr());
+    p.mm.run();
+    return y;
+  }
+};
+
+Kernel prepare_dnnl_qlinear(const Node& node, const Graph& graph) {
+  auto s = std::make_shared<QLinearState>();
+  const bool in_out = node.attr_int("weight_in_out", 0) != 0;
+  read_common(*s, node, graph, in_out ? 1 : 0);
+  EF_CHECK(s->weight.dim() == 2, s->where, ": weight must be 2-D");
+  if (!in_out) s->weight = s->weight.t().contiguous();  // [in, out] as the matmul reads it
+  return [s](const TensorList& in, TensorList& out, const KernelContext&) {
+    out[0] = s->run(in[0]);
+  };
+}
+
+}  // namespace
+
+EF_REGISTER_OP(DnnlQConv, OpDef{"DnnlQConv", 3, 4, prepare_dnnl_qconv, kEdgeforgeDomain});
+EF_REGISTER_OP(DnnlQLinear, OpDef{"DnnlQLinear", 3, 4, prepare_dnnl_qlinear, kEdgeforgeDomain});
+
+}  // namespace edgeforge::ops

@@ -1,0 +1,323 @@
+// The inference plan (edgeforge/lower.h: lower_plan, InferenceSession) against the reference
+// executor: every fused pattern, float and int8, the zoo's models, repeated runs and batch
+// sizes, buffers reused between runs, and the patterns that fall back.
+#include <gtest/gtest.h>
+
+#include <ATen/ATen.h>
+
+#include "edgeforge/error.h"
+#include "edgeforge/graph_builder.h"
+#include "edgeforge/lower.h"
+#include "edgeforge/onnx_io.h"
+#include "edgeforge/runtime.h"
+#include "edgeforge/zoo.h"
+#include "small_models.h"
+
+using namespace edgeforge;
+using namespace edgeforge::testing;
+
+namespace {
+
+// oneDNN sums in another order than ATen (blocked, vectorised), and folds batch norm into the
+// weights in double before rounding them to float: float outputs agree to this share of the
+// output's largest magnitude.
+constexpr double kFloatRelativeTolerance = 1e-4;
+// oneDNN's GELU uses its own erf polynomial (about 1e-6 relative error); a little looser.
+constexpr double kGeluRelativeTolerance = 2e-4;
+// int8: the plan's oneDNN kernels and LibTorch's (the reference int8 path) both requantize
+// from exact int32 sums; output scales rounded to float instead of double may move a value on
+// a rounding edge by one step, and steps add up over layers.
+constexpr double kMaxInt8OutputSteps = 3.0;
+
+double max_diff(const at::Tensor& a, const at::Tensor& b) {
+  EXPECT_EQ(a.sizes(), b.sizes());
+  return (a - b).abs().max().item<double>();
+}
+
+double scale_of(const at::Tensor& t) { return std::max(1.0, t.abs().max().item<double>()); }
+
+int count(const Graph& g, const std::string& op) {
+  int n = 0;
+  for (const Node& node : g.nodes()) n += node.op_type == op;
+  return n;
+}
+
+// Runs `g` in a session (plan on) and in the reference executor; returns the largest
+// difference relative to the reference's magnitude.
+double plan_vs_reference(const Graph& g, const std::vector<at::Tensor>& in,
+                         InferenceSession* session = nullptr) {
+  std::unique_ptr<InferenceSession> own;
+  if (session == nullptr) {
+    own = std::make_unique<InferenceSession>(g);
+    session = own.get();
+  }
+  at::NoGradGuard no_grad;
+  const at::Tensor ref = run(g, in);
+  const at::Tensor got = session->run(in, RunOptions{})[0];
+  return max_diff(ref, got) / scale_of(ref);
+}
+
+// x -> conv(stride, dilation, pads, group) [-> BN] [-> relu] on a [N, 8, 9, 9] input.
+Graph conv_graph(int64_t stride, int64_t dilation, std::vector<int64_t> pads, int64_t group,
+                 bool bias, bool bn, bool relu) {
+  Graph g("conv");
+  GraphBuilder b(g, seeded_generator(7));
+  std::string x = b.input("x", at::kFloat, {Dim::symbol("N"), 8, Dim(), Dim()});
+  std::string y = b.conv("c", x, 8, 16, 3, stride, 0, group, bias);
+  Node* conv = nullptr;
+  for (Node& n : g.nodes())
+    if (n.op_type == "Conv") conv = &n;
+  conv->set("pads", pads).set("dilations", std::vector<int64_t>{dilation, dilation});
+  if (bn) y = b.batch_norm("bn", y, 16);
+  if (relu) y = b.relu("r", y);
+  b.output(y, at::kFloat, {Dim::symbol("N"), 16, Dim(), Dim()});
+  at::manual_seed(2);
+  for (auto& [name, t] : g.initializers()) {
+    if (name.find("running_var") != std::string::npos) t.uniform_(0.5, 2.0);
+    if (name.find("running_mean") != std::string::npos) t.normal_(0, 0.3);
+  }
+  return g;
+}
+
+std::vector<at::Tensor> image(int64_t n, int64_t c, int64_t hw, uint64_t seed) {
+  at::manual_seed(seed);
+  return {at::randn({n, c, hw, hw})};
+}
+
+}  // namespace
+
+TEST(Plan, ConvolutionsWithFoldedBatchNormAndReluMatchTheReference) {
+  struct Case {
+    int64_t stride, dilation;
+    std::vector<int64_t> pads;
+    int64_t group;
+    bool bias, bn, relu;
+  };
+  const std::vector<Case> cases = {
+      {1, 1, {1, 1, 1, 1}, 1, false, true, true},  {2, 1, {1, 1, 1, 1}, 1, true, true, false},
+      {1, 2, {2, 2, 2, 2}, 1, true, false, true},  {1, 1, {0, 1, 2, 1}, 1, false, false, false},
+      {1, 1, {1, 1, 1, 1}, 4, false, true, true},  {2, 1, {1, 1, 1, 1}, 8, true, true, true},
+  };
+  for (const Case& c : cases) {
+    const Graph g = conv_graph(c.stride, c.dilation, c.pads, c.group, c.bias, c.bn, c.relu);
+    InferenceSession session(g);
+    EXPECT_EQ(count(session.graph(), "DnnlConv"), 1);
+    EXPECT_EQ(session.graph().nodes().size(), 1u) << "BN and ReLU are fused";
+    for (int64_t n : {1, 3})
+      EXPECT_LE(plan_vs_reference(g, image(n, 8, 9, 10 + n), &session), kFloatRelativeTolerance)
+          << "stride " << c.stride << " dilation " << c.dilation << " group " << c.group
+          << " batch " << n;
+  }
+}
+
+TEST(Plan, ResidualBlocksFuseTheAddAndKeepLayoutsBetweenConvolutions) {
+  const Graph g = small_cnn();  // stem, block with a residual add and ReLU, pool, gemm
+  InferenceSession session(g);
+  EXPECT_EQ(count(session.graph(), "DnnlConv"), 3);
+  EXPECT_EQ(count(session.graph(), "Add"), 0) << "the residual add is a sum post-op";
+  EXPECT_EQ(count(session.graph(), "Relu"), 0);
+  EXPECT_EQ(count(session.graph(), "DnnlLinear"), 1);
+  EXPECT_TRUE(session.lowering().plan_fallback.empty());
+  for (int seed = 0; seed < 3; ++seed)
+    EXPECT_LE(plan_vs_reference(g, batches(g, 1, 30 + seed)[0], &session), kFloatRelativeTolerance);
+}
+
+TEST(Plan, LinearLayersWithGeluResidualLayerNormAndDropoutMatchTheReference) {
+  const Graph g = small_mlp();  // linear -> GELU -> linear + residual -> slice -> gemm
+  InferenceSession session(g);
+  EXPECT_EQ(count(session.graph(), "DnnlLinear"), 3);
+  EXPECT_EQ(count(session.graph(), "Erf"), 0) << "the GELU is a post-op";
+  EXPECT_EQ(count(session.graph(), "Add"), 0) << "bias and residual are fused";
+  for (int seed = 0; seed < 3; ++seed)
+    EXPECT_LE(plan_vs_reference(g, batches(g, 1, 40 + seed)[0], &session), kGeluRelativeTolerance);
+}
+
+TEST(Plan, GeluIsTheExactErfFormOverItsWholeRange) {
+  // Pre-activations spread over [-4, 4], where the tanh approximation of GELU is up to 1e-3
+  // off: the fused post-op must be the erf form the graph spells out.
+  for (bool standalone : {false, true}) {
+    Graph g("gelu");
+    GraphBuilder b(g, seeded_generator(9));
+    const std::string x = b.input("x", at::kFloat, {3, 16});
+    const std::string h = standalone ? b.relu("r", x) : b.linear("fc", x, 16, 64);
+    b.output(b.gelu("gelu", h), at::kFloat, {3, standalone ? 16 : 64});
+    for (auto& [name, t] : g.initializers())
+      if (name == "fc.weight") t.mul_(8.0);
+    InferenceSession session(g);
+    EXPECT_EQ(count(session.graph(), standalone ? "DnnlGelu" : "DnnlLinear"), 1);
+    EXPECT_EQ(count(session.graph(), "Erf"), 0);
+    at::manual_seed(5);
+    const std::vector<at::Tensor> in = {at::randn({3, 16}) * (standalone ? 2.0 : 1.0)};
+    at::NoGradGuard no_grad;
+    const at::Tensor ref = run(g, in), got = session.run(in, RunOptions{})[0];
+    EXPECT_GT(ref.max().item<double>(), 2.0) << "the test must reach the curved part";
+    EXPECT_LE(max_diff(ref, got) / scale_of(ref), kGeluRelativeTolerance / 20) << standalone;
+  }
+}
+
+TEST(Plan, TransformerTeachersAndStudentsMatchTheReference) {
+  for (const char* name : {"bert", "roberta-small"}) {
+    ZooBuildOptions opts;
+    const Graph g = build_zoo_model(name, opts);
+    InferenceSession session(g);
+    const Graph& p = session.graph();
+    EXPECT_EQ(count(p, "MatMul"), 0) << name;
+    EXPECT_EQ(count(p, "LayerNormalization"), 0) << name;
+    EXPECT_EQ(count(p, "Softmax"), 0) << name;
+    EXPECT_EQ(count(p, "Erf"), 0) << name;
+    EXPECT_GT(count(p, "DnnlMatMul"), 0) << name;
+    EXPECT_TRUE(session.lowering().plan_fallback.empty()) << name;
+    // Two mails of different lengths, padded: the mask is broadcast over heads and queries.
+    at::manual_seed(50);
+    const int64_t seq = 32;
+    at::Tensor ids = at::randint(5, 400, {2, seq}, at::kLong);
+    at::Tensor mask = at::ones({2, seq}, at::kLong);
+    mask.index_put_({1, at::indexing::Slice(20, at::indexing::None)}, 0);
+    std::vector<at::Tensor> in = {ids, mask};
+    if (g.inputs().size() == 3) in.push_back(at::zeros({2, seq}, at::kLong));
+    EXPECT_LE(plan_vs_reference(g, in, &session), kGeluRelativeTolerance) << name;
+    // Batch 1 after batch 2: a second set of primitives, same numbers as the reference.
+    std::vector<at::Tensor> one;
+    for (const at::Tensor& t : in) one.push_back(t.slice(0, 1, 2).contiguous());
+    EXPECT_LE(plan_vs_reference(g, one, &session), kGeluRelativeTolerance) << name;
+  }
+}
+
+TEST(Plan, ImageZooModelsMatchTheReferenceAtSeveralBatchSizes) {
+  for (const char* name : {"resnet", "resnext-small"}) {
+    const Graph g = build_zoo_model(name, ZooBuildOptions{});
+    InferenceSession session(g);
+    EXPECT_EQ(count(session.graph(), "Conv"), 0) << name;
+    EXPECT_EQ(count(session.graph(), "BatchNormalization"), 0) << name;
+    for (int64_t n : {1, 4, 1})
+      EXPECT_LE(plan_vs_reference(g, image(n, 1, 28, 60 + n), &session), kFloatRelativeTolerance)
+          << name << " batch " << n;
+  }
+}
+
+TEST(Plan, RepeatedRunsGiveIdenticalOutputsAndEarlierOutputsStayIntact) {
+  // Kernels reuse their output buffers; one the caller still holds must never be overwritten.
+  for (const char* name : {"resnet-small", "bert-small"}) {
+    const Graph g = build_zoo_model(name, ZooBuildOptions{});
+    InferenceSession session(g);
+    std::vector<at::Tensor> a, b;
+    if (g.inputs().size() == 1) {
+      a = image(1, 1, 28, 70);
+      b = image(1, 1, 28, 71);
+    } else {
+      at::manual_seed(72);
+      for (const ValueInfo& v : g.inputs()) {
+        a.push_back(v.name == "input_ids" ? at::randint(5, 400, {1, 16}, at::kLong) : at::ones({1, 16}, at::kLong));
+        b.push_back(v.name == "input_ids" ? at::randint(5, 400, {1, 16}, at::kLong) : at::ones({1, 16}, at::kLong));
+      }
+      a.back().zero_();  // token types (bert) or a mask of ones is fine either way
+      b.back().zero_();
+      if (g.inputs().back().name == "attention_mask") {
+        a.back().fill_(1);
+        b.back().fill_(1);
+      }
+    }
+    at::NoGradGuard no_grad;
+    const at::Tensor first = session.run(a, RunOptions{})[0];
+    const at::Tensor kept = first.clone();
+    const at::Tensor second = session.run(b, RunOptions{})[0];
+    EXPECT_TRUE(at::equal(first, kept)) << name << ": a held output was overwritten";
+    EXPECT_FALSE(at::equal(first, second)) << name;
+    for (int i = 0; i < 3; ++i) EXPECT_TRUE(at::equal(session.run(a, RunOptions{})[0], kept)) << name;
+  }
+}
+
+TEST(Plan, Int8KernelsMatchTheReferenceInt8Path) {
+  const Graph qdq = static_qdq(small_cnn());
+  InferenceSession plan(qdq), reference(qdq, SessionOptions{false});
+  EXPECT_EQ(count(plan.graph(), "DnnlQConv"), 3);
+  EXPECT_EQ(count(reference.graph(), "QConv"), 3);
+  const double step = output_step(qdq);
+  at::NoGradGuard no_grad;
+  for (const auto& in : batches(qdq, 3, 80)) {
+    const at::Tensor ref = reference.run(in, RunOptions{})[0], got = plan.run(in, RunOptions{})[0];
+    EXPECT_LE(max_diff(ref, got), kMaxInt8OutputSteps * step + 1e-6);
+  }
+  const Graph mlp = static_qdq(small_mlp());
+  InferenceSession plan2(mlp), reference2(mlp, SessionOptions{false});
+  EXPECT_EQ(count(plan2.graph(), "DnnlQLinear"), 3);
+  EXPECT_EQ(count(plan2.graph(), "DnnlGelu"), 1) << "the GELU between int8 layers";
+  const double step2 = output_step(mlp);
+  for (const auto& in : batches(mlp, 3, 81)) {
+    const at::Tensor ref = reference2.run(in, RunOptions{})[0], got = plan2.run(in, RunOptions{})[0];
+    EXPECT_LE(max_diff(ref, got), kMaxInt8OutputSteps * step2 + 1e-6);
+  }
+}
+
+TEST(Plan, PatternsThePlanCannotTakeFallBackAndSaySo) {
+  // auto_pad and a weight computed at run time: the reference Conv, named with the reason.
+  Graph g = conv_graph(1, 1, {1, 1, 1, 1}, 1, false, false, true);
+  for (Node& n : g.nodes())
+    if (n.op_type == "Conv") {
+      n.attributes.erase("pads");
+      n.set("auto_pad", std::string("SAME_UPPER"));
+    }
+  InferenceSession session(g);
+  ASSERT_EQ(session.lowering().plan_fallback.size(), 1u);
+  EXPECT_EQ(session.lowering().plan_fallback[0].first, "c");
+  EXPECT_NE(session.lowering().plan_fallback[0].second.find("auto_pad"), std::string::npos);
+  EXPECT_EQ(count(session.graph(), "Conv"), 1);
+  EXPECT_LE(plan_vs_reference(g, image(1, 8, 9, 90), &session), 0.0) << "the same kernels";
+
+  Graph h("weight_input");
+  GraphBuilder b(h, seeded_generator(1));
+  const std::string x = b.input("x", at::kFloat, {1, 4});
+  const std::string w = b.input("w", at::kFloat, {4, 3});
+  b.output(b.matmul("mm", x, w), at::kFloat, {1, 3});
+  InferenceSession s2(h);
+  EXPECT_EQ(count(s2.graph(), "DnnlMatMul"), 1) << "activation x activation";
+  at::manual_seed(3);
+  const std::vector<at::Tensor> in = {at::randn({1, 4}), at::randn({4, 3})};
+  EXPECT_LE(plan_vs_reference(h, in, &s2), kFloatRelativeTolerance);
+
+  // Softmax over another axis stays on the reference kernel.
+  Graph sm("softmax");
+  GraphBuilder c(sm, seeded_generator(1));
+  const std::string y = c.input("y", at::kFloat, {2, 3});
+  c.output(c.softmax("s", y, 0), at::kFloat, {2, 3});
+  InferenceSession s3(sm);
+  ASSERT_EQ(s3.lowering().plan_fallback.size(), 1u);
+  EXPECT_EQ(count(s3.graph(), "Softmax"), 1);
+}
+
+TEST(Plan, SoftmaxWithScaleAndBroadcastMaskMatchesTheReference) {
+  for (bool mask_broadcasts_x : {false, true}) {
+    Graph g("attention");
+    GraphBuilder b(g, seeded_generator(1));
+    const std::string s = b.input("scores", at::kFloat,
+                                  mask_broadcasts_x ? std::vector<Dim>{1, 1, 1, 5} : std::vector<Dim>{2, 3, 4, 5});
+    const std::string m = b.input("mask", at::kFloat,
+                                  mask_broadcasts_x ? std::vector<Dim>{2, 3, 4, 5} : std::vector<Dim>{2, 1, 1, 5});
+    const std::string x = b.add("add", b.div("div", s, b.scalar("k", 2.0f)), m);
+    b.output(b.softmax("softmax", x, -1), at::kFloat, {2, 3, 4, 5});
+    InferenceSession session(g);
+    EXPECT_EQ(count(session.graph(), "DnnlSoftmax"), 1);
+    EXPECT_EQ(session.graph().nodes().size(), 1u);
+    at::manual_seed(4);
+    const at::Tensor sc = mask_broadcasts_x ? at::randn({1, 1, 1, 5}) : at::randn({2, 3, 4, 5});
+    at::Tensor mk = mask_broadcasts_x ? at::randn({2, 3, 4, 5}) : at::zeros({2, 1, 1, 5});
+    if (!mask_broadcasts_x) mk.index_put_({1, 0, 0, 4}, -10000.0f);
+    EXPECT_LE(plan_vs_reference(g, {sc, mk}, &session), kFloatRelativeTolerance);
+  }
+}
+
+TEST(Plan, WrongInputShapesAreNamedNotCrashes) {
+  const Graph g = build_zoo_model("resnet-small", ZooBuildOptions{});
+  InferenceSession session(g);
+  at::NoGradGuard no_grad;
+  try {
+    session.run({at::randn({1, 1, 28, 28}).expand({1, 3, 28, 28}).contiguous()}, RunOptions{});
+    FAIL() << "three channels into a one-channel model";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("input"), std::string::npos) << e.what();
+  }
+  // A model whose graph input allows it, but a too-small image for the kernels.
+  const Graph c = conv_graph(1, 1, {0, 0, 0, 0}, 1, false, false, false);
+  InferenceSession s2(c);
+  EXPECT_THROW(s2.run({at::randn({1, 8, 2, 2})}, RunOptions{}), Error);
+}
