@@ -26,24 +26,41 @@ at::MemoryFormat int8_layout(const at::Tensor& t) {
              : at::MemoryFormat::Contiguous;
 }
 
+namespace {
+
+// The two loops, cloned for AVX-512 and AVX2 (chosen at load by the CPU; the build targets
+// baseline x86-64). Neither has a multiply followed by an add, so FMA contraction in the
+// clones cannot change a result: they stay bit-exact with ONNX's arithmetic.
+__attribute__((target_clones("avx512f", "avx2", "default"))) void quantize_loop(
+    const float* __restrict src, uint8_t* __restrict dst, int64_t n, float scale, float zp) {
+  const float lo = -zp, hi = 255.0f - zp;
+  for (int64_t i = 0; i < n; ++i) {
+    float v = std::min(std::max(src[i] / scale, lo), hi);  // integer bounds: clamp, then round
+    // Round half to even: adding and subtracting 1.5 * 2^23 leaves the nearest integer in
+    // round-to-nearest-even mode (|v| <= 255 here), and unlike nearbyint it vectorizes.
+    v = (v + 12582912.0f) - 12582912.0f;
+    dst[i] = static_cast<uint8_t>(static_cast<int32_t>(v + zp));
+  }
+}
+
+__attribute__((target_clones("avx512f", "avx2", "default"))) void dequantize_loop(
+    const uint8_t* __restrict src, float* __restrict dst, int64_t n, float scale, float zp) {
+  for (int64_t i = 0; i < n; ++i) dst[i] = (static_cast<float>(src[i]) - zp) * scale;  // exact
+}
+
+}  // namespace
+
 at::Tensor quantize_uint8(const at::Tensor& x_in, QuantParams params) {
   const at::MemoryFormat layout = int8_layout(x_in);
   const at::Tensor x = x_in.to(at::kFloat).contiguous(layout);
   at::Tensor q = at::_empty_affine_quantized(x.sizes(), at::device(at::kCPU).dtype(at::kQUInt8),
                                              params.scale, params.zero_point, layout);
-  const float* __restrict src = x.data_ptr<float>();
-  auto* __restrict dst = reinterpret_cast<uint8_t*>(q.data_ptr<c10::quint8>());
+  const float* src = x.data_ptr<float>();
+  auto* dst = reinterpret_cast<uint8_t*>(q.data_ptr<c10::quint8>());
   const auto scale = static_cast<float>(params.scale);
   const auto zp = static_cast<float>(params.zero_point);
-  const float lo = -zp, hi = 255.0f - zp;
   at::parallel_for(0, x.numel(), 1 << 15, [&](int64_t begin, int64_t end) {
-    for (int64_t i = begin; i < end; ++i) {
-      float v = std::min(std::max(src[i] / scale, lo), hi);  // integer bounds: clamp, then round
-      // Round half to even: adding and subtracting 1.5 * 2^23 leaves the nearest integer in
-      // round-to-nearest-even mode (|v| <= 255 here), and unlike nearbyint it vectorizes.
-      v = (v + 12582912.0f) - 12582912.0f;
-      dst[i] = static_cast<uint8_t>(static_cast<int32_t>(v + zp));
-    }
+    quantize_loop(src + begin, dst + begin, end - begin, scale, zp);
   });
   return q;
 }
@@ -54,13 +71,12 @@ at::Tensor dequantize_uint8(const at::Tensor& q_in) {
   const at::MemoryFormat layout = int8_layout(q_in);
   const at::Tensor q = q_in.contiguous(layout);
   at::Tensor y = at::empty(q.sizes(), at::TensorOptions().dtype(at::kFloat), layout);
-  const auto* __restrict src = reinterpret_cast<const uint8_t*>(q.data_ptr<c10::quint8>());
-  float* __restrict dst = y.data_ptr<float>();
+  const auto* src = reinterpret_cast<const uint8_t*>(q.data_ptr<c10::quint8>());
+  float* dst = y.data_ptr<float>();
   const auto scale = static_cast<float>(q.q_scale());
   const auto zp = static_cast<float>(q.q_zero_point());
   at::parallel_for(0, q.numel(), 1 << 15, [&](int64_t begin, int64_t end) {
-    for (int64_t i = begin; i < end; ++i)
-      dst[i] = (static_cast<float>(src[i]) - zp) * scale;  // exact: small integers
+    dequantize_loop(src + begin, dst + begin, end - begin, scale, zp);
   });
   return y;
 }

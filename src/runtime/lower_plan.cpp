@@ -11,13 +11,16 @@
 //   [Div | Mul by a constant ->] [Add(mask) ->] Softmax(last axis) -> DnnlSoftmax
 //   LayerNormalization(last axis, constant scale and bias)       -> DnnlLayerNorm
 //   MatMul(activation, activation) [-> Transpose]                -> DnnlMatMul
+//   DnnlLinears of the same input (query, key, value)            -> one DnnlLinear, split
 //   the exact GELU (Div, Erf, Add, Mul, Mul) anywhere else       -> DnnlGelu
 //   GlobalAveragePool                                            -> PlanGlobalAveragePool
 //   QConv, QLinear (from lower_int8)                             -> DnnlQConv, DnnlQLinear
 #include <ATen/ATen.h>
 
+#include <algorithm>
 #include <cmath>
 #include <map>
+#include <tuple>
 #include <optional>
 #include <set>
 
@@ -74,6 +77,7 @@ class PlanLowering {
     // Softmax last: its scale and mask producers must not have been taken by another pattern.
     for (size_t i = 0; i < nodes.size(); ++i)
       if (!taken_.count(i) && nodes[i].is("Softmax")) match_softmax(i);
+    merge_parallel_linears();
     mark_blocked_outputs();
     return rebuild();
   }
@@ -366,6 +370,44 @@ class PlanLowering {
     if (!mask.empty()) fused.inputs.push_back(mask);
     fused.set("scale", scale);
     place(std::move(fused), absorbed);
+  }
+
+  // Linear layers that read the same value with the same activation and no residual (the
+  // query, key and value projections) become one DnnlLinear over their concatenated weights:
+  // one larger product is faster than three small ones. It goes where the first of them was.
+  void merge_parallel_linears() {
+    std::map<std::tuple<std::string, int64_t, bool>, std::vector<size_t>> groups;
+    for (auto& [at, n] : replacement_) {
+      if (n.op_type != "DnnlLinear" || n.inputs.size() > 3 || n.outputs.size() != 1 ||
+          n.attr_int("weight_in_out") != 1)
+        continue;
+      groups[{n.inputs[0], n.attr_int("activation"), !n.inputs[2].empty()}].push_back(at);
+    }
+    for (auto& [key, members] : groups) {
+      if (members.size() < 2) continue;
+      std::vector<at::Tensor> weights, biases;
+      std::vector<int64_t> splits;
+      Node merged = replacement_.at(members[0]);
+      merged.outputs.clear();
+      for (size_t at : members) {
+        const Node& n = replacement_.at(at);
+        at::Tensor w = constant_input(g_, n.inputs[1]);
+        if (!w.defined()) w = new_initializers_.at(n.inputs[1]);
+        weights.push_back(w);
+        if (std::get<2>(key)) biases.push_back(new_initializers_.at(n.inputs[2]));
+        splits.push_back(w.size(1));
+        merged.outputs.push_back(n.outputs[0]);
+      }
+      if (!std::all_of(weights.begin(), weights.end(),
+                       [&](const at::Tensor& w) { return w.size(0) == weights[0].size(0); }))
+        continue;
+      merged.inputs[1] = add_initializer(merged.name + ".plan_merged_weight", at::cat(weights, 1));
+      if (std::get<2>(key))
+        merged.inputs[2] = add_initializer(merged.name + ".plan_merged_bias", at::cat(biases, 0));
+      merged.set("splits", splits);
+      for (size_t at : members) replacement_.erase(at);
+      replacement_[members[0]] = std::move(merged);
+    }
   }
 
   // A DnnlConv may leave its output in oneDNN's blocked layout when only DnnlConv nodes read it.
