@@ -26,6 +26,7 @@
 #include <immintrin.h>
 
 #include <cmath>
+#include <cstdlib>
 
 #include <map>
 #include <memory>
@@ -613,7 +614,9 @@ struct SoftmaxState {
   std::map<std::vector<int64_t>, dnnl::softmax_forward> prims;
   plan::Buffer out_cache;
   std::vector<const float*> mask_rows;
-  static inline const bool kAvx512 = __builtin_cpu_supports("avx512f");
+  // The AVX-512 kernel when the CPU has it, unless EDGEFORGE_NO_AVX512 is set (which tests the
+  // portable path on any machine).
+  bool avx512 = __builtin_cpu_supports("avx512f") && std::getenv("EDGEFORGE_NO_AVX512") == nullptr;
 
   at::Tensor run(const at::Tensor& x_in, const at::Tensor& mask) { return run(x_in, mask, scale); }
 
@@ -646,7 +649,7 @@ struct SoftmaxState {
         for (int64_t d = rank - 2; d >= 0 && ++index[d] == sizes[d]; --d) index[d] = 0;
       }
     }
-    if (kAvx512) {
+    if (avx512) {
       softmax_rows_avx512(x.data_ptr<float>(), m.defined() ? mask_rows.data() : nullptr, m_step,
                           y.data_ptr<float>(), rows, c, scale);
       return y;

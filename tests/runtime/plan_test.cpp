@@ -5,6 +5,8 @@
 
 #include <ATen/ATen.h>
 
+#include <cstdlib>
+
 #include "edgeforge/error.h"
 #include "edgeforge/graph_builder.h"
 #include "edgeforge/lower.h"
@@ -295,15 +297,34 @@ TEST(Plan, SoftmaxWithScaleAndBroadcastMaskMatchesTheReference) {
                                   mask_broadcasts_x ? std::vector<Dim>{2, 3, 4, 5} : std::vector<Dim>{2, 1, 1, 5});
     const std::string x = b.add("add", b.div("div", s, b.scalar("k", 2.0f)), m);
     b.output(b.softmax("softmax", x, -1), at::kFloat, {2, 3, 4, 5});
-    InferenceSession session(g);
-    EXPECT_EQ(count(session.graph(), "DnnlSoftmax"), 1);
-    EXPECT_EQ(session.graph().nodes().size(), 1u);
     at::manual_seed(4);
     const at::Tensor sc = mask_broadcasts_x ? at::randn({1, 1, 1, 5}) : at::randn({2, 3, 4, 5});
     at::Tensor mk = mask_broadcasts_x ? at::randn({2, 3, 4, 5}) : at::zeros({2, 1, 1, 5});
     if (!mask_broadcasts_x) mk.index_put_({1, 0, 0, 4}, -10000.0f);
-    EXPECT_LE(plan_vs_reference(g, {sc, mk}, &session), kFloatRelativeTolerance);
+    // The AVX-512 kernel (where the CPU has it) and the portable one (oneDNN's softmax).
+    for (bool portable : {false, true}) {
+      if (portable) setenv("EDGEFORGE_NO_AVX512", "1", 1);
+      InferenceSession session(g);
+      unsetenv("EDGEFORGE_NO_AVX512");
+      EXPECT_EQ(count(session.graph(), "DnnlSoftmax"), 1);
+      EXPECT_EQ(session.graph().nodes().size(), 1u);
+      EXPECT_LE(plan_vs_reference(g, {sc, mk}, &session), kFloatRelativeTolerance) << portable;
+    }
   }
+}
+
+TEST(Plan, GlobalAveragePoolReadsEitherPlainLayout) {
+  Graph g("pool");
+  GraphBuilder b(g, seeded_generator(1));
+  const std::string x = b.input("x", at::kFloat, {2, 5, 3, 4});
+  b.output(b.global_average_pool("pool", x), at::kFloat, {2, 5, 1, 1});
+  InferenceSession session(g);
+  EXPECT_EQ(count(session.graph(), "PlanGlobalAveragePool"), 1);
+  at::manual_seed(6);
+  const at::Tensor nchw = at::randn({2, 5, 3, 4});
+  EXPECT_LE(plan_vs_reference(g, {nchw}, &session), kFloatRelativeTolerance);
+  EXPECT_LE(plan_vs_reference(g, {nchw.contiguous(at::MemoryFormat::ChannelsLast)}, &session),
+            kFloatRelativeTolerance);
 }
 
 TEST(Plan, WrongInputShapesAreNamedNotCrashes) {
