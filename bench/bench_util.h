@@ -6,6 +6,7 @@
 #include <cstdio>
 #include <fstream>
 #include <functional>
+#include <sstream>
 #include <string>
 #include <vector>
 
@@ -48,6 +49,16 @@ inline std::pair<Timing, Timing> time_side_by_side(const std::function<void()>& 
     }
   }
   return {ta, tb};
+}
+
+// "a,b,c" -> {"a", "b", "c"} (empty items dropped), for --models and similar flags.
+inline std::vector<std::string> split_list(const std::string& s) {
+  std::vector<std::string> out;
+  std::stringstream in(s);
+  std::string item;
+  while (std::getline(in, item, ','))
+    if (!item.empty()) out.push_back(item);
+  return out;
 }
 
 inline std::string cpu_model() {

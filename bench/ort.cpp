@@ -2,7 +2,8 @@
 // (teachers and students) and its sptq int8 file, both runtimes run the same real test sample
 // at batch 1 on one thread, warm, in alternating rounds (ONNX Runtime in a Node.js process,
 // bench/ort/run.mjs, then edgeforge in this one), and the table gives each runtime's median,
-// the latency ratio and the largest output difference.
+// the latency ratio and the largest output difference; and edgeforge without its inference
+// plan (the reference ATen kernels), to show what the plan gains.
 //
 //   build/ort --zoo-dir out/zoo --int8-dir out/strategies [--models resnet,bert]
 //             [--rounds 3] [--reps 100] [--json out.json]
@@ -55,14 +56,6 @@ double output_step(const Graph& g) {
   return s.defined() && s.numel() == 1 ? s.item<double>() : 0.0;
 }
 
-std::vector<std::string> split_list(const std::string& s) {
-  std::vector<std::string> out;
-  std::stringstream in(s);
-  std::string item;
-  while (std::getline(in, item, ','))
-    if (!item.empty()) out.push_back(item);
-  return out;
-}
 
 std::string dtype_name(at::ScalarType t) {
   if (t == at::kFloat) return "float32";
@@ -125,7 +118,7 @@ OrtRun run_ort(const std::string& model, const Graph& g, const std::vector<at::T
 
 struct Entry {
   std::string model, variant, path;
-  bench::Timing ours, ort;
+  bench::Timing ours, ort, reference;
   double max_diff = 0;
   bool same_class = true;
 };
@@ -149,7 +142,7 @@ int main(int argc, char** argv) {
     };
     if (!std::strcmp(argv[i], "--zoo-dir")) zoo_dir = next();
     else if (!std::strcmp(argv[i], "--int8-dir")) int8_dir = next();
-    else if (!std::strcmp(argv[i], "--models")) models = split_list(next());
+    else if (!std::strcmp(argv[i], "--models")) models = bench::split_list(next());
     else if (!std::strcmp(argv[i], "--rounds")) rounds = std::stoi(next());
     else if (!std::strcmp(argv[i], "--reps")) reps = std::stoi(next());
     else if (!std::strcmp(argv[i], "--ort-dir")) ort_dir = next();
@@ -187,8 +180,8 @@ int main(int argc, char** argv) {
     const double floor_ms = floor_t.median();
     std::printf("ONNX Runtime call overhead from Node.js (one Identity node): %.4f ms, subtracted below\n",
                 floor_ms);
-    std::printf("\n%-15s %-6s %11s %11s %8s %11s%-13s %s\n", "model", "file", "edgeforge", "ORT",
-                "ratio", "max |diff|", "", "class");
+    std::printf("\n%-15s %-6s %11s %11s %8s %11s%-13s %-5s %11s %7s\n", "model", "file",
+                "edgeforge", "ORT", "ratio", "max |diff|", "", "class", "no plan", "gain");
     for (const std::string& model : models) {
       const std::string float_path = zoo_dir + "/" + model + ".onnx";
       const Graph teacher = load_onnx(float_path);
@@ -212,6 +205,7 @@ int main(int argc, char** argv) {
                                           {"int8", int8_path}}) {
         const Graph g = load_onnx(path);
         InferenceSession session(g);
+        InferenceSession reference(g, SessionOptions{false});  // no plan: the ATen kernels
         const std::vector<at::Tensor> inputs = sample.batch_inputs(g, at::zeros({1}, at::kLong));
         RunOptions run;
         run.threads = 1;
@@ -229,6 +223,13 @@ int main(int argc, char** argv) {
                 std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count());
           }
           ours_out = ours_out.clone();
+          for (int w = 0; w < 5; ++w) reference.run(inputs, run);
+          for (int i = 0; i < reps / 4; ++i) {
+            const auto t0 = std::chrono::steady_clock::now();
+            reference.run(inputs, run);
+            e.reference.samples_ms.push_back(
+                std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count());
+          }
           e.max_diff = std::max(e.max_diff, (ours_out - o.output).abs().max().item<double>());
           e.same_class = e.same_class && ours_out.argmax(-1).equal(o.output.argmax(-1));
         }
@@ -239,9 +240,10 @@ int main(int argc, char** argv) {
         const bool ok = e.max_diff <= tolerance + 1e-6 && e.same_class;
         char steps[32] = "";
         if (step > 0) std::snprintf(steps, sizeof steps, " (%.1f steps)", e.max_diff / step);
-        std::printf("%-15s %-6s %9.3fms %9.3fms %8.2f %11.2e%-13s %s%s\n", model.c_str(),
-                    variant.c_str(), e.ours.median(), e.ort.median(), ratio, e.max_diff, steps,
-                    e.same_class ? "same" : "DIFFERENT", ok ? "" : "  (outside tolerance)");
+        std::printf("%-15s %-6s %9.3fms %9.3fms %8.2f %11.2e%-13s %-5s %9.3fms %6.1fx%s\n",
+                    model.c_str(), variant.c_str(), e.ours.median(), e.ort.median(), ratio,
+                    e.max_diff, steps, e.same_class ? "same" : "DIFF", e.reference.median(),
+                    e.reference.median() / e.ours.median(), ok ? "" : "  (outside tolerance)");
         std::fflush(stdout);
         rows.push_back({{"model", model},
                         {"file", path},
@@ -250,6 +252,7 @@ int main(int argc, char** argv) {
                         {"edgeforge_ms_p90", e.ours.percentile(0.9)},
                         {"ort_ms_median", e.ort.median()},
                         {"ort_ms_p90", e.ort.percentile(0.9)},
+                        {"reference_ms_median", e.reference.median()},
                         {"ratio", ratio},
                         {"max_abs_diff", e.max_diff},
                         {"same_class", e.same_class},
@@ -258,7 +261,9 @@ int main(int argc, char** argv) {
                         {"within_tolerance", ok}});
       }
     }
-    std::printf("\nedgeforge / ORT < 1 means edgeforge is faster; batch 1, 1 thread, median of "
+    std::printf("\nedgeforge / ORT < 1 means edgeforge is faster; 'no plan' is edgeforge without its "
+                "inference plan (the reference ATen kernels, a quarter of the runs) and 'gain' the "
+                "plan's speedup over it. Batch 1, 1 thread, median of "
                 "%d runs each in %d alternating rounds. float tolerance %.0e on the logits; int8: "
                 "%.0f steps of the output's quantization, and the same predicted class.\n",
                 rounds * reps, rounds, kFloatLogitTolerance, kInt8OutputSteps);

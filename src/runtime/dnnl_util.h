@@ -79,6 +79,32 @@ struct Bound {
   void run() { prim.execute(cpu_stream(), args); }
 };
 
+// `data`, laid out as `given`, as the primitive wants it (`want`): `data` itself when the
+// layouts agree, else its reorder into `cache`.
+inline void* in_layout(Buffer& cache, const memory::desc& given, const memory::desc& want,
+                       void* data, at::ScalarType type) {
+  if (given == want) return data;
+  at::Tensor converted = reuse_or_make(cache, want, type);
+  reorder(given, data, want, converted.data_ptr());
+  return converted.data_ptr();
+}
+
+// The output dims {N, C_out, H, W} of a 2-D convolution of `src` ({N, C, H, W}) with kernel
+// `kernel` ({kH, kW}); dilations in oneDNN's convention (0 = none). Error naming `where` when
+// the input is smaller than the kernel.
+inline Dims conv_dst_dims(const Dims& src, int64_t c_out, const Dims& kernel, const Dims& strides,
+                          const Dims& dilations, const Dims& pad_l, const Dims& pad_r,
+                          const std::string& where) {
+  Dims dst = {src[0], c_out, 0, 0};
+  for (int k = 0; k < 2; ++k) {
+    const int64_t extent = (kernel[k] - 1) * (dilations[k] + 1) + 1;
+    dst[2 + k] = (src[2 + k] + pad_l[k] + pad_r[k] - extent) / strides[k] + 1;
+    EF_CHECK(dst[2 + k] >= 1, where, ": an input of ", src[2], "x", src[3],
+             " is too small for the kernel");
+  }
+  return dst;
+}
+
 // "jit:avx512_core", "ref:any", ... : which implementation oneDNN picked, for `edgeforge info`.
 std::string impl_name(const dnnl::primitive_desc_base& pd);
 

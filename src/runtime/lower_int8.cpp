@@ -13,6 +13,7 @@
 
 #include "edgeforge/error.h"
 #include "edgeforge/ops.h"
+#include "rewrite.h"
 
 namespace edgeforge {
 namespace {
@@ -44,24 +45,17 @@ std::optional<ActParams> activation_params(const Node& n, const Graph& g) {
   return p;
 }
 
-class Lowering {
+class Lowering : rewrite::GraphRewrite {
  public:
-  Lowering(const Graph& g, LoweringReport& report) : g_(g), report_(report) {
-    const auto& nodes = g.nodes();
-    for (size_t i = 0; i < nodes.size(); ++i) {
-      for (const std::string& out : nodes[i].outputs) producer_[out] = i;
-      for (const std::string& in : nodes[i].inputs)
-        if (!in.empty()) consumers_[in].push_back(i);
-      if (nodes[i].is("QuantizeLinear") || nodes[i].is("DynamicQuantizeLinear"))
-        ++report_.quantize_nodes;
-    }
-    for (const ValueInfo& v : g.outputs()) graph_outputs_.insert(v.name);
+  Lowering(const Graph& g, LoweringReport& report) : GraphRewrite(g), report_(report) {
+    for (const Node& n : g.nodes())
+      if (n.is("QuantizeLinear") || n.is("DynamicQuantizeLinear")) ++report_.quantize_nodes;
   }
 
   Graph run() {
-    if (report_.quantize_nodes == 0 && !has_dequantize()) return g_;
+    if (report_.quantize_nodes == 0 && !has_dequantize()) return graph();
     find_quantized_values();
-    const auto& nodes = g_.nodes();
+    const auto& nodes = graph().nodes();
     for (size_t i = 0; i < nodes.size(); ++i) {
       const Node& n = nodes[i];
       if (n.is("Conv") || n.is("Gemm") || n.is("MatMul")) match(i);
@@ -71,24 +65,8 @@ class Lowering {
   }
 
  private:
-  const Node& node(size_t i) const { return g_.nodes()[i]; }
-  const Node* producer(const std::string& v) const {
-    auto it = producer_.find(v);
-    return it == producer_.end() ? nullptr : &node(it->second);
-  }
-  const std::vector<size_t>& consumers(const std::string& v) const {
-    static const std::vector<size_t> kNone;
-    auto it = consumers_.find(v);
-    return it == consumers_.end() ? kNone : it->second;
-  }
-  // The single node reading `v`, when exactly one does and `v` is not a graph output.
-  std::optional<size_t> only_consumer(const std::string& v) const {
-    const auto& c = consumers(v);
-    if (c.size() != 1 || graph_outputs_.count(v)) return std::nullopt;
-    return c[0];
-  }
   bool has_dequantize() const {
-    for (const Node& n : g_.nodes())
+    for (const Node& n : graph().nodes())
       if (n.is("DequantizeLinear")) return true;
     return false;
   }
@@ -96,15 +74,15 @@ class Lowering {
   // uint8 activations that can travel as quint8: produced by a Q with constant per-tensor
   // parameters, read only by DQs with the same parameters, not a graph output.
   void find_quantized_values() {
-    for (const Node& n : g_.nodes()) {
+    for (const Node& n : graph().nodes()) {
       if (!n.is("QuantizeLinear")) continue;
       const std::string& v = n.outputs[0];
-      std::optional<ActParams> p = activation_params(n, g_);
-      if (!p || p->type != at::kByte || graph_outputs_.count(v)) continue;
+      std::optional<ActParams> p = activation_params(n, graph());
+      if (!p || p->type != at::kByte || is_graph_output(v)) continue;
       bool ok = !consumers(v).empty();
       for (size_t c : consumers(v)) {
         std::optional<ActParams> cp = node(c).is("DequantizeLinear") && node(c).inputs[0] == v
-                                          ? activation_params(node(c), g_)
+                                          ? activation_params(node(c), graph())
                                           : std::nullopt;
         ok = ok && cp && *cp == *p;
       }
@@ -125,14 +103,14 @@ class Lowering {
       *why = "its weight is not quantized";
       return std::nullopt;
     }
-    const at::Tensor w = constant_input(g_, dq->inputs[0]);
-    const at::Tensor s = dq->inputs.size() > 1 ? constant_input(g_, dq->inputs[1]) : at::Tensor();
+    const at::Tensor w = constant(dq->inputs[0]);
+    const at::Tensor s = dq->inputs.size() > 1 ? constant(dq->inputs[1]) : at::Tensor();
     if (!w.defined() || w.scalar_type() != at::kChar || !s.defined()) {
       *why = "its weight is not a constant int8 tensor with a constant scale";
       return std::nullopt;
     }
     if (dq->inputs.size() > 2 && !dq->inputs[2].empty()) {
-      const at::Tensor zp = constant_input(g_, dq->inputs[2]);
+      const at::Tensor zp = constant(dq->inputs[2]);
       if (!zp.defined() || !zp.eq(0).all().item<bool>()) {
         *why = "its weight zero points are not all 0 (the int8 kernels take symmetric weights)";
         return std::nullopt;
@@ -195,7 +173,7 @@ class Lowering {
     std::string tail = n.outputs[0];
     if (n.is("Conv")) {
       if (dynamic) return keep_float(n, "dynamic quantization covers MatMul and Gemm only");
-      const at::Tensor wv = w_dq ? constant_input(g_, w_dq->inputs[0]) : at::Tensor();
+      const at::Tensor wv = w_dq ? constant(w_dq->inputs[0]) : at::Tensor();
       if (!wv.defined() || wv.dim() != 4)
         return keep_float(n, "only 2-D convolutions have an int8 kernel");
       if (n.attr_string("auto_pad", "NOTSET") != "NOTSET")
@@ -308,18 +286,18 @@ class Lowering {
   // A bias the kernels take: a float constant of `channels` values, or DQ of an int32 one
   // (dequantized here into a new initializer). "" with `why` set otherwise.
   std::string float_bias(const std::string& v, int64_t channels, std::string* why) {
-    at::Tensor b = constant_input(g_, v);
+    at::Tensor b = constant(v);
     std::string name = v;
     if (!b.defined()) {
       const Node* dq = producer(v);
-      at::Tensor values = dq && dq->is("DequantizeLinear") ? constant_input(g_, dq->inputs[0])
+      at::Tensor values = dq && dq->is("DequantizeLinear") ? constant(dq->inputs[0])
                                                                 : at::Tensor();
-      at::Tensor scale = values.defined() ? constant_input(g_, dq->inputs[1]) : at::Tensor();
+      at::Tensor scale = values.defined() ? constant(dq->inputs[1]) : at::Tensor();
       if (values.defined() && scale.defined() && values.scalar_type() == at::kInt &&
           !(dq->inputs.size() > 2 && !dq->inputs[2].empty())) {
         b = values.to(at::kFloat) * scale.to(at::kFloat);
         name = v + ".float";
-        new_initializers_[name] = b;
+        add_initializer(name, b);
       }
     }
     if (!b.defined() || !at::isFloatingType(b.scalar_type()) || b.numel() != channels) {
@@ -328,74 +306,32 @@ class Lowering {
     }
     if (b.dim() != 1 || b.scalar_type() != at::kFloat) {
       name = v + ".bias1d";
-      new_initializers_[name] = b.reshape({channels}).to(at::kFloat);
+      add_initializer(name, b.reshape({channels}).to(at::kFloat));
     }
     return name;
   }
 
-  // The fused node replaces `absorbed` (in graph order) at the position of the last of them.
-  void place(Node fused, const std::vector<size_t>& absorbed) {
-    size_t last = 0;
-    for (size_t a : absorbed) {
-      removed_.insert(a);
-      last = std::max(last, a);
-    }
-    replacement_[last] = std::move(fused);
-  }
-
-  Graph rebuild() {
-    Graph out(g_.name());
-    out.inputs() = g_.inputs();
-    out.outputs() = g_.outputs();
-    out.metadata() = g_.metadata();
-    for (const auto& [name, t] : g_.initializers()) out.add_initializer(name, t);
-    for (const auto& [name, t] : new_initializers_) out.add_initializer(name, t);
-    std::vector<Node> nodes;
-    for (size_t i = 0; i < g_.nodes().size(); ++i) {
-      auto r = replacement_.find(i);
-      if (r != replacement_.end()) {
-        nodes.push_back(r->second);
-        continue;
-      }
-      if (removed_.count(i)) continue;
-      Node n = node(i);
+  // Activation Q / DQ nodes of quantized values become the internal ops; the rest stays.
+  Graph rebuild() const {
+    return GraphRewrite::rebuild([this](const Node& n) {
       if (n.is("QuantizeLinear") && quantized_.count(n.outputs[0])) {
         const ActParams& p = quantized_.at(n.outputs[0]);
         Node q("QuantizeTensor", n.name, {n.inputs[0]}, n.outputs);
         q.domain = kEdgeforgeDomain;
         q.set("scale", p.scale).set("zero_point", p.zero_point);
-        n = std::move(q);
-      } else if (n.is("DequantizeLinear") && quantized_.count(n.inputs[0])) {
+        return q;
+      }
+      if (n.is("DequantizeLinear") && quantized_.count(n.inputs[0])) {
         Node dq("DequantizeTensor", n.name, {n.inputs[0]}, n.outputs);
         dq.domain = kEdgeforgeDomain;
-        n = std::move(dq);
+        return dq;
       }
-      nodes.push_back(std::move(n));
-    }
-    // Drop nodes nothing reads any more (weight DQs, activation DQs feeding only fused nodes).
-    std::set<std::string> live;
-    for (const ValueInfo& v : g_.outputs()) live.insert(v.name);
-    std::vector<bool> keep(nodes.size(), false);
-    for (size_t k = nodes.size(); k-- > 0;) {
-      for (const std::string& o : nodes[k].outputs) keep[k] = keep[k] || live.count(o);
-      if (keep[k])
-        for (const std::string& in : nodes[k].inputs) live.insert(in);
-    }
-    for (size_t k = 0; k < nodes.size(); ++k)
-      if (keep[k]) out.add_node(std::move(nodes[k]));
-    out.validate();
-    return out;
+      return n;
+    });
   }
 
-  const Graph& g_;
   LoweringReport& report_;
-  std::map<std::string, size_t> producer_;
-  std::map<std::string, std::vector<size_t>> consumers_;
-  std::set<std::string> graph_outputs_;
   std::map<std::string, ActParams> quantized_;
-  std::set<size_t> removed_;
-  std::map<size_t, Node> replacement_;
-  std::map<std::string, at::Tensor> new_initializers_;
 };
 
 }  // namespace

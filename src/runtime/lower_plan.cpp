@@ -27,27 +27,19 @@
 #include "edgeforge/error.h"
 #include "edgeforge/lower.h"
 #include "edgeforge/ops.h"
+#include "rewrite.h"
 
 namespace edgeforge {
 namespace {
 
-class PlanLowering {
+class PlanLowering : rewrite::GraphRewrite {
  public:
-  PlanLowering(const Graph& g, LoweringReport& report) : g_(g), report_(report) {
-    const auto& nodes = g.nodes();
-    for (size_t i = 0; i < nodes.size(); ++i) {
-      for (const std::string& out : nodes[i].outputs) producer_[out] = i;
-      for (const std::string& in : nodes[i].inputs)
-        if (!in.empty()) consumers_[in].push_back(i);
-    }
-    for (const ValueInfo& v : g.outputs()) graph_outputs_.insert(v.name);
-    for (const ValueInfo& v : g.inputs()) graph_inputs_.insert(v.name);
-  }
+  PlanLowering(const Graph& g, LoweringReport& report) : GraphRewrite(g), report_(report) {}
 
   Graph run() {
-    const auto& nodes = g_.nodes();
+    const auto& nodes = graph().nodes();
     for (size_t i = 0; i < nodes.size(); ++i) {
-      if (taken_.count(i)) continue;
+      if (taken(i)) continue;
       const Node& n = nodes[i];
       if (n.is("Conv")) match_conv(i);
       else if (n.is("MatMul") || n.is("Gemm")) match_linear(i);
@@ -57,7 +49,7 @@ class PlanLowering {
     }
     // An exact GELU that no linear layer took (after a dequantized int8 layer, say).
     for (size_t i = 0; i < nodes.size(); ++i) {
-      if (taken_.count(i)) continue;
+      if (taken(i)) continue;
       for (const std::string& out : nodes[i].outputs) {
         std::vector<size_t> g;
         if (auto y = gelu(out, &g)) {
@@ -76,56 +68,45 @@ class PlanLowering {
     }
     // Softmax last: its scale and mask producers must not have been taken by another pattern.
     for (size_t i = 0; i < nodes.size(); ++i)
-      if (!taken_.count(i) && nodes[i].is("Softmax")) match_softmax(i);
+      if (!taken(i) && nodes[i].is("Softmax")) match_softmax(i);
     merge_parallel_linears();
     mark_blocked_outputs();
     return rebuild();
   }
 
  private:
-  const Node& node(size_t i) const { return g_.nodes()[i]; }
-  const Node* producer(const std::string& v) const {
-    auto it = producer_.find(v);
-    return it == producer_.end() ? nullptr : &node(it->second);
-  }
-  const std::vector<size_t>& consumers(const std::string& v) const {
-    static const std::vector<size_t> kNone;
-    auto it = consumers_.find(v);
-    return it == consumers_.end() ? kNone : it->second;
-  }
-  std::optional<size_t> only_consumer(const std::string& v) const {
-    const auto& c = consumers(v);
-    if (c.size() != 1 || graph_outputs_.count(v) || taken_.count(c[0])) return std::nullopt;
-    return c[0];
-  }
   std::optional<float> scalar(const std::string& v) const {
-    const at::Tensor t = constant_input(g_, v);
+    const at::Tensor t = constant(v);
     if (!t.defined() || t.numel() != 1 || !at::isFloatingType(t.scalar_type())) return std::nullopt;
     return t.item<float>();
   }
-  bool is_constant(const std::string& v) const { return constant_input(g_, v).defined(); }
+  bool is_constant(const std::string& v) const { return constant(v).defined(); }
   void fall_back(const Node& n, const std::string& why) {
     report_.plan_fallback.emplace_back(n.name, why);
   }
   void place(Node fused, const std::vector<size_t>& absorbed) {
-    size_t last = 0;
-    for (size_t a : absorbed) {
-      taken_.insert(a);
-      last = std::max(last, a);
-    }
     fused.domain = kEdgeforgeDomain;
     report_.plan_nodes.push_back(fused.name);
-    replacement_[last] = std::move(fused);
+    GraphRewrite::place(std::move(fused), absorbed);
   }
-  std::string add_initializer(const std::string& name, const at::Tensor& t) {
-    new_initializers_[name] = t;
-    return name;
+
+  // Add(tail, other) with `other` computed at run time (a residual, not a bias): on a match the
+  // Add joins `absorbed`, `tail` becomes its output, and `other` is returned.
+  std::optional<std::string> residual_add(std::string& tail, std::vector<size_t>& absorbed) const {
+    auto c = only_consumer(tail);
+    if (!c || !node(*c).is("Add") || node(*c).inputs.size() != 2) return std::nullopt;
+    const Node& add = node(*c);
+    const std::string& other = add.inputs[0] == tail ? add.inputs[1] : add.inputs[0];
+    if (is_constant(other) || other == tail) return std::nullopt;
+    absorbed.push_back(*c);
+    tail = add.outputs[0];
+    return other;
   }
 
   // Conv [-> BN] [-> Relu | -> Add(residual) [-> Relu]].
   void match_conv(size_t i) {
     const Node& n = node(i);
-    at::Tensor w = constant_input(g_, n.inputs.size() > 1 ? n.inputs[1] : "");
+    at::Tensor w = constant(n.inputs.size() > 1 ? n.inputs[1] : "");
     if (!w.defined() || w.scalar_type() != at::kFloat)
       return fall_back(n, "its weight is not a constant float tensor");
     if (w.dim() != 4) return fall_back(n, "only 2-D convolutions are planned");
@@ -133,7 +114,7 @@ class PlanLowering {
       return fall_back(n, "auto_pad is not planned (explicit pads are)");
     at::Tensor b;
     if (n.inputs.size() > 2 && !n.inputs[2].empty()) {
-      b = constant_input(g_, n.inputs[2]);
+      b = constant(n.inputs[2]);
       if (!b.defined() || !at::isFloatingType(b.scalar_type()) || b.numel() != w.size(0))
         return fall_back(n, "its bias is not a constant with one value per output channel");
       b = b.to(at::kFloat).reshape({-1});
@@ -145,7 +126,7 @@ class PlanLowering {
                                       node(*c).outputs.size() == 1) {
       const Node& bn = node(*c);
       std::vector<at::Tensor> p;
-      for (size_t k = 1; k < 5 && k < bn.inputs.size(); ++k) p.push_back(constant_input(g_, bn.inputs[k]));
+      for (size_t k = 1; k < 5 && k < bn.inputs.size(); ++k) p.push_back(constant(bn.inputs[k]));
       bool ok = p.size() == 4;
       for (const at::Tensor& t : p) ok = ok && t.defined() && t.numel() == w.size(0);
       if (ok) {
@@ -165,21 +146,15 @@ class PlanLowering {
       relu = true;
       absorbed.push_back(*c);
       tail = node(*c).outputs[0];
-    } else if (c && node(*c).is("Add") && node(*c).inputs.size() == 2) {
-      const Node& add = node(*c);
-      const std::string& other = add.inputs[0] == tail ? add.inputs[1] : add.inputs[0];
-      if (!is_constant(other) && other != tail) {
-        residual = other;
-        absorbed.push_back(*c);
-        tail = add.outputs[0];
-        // In place when the Add is the residual's only reader and it is a node's output.
-        inplace = consumers(other).size() == 1 && !graph_outputs_.count(other) &&
-                  !graph_inputs_.count(other);
-        if (auto r = only_consumer(tail); r && node(*r).is("Relu")) {
-          residual_relu = true;
-          absorbed.push_back(*r);
-          tail = node(*r).outputs[0];
-        }
+    } else if (auto r = residual_add(tail, absorbed)) {
+      residual = *r;
+      // In place when the Add is the residual's only reader and it is a node's output.
+      inplace = consumers(residual).size() == 1 && !is_graph_output(residual) &&
+                !is_graph_input(residual);
+      if (auto after = only_consumer(tail); after && node(*after).is("Relu")) {
+        residual_relu = true;
+        absorbed.push_back(*after);
+        tail = node(*after).outputs[0];
       }
     }
     Node fused("DnnlConv", n.name, {n.inputs[0]}, {tail});
@@ -201,7 +176,7 @@ class PlanLowering {
   // and the nodes on success.
   std::optional<std::string> gelu(const std::string& y, std::vector<size_t>* nodes) const {
     const auto& c = consumers(y);
-    if (c.size() != 2 || graph_outputs_.count(y) || taken_.count(c[0]) || taken_.count(c[1]))
+    if (c.size() != 2 || is_graph_output(y) || taken(c[0]) || taken(c[1]))
       return std::nullopt;
     size_t div = c[0], mul = c[1];
     if (!node(div).is("Div")) std::swap(div, mul);
@@ -231,7 +206,7 @@ class PlanLowering {
   void match_linear(size_t i) {
     const Node& n = node(i);
     if (n.inputs.size() < 2) return;
-    at::Tensor w = constant_input(g_, n.inputs[1]);
+    at::Tensor w = constant(n.inputs[1]);
     if (!w.defined()) return match_matmul(i);
     if (w.scalar_type() != at::kFloat || w.dim() != 2)
       return fall_back(n, "its weight is not a constant 2-D float tensor");
@@ -241,7 +216,7 @@ class PlanLowering {
     std::string bias;
     const int64_t out_features = n.is("Gemm") && n.attr_int("transB", 0) != 0 ? w.size(0) : w.size(1);
     auto bias_of = [&](const std::string& v) -> std::string {
-      at::Tensor t = constant_input(g_, v);
+      at::Tensor t = constant(v);
       if (!t.defined() || !at::isFloatingType(t.scalar_type()) || t.numel() != out_features ||
           t.size(-1) != out_features)
         return "";
@@ -280,16 +255,7 @@ class PlanLowering {
       absorbed.push_back(*c);
       tail = node(*c).outputs[0];
     }
-    std::string residual;
-    if (auto c = only_consumer(tail); c && node(*c).is("Add") && node(*c).inputs.size() == 2) {
-      const Node& add = node(*c);
-      const std::string& other = add.inputs[0] == tail ? add.inputs[1] : add.inputs[0];
-      if (!is_constant(other) && other != tail) {
-        residual = other;
-        absorbed.push_back(*c);
-        tail = add.outputs[0];
-      }
-    }
+    const std::string residual = residual_add(tail, absorbed).value_or("");
     Node fused("DnnlLinear", n.name, {n.inputs[0], n.inputs[1], bias}, {tail});
     if (!residual.empty()) fused.inputs.push_back(residual);
     fused.set("weight_in_out", int64_t{in_out}).set("activation", activation);
@@ -344,17 +310,15 @@ class PlanLowering {
     std::string x = n.inputs[0];
     std::string mask;
     auto take = [&](const std::string& v) -> const Node* {
-      auto it = producer_.find(v);
-      if (it == producer_.end() || taken_.count(it->second) || consumers(v).size() != 1 ||
-          graph_outputs_.count(v))
-        return nullptr;
-      return &node(it->second);
+      const auto i = producer_index(v);
+      if (!i || taken(*i) || consumers(v).size() != 1 || is_graph_output(v)) return nullptr;
+      return &node(*i);
     };
     if (const Node* add = take(x); add && add->is("Add") && add->inputs.size() == 2) {
       // The mask is the operand that is not the scaled scores: prefer a Div/Mul by a constant.
       const Node* a0 = take(add->inputs[0]);
       const int s = a0 && (a0->is("Div") || a0->is("Mul")) ? 0 : 1;
-      absorbed.push_back(producer_.at(x));
+      absorbed.push_back(*producer_index(x));
       mask = add->inputs[1 - s];
       x = add->inputs[s];
     }
@@ -362,7 +326,7 @@ class PlanLowering {
     if (const Node* d = take(x); d && (d->is("Div") || d->is("Mul")) && d->inputs.size() == 2) {
       if (auto c = scalar(d->inputs[1]); c && *c != 0.f) {
         scale = d->is("Div") ? 1.f / *c : *c;
-        absorbed.push_back(producer_.at(x));
+        absorbed.push_back(*producer_index(x));
         x = d->inputs[0];
       }
     }
@@ -377,7 +341,7 @@ class PlanLowering {
   // one larger product is faster than three small ones. It goes where the first of them was.
   void merge_parallel_linears() {
     std::map<std::tuple<std::string, int64_t, bool>, std::vector<size_t>> groups;
-    for (auto& [at, n] : replacement_) {
+    for (auto& [at, n] : replacements()) {
       if (n.op_type != "DnnlLinear" || n.inputs.size() > 3 || n.outputs.size() != 1 ||
           n.attr_int("weight_in_out") != 1)
         continue;
@@ -387,14 +351,13 @@ class PlanLowering {
       if (members.size() < 2) continue;
       std::vector<at::Tensor> weights, biases;
       std::vector<int64_t> splits;
-      Node merged = replacement_.at(members[0]);
+      Node merged = replacements().at(members[0]);
       merged.outputs.clear();
       for (size_t at : members) {
-        const Node& n = replacement_.at(at);
-        at::Tensor w = constant_input(g_, n.inputs[1]);
-        if (!w.defined()) w = new_initializers_.at(n.inputs[1]);
+        const Node& n = replacements().at(at);
+        const at::Tensor w = constant(n.inputs[1]);
         weights.push_back(w);
-        if (std::get<2>(key)) biases.push_back(new_initializers_.at(n.inputs[2]));
+        if (std::get<2>(key)) biases.push_back(constant(n.inputs[2]));
         splits.push_back(w.size(1));
         merged.outputs.push_back(n.outputs[0]);
       }
@@ -405,8 +368,8 @@ class PlanLowering {
       if (std::get<2>(key))
         merged.inputs[2] = add_initializer(merged.name + ".plan_merged_bias", at::cat(biases, 0));
       merged.set("splits", splits);
-      for (size_t at : members) replacement_.erase(at);
-      replacement_[members[0]] = std::move(merged);
+      for (size_t at : members) replacements().erase(at);
+      replacements()[members[0]] = std::move(merged);
     }
   }
 
@@ -414,17 +377,17 @@ class PlanLowering {
   void mark_blocked_outputs() {
     std::map<std::string, std::vector<const Node*>> readers;
     std::vector<Node*> convs;
-    for (auto& [at, fused] : replacement_) {
+    for (auto& [at, fused] : replacements()) {
       for (const std::string& in : fused.inputs) readers[in].push_back(&fused);
       if (fused.op_type == "DnnlConv") convs.push_back(&fused);
     }
-    for (size_t i = 0; i < g_.nodes().size(); ++i) {
-      if (taken_.count(i)) continue;
+    for (size_t i = 0; i < graph().nodes().size(); ++i) {
+      if (taken(i)) continue;
       for (const std::string& in : node(i).inputs) readers[in].push_back(nullptr);
     }
     for (Node* c : convs) {
       const std::string& out = c->outputs[0];
-      if (graph_outputs_.count(out)) continue;
+      if (is_graph_output(out)) continue;
       bool ok = !readers[out].empty();
       for (const Node* r : readers[out])
         ok = ok && r != nullptr && r->op_type == "DnnlConv" &&
@@ -433,45 +396,7 @@ class PlanLowering {
     }
   }
 
-  Graph rebuild() {
-    Graph out(g_.name());
-    out.inputs() = g_.inputs();
-    out.outputs() = g_.outputs();
-    out.metadata() = g_.metadata();
-    out.value_info() = g_.value_info();
-    for (const auto& [name, t] : g_.initializers()) out.add_initializer(name, t);
-    for (const auto& [name, t] : new_initializers_) out.add_initializer(name, t);
-    std::vector<Node> nodes;
-    for (size_t i = 0; i < g_.nodes().size(); ++i) {
-      if (auto r = replacement_.find(i); r != replacement_.end()) nodes.push_back(r->second);
-      else if (!taken_.count(i)) nodes.push_back(node(i));
-    }
-    // Drop what nothing reads any more (the weights and BN statistics folded into new ones).
-    std::set<std::string> live;
-    for (const ValueInfo& v : g_.outputs()) live.insert(v.name);
-    for (const ValueInfo& v : g_.inputs()) live.insert(v.name);
-    std::vector<bool> keep(nodes.size(), false);
-    for (size_t k = nodes.size(); k-- > 0;) {
-      for (const std::string& o : nodes[k].outputs) keep[k] = keep[k] || live.count(o);
-      if (keep[k])
-        for (const std::string& in : nodes[k].inputs) live.insert(in);
-    }
-    for (size_t k = 0; k < nodes.size(); ++k)
-      if (keep[k]) out.add_node(std::move(nodes[k]));
-    for (auto it = out.initializers().begin(); it != out.initializers().end();)
-      it = live.count(it->first) ? std::next(it) : out.initializers().erase(it);
-    out.validate();
-    return out;
-  }
-
-  const Graph& g_;
   LoweringReport& report_;
-  std::map<std::string, size_t> producer_;
-  std::map<std::string, std::vector<size_t>> consumers_;
-  std::set<std::string> graph_outputs_, graph_inputs_;
-  std::set<size_t> taken_;
-  std::map<size_t, Node> replacement_;
-  std::map<std::string, at::Tensor> new_initializers_;
 };
 
 }  // namespace

@@ -142,12 +142,9 @@ struct QConvState : QState {
     key.push_back(in.zero_point);
     auto it = prims.find(key);
     if (it == prims.end()) {
-      Dims dst_dims = {q.size(0), c_out, 0, 0};
-      for (int k = 0; k < 2; ++k) {
-        const int64_t extent = (weight.size(2 + k) - 1) * (dilations[k] + 1) + 1;
-        dst_dims[2 + k] = (q.size(2 + k) + pad_l[k] + pad_r[k] - extent) / strides[k] + 1;
-        EF_CHECK(dst_dims[2 + k] >= 1, where, ": input ", q.sizes(), " is too small for the kernel");
-      }
+      const Dims dst_dims =
+          plan::conv_dst_dims(plan::dims_of(q.sizes()), c_out, {weight.size(2), weight.size(3)},
+                              strides, dilations, pad_l, pad_r, where);
       const Dims w_dims = group > 1 ? Dims{group, c_out / group, weight.size(1), weight.size(2),
                                            weight.size(3)}
                                     : Dims{c_out, weight.size(1), weight.size(2), weight.size(3)};
@@ -176,13 +173,8 @@ struct QConvState : QState {
     Prim& p = it->second;
     const Dims dd = p.dst.dims();
     at::Tensor y = output(out_cache, {dd[0], dd[1], dd[2], dd[3]}, at::MemoryFormat::ChannelsLast);
-    void* src = q.data_ptr();
-    if (p.src != p.given) {
-      at::Tensor converted = plan::reuse_or_make(src_cache, p.src, at::kByte);
-      plan::reorder(p.given, src, p.src, converted.data_ptr());
-      src = converted.data_ptr();
-    }
-    p.conv.set(DNNL_ARG_SRC, p.src, src);
+    p.conv.set(DNNL_ARG_SRC, p.src,
+               plan::in_layout(src_cache, p.given, p.src, q.data_ptr(), at::kByte));
     p.conv.set(DNNL_ARG_DST, p.dst, y.data_ptr());
     p.conv.run();
     return y;

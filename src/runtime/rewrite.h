@@ -1,0 +1,126 @@
+// The scaffolding the runtime's lowering passes share (lower_int8.cpp, lower_plan.cpp): an
+// index of who produces and who reads each value, the replacement of matched node groups by one
+// fused node, and the rebuild of the graph without what nothing reads any more.
+#pragma once
+
+#include <ATen/ATen.h>
+
+#include <algorithm>
+#include <functional>
+#include <map>
+#include <optional>
+#include <set>
+#include <string>
+#include <vector>
+
+#include "edgeforge/graph.h"
+#include "edgeforge/ops.h"
+
+namespace edgeforge::rewrite {
+
+class GraphRewrite {
+ public:
+  explicit GraphRewrite(const Graph& g) : g_(g) {
+    const auto& nodes = g.nodes();
+    for (size_t i = 0; i < nodes.size(); ++i) {
+      for (const std::string& out : nodes[i].outputs) producer_[out] = i;
+      for (const std::string& in : nodes[i].inputs)
+        if (!in.empty()) consumers_[in].push_back(i);
+    }
+    for (const ValueInfo& v : g.outputs()) graph_outputs_.insert(v.name);
+    for (const ValueInfo& v : g.inputs()) graph_inputs_.insert(v.name);
+  }
+
+  const Graph& graph() const { return g_; }
+  const Node& node(size_t i) const { return g_.nodes()[i]; }
+  std::optional<size_t> producer_index(const std::string& v) const {
+    auto it = producer_.find(v);
+    return it == producer_.end() ? std::nullopt : std::optional<size_t>(it->second);
+  }
+  const Node* producer(const std::string& v) const {
+    auto i = producer_index(v);
+    return i ? &node(*i) : nullptr;
+  }
+  const std::vector<size_t>& consumers(const std::string& v) const {
+    static const std::vector<size_t> kNone;
+    auto it = consumers_.find(v);
+    return it == consumers_.end() ? kNone : it->second;
+  }
+  bool is_graph_output(const std::string& v) const { return graph_outputs_.count(v) != 0; }
+  bool is_graph_input(const std::string& v) const { return graph_inputs_.count(v) != 0; }
+  // The single node reading `v`, when exactly one does, `v` is not a graph output and that
+  // node is not already part of a fused group.
+  std::optional<size_t> only_consumer(const std::string& v) const {
+    const auto& c = consumers(v);
+    if (c.size() != 1 || is_graph_output(v) || taken_.count(c[0])) return std::nullopt;
+    return c[0];
+  }
+  bool taken(size_t i) const { return taken_.count(i) != 0; }
+
+  // `fused` replaces the nodes `absorbed` at the position of the last of them, so every input
+  // of the group is computed before it.
+  void place(Node fused, const std::vector<size_t>& absorbed) {
+    size_t last = 0;
+    for (size_t a : absorbed) {
+      taken_.insert(a);
+      last = std::max(last, a);
+    }
+    replacement_[last] = std::move(fused);
+  }
+  std::map<size_t, Node>& replacements() { return replacement_; }
+
+  // A new constant for a fused node; returns its name.
+  std::string add_initializer(const std::string& name, const at::Tensor& t) {
+    new_initializers_[name] = t;
+    return name;
+  }
+  // A constant by name: the graph's (initializer or Constant node) or one added here.
+  at::Tensor constant(const std::string& name) const {
+    at::Tensor t = constant_input(g_, name);
+    if (t.defined()) return t;
+    auto it = new_initializers_.find(name);
+    return it == new_initializers_.end() ? at::Tensor() : it->second;
+  }
+
+  // The rewritten graph: fused nodes in place of their groups, every other node through
+  // `keep` (which may rewrite it), then without the nodes and initializers nothing reads.
+  Graph rebuild(const std::function<Node(const Node&)>& keep = nullptr) const {
+    Graph out(g_.name());
+    out.inputs() = g_.inputs();
+    out.outputs() = g_.outputs();
+    out.metadata() = g_.metadata();
+    out.value_info() = g_.value_info();
+    for (const auto& [name, t] : g_.initializers()) out.add_initializer(name, t);
+    for (const auto& [name, t] : new_initializers_) out.add_initializer(name, t);
+    std::vector<Node> nodes;
+    for (size_t i = 0; i < g_.nodes().size(); ++i) {
+      if (auto r = replacement_.find(i); r != replacement_.end()) nodes.push_back(r->second);
+      else if (!taken_.count(i)) nodes.push_back(keep ? keep(node(i)) : node(i));
+    }
+    std::set<std::string> live(graph_outputs_.begin(), graph_outputs_.end());
+    live.insert(graph_inputs_.begin(), graph_inputs_.end());
+    std::vector<bool> kept(nodes.size(), false);
+    for (size_t k = nodes.size(); k-- > 0;) {
+      for (const std::string& o : nodes[k].outputs) kept[k] = kept[k] || live.count(o);
+      if (kept[k])
+        for (const std::string& in : nodes[k].inputs) live.insert(in);
+    }
+    for (size_t k = 0; k < nodes.size(); ++k)
+      if (kept[k]) out.add_node(std::move(nodes[k]));
+    for (auto it = out.initializers().begin(); it != out.initializers().end();)
+      it = live.count(it->first) ? std::next(it) : out.initializers().erase(it);
+    out.validate();
+    return out;
+  }
+
+ private:
+  const Graph& g_;
+  std::map<std::string, size_t> producer_;
+  std::map<std::string, std::vector<size_t>> consumers_;
+  std::set<std::string> graph_outputs_, graph_inputs_;
+  std::set<size_t> taken_;
+  std::map<size_t, Node> replacement_;
+  std::map<std::string, at::Tensor> new_initializers_;
+};
+
+}  // namespace edgeforge::rewrite
