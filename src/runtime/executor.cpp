@@ -141,6 +141,11 @@ std::vector<at::Tensor> Executor::run(const std::vector<at::Tensor>& inputs,
       const std::string message = e.what_without_backtrace();
       throw Error(detail::concat("model '", graph_->name(), "': ", step.node->describe(), ": ",
                                  message.substr(0, message.find('\n'))));
+    } catch (const std::exception& e) {  // oneDNN's errors (the inference plan's kernels)
+      for (at::Tensor& t : step.in) t.reset();
+      const std::string message = e.what();
+      throw Error(detail::concat("model '", graph_->name(), "': ", step.node->describe(), ": ",
+                                 message.substr(0, message.find('\n'))));
     }
     for (size_t k = 0; k < step.output_slots.size(); ++k)
       values[step.output_slots[k]] = std::move(step.out[k]);

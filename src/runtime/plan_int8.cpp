@@ -134,6 +134,12 @@ struct QConvState : QState {
     const int64_t c_out = weight.size(0), c_in = weight.size(1) * group;
     EF_CHECK(q.size(1) == c_in, where, ": input has ", q.size(1), " channels, the weights expect ",
              c_in);
+    if (q.numel() == 0) {  // an empty batch: an empty result (oneDNN divides by the batch)
+      const Dims d = plan::conv_dst_dims(plan::dims_of(q.sizes()), c_out,
+                                         {weight.size(2), weight.size(3)}, strides, dilations,
+                                         pad_l, pad_r, where);
+      return output(out_cache, {d[0], d[1], d[2], d[3]}, at::MemoryFormat::ChannelsLast);
+    }
     std::vector<int64_t> key(q.sizes().begin(), q.sizes().end());
     float sx = in.scale;
     int32_t sx_bits;
@@ -218,6 +224,11 @@ struct QLinearState : QState {
              " does not end in ", k, " features");
     const at::Tensor q = q_in.contiguous();
     const int64_t rows = q.numel() / k;
+    if (rows == 0) {
+      std::vector<int64_t> shape(q.sizes().begin(), q.sizes().end());
+      shape.back() = n;
+      return output(out_cache, shape, at::MemoryFormat::Contiguous);
+    }
     float sx = in.scale;
     int32_t sx_bits;
     std::memcpy(&sx_bits, &sx, sizeof sx_bits);

@@ -148,6 +148,13 @@ struct ConvState {
 
   at::Tensor run(const at::Tensor& x, const at::Tensor& residual) {
     check_float(x, where, "input");
+    if (x.numel() == 0) {  // oneDNN divides by the batch: an empty batch gets an empty result
+      EF_CHECK(x.dim() == 4, where, ": input has shape ", x.sizes(), ", expected 4-D");
+      const Dims d = plan::conv_dst_dims(plan::dims_of(x.sizes()), weight.size(0),
+                                         {weight.size(2), weight.size(3)}, strides, dilations,
+                                         pad_l, pad_r, where);
+      return at::empty({d[0], d[1], d[2], d[3]}, at::kFloat);
+    }
     Prim& p = prim(x, residual, key_of({x, residual}));
     at::Tensor dst;
     if (residual.defined()) {
@@ -261,6 +268,7 @@ struct LinearState {
     const int64_t rows = x.numel() / k;
     std::vector<int64_t> shape(x.sizes().begin(), x.sizes().end());
     shape.back() = n;
+    if (rows == 0) return at::empty(shape, at::kFloat);  // an empty batch: an empty result
     at::Tensor residual;
     if (residual_in.defined()) {
       check_float(residual_in, where, "residual");
@@ -333,8 +341,9 @@ struct MatMulState {
     check_float(a, where, "A");
     check_float(b, where, "B");
     if (a.dim() < 2 || a.dim() != b.dim() || a.size(-1) != b.size(-2) ||
-        a.sizes().slice(0, a.dim() - 2) != b.sizes().slice(0, b.dim() - 2)) {
-      // Broadcast or 1-D operands: the reference kernel.
+        a.sizes().slice(0, a.dim() - 2) != b.sizes().slice(0, b.dim() - 2) || a.numel() == 0 ||
+        b.numel() == 0) {
+      // Broadcast, 1-D or empty operands: the reference kernel.
       at::Tensor y = at::matmul(a, b);
       return out_perm.empty() ? y : y.permute(out_perm).contiguous();
     }
@@ -399,6 +408,10 @@ Kernel prepare_dnnl_gelu(const Node& node, const Graph&) {
   return [s](const TensorList& in, TensorList& out, const KernelContext&) {
     check_float(in[0], s->where, "input");
     const at::Tensor x = in[0].contiguous();
+    if (x.numel() == 0) {
+      out[0] = at::empty_like(x);
+      return;
+    }
     const memory::desc md({x.numel()}, kF32, Tag::a);
     const std::vector<int64_t> key = {x.numel()};
     auto it = s->prims.find(key);
@@ -498,6 +511,7 @@ struct LayerNormState {
     EF_CHECK(x_in.dim() >= 1 && x_in.size(-1) == c, where, ": input ", x_in.sizes(),
              " does not end in ", c, " features");
     const at::Tensor x = x_in.contiguous();
+    if (x.numel() == 0) return at::empty_like(x);
     Prim& p = prim(x.numel() / c);
     at::Tensor y = plan::reuse_or_make(out_cache, p.data, at::kFloat);
     p.ln.execute(plan::cpu_stream(),
@@ -621,6 +635,7 @@ struct SoftmaxState {
     check_float(x_in, where, "input");
     EF_CHECK(x_in.dim() >= 1, where, ": input is a scalar");
     const at::Tensor x = x_in.contiguous();
+    if (x.numel() == 0) return at::empty_like(x);
     const int64_t c = x.size(-1), rows = x.numel() / c, rank = x.dim();
     const memory::desc md({rows, c}, kF32, Tag::ab);
     at::Tensor y = plan::reuse_or_make(out_cache, md, at::kFloat).view(x.sizes());

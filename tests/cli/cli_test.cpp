@@ -112,6 +112,35 @@ TEST_F(Cli, OpTheRuntimeLacksIsNamedWithItsNode) {
   EXPECT_NE(info.out.find("HardSwish (head.hardswish)"), std::string::npos) << info.out;
 }
 
+TEST_F(Cli, InfoNamesWhatFallsBackFromTheInferencePlanAndWhy) {
+  // A convolution with auto_pad: the plan leaves it on the reference kernel, and says so; the
+  // model still evaluates, on that kernel.
+  Graph g("padded");
+  g.add_input({"input", at::kFloat, {Dim::symbol("N"), Dim(1), Dim(28), Dim(28)}});
+  g.add_initializer("w", at::full({10, 1, 3, 3}, 0.1f));
+  Node conv("Conv", "stem.conv", {"input", "w"}, {"c"});
+  conv.set("auto_pad", std::string("SAME_UPPER"));
+  g.add_node(conv);
+  g.add_node(Node("GlobalAveragePool", "pool", {"c"}, {"p"}));
+  g.add_node(Node("Flatten", "flatten", {"p"}, {"logits"}));
+  g.add_output({"logits", at::kFloat, {Dim::symbol("N"), Dim(10)}});
+  g.metadata()[kMetaDataset] = "fashion-mnist";
+  save_onnx(g, path("padded.onnx"));
+  Outcome info = run("info " + path("padded.onnx"));
+  ASSERT_EQ(info.exit_code, 0) << info.err;
+  EXPECT_NE(info.out.find("fell back   stem.conv: auto_pad is not planned"), std::string::npos)
+      << info.out;
+  EXPECT_NE(info.out.find("PlanGlobalAveragePool x1"), std::string::npos) << info.out;
+  Outcome json = run("info " + path("padded.onnx") + " --json");
+  ASSERT_EQ(json.exit_code, 0) << json.err;
+  const nlohmann::json j = nlohmann::json::parse(json.out);
+  ASSERT_EQ(j["plan"]["fallback"].size(), 1u);
+  EXPECT_EQ(j["plan"]["reference_nodes"], 2);  // the Conv and the Flatten
+  Outcome e = run("eval --model " + path("padded.onnx") + " --limit 8 --threads 1",
+                  "EDGEFORGE_FASHION_MNIST_DIR='" + kFixtures + "/fashion-mnist'");
+  EXPECT_EQ(e.exit_code, 0) << e.err;
+}
+
 TEST_F(Cli, MissingFashionMnistNamesThePackage) {
   save_onnx(build_zoo_model("resnet-small"), path("m.onnx"));
   Outcome o = run("eval --model " + path("m.onnx"), "EDGEFORGE_FASHION_MNIST_DIR=/nonexistent");
@@ -172,6 +201,9 @@ TEST_F(Cli, QuickTrainThenEvalAndInfoOnImages) {
   Outcome i = run("info " + path("r.onnx") + " --json");
   ASSERT_EQ(i.exit_code, 0) << i.err;
   EXPECT_NE(i.out.find("\"macs_per_sample\""), std::string::npos) << i.out;
+  const nlohmann::json plan = nlohmann::json::parse(i.out)["plan"];
+  EXPECT_GT(plan["kernels"]["DnnlConv"].get<int64_t>(), 0) << i.out;
+  EXPECT_TRUE(plan["fallback"].empty()) << i.out;
   // A second train with the same recipe comes from the cache, bit for bit.
   Outcome again = run("train --quick --model resnet-small --threads 1 --out " + path("r2.onnx"), env);
   ASSERT_EQ(again.exit_code, 0) << again.err;

@@ -313,6 +313,22 @@ TEST(Plan, SoftmaxWithScaleAndBroadcastMaskMatchesTheReference) {
   }
 }
 
+TEST(Plan, AnAddThatBroadcastsIsNotTakenForAResidual) {
+  // conv -> Add(a per-channel activation [N, 16, 1, 1]) -> Relu: fused as a residual, the
+  // kernel sees the shapes differ at run time and adds with ATen instead.
+  Graph g = conv_graph(1, 1, {1, 1, 1, 1}, 1, true, false, false);
+  GraphBuilder b(g, seeded_generator(8));
+  const std::string s = b.input("s", at::kFloat, {Dim::symbol("N"), 16, 1, 1});
+  const std::string conv_out = g.outputs()[0].name;
+  g.outputs().clear();
+  b.output(b.relu("r2", b.add("add", conv_out, s)), at::kFloat, {Dim::symbol("N"), 16, Dim(), Dim()});
+  InferenceSession session(g);
+  EXPECT_EQ(count(session.graph(), "DnnlConv"), 1);
+  at::manual_seed(7);
+  EXPECT_LE(plan_vs_reference(g, {at::randn({2, 8, 9, 9}), at::randn({2, 16, 1, 1})}, &session),
+            kFloatRelativeTolerance);
+}
+
 TEST(Plan, GlobalAveragePoolReadsEitherPlainLayout) {
   Graph g("pool");
   GraphBuilder b(g, seeded_generator(1));
@@ -337,6 +353,29 @@ TEST(Plan, WrongInputShapesAreNamedNotCrashes) {
   } catch (const Error& e) {
     EXPECT_NE(std::string(e.what()).find("input"), std::string::npos) << e.what();
   }
+  // An empty batch: an empty result, or an error naming the node; never a crash.
+  try {
+    const at::Tensor y = session.run({at::randn({0, 1, 28, 28})}, RunOptions{})[0];
+    EXPECT_EQ(y.size(0), 0);
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("node"), std::string::npos) << e.what();
+  }
+  // The same for the int8 kernels and a transformer.
+  {
+    const Graph qdq = static_qdq(small_cnn());
+    InferenceSession q(qdq);
+    EXPECT_EQ(q.run({at::randn({0, 3, 12, 12})}, RunOptions{})[0].size(0), 0);
+    const Graph bert = build_zoo_model("bert-small", ZooBuildOptions{});
+    InferenceSession t(bert);
+    std::vector<at::Tensor> empty(bert.inputs().size(), at::zeros({0, 16}, at::kLong));
+    EXPECT_EQ(t.run(empty, RunOptions{})[0].size(0), 0);
+  }
+  // Two threads: the same numbers as the reference.
+  RunOptions two;
+  two.threads = 2;
+  const std::vector<at::Tensor> in = image(2, 1, 28, 95);
+  const at::Tensor ref = run(g, in);
+  EXPECT_LE(max_diff(session.run(in, two)[0], ref) / scale_of(ref), kFloatRelativeTolerance);
   // A model whose graph input allows it, but a too-small image for the kernels.
   const Graph c = conv_graph(1, 1, {0, 0, 0, 0}, 1, false, false, false);
   InferenceSession s2(c);
