@@ -14,6 +14,7 @@
 //   DnnlLinears of the same input (query, key, value)            -> one DnnlLinear, split
 //   the exact GELU (Div, Erf, Add, Mul, Mul) anywhere else       -> DnnlGelu
 //   GlobalAveragePool                                            -> PlanGlobalAveragePool
+//   Gather(constant float table, indices) on axis 0 (embeddings) -> PlanGather
 //   QConv, QLinear (from lower_int8)                             -> DnnlQConv, DnnlQLinear
 #include <ATen/ATen.h>
 
@@ -46,6 +47,10 @@ class PlanLowering : rewrite::GraphRewrite {
       else if (n.is("LayerNormalization")) match_layer_norm(i);
       else if (n.is("GlobalAveragePool"))
         place(Node("PlanGlobalAveragePool", n.name, {n.inputs[0]}, {n.outputs[0]}), {i});
+      else if (n.is("Gather") && n.attr_int("axis", 0) == 0 && n.inputs.size() == 2 &&
+               constant(n.inputs[0]).defined() &&
+               constant(n.inputs[0]).scalar_type() == at::kFloat && constant(n.inputs[0]).dim() >= 1)
+        place(Node("PlanGather", n.name, {n.inputs[0], n.inputs[1]}, {n.outputs[0]}), {i});
     }
     // An exact GELU that no linear layer took (after a dequantized int8 layer, say).
     for (size_t i = 0; i < nodes.size(); ++i) {

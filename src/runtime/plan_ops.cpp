@@ -14,6 +14,7 @@
 //   DnnlLayerNorm(x, scale, bias)     over the last axis; attribute epsilon
 //   DnnlGelu(x)                       the exact (erf) GELU
 //   PlanGlobalAveragePool(x)          GlobalAveragePool read in either plain 4-D layout
+//   PlanGather(table, indices)        Gather on axis 0 of a constant float table (embeddings)
 //   DnnlMatMul(a, b)                  activation x activation, see below
 //   DnnlSoftmax(x, [mask])            softmax over the last axis of x * scale [+ mask];
 //       attribute scale
@@ -27,6 +28,7 @@
 
 #include <cmath>
 #include <cstdlib>
+#include <cstring>
 
 #include <map>
 #include <memory>
@@ -472,6 +474,39 @@ Kernel prepare_global_average_pool(const Node& node, const Graph&) {
   };
 }
 
+// ---- PlanGather ----
+// Gather along axis 0 of a constant float table (embeddings): one bounds check and one row
+// copy per index, where ATen's index_select plus the negative-index handling cost a
+// reduction and several temporaries per call.
+
+Kernel prepare_gather_rows(const Node& node, const Graph& graph) {
+  const std::string where = node.describe();
+  const at::Tensor table = prepared_input(node, graph, 0).contiguous();
+  EF_CHECK(table.defined() && table.scalar_type() == at::kFloat && table.dim() >= 1, where,
+           ": the table must be a constant float tensor");
+  return [where, table](const TensorList& in, TensorList& out, const KernelContext&) {
+    const at::Tensor& idx_in = in[1];
+    EF_CHECK(idx_in.scalar_type() == at::kLong || idx_in.scalar_type() == at::kInt, where,
+             ": indices have type ", c10::toString(idx_in.scalar_type()),
+             ", expected int32 or int64");
+    const at::Tensor idx = idx_in.to(at::kLong).contiguous();
+    const int64_t rows = table.size(0), width = table.numel() / std::max<int64_t>(rows, 1);
+    std::vector<int64_t> shape(idx.sizes().begin(), idx.sizes().end());
+    shape.insert(shape.end(), table.sizes().begin() + 1, table.sizes().end());
+    at::Tensor y = at::empty(shape, at::kFloat);
+    const int64_t* p = idx.data_ptr<int64_t>();
+    const float* src = table.data_ptr<float>();
+    float* dst = y.data_ptr<float>();
+    for (int64_t i = 0; i < idx.numel(); ++i) {
+      int64_t r = p[i];
+      if (r < 0) r += rows;
+      EF_CHECK(r >= 0 && r < rows, where, ": index ", p[i], " is out of range for ", rows, " rows");
+      std::memcpy(dst + i * width, src + r * width, static_cast<size_t>(width) * sizeof(float));
+    }
+    out[0] = y;
+  };
+}
+
 // ---- DnnlLayerNorm ----
 
 struct LayerNormState {
@@ -705,6 +740,7 @@ EF_REGISTER_OP(DnnlLinear, OpDef{"DnnlLinear", 2, 4, prepare_dnnl_linear, kEdgef
 EF_REGISTER_OP(DnnlMatMul, OpDef{"DnnlMatMul", 2, 2, prepare_dnnl_matmul, kEdgeforgeDomain});
 EF_REGISTER_OP(PlanGlobalAveragePool, OpDef{"PlanGlobalAveragePool", 1, 1,
                                             prepare_global_average_pool, kEdgeforgeDomain});
+EF_REGISTER_OP(PlanGather, OpDef{"PlanGather", 2, 2, prepare_gather_rows, kEdgeforgeDomain});
 EF_REGISTER_OP(DnnlGelu, OpDef{"DnnlGelu", 1, 1, prepare_dnnl_gelu, kEdgeforgeDomain});
 EF_REGISTER_OP(DnnlLayerNorm,
                OpDef{"DnnlLayerNorm", 3, 3, prepare_dnnl_layer_norm, kEdgeforgeDomain});

@@ -168,6 +168,7 @@ TEST(Plan, TransformerTeachersAndStudentsMatchTheReference) {
     EXPECT_EQ(count(p, "Softmax"), 0) << name;
     EXPECT_EQ(count(p, "Erf"), 0) << name;
     EXPECT_GT(count(p, "DnnlMatMul"), 0) << name;
+    EXPECT_GT(count(p, "PlanGather"), 0) << name << ": the embeddings";
     EXPECT_TRUE(session.lowering().plan_fallback.empty()) << name;
     // Two mails of different lengths, padded: the mask is broadcast over heads and queries.
     at::manual_seed(50);
@@ -369,6 +370,19 @@ TEST(Plan, WrongInputShapesAreNamedNotCrashes) {
     InferenceSession t(bert);
     std::vector<at::Tensor> empty(bert.inputs().size(), at::zeros({0, 16}, at::kLong));
     EXPECT_EQ(t.run(empty, RunOptions{})[0].size(0), 0);
+  }
+  // A token id beyond the embedding table is named, not read out of bounds.
+  {
+    const Graph bert = build_zoo_model("bert-small", ZooBuildOptions{});
+    InferenceSession t(bert);
+    std::vector<at::Tensor> in(bert.inputs().size(), at::ones({1, 4}, at::kLong));
+    in[0].fill_(1 << 30);
+    try {
+      t.run(in, RunOptions{});
+      FAIL() << "an out-of-range token id";
+    } catch (const Error& e) {
+      EXPECT_NE(std::string(e.what()).find("out of range"), std::string::npos) << e.what();
+    }
   }
   // Two threads: the same numbers as the reference.
   RunOptions two;
