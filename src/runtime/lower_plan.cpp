@@ -15,7 +15,8 @@
 //   the exact GELU (Div, Erf, Add, Mul, Mul) anywhere else       -> DnnlGelu
 //   GlobalAveragePool                                            -> PlanGlobalAveragePool
 //   Gather(constant float table, indices) on axis 0 (embeddings) -> PlanGather
-//   QConv, QLinear (from lower_int8)                             -> DnnlQConv, DnnlQLinear
+//   QConv, QLinear, DynQLinear (from lower_int8)                 -> DnnlQConv, DnnlQLinear,
+//                                                                   DnnlDynQLinear
 #include <ATen/ATen.h>
 
 #include <algorithm>
@@ -66,9 +67,11 @@ class PlanLowering : rewrite::GraphRewrite {
     // The int8 layers of lower_int8 move to the plan's direct oneDNN kernels.
     for (size_t i = 0; i < nodes.size(); ++i) {
       const Node& n = nodes[i];
-      if (n.domain != kEdgeforgeDomain || !(n.op_type == "QConv" || n.op_type == "QLinear")) continue;
+      if (n.domain != kEdgeforgeDomain ||
+          !(n.op_type == "QConv" || n.op_type == "QLinear" || n.op_type == "DynQLinear"))
+        continue;
       Node fused = n;
-      fused.op_type = n.op_type == "QConv" ? "DnnlQConv" : "DnnlQLinear";
+      fused.op_type = "Dnnl" + n.op_type;  // DnnlQConv, DnnlQLinear, DnnlDynQLinear
       place(std::move(fused), {i});
     }
     // Softmax last: its scale and mask producers must not have been taken by another pattern.

@@ -5,6 +5,7 @@
 //
 //   DnnlQConv(q, w_int8, w_scale, [bias])    quint8 NHWC -> quint8 NHWC
 //   DnnlQLinear(q, w_int8, w_scale, [bias])  quint8 [..., in] -> quint8 [..., out]
+//   DnnlDynQLinear(x, w_int8, w_scale, [bias]) float -> float, input quantized at run time
 //
 // The arithmetic is QDQ's: y = relu?(sx * sw[c] * sum((x - zx) * w) + b[c]), then
 // q = saturate(round_half_even(y / sy) + zy). oneDNN takes it as an int32 accumulation of
@@ -12,6 +13,7 @@
 // the output zero point; its default rounding is half to even.
 #include <ATen/ATen.h>
 
+#include <cmath>
 #include <cstring>
 #include <map>
 #include <memory>
@@ -20,6 +22,7 @@
 
 #include "../ops/util.h"
 #include "dnnl_util.h"
+#include "edgeforge/int8.h"
 
 namespace edgeforge::ops {
 namespace {
@@ -273,9 +276,111 @@ Kernel prepare_dnnl_qlinear(const Node& node, const Graph& graph) {
   };
 }
 
+// ---- DnnlDynQLinear ----
+// The dynamic strategy's layers, with DynamicQuantizeLinear's arithmetic exactly (the input's
+// range, scale = (max(0, max) - min(0, min)) / 255, zero point rounded half to even, the same
+// quantize loop as QuantizeTensor); then u8 x s8 -> s32 on oneDNN, and one pass that applies
+// the zero point (through the weights' column sums), the scales and the bias:
+//   y[r, c] = sx * sw[c] * (acc[r, c] - zx * sum_k w[k, c]) + b[c].
+// (oneDNN takes a scale and zero point given at run time only on its slower gemm kernels.)
+
+// The pass above, cloned for AVX-512 and AVX2.
+__attribute__((target_clones("avx512f", "avx2", "default"))) void dequantize_rows(
+    const int32_t* __restrict acc, const float* __restrict scale, const float* __restrict offset,
+    float* __restrict y, int64_t rows, int64_t n) {
+  for (int64_t r = 0; r < rows; ++r)
+    for (int64_t c = 0; c < n; ++c)
+      y[r * n + c] = static_cast<float>(acc[r * n + c]) * scale[c] + offset[c];
+}
+
+struct DynQLinearState : QState {
+  struct Prim {
+    plan::Bound mm;
+    memory::desc src, dst;
+  };
+  std::map<int64_t, Prim> prims;
+  plan::Buffer out_cache, acc_cache;
+  std::vector<float> column_sums, scales, offsets;
+
+  Prim& prim(int64_t rows) {
+    auto it = prims.find(rows);
+    if (it != prims.end()) return it->second;
+    const int64_t k = weight.size(0), n = weight.size(1);
+    Prim p;
+    p.src = memory::desc({rows, k}, kU8, Tag::ab);
+    p.dst = memory::desc({rows, n}, memory::data_type::s32, Tag::ab);
+    dnnl::matmul::desc d(p.src, memory::desc({k, n}, kS8, Tag::any), p.dst);
+    dnnl::matmul::primitive_desc pd(d, plan::cpu_engine());
+    p.mm.prim = dnnl::matmul(pd);
+    memory weights(pd.weights_desc(), plan::cpu_engine());
+    plan::reorder(memory::desc({k, n}, kS8, Tag::ab), weight.data_ptr(), pd.weights_desc(),
+                  weights.get_data_handle());
+    p.mm.args[DNNL_ARG_WEIGHTS] = weights;
+    return prims.emplace(rows, std::move(p)).first->second;
+  }
+
+  at::Tensor run(const at::Tensor& x_in) {
+    EF_CHECK(x_in.scalar_type() == at::kFloat, where, ": input has type ",
+             c10::toString(x_in.scalar_type()), ", expected Float");
+    const int64_t k = weight.size(0), n = weight.size(1);
+    EF_CHECK(x_in.dim() >= 1 && x_in.size(-1) == k, where, ": input ", x_in.sizes(),
+             " does not end in ", k, " features");
+    const at::Tensor x = x_in.contiguous();
+    const int64_t rows = x.numel() / k;
+    std::vector<int64_t> shape(x.sizes().begin(), x.sizes().end());
+    shape.back() = n;
+    if (rows == 0) return at::empty(shape, at::kFloat);
+    const auto [lo_t, hi_t] = at::aminmax(x);
+    const float lo = std::min(lo_t.item<float>(), 0.0f), hi = std::max(hi_t.item<float>(), 0.0f);
+    const float scale = (hi - lo) / 255.0f;
+    if (scale == 0.0f) {  // an all-zero input: DynamicQuantizeLinear's scale 0, y = bias
+      at::Tensor y = at::zeros(shape, at::kFloat);
+      return bias.defined() ? y + bias.reshape({n}) : y;
+    }
+    const float zp = std::min(std::max(std::nearbyint(-lo / scale), 0.0f), 255.0f);
+    const at::Tensor q = quantize_uint8(x, QuantParams{scale, static_cast<int64_t>(zp)});
+    Prim& p = prim(rows);
+    at::Tensor acc = plan::reuse_or_make(acc_cache, p.dst, at::kInt);
+    p.mm.set(DNNL_ARG_SRC, p.src, q.data_ptr());
+    p.mm.set(DNNL_ARG_DST, p.dst, acc.data_ptr());
+    p.mm.run();
+    const float* b = bias.defined() ? bias.data_ptr<float>() : nullptr;
+    for (int64_t c = 0; c < n; ++c) {
+      scales[c] = scale * w_scale[c];
+      offsets[c] = -zp * column_sums[c] * scales[c] + (b != nullptr ? b[c] : 0.0f);
+    }
+    at::Tensor y = plan::reuse_or_make(out_cache, memory::desc({rows, n}, kF32, Tag::ab), at::kFloat);
+    dequantize_rows(acc.data_ptr<int32_t>(), scales.data(), offsets.data(), y.data_ptr<float>(),
+                    rows, n);
+    return y.view(shape);
+  }
+};
+
+Kernel prepare_dnnl_dyn_qlinear(const Node& node, const Graph& graph) {
+  auto s = std::make_shared<DynQLinearState>();
+  const bool in_out = node.attr_int("weight_in_out", 0) != 0;
+  s->where = node.describe();
+  // read_common's output attributes do not apply: the output is float.
+  Node with_output = node;
+  with_output.set("y_scale", 1.0f).set("y_zero_point", int64_t{0});
+  read_common(*s, with_output, graph, in_out ? 1 : 0);
+  EF_CHECK(s->weight.dim() == 2, s->where, ": weight must be 2-D");
+  if (!in_out) s->weight = s->weight.t().contiguous();
+  const int64_t n = s->weight.size(1);
+  const at::Tensor sums = s->weight.to(at::kFloat).sum(0).contiguous();  // exact: small integers
+  s->column_sums.assign(sums.data_ptr<float>(), sums.data_ptr<float>() + n);
+  s->scales.assign(n, 0.0f);
+  s->offsets.assign(n, 0.0f);
+  return [s](const TensorList& in, TensorList& out, const KernelContext&) {
+    out[0] = s->run(in[0]);
+  };
+}
+
 }  // namespace
 
 EF_REGISTER_OP(DnnlQConv, OpDef{"DnnlQConv", 3, 4, prepare_dnnl_qconv, kEdgeforgeDomain});
 EF_REGISTER_OP(DnnlQLinear, OpDef{"DnnlQLinear", 3, 4, prepare_dnnl_qlinear, kEdgeforgeDomain});
+EF_REGISTER_OP(DnnlDynQLinear,
+               OpDef{"DnnlDynQLinear", 3, 4, prepare_dnnl_dyn_qlinear, kEdgeforgeDomain});
 
 }  // namespace edgeforge::ops

@@ -252,6 +252,21 @@ TEST(Plan, Int8KernelsMatchTheReferenceInt8Path) {
   }
 }
 
+TEST(Plan, DynamicInt8FollowsDynamicQuantizeLinearExactly) {
+  // The plan quantizes the input exactly as the QDQ graph's DynamicQuantizeLinear does, so it
+  // matches the fake-quant form up to float summation order (LibTorch's dynamic kernel, the
+  // reference int8 path, picks its zero point by another rule and is only 2% close).
+  Graph g = small_mlp();
+  write_dynamic(g, find_quant_units(g, true), QdqOptions{});
+  InferenceSession plan(g);
+  EXPECT_EQ(count(plan.graph(), "DnnlDynQLinear"), 3);
+  for (const auto& in : batches(g, 3, 82))
+    EXPECT_LE(plan_vs_reference(g, in, &plan), kFloatRelativeTolerance);
+  // An all-zero input has scale 0: the output is the bias.
+  std::vector<at::Tensor> zeros = {at::zeros({2, 6, 16})};
+  EXPECT_LE(plan_vs_reference(g, zeros, &plan), kFloatRelativeTolerance);
+}
+
 TEST(Plan, PatternsThePlanCannotTakeFallBackAndSaySo) {
   // auto_pad and a weight computed at run time: the reference Conv, named with the reason.
   Graph g = conv_graph(1, 1, {1, 1, 1, 1}, 1, false, false, true);
