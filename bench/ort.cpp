@@ -2,7 +2,8 @@
 // (teachers and students) and its sptq int8 file, both runtimes run the same real test sample
 // at batch 1 on one thread, warm, in alternating rounds (ONNX Runtime in a Node.js process,
 // bench/ort/run.mjs, then edgeforge in this one), and the table gives each runtime's median,
-// the latency ratio and the largest output difference; and edgeforge without its inference
+// the latency ratio (the median over rounds of the two runtimes' ratio in that round, as this
+// shared machine's speed shifts between rounds) and the largest output difference; and edgeforge without its inference
 // plan (the reference ATen kernels), to show what the plan gains.
 //
 //   build/ort --zoo-dir out/zoo --int8-dir out/strategies [--models resnet,bert]
@@ -119,6 +120,7 @@ OrtRun run_ort(const std::string& model, const Graph& g, const std::vector<at::T
 struct Entry {
   std::string model, variant, path;
   bench::Timing ours, ort, reference;
+  bench::Timing round_ratios;  // edgeforge / ORT per round (not a time)
   double max_diff = 0;
   bool same_class = true;
 };
@@ -223,6 +225,12 @@ int main(int argc, char** argv) {
                 std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count());
           }
           ours_out = ours_out.clone();
+          // The ratio of this round's medians: adjacent blocks share the machine's state, which
+          // on a shared host can change between rounds by 2x for both runtimes alike.
+          bench::Timing ours_round, ort_round;
+          ours_round.samples_ms.assign(e.ours.samples_ms.end() - reps, e.ours.samples_ms.end());
+          ort_round.samples_ms.assign(e.ort.samples_ms.end() - reps, e.ort.samples_ms.end());
+          e.round_ratios.samples_ms.push_back(ours_round.median() / ort_round.median());
           for (int w = 0; w < 5; ++w) reference.run(inputs, run);
           for (int i = 0; i < reps / 4; ++i) {
             const auto t0 = std::chrono::steady_clock::now();
@@ -233,7 +241,7 @@ int main(int argc, char** argv) {
           e.max_diff = std::max(e.max_diff, (ours_out - o.output).abs().max().item<double>());
           e.same_class = e.same_class && ours_out.argmax(-1).equal(o.output.argmax(-1));
         }
-        const double ratio = e.ours.median() / e.ort.median();
+        const double ratio = e.round_ratios.median();
         const double step = output_step(g);
         const double tolerance = variant == "float" || step == 0 ? kFloatLogitTolerance
                                                                  : kInt8OutputSteps * step;
@@ -254,6 +262,7 @@ int main(int argc, char** argv) {
                         {"ort_ms_p90", e.ort.percentile(0.9)},
                         {"reference_ms_median", e.reference.median()},
                         {"ratio", ratio},
+                        {"round_ratios", e.round_ratios.samples_ms},
                         {"max_abs_diff", e.max_diff},
                         {"same_class", e.same_class},
                         {"output_step", step},
@@ -261,7 +270,8 @@ int main(int argc, char** argv) {
                         {"within_tolerance", ok}});
       }
     }
-    std::printf("\nedgeforge / ORT < 1 means edgeforge is faster; 'no plan' is edgeforge without its "
+    std::printf("\nratio: the median over rounds of edgeforge / ORT in that round (< 1: edgeforge is "
+                "faster); 'no plan' is edgeforge without its "
                 "inference plan (the reference ATen kernels, a quarter of the runs) and 'gain' the "
                 "plan's speedup over it. Batch 1, 1 thread, median of "
                 "%d runs each in %d alternating rounds. float tolerance %.0e on the logits; int8: "
