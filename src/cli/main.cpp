@@ -52,6 +52,7 @@ int main(int argc, char** argv) {
   add(cli::add_info);
   add(cli::add_zoo);
   add(cli::add_optimize);
+  add(cli::add_partition);
   add(cli::add_strategies);
   try {
     app.parse(argc, argv);

@@ -141,6 +141,31 @@ TEST_F(Cli, InfoNamesWhatFallsBackFromTheInferencePlanAndWhy) {
   EXPECT_EQ(e.exit_code, 0) << e.err;
 }
 
+TEST_F(Cli, PartitionListsCutPointsAndWritesTwoRunnableParts) {
+  save_onnx(build_zoo_model("resnet-small", ZooBuildOptions{}), path("m.onnx"));
+  Outcome list = run("partition --model " + path("m.onnx") + " --list --json");
+  ASSERT_EQ(list.exit_code, 0) << list.err;
+  const nlohmann::json cuts = nlohmann::json::parse(list.out);
+  int study = 0;
+  for (const auto& c : cuts) study += c["study"].get<bool>();
+  EXPECT_EQ(study, 1);
+  Outcome cut = run("partition --model " + path("m.onnx") + " --at study --out-dir " + path("parts"));
+  ASSERT_EQ(cut.exit_code, 0) << cut.err;
+  const nlohmann::json manifest = nlohmann::json::parse(read_file(path("parts/manifest.json")));
+  EXPECT_EQ(manifest["cut"], "stage3.out");
+  EXPECT_EQ(manifest["crossing"].size(), 1u);
+  for (const char* part : {"parts/part1.onnx", "parts/part2.onnx"}) {
+    Outcome info = run("info " + path(part));
+    EXPECT_EQ(info.exit_code, 0) << info.err;
+  }
+  expect_one_line_error(run("partition --model " + path("m.onnx") + " --at stage3.ou --out-dir " +
+                            path("bad")),
+                        {"stage3.ou", "stage3.out"});
+  expect_one_line_error(run("partition --model " + path("m.onnx") + " --at logits --out-dir " +
+                            path("bad")),
+                        {"logits", "last node"});
+}
+
 TEST_F(Cli, MissingFashionMnistNamesThePackage) {
   save_onnx(build_zoo_model("resnet-small"), path("m.onnx"));
   Outcome o = run("eval --model " + path("m.onnx"), "EDGEFORGE_FASHION_MNIST_DIR=/nonexistent");
