@@ -40,4 +40,14 @@ ModelSummary summarize(const Graph& graph, int64_t seq_len = 128);
 
 std::string format_shape(const ValueInfo& v);  // "float [N,1,28,28]"
 
+// The type and shape of every model input and node output, from one run of the graph on zeros
+// with symbolic dimensions fixed (the first to `batch`, the others to `seq_len`): exact also
+// through the Shape / Reshape chains of the text models. Error when the runtime lacks an op.
+struct SampleValue {
+  at::ScalarType dtype = at::kFloat;
+  std::vector<int64_t> shape;
+};
+std::map<std::string, SampleValue> sample_values(const Graph& graph, int64_t seq_len,
+                                                 int64_t batch = 1);
+
 }  // namespace edgeforge

@@ -50,30 +50,14 @@ ShapeMap concrete_shapes(const Graph& graph, int64_t seq_len, bool runnable) {
   ShapeMap shapes;
   for (const auto& [name, t] : graph.initializers())
     if (t.defined()) shapes[name] = t.sizes().vec();
+  if (runnable) {
+    for (const auto& [name, v] : sample_values(graph, seq_len)) shapes[name] = v.shape;
+    return shapes;
+  }
   Graph fixed = graph;
   for (ValueInfo& v : fixed.inputs())
     for (size_t d = 0; d < v.shape.size(); ++d)
       if (!v.shape[d].is_fixed()) v.shape[d] = Dim(d == 0 ? 1 : seq_len);
-  if (runnable) {
-    std::vector<at::Tensor> inputs;
-    for (const ValueInfo& v : fixed.inputs()) {
-      std::vector<int64_t> dims;
-      for (const Dim& d : v.shape) dims.push_back(d.size);
-      inputs.push_back(at::zeros(dims, at::TensorOptions().dtype(v.dtype)));
-    }
-    std::vector<std::string> fetch;
-    for (const Node& n : graph.nodes())
-      for (const std::string& o : n.outputs)
-        if (!o.empty()) fetch.push_back(o);
-    std::map<std::string, at::Tensor> values;
-    at::NoGradGuard no_grad;
-    Executor exec(fixed);
-    RunOptions opts;
-    exec.run(inputs, opts, fetch, &values);
-    for (const auto& [name, t] : values)
-      if (t.defined()) shapes[name] = t.sizes().vec();
-    return shapes;
-  }
   infer_shapes(fixed);
   auto record = [&shapes](const ValueInfo& v) {
     if (!v.has_shape) return;
@@ -90,6 +74,31 @@ ShapeMap concrete_shapes(const Graph& graph, int64_t seq_len, bool runnable) {
   return shapes;
 }
 }  // namespace
+
+std::map<std::string, SampleValue> sample_values(const Graph& graph, int64_t seq_len,
+                                                 int64_t batch) {
+  std::map<std::string, SampleValue> out;
+  std::vector<at::Tensor> inputs;
+  for (const ValueInfo& v : graph.inputs()) {
+    std::vector<int64_t> dims;
+    for (size_t d = 0; d < v.shape.size(); ++d)
+      dims.push_back(v.shape[d].is_fixed() ? v.shape[d].size : (d == 0 ? batch : seq_len));
+    inputs.push_back(at::zeros(dims, at::TensorOptions().dtype(v.dtype)));
+    out[v.name] = {v.dtype, dims};
+  }
+  std::vector<std::string> fetch;
+  for (const Node& n : graph.nodes())
+    for (const std::string& o : n.outputs)
+      if (!o.empty()) fetch.push_back(o);
+  std::map<std::string, at::Tensor> values;
+  at::NoGradGuard no_grad;
+  Executor exec(graph);
+  RunOptions opts;
+  exec.run(inputs, opts, fetch, &values);
+  for (const auto& [name, t] : values)
+    if (t.defined()) out[name] = {t.scalar_type(), t.sizes().vec()};
+  return out;
+}
 
 ModelSummary summarize(const Graph& graph, int64_t seq_len) {
   ModelSummary s;

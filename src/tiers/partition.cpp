@@ -13,41 +13,12 @@
 #include "edgeforge/error.h"
 #include "edgeforge/ops.h"
 #include "edgeforge/runtime.h"
+#include "edgeforge/summary.h"
 
 namespace edgeforge {
 namespace {
 
-struct ValueMeta {
-  at::ScalarType dtype = at::kFloat;
-  std::vector<int64_t> shape;
-};
-
-// Every model input's and node output's type and shape for a batch of `batch` (symbolic
-// sequence dimensions at `seq_len`).
-std::map<std::string, ValueMeta> sample_values(const Graph& graph, int64_t seq_len,
-                                               int64_t batch = 1) {
-  std::vector<at::Tensor> inputs;
-  std::map<std::string, ValueMeta> meta;
-  for (const ValueInfo& v : graph.inputs()) {
-    std::vector<int64_t> dims;
-    for (size_t d = 0; d < v.shape.size(); ++d)
-      dims.push_back(v.shape[d].is_fixed() ? v.shape[d].size : (d == 0 ? batch : seq_len));
-    inputs.push_back(at::zeros(dims, at::TensorOptions().dtype(v.dtype)));
-    meta[v.name] = {v.dtype, dims};
-  }
-  std::vector<std::string> fetch;
-  for (const Node& n : graph.nodes())
-    for (const std::string& o : n.outputs)
-      if (!o.empty()) fetch.push_back(o);
-  std::map<std::string, at::Tensor> values;
-  at::NoGradGuard no_grad;
-  Executor exec(graph);
-  RunOptions opts;
-  exec.run(inputs, opts, fetch, &values);
-  for (const auto& [name, t] : values)
-    if (t.defined()) meta[name] = {t.scalar_type(), t.sizes().vec()};
-  return meta;
-}
+using ValueMeta = SampleValue;
 
 // The declared shape of a crossing tensor: its dimensions at batch 1 and sequence length S,
 // with those that follow the batch ("N") or the sequence ("S") symbolic, found by comparing
