@@ -1,0 +1,151 @@
+// Tier profiles, links and topologies (edgeforge/tiers.h), read with toml++.
+#include "edgeforge/tiers.h"
+
+#include <toml++/toml.h>
+
+#include <cmath>
+#include <fstream>
+#include <sstream>
+
+#include "edgeforge/error.h"
+
+namespace edgeforge {
+
+double Link::one_way_ms(int64_t bytes) const {
+  // Mbit/s is 1000 bits per millisecond.
+  return rtt_ms / 2.0 + static_cast<double>(bytes) * 8.0 / (bandwidth_mbps * 1000.0);
+}
+
+const TierProfile& Topology::tier(const std::string& name) const {
+  std::string names;
+  for (const TierProfile& t : tiers) {
+    if (t.name == name) return t;
+    names += (names.empty() ? "" : ", ") + t.name;
+  }
+  throw Error(detail::concat("topology '", this->name, "' has no tier '", name, "' (it has ",
+                             names, ")"));
+}
+
+TierProfile builtin_tier(const std::string& name) {
+  if (name == "mobile") return {"mobile", 4, 4.0, 0.25};
+  if (name == "edge") return {"edge", 8, 16.0, 1.0};
+  if (name == "cloud") return {"cloud", 16, 64.0, 2.0};
+  throw Error(detail::concat("no built-in tier '", name, "' (built-ins: mobile, edge, cloud)"));
+}
+
+Topology default_topology() {
+  Topology t;
+  t.name = "default";
+  t.tiers = {builtin_tier("mobile"), builtin_tier("edge"), builtin_tier("cloud")};
+  t.links = {{"mobile", "edge", 200.0, 5.0, 0.0, 0.0}, {"edge", "cloud", 1.0, 40.0, 0.0, 0.0}};
+  return t;
+}
+
+namespace {
+
+bool is_builtin(const std::string& name) {
+  return name == "mobile" || name == "edge" || name == "cloud";
+}
+
+// A number field: the table's value when given (an integer or a float), else `fallback`.
+double number(const toml::table& t, const char* key, double fallback, const std::string& where) {
+  const toml::node* n = t.get(key);
+  if (n == nullptr) return fallback;
+  if (auto v = n->value<double>()) return *v;
+  throw Error(detail::concat(where, ": '", key, "' must be a number"));
+}
+
+std::string text(const toml::table& t, const char* key, const std::string& where) {
+  const toml::node* n = t.get(key);
+  if (n == nullptr) throw Error(detail::concat(where, ": '", key, "' is missing"));
+  if (auto v = n->value<std::string>()) return *v;
+  throw Error(detail::concat(where, ": '", key, "' must be a string"));
+}
+
+}  // namespace
+
+Topology parse_topology(const std::string& toml_text, const std::string& source) {
+  toml::table doc;
+  try {
+    doc = toml::parse(toml_text, source);
+  } catch (const toml::parse_error& e) {
+    throw Error(detail::concat(source, ":", e.source().begin.line, ": ", e.description()));
+  }
+  Topology topo;
+  topo.name = doc["name"].value_or(source);
+  const toml::array* tiers = doc["tier"].as_array();
+  EF_CHECK(tiers != nullptr && !tiers->empty(), source, ": no [[tier]] entries");
+  for (size_t i = 0; i < tiers->size(); ++i) {
+    const toml::table* t = (*tiers)[i].as_table();
+    const std::string where = source + ": tier " + std::to_string(i + 1);
+    EF_CHECK(t != nullptr, where, " is not a table");
+    const std::string name = text(*t, "name", where);
+    TierProfile p = is_builtin(name) ? builtin_tier(name) : TierProfile{name};
+    const std::string at = source + ": tier '" + name + "'";
+    if (!is_builtin(name))
+      for (const char* key : {"cores", "memory_gb", "speed"})
+        EF_CHECK(t->contains(key), at, ": '", key, "' is missing (only mobile, edge and cloud ",
+                 "have defaults)");
+    const double cores = number(*t, "cores", static_cast<double>(p.cores), at);
+    p.memory_gb = number(*t, "memory_gb", p.memory_gb, at);
+    p.speed = number(*t, "speed", p.speed, at);
+    EF_CHECK(cores >= 1 && std::floor(cores) == cores, at, ": cores ", cores,
+             " is not a whole number >= 1");
+    p.cores = static_cast<int64_t>(cores);
+    EF_CHECK(p.memory_gb > 0, at, ": memory_gb ", p.memory_gb, " must be > 0");
+    EF_CHECK(p.speed > 0, at, ": speed ", p.speed, " must be > 0");
+    for (const TierProfile& other : topo.tiers)
+      EF_CHECK(other.name != name, at, " appears twice");
+    topo.tiers.push_back(p);
+  }
+  const toml::array* links = doc["link"].as_array();
+  const size_t needed = topo.tiers.size() - 1;
+  topo.links.resize(needed);
+  std::vector<bool> seen(needed, false);
+  for (size_t i = 0; links != nullptr && i < links->size(); ++i) {
+    const toml::table* t = (*links)[i].as_table();
+    const std::string where = source + ": link " + std::to_string(i + 1);
+    EF_CHECK(t != nullptr, where, " is not a table");
+    Link l;
+    l.from = text(*t, "from", where);
+    l.to = text(*t, "to", where);
+    const std::string at = source + ": link " + l.from + " -> " + l.to;
+    size_t k = 0;
+    while (k < topo.tiers.size() && topo.tiers[k].name != l.from) ++k;
+    EF_CHECK(k < topo.tiers.size(), at, ": no tier '", l.from, "'");
+    EF_CHECK(k + 1 < topo.tiers.size() && topo.tiers[k + 1].name == l.to, at,
+             ": links join neighbouring tiers in the order requests travel (",
+             k + 1 < topo.tiers.size() ? l.from + " -> " + topo.tiers[k + 1].name : l.from + " is the last tier",
+             ")");
+    EF_CHECK(!seen[k], at, " appears twice");
+    l.bandwidth_mbps = number(*t, "bandwidth_mbps", 0.0, at);
+    l.rtt_ms = number(*t, "rtt_ms", 0.0, at);
+    l.jitter_ms = number(*t, "jitter_ms", 0.0, at);
+    l.loss = number(*t, "loss", 0.0, at);
+    EF_CHECK(l.bandwidth_mbps > 0, at, ": bandwidth_mbps ", l.bandwidth_mbps, " must be > 0");
+    EF_CHECK(l.rtt_ms >= 0 && l.jitter_ms >= 0, at, ": rtt_ms and jitter_ms must be >= 0");
+    EF_CHECK(l.loss >= 0 && l.loss < 1, at, ": loss ", l.loss, " must be in [0, 1)");
+    topo.links[k] = l;
+    seen[k] = true;
+  }
+  for (size_t k = 0; k < needed; ++k)
+    EF_CHECK(seen[k], source, ": no link from '", topo.tiers[k].name, "' to '",
+             topo.tiers[k + 1].name, "' (every neighbouring pair of tiers needs one)");
+  return topo;
+}
+
+Topology load_topology(const std::string& path) {
+  std::ifstream in(path);
+  EF_CHECK(in.good(), "topology ", path, ": file not found or not readable");
+  std::stringstream buf;
+  buf << in.rdbuf();
+  return parse_topology(buf.str(), path);
+}
+
+void check_fits(const TierProfile& tier, int64_t model_bytes, const std::string& model) {
+  const double gb = static_cast<double>(model_bytes) / 1e9;
+  EF_CHECK(gb <= tier.memory_gb, "model '", model, "' needs ", gb, " GB, more than tier '",
+           tier.name, "' has (", tier.memory_gb, " GB)");
+}
+
+}  // namespace edgeforge

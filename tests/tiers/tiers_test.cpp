@@ -1,0 +1,120 @@
+// Tier profiles, links and topologies (edgeforge/tiers.h): the built-ins, a file that
+// overrides them, transmission arithmetic, and every malformed topology named in one line.
+#include <gtest/gtest.h>
+
+#include <filesystem>
+#include <fstream>
+
+#include "edgeforge/error.h"
+#include "edgeforge/tiers.h"
+
+using namespace edgeforge;
+
+namespace {
+
+std::string error_of(const std::string& toml) {
+  try {
+    parse_topology(toml, "t.toml");
+  } catch (const Error& e) {
+    const std::string m = e.what();
+    EXPECT_EQ(m.find('\n'), std::string::npos) << "one line: " << m;
+    return m;
+  }
+  ADD_FAILURE() << "accepted:\n" << toml;
+  return "";
+}
+
+const char* kTwoTiers = R"(
+name = "lab"
+[[tier]]
+name = "mobile"
+speed = 0.3
+[[tier]]
+name = "edge"
+[[link]]
+from = "mobile"
+to = "edge"
+bandwidth_mbps = 100
+rtt_ms = 4
+)";
+
+}  // namespace
+
+TEST(Tiers, BuiltInsFollowTheStudy) {
+  const Topology t = default_topology();
+  ASSERT_EQ(t.tiers.size(), 3u);
+  EXPECT_EQ(t.tier("mobile").cores, 4);
+  EXPECT_EQ(t.tier("edge").memory_gb, 16.0);
+  EXPECT_EQ(t.tier("cloud").cores, 16);
+  ASSERT_EQ(t.links.size(), 2u);
+  EXPECT_EQ(t.links[0].bandwidth_mbps, 200.0);
+  EXPECT_EQ(t.links[1].bandwidth_mbps, 1.0);
+  EXPECT_THROW(builtin_tier("fog"), Error);
+  EXPECT_THROW(t.tier("fog"), Error);
+}
+
+TEST(Tiers, TransmissionIsHalfTheRoundTripPlusBytesOverBandwidth) {
+  Link l{"a", "b", 1.0, 40.0};
+  // 1 Mbit/s moves 125,000 bytes a second: 125,000 bytes take 1000 ms, plus 20 ms.
+  EXPECT_DOUBLE_EQ(l.one_way_ms(125000), 1020.0);
+  EXPECT_DOUBLE_EQ(l.one_way_ms(0), 20.0);
+  Link fast{"a", "b", 200.0, 0.0};
+  EXPECT_DOUBLE_EQ(fast.one_way_ms(150528), 150528 * 8.0 / 200000.0);  // a 224x224 RGB frame
+}
+
+TEST(Tiers, AFileOverridesBuiltInsAndDefinesItsOwnTiers) {
+  const Topology t = parse_topology(kTwoTiers, "t.toml");
+  EXPECT_EQ(t.name, "lab");
+  ASSERT_EQ(t.tiers.size(), 2u);
+  EXPECT_DOUBLE_EQ(t.tier("mobile").speed, 0.3);
+  EXPECT_EQ(t.tier("mobile").cores, 4) << "the built-in fills what the file does not give";
+  EXPECT_DOUBLE_EQ(t.links[0].rtt_ms, 4.0);
+  const std::string path = (std::filesystem::temp_directory_path() / "edgeforge_topology.toml").string();
+  std::ofstream(path) << kTwoTiers << "[[tier]]\nname = \"board\"\ncores = 2\nmemory_gb = 1\nspeed = 0.1\n"
+                      << "[[link]]\nfrom = \"edge\"\nto = \"board\"\nbandwidth_mbps = 10\n";
+  const Topology f = load_topology(path);
+  EXPECT_EQ(f.tiers.back().name, "board");
+  EXPECT_DOUBLE_EQ(f.links.back().bandwidth_mbps, 10.0);
+  std::filesystem::remove(path);
+}
+
+TEST(Tiers, MalformedTopologiesAreNamedInOneLine) {
+  EXPECT_NE(error_of("[[tier]\nname = 1").find("t.toml:1"), std::string::npos);
+  EXPECT_NE(error_of("name = \"x\"").find("no [[tier]]"), std::string::npos);
+  const std::string two = "[[tier]]\nname = \"mobile\"\n[[tier]]\nname = \"edge\"\n";
+  EXPECT_NE(error_of(two).find("no link from 'mobile' to 'edge'"), std::string::npos);
+  EXPECT_NE(error_of(two + "[[link]]\nfrom = \"mobile\"\nto = \"edge\"\nbandwidth_mbps = 0\n")
+                .find("bandwidth_mbps 0 must be > 0"),
+            std::string::npos);
+  EXPECT_NE(error_of(two + "[[link]]\nfrom = \"mobile\"\nto = \"edge\"\nbandwidth_mbps = -5\n")
+                .find("must be > 0"),
+            std::string::npos);
+  EXPECT_NE(error_of(two + "[[link]]\nfrom = \"edge\"\nto = \"mobile\"\nbandwidth_mbps = 5\n")
+                .find("neighbouring"),
+            std::string::npos);
+  EXPECT_NE(error_of(two + "[[link]]\nfrom = \"mobile\"\nto = \"edge\"\nbandwidth_mbps = 5\nloss = 1\n")
+                .find("loss"),
+            std::string::npos);
+  EXPECT_NE(error_of("[[tier]]\nname = \"board\"\ncores = 2\n").find("'memory_gb' is missing"),
+            std::string::npos);
+  EXPECT_NE(error_of("[[tier]]\nname = \"mobile\"\ncores = 0\n").find("cores"), std::string::npos);
+  EXPECT_NE(error_of("[[tier]]\nname = \"mobile\"\nspeed = \"fast\"\n").find("must be a number"),
+            std::string::npos);
+  try {
+    load_topology("/nonexistent/t.toml");
+    FAIL();
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("/nonexistent/t.toml"), std::string::npos);
+  }
+}
+
+TEST(Tiers, AModelThatDoesNotFitATierIsRefused) {
+  const TierProfile mobile = builtin_tier("mobile");
+  EXPECT_NO_THROW(check_fits(mobile, 3'000'000'000, "big"));
+  try {
+    check_fits(mobile, 5'000'000'000, "huge");
+    FAIL();
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("tier 'mobile'"), std::string::npos) << e.what();
+  }
+}
