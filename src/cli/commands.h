@@ -22,6 +22,7 @@ Action add_zoo(CLI::App& app);
 Action add_optimize(CLI::App& app);
 Action add_strategies(CLI::App& app);
 Action add_partition(CLI::App& app);
+Action add_tiers(CLI::App& app);
 
 // Default thread count for a command: the machine's cores.
 int default_threads();

@@ -53,6 +53,7 @@ int main(int argc, char** argv) {
   add(cli::add_zoo);
   add(cli::add_optimize);
   add(cli::add_partition);
+  add(cli::add_tiers);
   add(cli::add_strategies);
   try {
     app.parse(argc, argv);

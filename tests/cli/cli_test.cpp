@@ -166,6 +166,21 @@ TEST_F(Cli, PartitionListsCutPointsAndWritesTwoRunnableParts) {
                         {"logits", "last node"});
 }
 
+TEST_F(Cli, TiersShowsTheDefaultAndChecksATopologyFile) {
+  Outcome d = run("tiers --json");
+  ASSERT_EQ(d.exit_code, 0) << d.err;
+  const nlohmann::json j = nlohmann::json::parse(d.out);
+  ASSERT_EQ(j["tiers"].size(), 3u);
+  EXPECT_EQ(j["links"][1]["bandwidth_mbps"], 1.0);
+  {
+    std::ofstream f(path("bad.toml"));
+    f << "[[tier]]\nname = \"mobile\"\n[[tier]]\nname = \"edge\"\n"
+      << "[[link]]\nfrom = \"mobile\"\nto = \"edge\"\nbandwidth_mbps = -1\n";
+  }
+  expect_one_line_error(run("tiers --topology " + path("bad.toml")), {"bad.toml", "bandwidth_mbps"});
+  expect_one_line_error(run("tiers --topology " + path("none.toml")), {"none.toml"});
+}
+
 TEST_F(Cli, MissingFashionMnistNamesThePackage) {
   save_onnx(build_zoo_model("resnet-small"), path("m.onnx"));
   Outcome o = run("eval --model " + path("m.onnx"), "EDGEFORGE_FASHION_MNIST_DIR=/nonexistent");
