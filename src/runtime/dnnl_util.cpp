@@ -79,8 +79,7 @@ at::Tensor tensor_for(const memory::desc& md, at::ScalarType type) {
 
 at::Tensor reuse_or_make(Buffer& cache, const memory::desc& md, at::ScalarType type) {
   // Reused when nothing else holds the tensor or a view of it: the last run's reader is done.
-  if (cache.tensor.defined() && cache.md == md && cache.tensor.scalar_type() == type &&
-      cache.tensor.use_count() == 1 && cache.tensor.storage().use_count() == 1)
+  if (unshared(cache.tensor) && cache.md == md && cache.tensor.scalar_type() == type)
     return cache.tensor;
   at::Tensor t = tensor_for(md, type);
   const Dims d = md.dims();
@@ -109,6 +108,10 @@ void reorder(const memory::desc& src_md, void* src, const memory::desc& dst_md, 
   it->second.execute(cpu_stream(), s, d);
 }
 
-std::string impl_name(const dnnl::primitive_desc_base& pd) { return pd.impl_info_str(); }
+memory prepack(const memory::desc& user, const void* data, const memory::desc& wanted) {
+  memory packed(wanted, cpu_engine());
+  reorder(user, const_cast<void*>(data), wanted, packed.get_data_handle());
+  return packed;
+}
 
 }  // namespace edgeforge::plan

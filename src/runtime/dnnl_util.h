@@ -51,6 +51,11 @@ at::Tensor tensor_for(const memory::desc& md, at::ScalarType type);
 // `md` is one of the layouts tensor_for can hold.
 bool representable(const memory::desc& md);
 
+// Nothing but the caller holds `t` or a view of its storage: a kernel may write into it again.
+inline bool unshared(const at::Tensor& t) {
+  return t.defined() && t.use_count() == 1 && t.storage().use_count() == 1;
+}
+
 // A buffer a kernel keeps between runs, with the layout it was made for.
 struct Buffer {
   at::Tensor tensor;
@@ -79,6 +84,10 @@ struct Bound {
   void run() { prim.execute(cpu_stream(), args); }
 };
 
+// Constant weights `data`, laid out as `user`, reordered once into a new memory in the layout
+// a primitive chose (`wanted`).
+memory prepack(const memory::desc& user, const void* data, const memory::desc& wanted);
+
 // `data`, laid out as `given`, as the primitive wants it (`want`): `data` itself when the
 // layouts agree, else its reorder into `cache`.
 inline void* in_layout(Buffer& cache, const memory::desc& given, const memory::desc& want,
@@ -105,7 +114,5 @@ inline Dims conv_dst_dims(const Dims& src, int64_t c_out, const Dims& kernel, co
   return dst;
 }
 
-// "jit:avx512_core", "ref:any", ... : which implementation oneDNN picked, for `edgeforge info`.
-std::string impl_name(const dnnl::primitive_desc_base& pd);
 
 }  // namespace edgeforge::plan

@@ -37,12 +37,15 @@ constexpr auto kF32 = memory::data_type::f32;
 struct QuantInput {
   float scale;
   int32_t zero_point;
+  int32_t scale_bits;  // the scale's bit pattern, for primitive cache keys
 };
 
 QuantInput input_params(const at::Tensor& q, const std::string& where) {
   EF_CHECK(q.scalar_type() == at::kQUInt8 && q.qscheme() == at::kPerTensorAffine, where,
            ": input must be a per-tensor quint8 tensor, got ", c10::toString(q.scalar_type()));
-  return {static_cast<float>(q.q_scale()), static_cast<int32_t>(q.q_zero_point())};
+  QuantInput p{static_cast<float>(q.q_scale()), static_cast<int32_t>(q.q_zero_point()), 0};
+  std::memcpy(&p.scale_bits, &p.scale, sizeof p.scale_bits);
+  return p;
 }
 
 // State shared by the convolution and the linear kernel: weights, scales, output parameters.
@@ -81,8 +84,7 @@ struct QState {
   }
   at::Tensor output(plan::Buffer& cache, at::IntArrayRef sizes, at::MemoryFormat format) {
     at::Tensor& t = cache.tensor;
-    if (t.defined() && t.use_count() == 1 && t.storage().use_count() == 1 && t.sizes() == sizes &&
-        t.is_contiguous(format))
+    if (plan::unshared(t) && t.sizes() == sizes && t.is_contiguous(format))
       return t;
     t = at::_empty_affine_quantized(sizes, at::device(at::kCPU).dtype(at::kQUInt8), y_scale,
                                     y_zero_point, format);
@@ -144,10 +146,8 @@ struct QConvState : QState {
       return output(out_cache, {d[0], d[1], d[2], d[3]}, at::MemoryFormat::ChannelsLast);
     }
     std::vector<int64_t> key(q.sizes().begin(), q.sizes().end());
-    float sx = in.scale;
-    int32_t sx_bits;
-    std::memcpy(&sx_bits, &sx, sizeof sx_bits);
-    key.push_back(sx_bits);
+    const float sx = in.scale;
+    key.push_back(in.scale_bits);
     key.push_back(in.zero_point);
     auto it = prims.find(key);
     if (it == prims.end()) {
@@ -171,10 +171,9 @@ struct QConvState : QState {
       p.conv.prim = dnnl::convolution_forward(pd);
       p.src = pd.src_desc();
       p.dst = pd.dst_desc();
-      memory weights(pd.weights_desc(), plan::cpu_engine());
-      plan::reorder(memory::desc(w_dims, kS8, group > 1 ? Tag::goihw : Tag::oihw), weight.data_ptr(),
-                    pd.weights_desc(), weights.get_data_handle());
-      p.conv.args[DNNL_ARG_WEIGHTS] = weights;
+      p.conv.args[DNNL_ARG_WEIGHTS] =
+          plan::prepack(memory::desc(w_dims, kS8, group > 1 ? Tag::goihw : Tag::oihw),
+                        weight.data_ptr(), pd.weights_desc());
       if (bias.defined())
         p.conv.args[DNNL_ARG_BIAS] = memory(b_md, plan::cpu_engine(), p.bias_values.data_ptr());
       it = prims.emplace(key, std::move(p)).first;
@@ -232,10 +231,8 @@ struct QLinearState : QState {
       shape.back() = n;
       return output(out_cache, shape, at::MemoryFormat::Contiguous);
     }
-    float sx = in.scale;
-    int32_t sx_bits;
-    std::memcpy(&sx_bits, &sx, sizeof sx_bits);
-    const std::vector<int64_t> key = {rows, sx_bits, in.zero_point};
+    const float sx = in.scale;
+    const std::vector<int64_t> key = {rows, in.scale_bits, in.zero_point};
     auto it = prims.find(key);
     if (it == prims.end()) {
       Prim p;
@@ -246,10 +243,8 @@ struct QLinearState : QState {
       dnnl::matmul::desc d(p.src, memory::desc({k, n}, kS8, Tag::any), b_md, p.dst);
       dnnl::matmul::primitive_desc pd(d, attr(sx, in.zero_point, 1 << 1), plan::cpu_engine());
       p.mm.prim = dnnl::matmul(pd);
-      memory weights(pd.weights_desc(), plan::cpu_engine());
-      plan::reorder(memory::desc({k, n}, kS8, Tag::ab), weight.data_ptr(), pd.weights_desc(),
-                    weights.get_data_handle());
-      p.mm.args[DNNL_ARG_WEIGHTS] = weights;
+      p.mm.args[DNNL_ARG_WEIGHTS] =
+          plan::prepack(memory::desc({k, n}, kS8, Tag::ab), weight.data_ptr(), pd.weights_desc());
       if (bias.defined())
         p.mm.args[DNNL_ARG_BIAS] = memory(b_md, plan::cpu_engine(), p.bias_values.data_ptr());
       it = prims.emplace(key, std::move(p)).first;
@@ -312,10 +307,8 @@ struct DynQLinearState : QState {
     dnnl::matmul::desc d(p.src, memory::desc({k, n}, kS8, Tag::any), p.dst);
     dnnl::matmul::primitive_desc pd(d, plan::cpu_engine());
     p.mm.prim = dnnl::matmul(pd);
-    memory weights(pd.weights_desc(), plan::cpu_engine());
-    plan::reorder(memory::desc({k, n}, kS8, Tag::ab), weight.data_ptr(), pd.weights_desc(),
-                  weights.get_data_handle());
-    p.mm.args[DNNL_ARG_WEIGHTS] = weights;
+    p.mm.args[DNNL_ARG_WEIGHTS] =
+        plan::prepack(memory::desc({k, n}, kS8, Tag::ab), weight.data_ptr(), pd.weights_desc());
     return prims.emplace(rows, std::move(p)).first->second;
   }
 

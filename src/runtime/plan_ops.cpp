@@ -79,7 +79,6 @@ struct ConvState {
     plan::Bound conv;
     memory::desc given, src;     // the input's layout, and the one the primitive reads
     memory::desc dst, out;       // out: what the node emits (dst, or nchw after a reorder)
-    memory weights;
   };
   std::map<std::vector<int64_t>, Prim> prims;
   plan::Buffer out_cache, final_cache, src_cache;
@@ -144,9 +143,7 @@ struct ConvState {
         x.is_contiguous())
       p.given = p.src;
     p.dst = pd.dst_desc();
-    p.weights = memory(pd.weights_desc(), plan::cpu_engine());
-    plan::reorder(w_user, w_values.data_ptr(), pd.weights_desc(), p.weights.get_data_handle());
-    p.conv.args[DNNL_ARG_WEIGHTS] = p.weights;
+    p.conv.args[DNNL_ARG_WEIGHTS] = plan::prepack(w_user, w_values.data_ptr(), pd.weights_desc());
     if (bias.defined()) p.conv.args[DNNL_ARG_BIAS] = memory(b_md, plan::cpu_engine(), bias.data_ptr());
     // Keep oneDNN's layout for readers that take it; otherwise hand over plain NCHW.
     const bool plain = p.dst == memory::desc(dst_dims, kF32, Tag::nchw) ||
@@ -269,10 +266,8 @@ struct LinearState {
     attr.set_post_ops(ops);
     dnnl::matmul::primitive_desc pd(d, attr, plan::cpu_engine());
     p.mm.prim = dnnl::matmul(pd);
-    memory weights(pd.weights_desc(), plan::cpu_engine());
-    plan::reorder(memory::desc({k, n}, kF32, Tag::ab), weight.data_ptr(), pd.weights_desc(),
-                  weights.get_data_handle());
-    p.mm.args[DNNL_ARG_WEIGHTS] = weights;
+    p.mm.args[DNNL_ARG_WEIGHTS] =
+        plan::prepack(memory::desc({k, n}, kF32, Tag::ab), weight.data_ptr(), pd.weights_desc());
     if (bias.defined()) p.mm.args[DNNL_ARG_BIAS] = memory(b_md, plan::cpu_engine(), bias.data_ptr());
     return prims.emplace(key, std::move(p)).first->second;
   }
@@ -680,9 +675,9 @@ struct SoftmaxState {
   // portable path on any machine).
   bool avx512 = __builtin_cpu_supports("avx512f") && std::getenv("EDGEFORGE_NO_AVX512") == nullptr;
 
-  at::Tensor run(const at::Tensor& x_in, const at::Tensor& mask) { return run(x_in, mask, scale); }
+  at::Tensor run(const at::Tensor& x_in, const at::Tensor& mask) { return run(x_in, mask, scale); }  // the node's scale
 
-  at::Tensor run(const at::Tensor& x_in, const at::Tensor& mask, float scale) {
+  at::Tensor run(const at::Tensor& x_in, const at::Tensor& mask, float factor) {
     check_float(x_in, where, "input");
     EF_CHECK(x_in.dim() >= 1, where, ": input is a scalar");
     const at::Tensor x = x_in.contiguous();
@@ -696,7 +691,7 @@ struct SoftmaxState {
     if (mask.defined()) {
       check_float(mask, where, "mask");
       if (at::infer_size(x.sizes(), mask.sizes()) != x.sizes())  // x broadcast by the mask
-        return run(scale != 1.f ? x * scale + mask : x + mask, at::Tensor(), 1.f);
+        return run(factor != 1.f ? x * factor + mask : x + mask, at::Tensor(), 1.f);
       m = mask.expand(x.sizes());
       if (m.stride(-1) > 1) m = m.contiguous();
       m_step = m.stride(-1);
@@ -714,15 +709,15 @@ struct SoftmaxState {
     }
     if (avx512) {
       softmax_rows_avx512(x.data_ptr<float>(), m.defined() ? mask_rows.data() : nullptr, m_step,
-                          y.data_ptr<float>(), rows, c, scale);
+                          y.data_ptr<float>(), rows, c, factor);
       return y;
     }
-    // Elsewhere: the scale and mask into the output, then oneDNN's softmax in place.
+    // Elsewhere: the scale factor and mask into the output, then oneDNN's softmax in place.
     const at::Tensor* src = &x;
-    if (scale != 1.f || m.defined()) {
+    if (factor != 1.f || m.defined()) {
       for (int64_t r = 0; r < rows; ++r)
         scale_add_row(x.data_ptr<float>() + r * c, m.defined() ? mask_rows[r] : nullptr,
-                      y.data_ptr<float>() + r * c, c, scale, m_step);
+                      y.data_ptr<float>() + r * c, c, factor, m_step);
       src = &y;
     }
     const std::vector<int64_t> key = {rows, c};

@@ -45,6 +45,7 @@ int64_t bytes_of(const ValueMeta& m) {
 struct Index {
   std::map<std::string, size_t> producer;
   std::map<std::string, size_t> last_reader;  // graph outputs count as read after every node
+  std::map<std::string, size_t> last_node_reader;  // the last node reading each value
   std::set<std::string> model_inputs, constants;
 
   explicit Index(const Graph& g) {
@@ -56,7 +57,7 @@ struct Index {
       if (nodes[i].is("Constant"))
         for (const std::string& o : nodes[i].outputs) constants.insert(o);
       for (const std::string& in : nodes[i].inputs)
-        if (!in.empty()) last_reader[in] = i;
+        if (!in.empty()) last_reader[in] = last_node_reader[in] = i;
     }
     for (const ValueInfo& v : g.outputs()) last_reader[v.name] = nodes.size();
   }
@@ -89,13 +90,9 @@ CutPoint cut_after(const Graph& g, const Index& index, const std::map<std::strin
         add(o, false);
     }
   for (const ValueInfo& v : g.inputs()) {
-    auto r = index.last_reader.find(v.name);
-    if (index.model_inputs.count(v.name) && r != index.last_reader.end() && r->second > p) {
-      bool read_after = false;
-      for (size_t i = p + 1; i < g.nodes().size() && !read_after; ++i)
-        for (const std::string& in : g.nodes()[i].inputs) read_after = read_after || in == v.name;
-      if (read_after) add(v.name, true);
-    }
+    auto r = index.last_node_reader.find(v.name);
+    if (index.model_inputs.count(v.name) && r != index.last_node_reader.end() && r->second > p)
+      add(v.name, true);
   }
   return c;
 }
