@@ -97,16 +97,28 @@ CutPoint cut_after(const Graph& g, const Index& index, const std::map<std::strin
   return c;
 }
 
-// The valid cut names sharing the longest prefix with `name`, at most three.
+// Edits (insert, delete, replace a character) between two names.
+size_t edit_distance(const std::string& a, const std::string& b) {
+  std::vector<size_t> row(b.size() + 1);
+  for (size_t j = 0; j <= b.size(); ++j) row[j] = j;
+  for (size_t i = 1; i <= a.size(); ++i) {
+    size_t diagonal = row[0];
+    row[0] = i;
+    for (size_t j = 1; j <= b.size(); ++j) {
+      const size_t above = row[j];
+      row[j] = std::min({row[j] + 1, row[j - 1] + 1, diagonal + (a[i - 1] != b[j - 1])});
+      diagonal = above;
+    }
+  }
+  return row[b.size()];
+}
+
+// The valid cut names closest to `name` (fewest edits), at most three.
 std::string nearest(const std::vector<CutPoint>& cuts, const std::string& name) {
   std::vector<std::pair<size_t, std::string>> scored;
-  for (const CutPoint& c : cuts) {
-    size_t k = 0;
-    while (k < name.size() && k < c.value.size() && name[k] == c.value[k]) ++k;
-    scored.emplace_back(k, c.value);
-  }
+  for (const CutPoint& c : cuts) scored.emplace_back(edit_distance(name, c.value), c.value);
   std::stable_sort(scored.begin(), scored.end(),
-                   [](const auto& a, const auto& b) { return a.first > b.first; });
+                   [](const auto& a, const auto& b) { return a.first < b.first; });
   std::string out;
   for (size_t i = 0; i < std::min<size_t>(3, scored.size()); ++i)
     out += (i ? ", " : "") + scored[i].second;
