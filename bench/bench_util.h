@@ -61,24 +61,8 @@ inline std::vector<std::string> split_list(const std::string& s) {
   return out;
 }
 
-inline std::string cpu_model() {
-  std::ifstream in("/proc/cpuinfo");
-  std::string line;
-  while (std::getline(in, line))
-    if (line.rfind("model name", 0) == 0) return line.substr(line.find(':') + 2);
-  return "unknown";
-}
-
-inline std::string git_commit() {
-  std::string cmd = "git -C '" + source_dir() + "' rev-parse --short HEAD 2>/dev/null";
-  FILE* p = popen(cmd.c_str(), "r");
-  if (p == nullptr) return "unknown";
-  char buf[64] = {0};
-  const bool ok = std::fgets(buf, sizeof buf, p) != nullptr;
-  pclose(p);
-  std::string s = ok ? buf : "unknown";
-  while (!s.empty() && (s.back() == '\n' || s.back() == '\r')) s.pop_back();
-  return s;
-}
+// The environment every benchmark records (edgeforge/build_info.h).
+using edgeforge::cpu_model;
+using edgeforge::git_commit;
 
 }  // namespace edgeforge::bench

@@ -11,4 +11,8 @@ std::string data_dir();
 std::string cache_dir();
 // Directory of the loaded libedgeforge_core, where its plug-in modules live.
 std::string library_dir();
+// The environment a measurement records: the checkout's commit ("unknown" outside git, with
+// "-dirty" when it has uncommitted changes) and this CPU's model name from /proc/cpuinfo.
+std::string git_commit();
+std::string cpu_model();
 }  // namespace edgeforge

@@ -48,7 +48,8 @@ struct Partition {
 std::vector<CutPoint> list_cut_points(const Graph& graph, int64_t seq_len = 128);
 
 // The study's cut point of a zoo model ("stage3.out" or "embeddings.out"), or "" when the
-// graph has neither.
+// graph has neither. In a quantized (QDQ) model it is the value's QuantizeLinear output
+// ("stage3.out.quantized"), so the tensor crosses as uint8.
 std::string study_cut_point(const Graph& graph);
 
 // Splits `graph` after `value`. Error when `value` does not exist (naming the nearest valid

@@ -21,6 +21,10 @@
 //   to = "edge"
 //   bandwidth_mbps = 100
 //   rtt_ms = 4
+//
+// A tier may take its fields from a device profile written by `edgeforge calibrate` on the
+// device (`profile = "phone.toml"`, relative to the topology file); fields given beside it
+// override the profile's. Unknown keys are errors, with their line.
 #pragma once
 
 #include <cstdint>
@@ -33,7 +37,11 @@ struct TierProfile {
   std::string name;
   int64_t cores = 1;
   double memory_gb = 1.0;
-  double speed = 1.0;  // compute speed relative to this host
+  double speed = 1.0;  // compute speed relative to this host; 0: from reference_ms
+  // Median milliseconds of edgeforge's reference workload on the device (edgeforge calibrate);
+  // when a file gives it without a speed, the speed is this host's reference time over it,
+  // measured when the topology is used (resolve_speeds in edgeforge/deploy.h).
+  double reference_ms = 0;
 };
 
 struct Link {

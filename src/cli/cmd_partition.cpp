@@ -1,6 +1,9 @@
 // edgeforge partition: cut a model into two standalone ONNX files at a named value, or list
 // where it can be cut and what would cross (edgeforge/partition.h).
+#include <cmath>
 #include <cstdio>
+#include <optional>
+#include <set>
 #include <filesystem>
 #include <fstream>
 
@@ -9,7 +12,10 @@
 #include "commands.h"
 #include "edgeforge/error.h"
 #include "edgeforge/onnx_io.h"
+#include "edgeforge/deploy.h"
 #include "edgeforge/partition.h"
+#include "edgeforge/task.h"
+#include "edgeforge/tiers.h"
 
 namespace edgeforge::cli {
 
@@ -34,6 +40,93 @@ std::string human_bytes(int64_t b) {
   return buf;
 }
 
+std::vector<double> parse_bandwidths(const std::string& s) {
+  std::vector<double> out;
+  size_t start = 0;
+  while (start <= s.size()) {
+    const size_t comma = std::min(s.find(',', start), s.size());
+    const std::string item = s.substr(start, comma - start);
+    size_t used = 0;
+    double v = 0;
+    try {
+      v = std::stod(item, &used);
+    } catch (const std::exception&) {
+      used = 0;
+    }
+    EF_CHECK(!item.empty() && used == item.size(), "--bandwidth-mbps: '", item, "' is not a number");
+    EF_CHECK(v > 0 && std::isfinite(v), "--bandwidth-mbps: ", v, " must be > 0");
+    out.push_back(v);
+    start = comma + 1;
+  }
+  return out;
+}
+
+// --at auto: profiles the model, ranks every placement on the topology (at each bandwidth of
+// --bandwidth-mbps), prints the best ones and why. Returns the cut of the best split to write,
+// or nothing when a list of bandwidths asked only for the choices.
+template <class Args>
+std::optional<std::string> choose_auto(const Args& args, const Graph& graph, nlohmann::json* out) {
+  FILE* to = args.json ? stderr : stdout;  // --json keeps stdout for the manifest
+  Topology topo = args.topology.empty() ? default_topology() : load_topology(args.topology);
+  EF_CHECK(topo.tiers.size() >= 2, "partition --at auto: topology '", topo.name,
+           "' has one tier, so there is nothing to split across");
+  size_t link = topo.links.size() - 1;
+  if (!args.link.empty()) {
+    bool found = false;
+    for (size_t i = 0; i < topo.links.size(); ++i)
+      if (topo.links[i].from + "-" + topo.links[i].to == args.link) link = i, found = true;
+    EF_CHECK(found, "--link '", args.link, "': no such link in topology '", topo.name,
+             "' (links are FROM-TO, e.g. edge-cloud)");
+  }
+  const std::vector<double> bandwidths =
+      args.bandwidths.empty() ? std::vector<double>{topo.links[link].bandwidth_mbps}
+                              : parse_bandwidths(args.bandwidths);
+  PayloadOptions po;
+  po.inputs = 1;
+  std::fprintf(stderr, "partition: profiling %s on this host for --at auto...\n", graph.name().c_str());
+  PlacementInputs in = measure_placement_inputs(graph, topo, make_payloads(graph, po).at(0));
+  const std::string link_name = topo.links[link].from + "-" + topo.links[link].to;
+  std::string best_split;
+  for (double bw : bandwidths) {
+    in.topology.links[link].bandwidth_mbps = bw;
+    const std::vector<PlacementEstimate> ranked = rank_placements(in);
+    std::fprintf(to, "auto, link %s at %g Mbit/s (estimates, simulated; ms):\n", link_name.c_str(), bw);
+    std::fprintf(to, "  %-14s %-40s %10s %9s %10s %9s %9s %9s\n", "placement", "cut after", "crossing",
+                "total", "preprocess", "compute1", "compute2", "transfer");
+    std::set<std::string> shown_pairs;
+    int shown = 0;
+    nlohmann::json choices = nlohmann::json::array();
+    for (const PlacementEstimate& e : ranked) {
+      // The five best, then the best of each placement not yet shown.
+      const bool new_pair = shown_pairs.insert(e.placement.label()).second;
+      if (shown >= 5 && !new_pair) continue;
+      ++shown;
+      std::fprintf(to, "  %-14s %-40s %10s %9.2f %10.2f %9.2f %9.2f %9.2f\n", e.placement.label().c_str(),
+                  e.placement.split() ? e.placement.cut.c_str() : "(whole model)",
+                  e.placement.split() ? human_bytes(e.crossing_bytes).c_str() : "-", e.total_ms,
+                  e.preprocess_ms, e.compute_first_ms, e.compute_second_ms, e.transfer_ms);
+      choices.push_back({{"deploy", e.placement.label()}, {"cut", e.placement.cut},
+                         {"crossing_bytes", e.crossing_bytes}, {"estimate_ms", e.total_ms}});
+    }
+    std::fprintf(to, "  why: %s\n", explain_choice(ranked).c_str());
+    for (const PlacementEstimate& e : ranked)
+      if (e.placement.split()) {
+        if (best_split.empty()) best_split = e.placement.cut;
+        if (!ranked.front().placement.split())
+          std::fprintf(to, "  the whole model on %s beats every split; the best split is %s after %s\n",
+                      ranked.front().placement.first.c_str(), e.placement.label().c_str(),
+                      e.placement.cut.c_str());
+        break;
+      }
+    (*out)["choices"].push_back({{"link", link_name}, {"bandwidth_mbps", bw},
+                                 {"best", choices.at(0)}, {"ranked", choices},
+                                 {"why", explain_choice(ranked)}});
+  }
+  if (bandwidths.size() > 1) return std::nullopt;
+  EF_CHECK(!best_split.empty(), "partition --at auto: model '", graph.name(), "' has no valid cut");
+  return best_split;
+}
+
 }  // namespace
 
 Action add_partition(CLI::App& app) {
@@ -43,15 +136,25 @@ Action add_partition(CLI::App& app) {
       "by --at) and part2.onnx (the rest), with manifest.json listing the tensors that cross\n"
       "(and the model inputs part 2 reads). --list shows every valid cut point with the bytes\n"
       "that would cross for one sample. The study's cut points: stage3.out (image models,\n"
-      "after the third stage) and embeddings.out (text models).");
+      "after the third stage) and embeddings.out (text models); in a quantized model, their\n"
+      "QuantizeLinear outputs, so the tensor crosses as uint8. --at auto profiles the model\n"
+      "on this host and chooses the placement and cut with the lowest estimated end-to-end\n"
+      "latency on the topology (simulated), prints why, and writes the best split.");
   struct Args {
-    std::string model, at, out_dir;
+    std::string model, at, out_dir, topology, link, bandwidths;
     bool list = false, json = false;
     int64_t seq_len = 128;
   };
   auto args = std::make_shared<Args>();
   cmd->add_option("--model", args->model, "model .onnx file")->required();
-  auto* at = cmd->add_option("--at", args->at, "value to cut after (a name from --list, or 'study')");
+  auto* at = cmd->add_option("--at", args->at,
+                             "value to cut after (a name from --list), study, or auto");
+  cmd->add_option("--topology", args->topology, "with --at auto: topology .toml (default: the built-in)");
+  cmd->add_option("--bandwidth-mbps", args->bandwidths,
+                  "with --at auto: set --link's bandwidth; a list (1,10,200) prints the choice at\n"
+                  "each and writes nothing");
+  cmd->add_option("--link", args->link,
+                  "the link --bandwidth-mbps sets, FROM-TO (default: the topology's last)");
   auto* list = cmd->add_flag("--list", args->list, "list the valid cut points and what crosses each");
   cmd->add_option("--out-dir", args->out_dir, "folder for part1.onnx, part2.onnx, manifest.json");
   cmd->add_option("--seq-len", args->seq_len, "sequence length for the crossing bytes of text models")
@@ -83,8 +186,16 @@ Action add_partition(CLI::App& app) {
       return 0;
     }
     EF_CHECK(!args->at.empty(), "partition: give --at VALUE (or --list to see the cut points)");
-    EF_CHECK(!args->out_dir.empty(), "partition: give --out-dir for part1.onnx and part2.onnx");
+    EF_CHECK(args->at == "auto" || (args->topology.empty() && args->bandwidths.empty()),
+             "partition: --topology and --bandwidth-mbps go with --at auto");
     std::string value = args->at;
+    nlohmann::json auto_json;
+    if (value == "auto") {
+      std::optional<std::string> chosen = choose_auto(*args, graph, &auto_json);
+      if (!chosen) return 0;  // a what-if table over bandwidths
+      value = *chosen;
+    }
+    EF_CHECK(!args->out_dir.empty(), "partition: give --out-dir for part1.onnx and part2.onnx");
     if (value == "study") {
       value = study_cut_point(graph);
       EF_CHECK(!value.empty(), "partition: model '", graph.name(),
@@ -102,6 +213,7 @@ Action add_partition(CLI::App& app) {
                                {"seq_len", args->seq_len},
                                {"bytes", p.cut.bytes},
                                {"crossing", crossing_json(p.cut)}};
+    if (!auto_json.is_null()) manifest["auto"] = auto_json;
     const std::string manifest_path = args->out_dir + "/manifest.json";
     std::ofstream(manifest_path) << manifest.dump(2) << "\n";
     if (args->json) {

@@ -5,6 +5,7 @@
 #include <nlohmann/json.hpp>
 
 #include "commands.h"
+#include "edgeforge/deploy.h"
 #include "edgeforge/tiers.h"
 
 namespace edgeforge::cli {
@@ -25,13 +26,14 @@ Action add_tiers(CLI::App& app) {
   cmd->add_option("--topology", args->topology, "topology .toml file (default: the built-in)");
   cmd->add_flag("--json", args->json, "print as JSON on stdout");
   return [args]() {
-    const Topology t = args->topology.empty() ? default_topology() : load_topology(args->topology);
+    Topology t = args->topology.empty() ? default_topology() : load_topology(args->topology);
+    resolve_speeds(t);  // tiers from a calibrated profile: speed from the reference workload
     constexpr int64_t kFrameBytes = 224 * 224 * 3;  // the study's captured frame, 8-bit RGB
     if (args->json) {
       nlohmann::json j = {{"name", t.name}};
       for (const TierProfile& p : t.tiers)
         j["tiers"].push_back({{"name", p.name}, {"cores", p.cores}, {"memory_gb", p.memory_gb},
-                              {"speed", p.speed}});
+                              {"speed", p.speed}, {"reference_ms", p.reference_ms}});
       for (const Link& l : t.links)
         j["links"].push_back({{"from", l.from}, {"to", l.to}, {"bandwidth_mbps", l.bandwidth_mbps},
                               {"rtt_ms", l.rtt_ms}, {"jitter_ms", l.jitter_ms}, {"loss", l.loss},

@@ -23,6 +23,8 @@ Action add_optimize(CLI::App& app);
 Action add_strategies(CLI::App& app);
 Action add_partition(CLI::App& app);
 Action add_tiers(CLI::App& app);
+Action add_bench(CLI::App& app);
+Action add_calibrate(CLI::App& app);
 
 // Default thread count for a command: the machine's cores.
 int default_threads();

@@ -54,6 +54,8 @@ int main(int argc, char** argv) {
   add(cli::add_optimize);
   add(cli::add_partition);
   add(cli::add_tiers);
+  add(cli::add_bench);
+  add(cli::add_calibrate);
   add(cli::add_strategies);
   try {
     app.parse(argc, argv);

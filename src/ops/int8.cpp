@@ -2,7 +2,8 @@
 // (src/runtime/lower_int8.cpp, edgeforge/lower.h). Between them, uint8 activations travel as
 // LibTorch quint8 tensors that carry their own scale and zero point.
 //
-//   QuantizeTensor(x)                  float -> quint8; attributes scale, zero_point
+//   QuantizeTensor(x)                  float -> quint8; attributes scale, zero_point (uint8 x:
+//                                      wrapped as quint8 with them, unchanged)
 //   DequantizeTensor(q)                quint8 -> float
 //   QConv(q, w_int8, w_scale[, bias])  quint8 -> quint8; Conv attributes (2-D, explicit pads),
 //                                      y_scale, y_zero_point, relu
@@ -60,7 +61,11 @@ Kernel prepare_quantize_tensor(const Node& node, const Graph&) {
   p.scale = node.attr_float("scale");
   p.zero_point = node.attr_int("zero_point");
   return [p](const TensorList& in, TensorList& out, const KernelContext&) {
-    out[0] = quantize_uint8(in[0], p);
+    // uint8 in: values already quantized with these parameters (a quantized tensor sent across
+    // a partition cut); they are wrapped, not converted.
+    out[0] = in[0].scalar_type() == at::kByte
+                 ? at::_make_per_tensor_quantized_tensor(in[0].contiguous(), p.scale, p.zero_point)
+                 : quantize_uint8(in[0], p);
   };
 }
 

@@ -88,6 +88,25 @@ class Lowering : rewrite::GraphRewrite {
       }
       if (ok) quantized_[v] = *p;
     }
+    // A uint8 model input read only by DQs with the same constant parameters: the quantized
+    // tensor part 1 of a partitioned model sends across the cut. It is wrapped as quint8 with
+    // those parameters (no arithmetic), so the int8 kernels take it as they take a Q's output.
+    for (const ValueInfo& in : graph().inputs()) {
+      if (in.dtype != at::kByte || is_graph_output(in.name) || consumers(in.name).empty()) continue;
+      std::optional<ActParams> first;
+      bool ok = true;
+      for (size_t c : consumers(in.name)) {
+        std::optional<ActParams> cp = node(c).is("DequantizeLinear") && node(c).inputs[0] == in.name
+                                          ? activation_params(node(c), graph())
+                                          : std::nullopt;
+        ok = ok && cp && cp->type == at::kByte && (!first || *cp == *first);
+        if (cp && !first) first = cp;
+      }
+      if (ok && first) {
+        quantized_[in.name] = *first;
+        quantized_inputs_.push_back(in.name);
+      }
+    }
   }
 
   struct Weight {
@@ -311,8 +330,27 @@ class Lowering : rewrite::GraphRewrite {
     return name;
   }
 
-  // Activation Q / DQ nodes of quantized values become the internal ops; the rest stays.
+  // Activation Q / DQ nodes of quantized values become the internal ops; the rest stays. A
+  // quantized model input X is renamed X.uint8 and wrapped into X by a QuantizeTensor first.
   Graph rebuild() const {
+    Graph out = rebuild_nodes();
+    if (quantized_inputs_.empty()) return out;
+    std::vector<Node> wraps;
+    for (const std::string& name : quantized_inputs_) {
+      const ActParams& p = quantized_.at(name);
+      for (ValueInfo& v : out.inputs())
+        if (v.name == name) v.name = name + ".uint8";
+      Node q("QuantizeTensor", name + ".wrap", {name + ".uint8"}, {name});
+      q.domain = kEdgeforgeDomain;
+      q.set("scale", p.scale).set("zero_point", p.zero_point);
+      wraps.push_back(std::move(q));
+    }
+    out.nodes().insert(out.nodes().begin(), wraps.begin(), wraps.end());
+    out.validate();
+    return out;
+  }
+
+  Graph rebuild_nodes() const {
     return GraphRewrite::rebuild([this](const Node& n) {
       if (n.is("QuantizeLinear") && quantized_.count(n.outputs[0])) {
         const ActParams& p = quantized_.at(n.outputs[0]);
@@ -332,6 +370,7 @@ class Lowering : rewrite::GraphRewrite {
 
   LoweringReport& report_;
   std::map<std::string, ActParams> quantized_;
+  std::vector<std::string> quantized_inputs_;  // model inputs among quantized_
 };
 
 }  // namespace

@@ -148,8 +148,13 @@ std::vector<CutPoint> list_cut_points(const Graph& graph, int64_t seq_len) {
 }
 
 std::string study_cut_point(const Graph& graph) {
-  for (const char* name : {"stage3.out", "embeddings.out"})
-    if (graph.producer(name) != nullptr) return name;
+  for (const std::string name : {"stage3.out", "embeddings.out"}) {
+    if (graph.producer(name) == nullptr) continue;
+    // A quantized model sends the value as quantized: cut after its QuantizeLinear.
+    const Node* q = graph.producer(name + ".quantized");
+    if (q != nullptr && q->is("QuantizeLinear") && q->inputs[0] == name) return name + ".quantized";
+    return name;
+  }
   return "";
 }
 

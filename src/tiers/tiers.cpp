@@ -55,6 +55,26 @@ double number(const toml::table& t, const char* key, double fallback, const std:
   throw Error(detail::concat(where, ": '", key, "' must be a number"));
 }
 
+// Error naming the first key of `t` not in `known`, with its line.
+void known_keys(const toml::table& t, std::initializer_list<const char*> known,
+                const std::string& where) {
+  for (const auto& [key, node] : t) {
+    bool ok = false;
+    for (const char* k : known) ok = ok || key.str() == k;
+    std::string list;
+    for (const char* k : known) list += (list.empty() ? "" : ", ") + std::string(k);
+    EF_CHECK(ok, where, ":", node.source().begin.line, ": unknown key '", key.str(), "' (known: ",
+             list, ")");
+  }
+}
+
+// `path` relative to the folder of the file `source` (unless absolute).
+std::string beside(const std::string& source, const std::string& path) {
+  if (path.empty() || path[0] == '/') return path;
+  const auto slash = source.rfind('/');
+  return slash == std::string::npos ? path : source.substr(0, slash + 1) + path;
+}
+
 std::string text(const toml::table& t, const char* key, const std::string& where) {
   const toml::node* n = t.get(key);
   if (n == nullptr) throw Error(detail::concat(where, ": '", key, "' is missing"));
@@ -72,6 +92,7 @@ Topology parse_topology(const std::string& toml_text, const std::string& source)
     throw Error(detail::concat(source, ":", e.source().begin.line, ": ", e.description()));
   }
   Topology topo;
+  known_keys(doc, {"name", "tier", "link"}, source);
   topo.name = doc["name"].value_or(source);
   const toml::array* tiers = doc["tier"].as_array();
   EF_CHECK(tiers != nullptr && !tiers->empty(), source, ": no [[tier]] entries");
@@ -82,18 +103,44 @@ Topology parse_topology(const std::string& toml_text, const std::string& source)
     const std::string name = text(*t, "name", where);
     TierProfile p = is_builtin(name) ? builtin_tier(name) : TierProfile{name};
     const std::string at = source + ": tier '" + name + "'";
-    if (!is_builtin(name))
+    known_keys(*t, {"name", "cores", "memory_gb", "speed", "reference_ms", "profile"}, at);
+    const bool has_profile = t->contains("profile");
+    if (has_profile) {  // a device file written by edgeforge calibrate fills the fields
+      const std::string path = beside(source, text(*t, "profile", at));
+      static thread_local int depth = 0;
+      EF_CHECK(depth == 0, at, ": profile ", path, " is named inside a profile file (a device ",
+               "profile gives its fields itself)");
+      ++depth;
+      Topology device;
+      try {
+        device = load_topology(path);
+      } catch (...) {
+        --depth;
+        throw;
+      }
+      --depth;
+      EF_CHECK(device.tiers.size() == 1, at, ": profile ", path, " has ", device.tiers.size(),
+               " tiers (a device profile has one)");
+      p = device.tiers[0];
+      p.name = name;
+    }
+    if (t->contains("reference_ms") && !t->contains("speed")) p.speed = 0;  // from the reference
+    if (!is_builtin(name) && !has_profile)
       for (const char* key : {"cores", "memory_gb", "speed"})
-        EF_CHECK(t->contains(key), at, ": '", key, "' is missing (only mobile, edge and cloud ",
-                 "have defaults)");
+        EF_CHECK(t->contains(key) || (std::string(key) == "speed" && t->contains("reference_ms")),
+                 at, ": '", key, "' is missing (only mobile, edge and cloud have defaults; a ",
+                 "profile file from edgeforge calibrate gives them all)");
     const double cores = number(*t, "cores", static_cast<double>(p.cores), at);
     p.memory_gb = number(*t, "memory_gb", p.memory_gb, at);
     p.speed = number(*t, "speed", p.speed, at);
+    p.reference_ms = number(*t, "reference_ms", p.reference_ms, at);
+    EF_CHECK(p.reference_ms >= 0, at, ": reference_ms ", p.reference_ms, " must be > 0");
     EF_CHECK(cores >= 1 && std::floor(cores) == cores, at, ": cores ", cores,
              " is not a whole number >= 1");
     p.cores = static_cast<int64_t>(cores);
     EF_CHECK(p.memory_gb > 0, at, ": memory_gb ", p.memory_gb, " must be > 0");
-    EF_CHECK(p.speed > 0, at, ": speed ", p.speed, " must be > 0");
+    EF_CHECK(p.speed > 0 || (p.speed == 0 && p.reference_ms > 0), at, ": speed ", p.speed,
+             " must be > 0");
     for (const TierProfile& other : topo.tiers)
       EF_CHECK(other.name != name, at, " appears twice");
     topo.tiers.push_back(p);
@@ -106,6 +153,7 @@ Topology parse_topology(const std::string& toml_text, const std::string& source)
     const toml::table* t = (*links)[i].as_table();
     const std::string where = source + ": link " + std::to_string(i + 1);
     EF_CHECK(t != nullptr, where, " is not a table");
+    known_keys(*t, {"from", "to", "bandwidth_mbps", "rtt_ms", "jitter_ms", "loss"}, where);
     Link l;
     l.from = text(*t, "from", where);
     l.to = text(*t, "to", where);

