@@ -23,6 +23,7 @@
 #include <ATen/core/Tensor.h>
 
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <random>
 #include <string>
@@ -189,8 +190,11 @@ class Deployment {
 // of its inference plan on `inputs` with `threads` threads. A fused plan kernel's time is spread
 // evenly over the original nodes it covers (from the one it is named after to the last whose
 // output it produces), so a cut inside a fused group is charged a share of it.
+// `between` (optional) runs before each profiled run, outside the timing: measure_placement_inputs
+// preprocesses a request there, so the caches hold what they hold when a request is served.
 std::vector<double> profile_nodes(const Graph& model, const std::vector<at::Tensor>& inputs,
-                                  int threads, int reps);
+                                  int threads, int reps,
+                                  const std::function<void()>& between = nullptr);
 
 struct PlacementEstimate {
   Placement placement;

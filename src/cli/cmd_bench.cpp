@@ -28,26 +28,6 @@ double percentile(std::vector<double> v, double p) {
   return v[lo] + (v[hi] - v[lo]) * (pos - static_cast<double>(lo));
 }
 
-std::vector<double> parse_doubles(const std::string& s, const std::string& flag) {
-  std::vector<double> out;
-  std::stringstream in(s);
-  std::string item;
-  while (std::getline(in, item, ',')) {
-    size_t used = 0;
-    double v = 0;
-    try {
-      v = std::stod(item, &used);
-    } catch (const std::exception&) {
-      used = 0;
-    }
-    EF_CHECK(used == item.size() && !item.empty(), flag, ": '", item, "' is not a number");
-    EF_CHECK(v > 0 && std::isfinite(v), flag, ": ", v, " must be > 0");
-    out.push_back(v);
-  }
-  EF_CHECK(!out.empty(), flag, ": no values");
-  return out;
-}
-
 // The components of a timing, named for the report: "preprocess", "compute.mobile",
 // "link.mobile-edge", "serialise", "load".
 std::vector<std::pair<std::string, double>> components(const RequestTiming& t, const Topology& topo,
@@ -94,14 +74,6 @@ nlohmann::json summary_json(const Summary& s, bool with_samples) {
   for (const auto& [k, v] : s.breakdown) j["breakdown_median_ms"][k] = v;
   if (with_samples) j["samples_ms"] = s.totals;
   return j;
-}
-
-std::string human_bytes(int64_t b) {
-  char buf[32];
-  if (b < 10000) std::snprintf(buf, sizeof buf, "%lld B", static_cast<long long>(b));
-  else if (b < 10000000) std::snprintf(buf, sizeof buf, "%.1f kB", static_cast<double>(b) / 1e3);
-  else std::snprintf(buf, sizeof buf, "%.1f MB", static_cast<double>(b) / 1e6);
-  return buf;
 }
 
 }  // namespace
@@ -214,8 +186,11 @@ Action add_bench(CLI::App& app) {
 
     // Which tiers compute and which links carry something.
     std::vector<bool> tier_used(topo0.tiers.size(), false), link_used(topo0.links.size(), false);
+    int64_t response_bytes = 0;
     {
-      const MeasuredRequest probe = dep.run(payloads[0]);
+      std::vector<at::Tensor> outputs;
+      const MeasuredRequest probe = dep.run(payloads[0], &outputs);
+      response_bytes = static_cast<int64_t>(encode_tensors(outputs).size());
       for (size_t i = 0; i < topo0.tiers.size(); ++i)
         tier_used[i] = topo0.tiers[i].name == where.first || topo0.tiers[i].name == where.second;
       for (const Hop& h : probe.hops) link_used[h.link] = true;
@@ -225,7 +200,7 @@ Action add_bench(CLI::App& app) {
     std::vector<double> bandwidths;
     size_t swept = 0;
     if (!args->bandwidths.empty()) {
-      bandwidths = parse_doubles(args->bandwidths, "--bandwidth-mbps");
+      bandwidths = parse_positive_list(args->bandwidths, "--bandwidth-mbps");
       if (args->link.empty()) {
         bool any = false;
         for (size_t i = 0; i < link_used.size(); ++i)
@@ -310,6 +285,7 @@ Action add_bench(CLI::App& app) {
           {"inputs", payloads.size()},
           {"runs", args->runs},
           {"payload", {{"kind", payloads[0].kind}, {"bytes", payload_bytes}}},
+          {"response_bytes", response_bytes},
           {"measure_seconds", wall_s}};
       if (!auto_why.empty()) j["auto"] = auto_why;
       if (where.split()) {
@@ -369,12 +345,13 @@ Action add_bench(CLI::App& app) {
     std::printf("bench %s on %s, topology %s: SIMULATED on this host (%s, %d cores)\n",
                 model.name().c_str(), where.label().c_str(), topo0.name.c_str(), cpu.c_str(),
                 default_threads());
-    std::printf("request: %s, %s out; response %s back to %s\n",
-                payloads[0].kind == "frame"
-                    ? (std::to_string(payloads[0].width) + "x" + std::to_string(payloads[0].height) +
-                       " RGB frame").c_str()
-                    : "UTF-8 text",
-                human_bytes(payload_bytes).c_str(), "the output", topo0.tiers[0].name.c_str());
+    const std::string request = payloads[0].kind == "frame"
+                                    ? std::to_string(payloads[0].width) + "x" +
+                                          std::to_string(payloads[0].height) + " RGB frame"
+                                    : "UTF-8 text (first input)";
+    std::printf("request: %s, %s from %s; response %s back\n", request.c_str(),
+                human_bytes(payload_bytes).c_str(), topo0.tiers[0].name.c_str(),
+                human_bytes(response_bytes).c_str());
     if (where.split()) {
       std::string what;
       for (const CrossingTensor& t : dep.cut().crossing)

@@ -32,34 +32,6 @@ nlohmann::json crossing_json(const CutPoint& c) {
   return tensors;
 }
 
-std::string human_bytes(int64_t b) {
-  char buf[32];
-  if (b >= 1000000) std::snprintf(buf, sizeof buf, "%.2f MB", b / 1e6);
-  else if (b >= 1000) std::snprintf(buf, sizeof buf, "%.1f kB", b / 1e3);
-  else std::snprintf(buf, sizeof buf, "%lld B", static_cast<long long>(b));
-  return buf;
-}
-
-std::vector<double> parse_bandwidths(const std::string& s) {
-  std::vector<double> out;
-  size_t start = 0;
-  while (start <= s.size()) {
-    const size_t comma = std::min(s.find(',', start), s.size());
-    const std::string item = s.substr(start, comma - start);
-    size_t used = 0;
-    double v = 0;
-    try {
-      v = std::stod(item, &used);
-    } catch (const std::exception&) {
-      used = 0;
-    }
-    EF_CHECK(!item.empty() && used == item.size(), "--bandwidth-mbps: '", item, "' is not a number");
-    EF_CHECK(v > 0 && std::isfinite(v), "--bandwidth-mbps: ", v, " must be > 0");
-    out.push_back(v);
-    start = comma + 1;
-  }
-  return out;
-}
 
 // --at auto: profiles the model, ranks every placement on the topology (at each bandwidth of
 // --bandwidth-mbps), prints the best ones and why. Returns the cut of the best split to write,
@@ -80,7 +52,7 @@ std::optional<std::string> choose_auto(const Args& args, const Graph& graph, nlo
   }
   const std::vector<double> bandwidths =
       args.bandwidths.empty() ? std::vector<double>{topo.links[link].bandwidth_mbps}
-                              : parse_bandwidths(args.bandwidths);
+                              : parse_positive_list(args.bandwidths, "--bandwidth-mbps");
   PayloadOptions po;
   po.inputs = 1;
   std::fprintf(stderr, "partition: profiling %s on this host for --at auto...\n", graph.name().c_str());

@@ -5,6 +5,7 @@
 
 #include <functional>
 #include <string>
+#include <vector>
 
 #include <nlohmann/json.hpp>
 
@@ -28,6 +29,11 @@ Action add_calibrate(CLI::App& app);
 
 // Default thread count for a command: the machine's cores.
 int default_threads();
+
+// "512 B", "4.1 kB", "1.25 MB": a byte count for people.
+std::string human_bytes(int64_t bytes);
+// "1,10,200" -> {1, 10, 200}; an Error naming `flag` for an item that is not a number > 0.
+std::vector<double> parse_positive_list(const std::string& list, const std::string& flag);
 
 // Reports training progress (epoch, loss, samples/s) on `line`.
 ProgressFn train_progress(ProgressLine& line);

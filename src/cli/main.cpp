@@ -1,6 +1,8 @@
 // edgeforge: decide how to deploy a model across mobile, edge and cloud tiers.
 #include <c10/util/Exception.h>
 
+#include <algorithm>
+#include <cmath>
 #include <cstdio>
 #include <map>
 #include <thread>
@@ -13,6 +15,35 @@ namespace edgeforge::cli {
 int default_threads() {
   const unsigned n = std::thread::hardware_concurrency();
   return n == 0 ? 1 : static_cast<int>(n);
+}
+
+std::string human_bytes(int64_t b) {
+  char buf[32];
+  if (b >= 1000000) std::snprintf(buf, sizeof buf, "%.2f MB", static_cast<double>(b) / 1e6);
+  else if (b >= 1000) std::snprintf(buf, sizeof buf, "%.1f kB", static_cast<double>(b) / 1e3);
+  else std::snprintf(buf, sizeof buf, "%lld B", static_cast<long long>(b));
+  return buf;
+}
+
+std::vector<double> parse_positive_list(const std::string& list, const std::string& flag) {
+  std::vector<double> out;
+  size_t start = 0;
+  while (start <= list.size()) {
+    const size_t comma = std::min(list.find(',', start), list.size());
+    const std::string item = list.substr(start, comma - start);
+    size_t used = 0;
+    double v = 0;
+    try {
+      v = std::stod(item, &used);
+    } catch (const std::exception&) {
+      used = 0;
+    }
+    EF_CHECK(!item.empty() && used == item.size(), flag, ": '", item, "' is not a number");
+    EF_CHECK(v > 0 && std::isfinite(v), flag, ": ", v, " must be > 0");
+    out.push_back(v);
+    start = comma + 1;
+  }
+  return out;
 }
 
 ProgressFn train_progress(ProgressLine& line) {

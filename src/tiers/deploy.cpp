@@ -514,7 +514,7 @@ MeasuredRequest Deployment::serve(const Payload& payload, std::vector<std::uniqu
 // Choosing a placement
 
 std::vector<double> profile_nodes(const Graph& model, const std::vector<at::Tensor>& inputs,
-                                  int threads, int reps) {
+                                  int threads, int reps, const std::function<void()>& between) {
   std::map<std::string, size_t> producer;
   const auto& nodes = model.nodes();
   for (size_t i = 0; i < nodes.size(); ++i)
@@ -525,7 +525,10 @@ std::vector<double> profile_nodes(const Graph& model, const std::vector<at::Tens
   session.run(inputs, ro);  // warm-up: primitives created, weights reordered
   NodeProfile prof;
   ro.profile = &prof;
-  for (int i = 0; i < std::max(1, reps); ++i) session.run(inputs, ro);
+  for (int i = 0; i < std::max(1, reps); ++i) {
+    if (between) between();
+    session.run(inputs, ro);
+  }
   std::map<std::string, size_t> by_name;
   for (size_t i = 0; i < nodes.size(); ++i) by_name[nodes[i].name] = i;
   std::map<std::string, const Node*> lowered;
@@ -625,7 +628,8 @@ PlacementInputs measure_placement_inputs(const Graph& model, const Topology& top
   std::map<int, std::vector<double>> by_threads;
   for (const TierProfile& t : in.topology.tiers) {
     const int threads = static_cast<int>(std::min<int64_t>(t.cores, host_cores()));
-    if (!by_threads.count(threads)) by_threads[threads] = profile_nodes(model, inputs, threads, reps);
+    if (!by_threads.count(threads))
+      by_threads[threads] = profile_nodes(model, inputs, threads, reps, [&] { pre(sample); });
     std::vector<double> ms = by_threads[threads];
     for (double& v : ms) v /= t.speed;
     in.node_ms.push_back(std::move(ms));
