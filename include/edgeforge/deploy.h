@@ -183,6 +183,17 @@ class Deployment {
   std::vector<std::string> model_inputs_;  // the whole model's inputs, in order
 };
 
+// The requests of a measurement: per run one cold request (the run's first input), then every
+// input warm; the first run is a dropped warm-up. `progress` (optional) gets (done, total).
+struct DeploymentSamples {
+  std::vector<MeasuredRequest> warm, cold;
+  std::vector<std::pair<int, int64_t>> warm_at;  // (run, input) of each warm sample
+  double seconds = 0;                            // wall time of the measurement
+};
+DeploymentSamples measure_deployment(Deployment& deployment, const std::vector<Payload>& payloads,
+                                     int runs,
+                                     const std::function<void(int64_t, int64_t)>& progress = nullptr);
+
 // ---------------------------------------------------------------------------------------------
 // Choosing a placement (`--at auto`)
 

@@ -217,29 +217,15 @@ Action add_bench(CLI::App& app) {
     }
 
     // Measure: per run one cold request (the run's first input), then every input warm.
-    std::vector<MeasuredRequest> warm, cold;
-    std::vector<std::pair<int, int64_t>> warm_at;  // (run, input) of each warm sample
     ProgressLine progress("bench " + model.name() + " on " + where.label());
-    const int64_t total = static_cast<int64_t>(args->runs) * static_cast<int64_t>(payloads.size() + 1);
-    int64_t done = 0;
-    const auto t_start = std::chrono::steady_clock::now();
-    for (int r = 0; r < args->runs; ++r) {
-      MeasuredRequest c = dep.run_cold(payloads[0]);
-      if (r > 0) cold.push_back(std::move(c));
-      ++done;
-      for (size_t i = 0; i < payloads.size(); ++i) {
-        MeasuredRequest w = dep.run(payloads[i]);
-        if (r > 0) {
-          warm.push_back(std::move(w));
-          warm_at.emplace_back(r, static_cast<int64_t>(i));
-        }
-        if (++done % 20 == 0)
-          progress.update(done, total, "run " + std::to_string(r + 1) + "/" + std::to_string(args->runs));
-      }
-    }
-    const double wall_s =
-        std::chrono::duration<double>(std::chrono::steady_clock::now() - t_start).count();
+    DeploymentSamples measured = measure_deployment(dep, payloads, args->runs, [&](int64_t d, int64_t t) {
+      progress.update(d, t, "");
+    });
     progress.finish("");
+    const std::vector<MeasuredRequest>& warm = measured.warm;
+    const std::vector<MeasuredRequest>& cold = measured.cold;
+    const auto& warm_at = measured.warm_at;
+    const double wall_s = measured.seconds;
 
     // Simulate the links, once per swept bandwidth (or once as configured).
     struct Point {

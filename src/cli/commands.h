@@ -26,6 +26,9 @@ Action add_partition(CLI::App& app);
 Action add_tiers(CLI::App& app);
 Action add_bench(CLI::App& app);
 Action add_calibrate(CLI::App& app);
+Action add_study(CLI::App& app);
+Action add_recommend(CLI::App& app);
+Action add_report(CLI::App& app);
 
 // Default thread count for a command: the machine's cores.
 int default_threads();

@@ -1,5 +1,10 @@
 // edgeforge: decide how to deploy a model across mobile, edge and cloud tiers.
 #include <c10/util/Exception.h>
+#include <sys/prctl.h>
+#include <unistd.h>
+
+#include <csignal>
+#include <cstdlib>
 
 #include <algorithm>
 #include <cmath>
@@ -67,6 +72,12 @@ std::string first_line(const std::string& s) {
 
 int main(int argc, char** argv) {
   using namespace edgeforge;
+  // A job of a study (or of the zoo) dies with the process that started it, so a killed study
+  // leaves no orphan writing into its folder.
+  if (const char* parent = std::getenv("EDGEFORGE_PARENT_PID"); parent != nullptr) {
+    prctl(PR_SET_PDEATHSIG, SIGKILL);
+    if (std::to_string(getppid()) != parent) return 1;  // the parent died before prctl
+  }
   CLI::App app{"edgeforge " + version() +
                ": train, transform, run and compare ML models for mobile, edge and cloud "
                "deployment.\nModels are ONNX files; see docs/ for the user guide."};
@@ -87,6 +98,9 @@ int main(int argc, char** argv) {
   add(cli::add_tiers);
   add(cli::add_bench);
   add(cli::add_calibrate);
+  add(cli::add_study);
+  add(cli::add_recommend);
+  add(cli::add_report);
   add(cli::add_strategies);
   try {
     app.parse(argc, argv);

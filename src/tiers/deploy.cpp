@@ -510,6 +510,31 @@ MeasuredRequest Deployment::serve(const Payload& payload, std::vector<std::uniqu
   return r;
 }
 
+DeploymentSamples measure_deployment(Deployment& deployment, const std::vector<Payload>& payloads,
+                                     int runs, const std::function<void(int64_t, int64_t)>& progress) {
+  EF_CHECK(runs >= 2, "runs ", runs, ": must be at least 2 (the first is a dropped warm-up)");
+  EF_CHECK(!payloads.empty(), "a measurement needs at least one input");
+  DeploymentSamples out;
+  const int64_t total = static_cast<int64_t>(runs) * static_cast<int64_t>(payloads.size() + 1);
+  int64_t done = 0;
+  const auto t0 = Clock::now();
+  for (int r = 0; r < runs; ++r) {
+    MeasuredRequest c = deployment.run_cold(payloads[0]);
+    if (r > 0) out.cold.push_back(std::move(c));
+    ++done;
+    for (size_t i = 0; i < payloads.size(); ++i) {
+      MeasuredRequest w = deployment.run(payloads[i]);
+      if (r > 0) {
+        out.warm.push_back(std::move(w));
+        out.warm_at.emplace_back(r, static_cast<int64_t>(i));
+      }
+      if (progress && ++done % 20 == 0) progress(done, total);
+    }
+  }
+  out.seconds = ms_since(t0) / 1e3;
+  return out;
+}
+
 // ---------------------------------------------------------------------------------------------
 // Choosing a placement
 

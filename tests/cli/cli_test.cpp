@@ -1,19 +1,24 @@
 // End-to-end tests of the edgeforge program: each error case of issue 2 gives a one-line error
 // naming the input and a non-zero exit, and train -> eval -> info works on small data.
 #include <gtest/gtest.h>
+#include <signal.h>
 #include <sys/wait.h>
 
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
 #include <sstream>
+#include <thread>
 
 #include <nlohmann/json.hpp>
 
+#include "edgeforge/error.h"
 #include "edgeforge/graph.h"
+#include "edgeforge/process.h"
 #include "edgeforge/onnx_io.h"
 #include "edgeforge/util.h"
 #include "edgeforge/zoo.h"
+#include "../../src/study/store.h"
 
 namespace fs = std::filesystem;
 using namespace edgeforge;
@@ -280,6 +285,129 @@ TEST_F(Cli, CalibrateWritesAProfileATopologyCanUse) {
   const nlohmann::json j = nlohmann::json::parse(t.out);
   EXPECT_GT(j["tiers"][0]["speed"].get<double>(), 0) << "measured against this host";
   expect_one_line_error(run("calibrate --out " + path("x.toml") + " --name a-b"), {"--name 'a-b'"});
+}
+
+namespace {
+
+// A small study of one model given as a file, on the fixtures: identity, sptq, distill (which
+// fails: the file names no zoo teacher), the two partitions and auto-partition, on edge and
+// mobile-edge.
+std::string tiny_study(const std::string& model, int inputs) {
+  return "name = \"tiny\"\n"
+         "strategies = [\"identity\", \"sptq\", \"distill\", \"partition\", \"sptq+partition\"]\n"
+         "extras = [\"auto-partition\"]\n"
+         "deployments = [\"edge\", \"mobile-edge\"]\n"
+         "inputs = " + std::to_string(inputs) + "\nruns = 2\naccuracy_limit = 12\ntrain_limit = 24\n"
+         "sweep_mbps = [1, 100]\n"
+         "[[model]]\nname = \"tiny\"\nfile = \"" + model + "\"\n";
+}
+
+}  // namespace
+
+TEST_F(Cli, StudyRunsResumesAndReports) {
+  Graph g = build_zoo_model("resnet-small");
+  g.metadata().erase(kMetaModel);  // not a zoo teacher: distill has no default student
+  g.metadata()[kMetaDataset] = "fashion-mnist";
+  save_onnx(g, path("m.onnx"));
+  std::ofstream(path("tiny.toml")) << tiny_study(path("m.onnx"), 3);
+  const std::string env = "EDGEFORGE_FASHION_MNIST_DIR='" + kFixtures + "/fashion-mnist' EDGEFORGE_PROGRAM='" +
+                          EDGEFORGE_BINARY + "'";
+  Outcome o = run("study " + path("tiny.toml") + " --out " + path("s"), env);
+  ASSERT_EQ(o.exit_code, 0) << o.err;
+  EXPECT_NE(o.out.find("report: " + path("s") + "/report.html"), std::string::npos) << o.out;
+  EXPECT_NE(o.err.find("distill failed"), std::string::npos) << "a failing cell is named: " << o.err;
+  const nlohmann::json summary = nlohmann::json::parse(read_file(path("s/export/summary.json")));
+  int done = 0, failed = 0;
+  for (const auto& c : summary["cells"]) {
+    if (c["status"] == "done") ++done;
+    if (c["status"] == "failed") {
+      ++failed;
+      EXPECT_NE(c["reason"].get<std::string>().find("distill"), std::string::npos) << c.dump();
+    }
+  }
+  EXPECT_EQ(done, 5) << "identity and sptq on edge, two partitions on mobile-edge, auto";
+  EXPECT_EQ(failed, 1) << "distill on edge";
+  EXPECT_EQ(summary["accuracy"].size(), 6u);
+  EXPECT_FALSE(summary["stats"]["latency_tests"].empty());
+  EXPECT_FALSE(summary["stats"]["mcnemar"].empty());
+  // Again: everything is resumed, nothing is measured twice.
+  Outcome again = run("study " + path("tiny.toml") + " --out " + path("s"), env);
+  ASSERT_EQ(again.exit_code, 0) << again.err;
+  EXPECT_EQ(again.err.find("failed:"), std::string::npos) << "failed cells are not retried: " << again.err;
+  const nlohmann::json second = nlohmann::json::parse(read_file(path("s/export/summary.json")));
+  EXPECT_EQ(second["cells"], summary["cells"]) << "the same samples, not new ones";
+
+  Outcome rec = run("recommend " + path("s") + " --max-latency-ms 1000 --max-accuracy-drop 100 --json");
+  ASSERT_EQ(rec.exit_code, 0) << rec.err;
+  EXPECT_TRUE(nlohmann::json::parse(rec.out)["models"][0]["met"].get<bool>());
+  Outcome none = run("recommend " + path("s") + " --max-latency-ms 0.000001");
+  ASSERT_EQ(none.exit_code, 0) << none.err;
+  EXPECT_NE(none.out.find("nothing meets both budgets"), std::string::npos) << none.out;
+  EXPECT_NE(none.out.find("Pareto set"), std::string::npos) << none.out;
+  Outcome md = run("report " + path("s") + " --format md");
+  ASSERT_EQ(md.exit_code, 0) << md.err;
+  EXPECT_TRUE(fs::exists(path("s/report.md")));
+
+  // Errors: another study in the folder, other settings, a foreign database, a bad study file.
+  std::ofstream(path("other.toml")) << "seed = 7\n" << tiny_study(path("m.onnx"), 3);
+  expect_one_line_error(run("study " + path("other.toml") + " --out " + path("s"), env),
+                        {"other settings (seed)"});
+  fs::create_directories(path("junk"));
+  std::ofstream(path("junk/study.sqlite")) << "not a database at all, only text in a file";
+  expect_one_line_error(run("study " + path("tiny.toml") + " --out " + path("junk"), env),
+                        {"not an edgeforge study database"});
+  expect_one_line_error(run("report " + path("junk")), {"not an edgeforge study database"});
+  std::ofstream(path("bad.toml")) << "name = \"x\"\nstrategies = [\"sptq\", \"squash\"]\n";
+  expect_one_line_error(run("study " + path("bad.toml")), {"bad.toml:2", "squash"});
+  expect_one_line_error(run("recommend " + path("s")), {"--max-latency-ms"});
+}
+
+TEST_F(Cli, AStudyKilledMidwayResumesWithoutLosingOrRepeatingCells) {
+  Graph g = build_zoo_model("resnet-small");
+  g.metadata().erase(kMetaModel);
+  g.metadata()[kMetaDataset] = "fashion-mnist";
+  save_onnx(g, path("m.onnx"));
+  std::ofstream(path("tiny.toml")) << tiny_study(path("m.onnx"), 40);
+  const std::vector<std::string> env = {
+      "EDGEFORGE_FASHION_MNIST_DIR=" + kFixtures + "/fashion-mnist",
+      "EDGEFORGE_PROGRAM=" + std::string(EDGEFORGE_BINARY),
+      "EDGEFORGE_CACHE_DIR=" + path("cache")};
+  const std::string db = path("s/study.sqlite");
+  auto cells = [&]() -> std::vector<study::CellRecord> {
+    if (!fs::exists(db)) return {};
+    try {
+      return study::Store(db).all();
+    } catch (const Error&) {
+      return {};
+    }
+  };
+  ChildProcess first({EDGEFORGE_BINARY, "study", path("tiny.toml"), "--out", path("s"), "--no-report"},
+                     path("first.out"), path("first.err"), env);
+  // Kill it (SIGKILL) once the first latency cell is in.
+  bool killed = false;
+  for (int i = 0; i < 1200 && !killed; ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    for (const auto& c : cells())
+      if (c.kind == "latency") killed = true;
+    if (first.poll()) break;
+  }
+  ASSERT_TRUE(killed) << "the study ended before a latency cell: " << read_file(path("first.err"));
+  ASSERT_EQ(::kill(first.pid(), SIGKILL), 0);
+  first.wait();
+  const std::vector<study::CellRecord> before = cells();
+  ASSERT_LT(before.size(), 16u) << "killed midway";
+  ChildProcess second({EDGEFORGE_BINARY, "study", path("tiny.toml"), "--out", path("s"), "--no-report"},
+                      path("second.out"), path("second.err"), env);
+  ASSERT_EQ(second.wait(), 0) << read_file(path("second.err"));
+  const std::vector<study::CellRecord> after = cells();
+  EXPECT_EQ(after.size(), 16u) << "3 models, the auto choice, 6 accuracy and 6 latency cells";
+  for (const auto& b : before) {
+    bool kept = false;
+    for (const auto& a : after)
+      if (a.kind == b.kind && a.model == b.model && a.strategy == b.strategy && a.deploy == b.deploy)
+        kept = a.finished_utc == b.finished_utc && a.warm_ms == b.warm_ms;
+    EXPECT_TRUE(kept) << b.kind << " " << b.strategy << " " << b.deploy << " was lost or redone";
+  }
 }
 
 TEST_F(Cli, CorruptIdxFileIsNamed) {

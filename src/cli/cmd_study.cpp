@@ -1,0 +1,171 @@
+// edgeforge study, recommend and report: run the strategy x deployment grid, choose for a budget,
+// and write the report (edgeforge/study.h, edgeforge/report.h).
+#include <cstdio>
+#include <filesystem>
+
+#include <nlohmann/json.hpp>
+
+#include "commands.h"
+#include "edgeforge/error.h"
+#include "edgeforge/report.h"
+#include "edgeforge/study.h"
+
+namespace fs = std::filesystem;
+
+namespace edgeforge::cli {
+namespace {
+
+// Writes the HTML and Markdown reports and the exports of `dir`; returns the HTML's path.
+std::string write_reports(const std::string& dir, const nlohmann::json& summary) {
+  const std::string html = dir + "/report.html";
+  write_file_atomic(html, render_report_html(summary));
+  write_file_atomic(dir + "/report.md", render_report_markdown(summary));
+  write_report_exports(summary, dir + "/export");
+  return html;
+}
+
+
+}  // namespace
+
+Action add_study(CLI::App& app) {
+  CLI::App* cmd = app.add_subcommand(
+      "study",
+      "Run a study: every model x strategy x deployment, as the published study did, then its\n"
+      "statistics and report. Without a file, the default study: the zoo teachers resnet,\n"
+      "resnext, bert and roberta; identity, sptq, qat, prune, distill, distill+sptq, partition,\n"
+      "sptq+partition, and edgeforge's extras dynamic, prune-structured, auto-partition; on\n"
+      "mobile, edge, cloud and mobile-edge (partitions on mobile-edge); 100 inputs x 6 runs\n"
+      "(first dropped); accuracy on the whole test split; both links swept over 1, 10, 50, 100,\n"
+      "150, 200 Mbit/s. Latency is simulated (docs/deployment.md). Results go to DIR/study.sqlite\n"
+      "one cell at a time; running again resumes, skipping finished cells. docs/study.md gives\n"
+      "the study file format and the database schema.");
+  struct Args {
+    std::string file, out;
+    bool quick = false, retry_failed = false, no_report = false;
+    int threads = 0, jobs = 0;
+  };
+  auto args = std::make_shared<Args>();
+  cmd->add_option("study", args->file, "study .toml file (default: the built-in default study)");
+  cmd->add_option("--out", args->out, "output folder (default: out/study, or out/study-quick)");
+  cmd->add_flag("--quick", args->quick,
+                "the small built-in study: resnet and bert with quick training, 20 inputs x 3 runs");
+  cmd->add_option("--threads", args->threads, "threads for accuracy and latency (default: all cores)");
+  cmd->add_option("--jobs", args->jobs, "model-making processes at once (default: all cores)");
+  cmd->add_flag("--retry-failed", args->retry_failed, "run cells recorded as failed again");
+  cmd->add_flag("--no-report", args->no_report, "skip the statistics and the report");
+  return [args]() {
+    EF_CHECK(!(args->quick && !args->file.empty()), "--quick is the built-in quick study; a study "
+             "file says quick = true instead");
+    StudyConfig config = args->file.empty() ? default_study(args->quick) : load_study(args->file);
+    if (args->jobs > 0) config.jobs = args->jobs;
+    const std::string out = !args->out.empty() ? args->out
+                                                : (config.quick ? "out/study-quick" : "out/study");
+    StudyRunOptions ro;
+    ro.threads = args->threads;
+    ro.retry_failed = args->retry_failed;
+    run_study(config, out, ro);
+    if (args->no_report) return 0;
+    const nlohmann::json summary = study_summary(out);
+    const std::string html = write_reports(out, summary);
+    std::printf("report: %s (also %s/report.md and %s/export/)\n", html.c_str(), out.c_str(),
+                out.c_str());
+    return 0;
+  };
+}
+
+Action add_recommend(CLI::App& app) {
+  CLI::App* cmd = app.add_subcommand(
+      "recommend",
+      "Choose the best strategy and deployment per model from a finished study for a latency\n"
+      "budget and an accuracy budget: the lowest warm median latency among the cells within\n"
+      "both. When none is, the Pareto set (no cell both faster and more accurate) and the\n"
+      "nearest miss. Latency figures are simulated unless the study says otherwise.");
+  struct Args {
+    std::string dir, deploy, model;
+    double max_latency_ms = 0, max_drop = -1;
+    bool json = false;
+  };
+  auto args = std::make_shared<Args>();
+  cmd->add_option("study_dir", args->dir, "a study's output folder")->required();
+  cmd->add_option("--max-latency-ms", args->max_latency_ms, "latency budget: warm median in ms");
+  cmd->add_option("--max-accuracy-drop", args->max_drop,
+                  "accuracy budget: the most the metric may drop below the model's own, in points");
+  cmd->add_option("--deploy", args->deploy, "only this deployment (e.g. edge, mobile-edge)");
+  cmd->add_option("--model", args->model, "only this model");
+  cmd->add_flag("--json", args->json, "print as JSON on stdout");
+  return [args]() {
+    EF_CHECK(args->max_latency_ms >= 0, "--max-latency-ms ", args->max_latency_ms, " must be >= 0");
+    EF_CHECK(args->max_latency_ms > 0 || args->max_drop >= 0,
+             "recommend: give --max-latency-ms, --max-accuracy-drop or both");
+    Budget b;
+    b.max_latency_ms = args->max_latency_ms;
+    b.max_accuracy_drop_pt = args->max_drop;
+    b.deploy = args->deploy;
+    b.model = args->model;
+    const nlohmann::json r = recommend(study_summary(args->dir), b);
+    if (args->json) {
+      std::printf("%s\n", r.dump(2).c_str());
+      return 0;
+    }
+    const std::string mode = r.at("mode");
+    auto describe = [&](const nlohmann::json& c) {
+      char buf[256];
+      std::snprintf(buf, sizeof buf, "%s on %s: %.2f ms warm median (p90 %.2f, %s), %s %.4f (%+.2f pt)",
+                    c.at("strategy").get<std::string>().c_str(), c.at("deploy").get<std::string>().c_str(),
+                    c.at("latency_ms").get<double>(), c.at("latency_p90_ms").get<double>(), mode.c_str(),
+                    c.at("metric").get<std::string>().c_str(), c.at("accuracy").get<double>(),
+                    -c.at("accuracy_drop_pt").get<double>());
+      return std::string(buf);
+    };
+    for (const auto& m : r.at("models")) {
+      const std::string model = m.at("model");
+      if (m.at("candidates") == 0) {
+        std::printf("%s: no finished cells to choose from\n", model.c_str());
+      } else if (m.at("met")) {
+        std::printf("%s: %s\n", model.c_str(), describe(m.at("best")).c_str());
+        std::printf("  (%d other cells are within budget; it is the fastest of them)\n",
+                    m.at("also_within_budget").get<int>());
+      } else {
+        std::printf("%s: nothing meets both budgets. Nearest miss: %s", model.c_str(),
+                    describe(m.at("nearest_miss")).c_str());
+        const auto& n = m.at("nearest_miss");
+        if (n.at("over_latency_ms").get<double>() > 0)
+          std::printf("; %.2f ms over", n.at("over_latency_ms").get<double>());
+        if (n.at("over_accuracy_drop_pt").get<double>() > 0)
+          std::printf("; %.2f pt more drop", n.at("over_accuracy_drop_pt").get<double>());
+        std::printf("\n  Pareto set (fastest first):\n");
+        for (const auto& p : m.at("pareto")) std::printf("    %s\n", describe(p).c_str());
+      }
+    }
+    return 0;
+  };
+}
+
+Action add_report(CLI::App& app) {
+  CLI::App* cmd = app.add_subcommand(
+      "report",
+      "Write a study's report: one self-contained HTML file that opens offline (charts drawn by\n"
+      "Vega, inlined) or Markdown, plus CSV and JSON exports in STUDY_DIR/export/ for other\n"
+      "tools. docs/report.md describes what it shows.");
+  struct Args {
+    std::string dir, format = "html", out;
+  };
+  auto args = std::make_shared<Args>();
+  cmd->add_option("study_dir", args->dir, "a study's output folder")->required();
+  cmd->add_option("--format", args->format, "html or md")
+      ->check(CLI::IsMember({"html", "md"}))
+      ->capture_default_str();
+  cmd->add_option("--out", args->out, "output file (default: STUDY_DIR/report.html or report.md)");
+  return [args]() {
+    const nlohmann::json summary = study_summary(args->dir);
+    const std::string out =
+        !args->out.empty() ? args->out : args->dir + (args->format == "html" ? "/report.html" : "/report.md");
+    write_file_atomic(out, args->format == "html" ? render_report_html(summary)
+                                                  : render_report_markdown(summary));
+    write_report_exports(summary, args->dir + "/export");
+    std::printf("report: %s (exports in %s/export/)\n", out.c_str(), args->dir.c_str());
+    return 0;
+  };
+}
+
+}  // namespace edgeforge::cli

@@ -1,0 +1,232 @@
+// Study configuration: the built-in studies and study files (edgeforge/study.h).
+#include <toml++/toml.h>
+
+#include <cmath>
+#include <fstream>
+#include <set>
+#include <sstream>
+
+#include "edgeforge/error.h"
+#include "edgeforge/strategy.h"
+#include "edgeforge/study.h"
+#include "edgeforge/zoo.h"
+
+namespace edgeforge {
+
+std::vector<std::string> StudyConfig::all_strategies() const {
+  std::vector<std::string> all = strategies;
+  all.insert(all.end(), extras.begin(), extras.end());
+  return all;
+}
+
+StudyConfig default_study(bool quick) {
+  StudyConfig c;
+  c.quick = quick;
+  c.topology = default_topology();
+  if (!quick) {
+    c.name = "default";
+    for (const char* m : {"resnet", "resnext", "bert", "roberta"}) c.models.push_back({m, ""});
+    c.strategies = {"identity", "sptq", "qat", "prune", "distill", "distill+sptq", "partition",
+                    "sptq+partition"};
+    c.extras = {"dynamic", "prune-structured", "auto-partition"};
+    return c;
+  }
+  c.name = "quick";
+  for (const char* m : {"resnet", "bert"}) c.models.push_back({m, ""});
+  c.strategies = {"identity", "sptq", "prune", "partition", "sptq+partition"};
+  c.extras = {"auto-partition"};
+  c.inputs = 20;
+  c.runs = 3;
+  c.accuracy_limit = 2000;
+  c.train_limit = 2000;
+  c.sweep_mbps = {1, 10, 200};
+  return c;
+}
+
+namespace {
+
+std::string at_line(const std::string& source, const toml::node& n) {
+  return source + ":" + std::to_string(n.source().begin.line);
+}
+
+// Checks a strategy name: identity, partition, auto-partition, P+partition or a pipeline.
+void check_strategy(const std::string& s, const std::string& where) {
+  if (s == "identity" || s == "partition" || s == "auto-partition") return;
+  std::string pipeline = s;
+  const std::string suffix = "+partition";
+  if (s.size() > suffix.size() && s.compare(s.size() - suffix.size(), suffix.size(), suffix) == 0)
+    pipeline = s.substr(0, s.size() - suffix.size());
+  try {
+    parse_pipeline(pipeline);
+  } catch (const Error& e) {
+    throw Error(where + ": strategy '" + s + "': " + e.what() +
+                " (or identity, partition, auto-partition, P+partition)");
+  }
+}
+
+std::vector<std::string> strings(const toml::node& n, const std::string& key, const std::string& where) {
+  const toml::array* a = n.as_array();
+  EF_CHECK(a != nullptr, where, ": '", key, "' must be a list of strings");
+  std::vector<std::string> out;
+  for (const toml::node& item : *a) {
+    auto v = item.value<std::string>();
+    EF_CHECK(v.has_value(), where, ": '", key, "' must be a list of strings");
+    out.push_back(*v);
+  }
+  return out;
+}
+
+double number(const toml::node& n, const std::string& key, const std::string& where) {
+  auto v = n.value<double>();
+  EF_CHECK(v.has_value() && std::isfinite(*v), where, ": '", key, "' must be a number");
+  return *v;
+}
+
+int64_t whole(const toml::node& n, const std::string& key, int64_t lo, const std::string& where) {
+  const double v = number(n, key, where);
+  EF_CHECK(std::floor(v) == v && v >= static_cast<double>(lo), where, ": '", key, "' ", v,
+           " must be a whole number >= ", lo);
+  return static_cast<int64_t>(v);
+}
+
+std::string beside(const std::string& source, const std::string& path) {
+  if (path.empty() || path[0] == '/') return path;
+  const auto slash = source.rfind('/');
+  return slash == std::string::npos ? path : source.substr(0, slash + 1) + path;
+}
+
+}  // namespace
+
+StudyConfig parse_study(const std::string& toml_text, const std::string& source) {
+  toml::table doc;
+  try {
+    doc = toml::parse(toml_text, source);
+  } catch (const toml::parse_error& e) {
+    throw Error(detail::concat(source, ":", e.source().begin.line, ": ", e.description()));
+  }
+  const bool quick = doc["quick"].value_or(false);
+  StudyConfig c = default_study(quick);
+  c.source = source;
+  c.name = source;
+  const auto slash = c.name.rfind('/');
+  if (slash != std::string::npos) c.name = c.name.substr(slash + 1);
+  if (c.name.size() > 5 && c.name.substr(c.name.size() - 5) == ".toml") c.name.resize(c.name.size() - 5);
+  // A file that names models (a list or [[model]] tables) replaces the default ones.
+  if (doc.contains("models") || doc.contains("model")) c.models.clear();
+  for (const auto& [k, node] : doc) {
+    const std::string key(k.str());
+    const std::string where = at_line(source, node);
+    if (key == "name") {
+      auto v = node.value<std::string>();
+      EF_CHECK(v && !v->empty(), where, ": 'name' must be a non-empty string");
+      c.name = *v;
+    } else if (key == "quick") {
+      EF_CHECK(node.is_boolean(), where, ": 'quick' must be true or false");
+    } else if (key == "models") {
+      for (const std::string& m : strings(node, key, where)) {
+        try {
+          zoo_model(m);
+        } catch (const Error& e) {
+          throw Error(where + ": models: " + e.what() + " (a file is a [[model]] table)");
+        }
+        c.models.push_back({m, ""});
+      }
+    } else if (key == "model") {
+      const toml::array* a = node.as_array();
+      EF_CHECK(a != nullptr, where, ": [[model]] entries are tables with name and file");
+      for (const toml::node& entry : *a) {
+        const toml::table* t = entry.as_table();
+        const std::string w = at_line(source, entry);
+        EF_CHECK(t != nullptr, w, ": a [[model]] is a table with name and file");
+        StudyModel m;
+        for (const auto& [mk, mv] : *t) {
+          const std::string f(mk.str());
+          EF_CHECK(f == "name" || f == "file", at_line(source, mv), ": unknown key '", f,
+                   "' in [[model]] (known: name, file)");
+        }
+        m.name = (*t)["name"].value_or(std::string());
+        m.file = beside(source, (*t)["file"].value_or(std::string()));
+        EF_CHECK(!m.name.empty() && !(*t)["file"].value_or(std::string()).empty(), w,
+                 ": a [[model]] needs name and file");
+        EF_CHECK(std::ifstream(m.file).good(), w, ": model file ", m.file, " not found or not readable");
+        c.models.push_back(m);
+      }
+    } else if (key == "strategies" || key == "extras") {
+      std::vector<std::string> list = strings(node, key, where);
+      for (const std::string& s : list) check_strategy(s, where);
+      (key == "strategies" ? c.strategies : c.extras) = list;
+    } else if (key == "deployments") {
+      c.deployments = strings(node, key, where);
+    } else if (key == "topology") {
+      auto v = node.value<std::string>();
+      EF_CHECK(v.has_value(), where, ": 'topology' must be a file name");
+      c.topology_file = beside(source, *v);
+      c.topology = load_topology(c.topology_file);
+    } else if (key == "inputs") {
+      c.inputs = whole(node, key, 1, where);
+    } else if (key == "runs") {
+      c.runs = static_cast<int>(whole(node, key, 2, where));
+    } else if (key == "accuracy_limit") {
+      c.accuracy_limit = whole(node, key, 0, where);
+    } else if (key == "train_limit") {
+      c.train_limit = whole(node, key, 0, where);
+    } else if (key == "seed") {
+      c.seed = static_cast<uint64_t>(whole(node, key, 0, where));
+    } else if (key == "jobs") {
+      c.jobs = static_cast<int>(whole(node, key, 0, where));
+    } else if (key == "sweep_mbps") {
+      const toml::array* a = node.as_array();
+      EF_CHECK(a != nullptr, where, ": 'sweep_mbps' must be a list of numbers");
+      c.sweep_mbps.clear();
+      for (const toml::node& item : *a) {
+        const double v = number(item, key, where);
+        EF_CHECK(v > 0, where, ": 'sweep_mbps' value ", v, " must be > 0");
+        c.sweep_mbps.push_back(v);
+      }
+    } else if (key == "options") {
+      const toml::table* t = node.as_table();
+      EF_CHECK(t != nullptr, where, ": [options] is a table of strategy = [\"NAME=VALUE\", ...]");
+      for (const auto& [sk, sv] : *t) {
+        const std::string s(sk.str());
+        check_strategy(s, at_line(source, sv));
+        c.options[s] = strings(sv, "options." + s, at_line(source, sv));
+      }
+    } else {
+      throw Error(detail::concat(where, ": unknown key '", key,
+                                 "' (known: name, quick, models, model, strategies, extras, "
+                                 "deployments, topology, inputs, runs, accuracy_limit, "
+                                 "train_limit, sweep_mbps, seed, jobs, options)"));
+    }
+  }
+  // Deployments name the topology's tiers (checked after the topology is known).
+  for (const std::string& d : c.deployments) {
+    const auto dash = d.find('-');
+    for (const std::string& tier : {d.substr(0, dash), dash == std::string::npos ? "" : d.substr(dash + 1)}) {
+      if (tier.empty() && dash == std::string::npos) continue;
+      bool found = false;
+      for (const TierProfile& t : c.topology.tiers) found = found || t.name == tier;
+      const toml::node* n = doc.get("deployments");
+      EF_CHECK(found, at_line(source, n != nullptr ? *n : static_cast<const toml::node&>(doc)),
+               ": deployments: '", d, "' names no tier of topology '", c.topology.name, "'");
+    }
+  }
+  EF_CHECK(!c.models.empty(), source, ": no models");
+  EF_CHECK(!c.all_strategies().empty(), source, ": no strategies");
+  EF_CHECK(!c.deployments.empty(), source, ": no deployments");
+  for (const auto& [s, values] : c.options) {
+    bool used = false;
+    for (const std::string& t : c.all_strategies()) used = used || t == s;
+    EF_CHECK(used, source, ": [options] names strategy '", s, "', which the study does not run");
+  }
+  return c;
+}
+
+StudyConfig load_study(const std::string& path) {
+  std::ifstream in(path);
+  EF_CHECK(in.good(), "study ", path, ": file not found or not readable");
+  std::stringstream buf;
+  buf << in.rdbuf();
+  return parse_study(buf.str(), path);
+}
+
+}  // namespace edgeforge

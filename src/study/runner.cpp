@@ -1,0 +1,558 @@
+// Running a study (edgeforge/study.h): the models, then accuracy, then latency, each cell
+// committed to the store as it finishes.
+#include <ATen/ATen.h>
+#include <oneapi/dnnl/dnnl.hpp>
+#include <sqlite3.h>
+#include <torch/version.h>
+
+#include <algorithm>
+#include <cstdlib>
+#include <chrono>
+#include <cstdio>
+#include <deque>
+#include <filesystem>
+#include <fstream>
+#include <random>
+#include <set>
+#include <thread>
+
+#include <unistd.h>
+
+#include "edgeforge/build_info.h"
+#include "edgeforge/deploy.h"
+#include "edgeforge/error.h"
+#include "edgeforge/lower.h"
+#include "edgeforge/onnx_io.h"
+#include "edgeforge/partition.h"
+#include "edgeforge/process.h"
+#include "edgeforge/study.h"
+#include "edgeforge/task.h"
+#include "edgeforge/train.h"
+#include "edgeforge/util.h"
+#include "edgeforge/zoo.h"
+#include "store.h"
+
+namespace fs = std::filesystem;
+
+namespace edgeforge {
+namespace {
+
+using study::CellRecord;
+using study::Store;
+using Clock = std::chrono::steady_clock;
+
+double seconds_since(Clock::time_point t0) {
+  return std::chrono::duration<double>(Clock::now() - t0).count();
+}
+
+int host_cores() {
+  const unsigned n = std::thread::hardware_concurrency();
+  return n == 0 ? 1 : static_cast<int>(n);
+}
+
+bool ends_with(const std::string& s, const std::string& tail) {
+  return s.size() >= tail.size() && s.compare(s.size() - tail.size(), tail.size(), tail) == 0;
+}
+
+// The strategy's model: the pipeline whose output it deploys ("identity" for the model itself).
+std::string base_pipeline(const std::string& strategy) {
+  if (strategy == "identity" || strategy == "partition" || strategy == "auto-partition") return "identity";
+  if (ends_with(strategy, "+partition")) return strategy.substr(0, strategy.size() - 10);
+  return strategy;
+}
+
+bool is_partition(const std::string& strategy) {
+  return strategy == "partition" || ends_with(strategy, "+partition");
+}
+
+// The deployments a strategy runs on: split ones for partition strategies, "auto" for
+// auto-partition, single tiers for the rest.
+std::vector<std::string> deployments_of(const StudyConfig& c, const std::string& strategy) {
+  if (strategy == "auto-partition") return {"auto"};
+  std::vector<std::string> out;
+  for (const std::string& d : c.deployments)
+    if ((d.find('-') != std::string::npos) == is_partition(strategy)) out.push_back(d);
+  return out;
+}
+
+nlohmann::json settings_json(const StudyConfig& c) {
+  nlohmann::json models = nlohmann::json::array();
+  for (const StudyModel& m : c.models) models.push_back({{"name", m.name}, {"file", m.file}});
+  nlohmann::json topo = {{"name", c.topology.name}};
+  for (const TierProfile& t : c.topology.tiers)
+    topo["tiers"].push_back({{"name", t.name}, {"cores", t.cores}, {"memory_gb", t.memory_gb},
+                             {"speed", t.speed}, {"reference_ms", t.reference_ms}});
+  for (const Link& l : c.topology.links)
+    topo["links"].push_back({{"from", l.from}, {"to", l.to}, {"bandwidth_mbps", l.bandwidth_mbps},
+                             {"rtt_ms", l.rtt_ms}, {"jitter_ms", l.jitter_ms}, {"loss", l.loss}});
+  return {{"quick", c.quick},          {"models", models},
+          {"strategies", c.strategies}, {"extras", c.extras},
+          {"deployments", c.deployments}, {"options", c.options},
+          {"topology", topo},          {"inputs", c.inputs},
+          {"runs", c.runs},            {"accuracy_limit", c.accuracy_limit},
+          {"train_limit", c.train_limit}, {"sweep_mbps", c.sweep_mbps},
+          {"seed", c.seed}};
+}
+
+nlohmann::json environment(int threads, uint64_t seed) {
+  const dnnl_version_t* dv = dnnl_version();
+  return {{"commit", git_commit()},
+          {"version", version()},
+          {"cpu", cpu_model()},
+          {"host_cores", host_cores()},
+          {"threads", threads},
+          {"seed", seed},
+          {"libraries",
+           {{"libtorch", TORCH_VERSION},
+            {"onednn", std::to_string(dv->major) + "." + std::to_string(dv->minor) + "." +
+                           std::to_string(dv->patch)},
+            {"sqlite", sqlite3_libversion()}}}};
+}
+
+// The last non-empty line of a log: a failed child's one-line error.
+std::string last_line(const std::string& path) {
+  std::ifstream in(path);
+  std::string line, last;
+  while (std::getline(in, line)) {
+    while (!line.empty() && (line.back() == '\r' || line.back() == ' ')) line.pop_back();
+    const auto cr = line.rfind('\r');  // progress lines redrawn in place
+    if (cr != std::string::npos) line = line.substr(cr + 1);
+    if (!line.empty()) last = line;
+  }
+  return last.empty() ? "no output (see " + path + ")" : last;
+}
+
+class Runner {
+ public:
+  Runner(const StudyConfig& c, const std::string& out_dir, const StudyRunOptions& o)
+      : c_(c), out_(out_dir), opts_(o) {
+    fs::create_directories(out_ + "/logs");
+    fs::create_directories(out_ + "/models");
+    threads_ = o.threads > 0 ? o.threads : host_cores();
+    store_ = std::make_unique<Store>(study_database(out_), c_.name, settings_json(c_));
+    resolve_speeds(c_.topology);
+  }
+
+  void run() {
+    std::string strategies;
+    for (const std::string& x : c_.all_strategies()) strategies += (strategies.empty() ? "" : ", ") + x;
+    std::fprintf(stderr, "study %s: %zu models x %zu strategies (%s) on %zu deployments -> %s\n",
+                 c_.name.c_str(), c_.models.size(), c_.all_strategies().size(), strategies.c_str(),
+                 c_.deployments.size(), out_.c_str());
+    count_cells();
+    progress_ = std::make_unique<ProgressLine>("study " + c_.name);
+    make_models();
+    for (const StudyModel& m : c_.models) {
+      for (const std::string& s : c_.all_strategies()) accuracy_cell(m, s);
+    }
+    for (const StudyModel& m : c_.models)
+      for (const std::string& s : c_.all_strategies())
+        for (const std::string& d : deployments_of(c_, s)) latency_cell(m, s, d);
+    progress_->finish(std::to_string(done_) + " cells (" + std::to_string(failed_) + " failed)");
+  }
+
+ private:
+  // ---- bookkeeping ----
+  bool pending(const std::string& kind, const std::string& model, const std::string& strategy,
+               const std::string& deploy = "") const {
+    const std::string s = store_->status(kind, model, strategy, deploy);
+    return s.empty() || (s == "failed" && opts_.retry_failed);
+  }
+  void count_cells() {
+    total_ = 0;
+    for (const StudyModel& m : c_.models) {
+      std::set<std::string> bases;
+      for (const std::string& s : c_.all_strategies()) {
+        bases.insert(base_pipeline(s));
+        total_ += 1 + static_cast<int64_t>(deployments_of(c_, s).size());
+      }
+      total_ += static_cast<int64_t>(bases.size());
+    }
+  }
+  void finished(const CellRecord& cell) {
+    store_->put(cell);
+    ++done_;
+    if (cell.status == "failed") {
+      ++failed_;
+      std::fprintf(stderr, "\nstudy: %s %s/%s%s failed: %s\n", cell.kind.c_str(), cell.model.c_str(),
+                   cell.strategy.c_str(), cell.deploy.empty() ? "" : ("/" + cell.deploy).c_str(),
+                   cell.reason.c_str());
+    }
+    progress_->update(done_, total_, cell.kind + " " + cell.model + "/" + cell.strategy +
+                                         (cell.deploy.empty() ? "" : "/" + cell.deploy));
+  }
+  void skipped() {
+    ++done_;
+    progress_->update(done_, total_, "resumed");
+  }
+  CellRecord cell(const std::string& kind, const std::string& model, const std::string& strategy,
+                  const std::string& deploy = "") const {
+    CellRecord r;
+    r.kind = kind;
+    r.model = model;
+    r.strategy = strategy;
+    r.deploy = deploy;
+    r.environment = environment(threads_, c_.seed);
+    return r;
+  }
+  // The file of a model cell that is done, or "".
+  std::string model_file(const std::string& model, const std::string& pipeline) {
+    for (const CellRecord& r : store_->all())
+      if (r.kind == "model" && r.model == model && r.strategy == pipeline && r.status == "done")
+        return r.data.value("file", "");
+    return "";
+  }
+  std::string model_failure(const std::string& model, const std::string& pipeline) {
+    for (const CellRecord& r : store_->all())
+      if (r.kind == "model" && r.model == model && r.strategy == pipeline)
+        return r.status == "failed" ? r.reason : "";
+    return "its model was not made";
+  }
+
+  // ---- models: child processes, teachers first, then each teacher's pipelines ----
+  struct Job {
+    std::string model, pipeline, out, log;
+    std::vector<std::string> argv;
+    bool from_cache = false;
+  };
+
+  // The cache path of a pipeline's output: a hash of the input file and everything that makes it.
+  std::string pipeline_cache(const std::string& teacher_file, const std::string& pipeline) const {
+    const auto opts = c_.options.find(pipeline);
+    std::string key = hex64(fnv1a64(read_file(teacher_file)));
+    key += pipeline + "|" + std::to_string(c_.train_limit) + "|" + std::to_string(c_.seed);
+    if (opts != c_.options.end())
+      for (const std::string& o : opts->second) key += "|" + o;
+    fs::create_directories(cache_dir() + "/strategies");
+    return cache_dir() + "/strategies/" + hex64(fnv1a64(key)) + ".onnx";
+  }
+
+  void make_models() {
+    const int jobs = std::max(1, std::min(c_.jobs > 0 ? c_.jobs : host_cores(), host_cores()));
+    const int job_threads = std::max(1, host_cores() / jobs);
+    std::string self = opts_.program;
+    if (self.empty()) {
+      const char* env = std::getenv("EDGEFORGE_PROGRAM");
+      self = env != nullptr && *env != '\0' ? env : self_executable();
+    }
+    std::deque<Job> queue;
+    // Teachers.
+    for (const StudyModel& m : c_.models) {
+      if (!pending("model", m.name, "identity")) {
+        skipped();
+        continue;
+      }
+      if (!m.file.empty()) {
+        CellRecord r = cell("model", m.name, "identity");
+        r.data = {{"file", fs::absolute(m.file).string()}, {"from_cache", true}};
+        try {
+          load_onnx(m.file);
+        } catch (const std::exception& e) {
+          r.status = "failed";
+          r.reason = e.what();
+        }
+        finished(r);
+        continue;
+      }
+      Job j;
+      j.model = m.name;
+      j.pipeline = "identity";
+      j.out = out_ + "/models/" + m.name + ".onnx";
+      j.log = out_ + "/logs/" + m.name + ".train.log";
+      j.argv = {self, "train", "--model", m.name, "--out", j.out, "--threads", std::to_string(job_threads),
+                "--json"};
+      if (c_.quick) j.argv.push_back("--quick");
+      queue.push_back(j);
+    }
+    struct Running {
+      Job job;
+      ChildProcess process;
+      Clock::time_point started;
+    };
+    std::vector<Running> running;
+    std::set<std::string> queued_pipelines;
+    auto enqueue_pipelines = [&](const std::string& model) {
+      const std::string teacher = model_file(model, "identity");
+      for (const std::string& s : c_.all_strategies()) {
+        const std::string p = base_pipeline(s);
+        if (p == "identity" || !queued_pipelines.insert(model + "|" + p).second) continue;
+        if (!pending("model", model, p)) {
+          skipped();
+          continue;
+        }
+        if (teacher.empty()) {
+          CellRecord r = cell("model", model, p);
+          r.status = "failed";
+          r.reason = "the model itself failed: " + model_failure(model, "identity");
+          finished(r);
+          continue;
+        }
+        Job j;
+        j.model = model;
+        j.pipeline = p;
+        j.out = pipeline_cache(teacher, p);
+        j.log = out_ + "/logs/" + model + "." + p + ".log";
+        if (fs::exists(j.out)) {
+          CellRecord r = cell("model", model, p);
+          r.data = {{"file", j.out}, {"from_cache", true}};
+          finished(r);
+          continue;
+        }
+        j.argv = {self, "optimize", "--model", teacher, "--strategy", p, "--out", j.out + ".part.onnx",
+                  "--threads", std::to_string(job_threads), "--seed", std::to_string(c_.seed),
+                  "--json"};
+        if (c_.train_limit > 0) {
+          j.argv.push_back("--limit");
+          j.argv.push_back(std::to_string(c_.train_limit));
+        }
+        if (auto o = c_.options.find(p); o != c_.options.end())
+          for (const std::string& v : o->second) j.argv.insert(j.argv.end(), {"-o", v});
+        queue.push_back(j);
+      }
+    };
+    // Models given as files (or resumed) can start their pipelines at once.
+    for (const StudyModel& m : c_.models)
+      if (!model_file(m.name, "identity").empty()) enqueue_pipelines(m.name);
+    while (!queue.empty() || !running.empty()) {
+      while (!queue.empty() && running.size() < static_cast<size_t>(jobs)) {
+        Job j = queue.front();
+        queue.pop_front();
+        progress_->update(done_, total_, "making " + j.model + "/" + j.pipeline);
+        running.push_back({j, ChildProcess(j.argv, j.log + ".json", j.log,
+                                           {"EDGEFORGE_PARENT_PID=" + std::to_string(::getpid())}),
+                           Clock::now()});
+      }
+      std::this_thread::sleep_for(std::chrono::milliseconds(200));
+      for (size_t k = 0; k < running.size();) {
+        std::optional<int> status = running[k].process.poll();
+        if (!status) {
+          ++k;
+          continue;
+        }
+        const Job& j = running[k].job;
+        CellRecord r = cell("model", j.model, j.pipeline);
+        r.seconds = seconds_since(running[k].started);
+        if (*status == 0) {
+          if (j.pipeline != "identity") fs::rename(j.out + ".part.onnx", j.out);
+          r.data = {{"file", j.out}, {"from_cache", false}};
+          const nlohmann::json report = nlohmann::json::parse(read_file(j.log + ".json"), nullptr, false);
+          if (!report.is_discarded()) r.data["report"] = report;
+        } else {
+          r.status = "failed";
+          r.reason = last_line(j.log);
+        }
+        const std::string model = j.model;
+        const bool teacher = j.pipeline == "identity";
+        running.erase(running.begin() + static_cast<std::ptrdiff_t>(k));
+        finished(r);
+        if (teacher) enqueue_pipelines(model);
+      }
+    }
+    // Models whose teacher ended before its pipelines were queued (all resumed) are covered by
+    // enqueue_pipelines above; failed teachers mark their pipelines failed there too.
+    for (const StudyModel& m : c_.models) enqueue_pipelines(m.name);
+    EF_ASSERT(queue.empty(), "study: model jobs left after the model phase");
+  }
+
+  // ---- accuracy ----
+  EvalResult evaluate_parts(const Graph& model, const std::string& cut) {
+    const std::string dataset = model_dataset(model);
+    std::unique_ptr<Tokenizer> tok;
+    if (dataset_modality(dataset) == "text") tok = std::make_unique<Tokenizer>(tokenizer_from_model(model));
+    TaskDataOptions to;
+    to.limit = c_.accuracy_limit;
+    to.seq_len = model_seq_len(model);
+    const TaskData data = load_task_data(dataset, "test", to, tok.get());
+    const Partition p = partition_graph(model, cut, to.seq_len);
+    InferenceSession one(p.part1), two(p.part2);
+    RunOptions ro;
+    ro.threads = threads_;
+    std::vector<int64_t> predicted;
+    for (int64_t start = 0; start < data.size(); start += 256) {
+      const at::Tensor idx = at::arange(start, std::min<int64_t>(start + 256, data.size()), at::kLong);
+      std::map<std::string, at::Tensor> values;
+      const std::vector<at::Tensor> in = data.batch_inputs(model, idx);
+      for (size_t i = 0; i < in.size(); ++i) values[model.inputs()[i].name] = in[i];
+      std::vector<at::Tensor> x1;
+      for (const ValueInfo& v : p.part1.inputs()) x1.push_back(values.at(v.name));
+      const std::vector<at::Tensor> y1 = one.run(x1, ro);
+      for (size_t i = 0; i < y1.size(); ++i) values[p.part1.outputs()[i].name] = y1[i];
+      std::vector<at::Tensor> x2;
+      for (const ValueInfo& v : p.part2.inputs()) x2.push_back(values.at(v.name));
+      const at::Tensor logits = two.run(x2, ro)[0];
+      const at::Tensor pred = logits.argmax(1).contiguous();
+      predicted.insert(predicted.end(), pred.data_ptr<int64_t>(), pred.data_ptr<int64_t>() + pred.numel());
+    }
+    EvalResult r = score_predictions(predicted, data.labels, dataset_modality(dataset) == "text");
+    r.dataset = dataset;
+    r.split = "test";
+    return r;
+  }
+
+  // The auto placement of a model, chosen once and kept as a model cell.
+  nlohmann::json auto_choice(const StudyModel& m, const std::string& file) {
+    for (const CellRecord& r : store_->all())
+      if (r.kind == "model" && r.model == m.name && r.strategy == "auto-partition" && r.status == "done")
+        return r.data;
+    const Graph g = load_onnx(file);
+    PayloadOptions po;
+    po.inputs = 1;
+    const std::vector<PlacementEstimate> ranked =
+        rank_placements(measure_placement_inputs(g, c_.topology, make_payloads(g, po).at(0)));
+    CellRecord r = cell("model", m.name, "auto-partition");
+    r.data = {{"file", file},
+              {"deploy", ranked.at(0).placement.label()},
+              {"cut", ranked.at(0).placement.cut},
+              {"estimate_ms", ranked.at(0).total_ms},
+              {"why", explain_choice(ranked)}};
+    store_->put(r);
+    return r.data;
+  }
+
+  void accuracy_cell(const StudyModel& m, const std::string& strategy) {
+    if (!pending("accuracy", m.name, strategy)) return skipped();
+    CellRecord r = cell("accuracy", m.name, strategy);
+    const auto t0 = Clock::now();
+    try {
+      const std::string file = model_file(m.name, base_pipeline(strategy));
+      EF_CHECK(!file.empty(), "no model: ", model_failure(m.name, base_pipeline(strategy)));
+      progress_->update(done_, total_, "accuracy " + m.name + "/" + strategy);
+      const Graph g = load_onnx(file);
+      EvalResult e;
+      std::string cut;
+      if (is_partition(strategy)) {
+        cut = study_cut_point(g);
+        EF_CHECK(!cut.empty(), "model '", m.name, "' has no study cut point");
+      } else if (strategy == "auto-partition") {
+        cut = auto_choice(m, file).value("cut", "");
+      }
+      if (cut.empty()) {
+        EvalOptions eo;
+        eo.limit = c_.accuracy_limit;
+        eo.threads = threads_;
+        e = evaluate(g, eo);
+      } else {
+        e = evaluate_parts(g, cut);
+      }
+      r.correct = e.correct;
+      r.data = {{"metric", e.has_f1 ? "F1" : "top-1"},
+                {"value", e.has_f1 ? e.f1 : e.accuracy},
+                {"top1", e.accuracy},
+                {"samples", e.samples},
+                {"dataset", e.dataset},
+                {"cut", cut}};
+      if (e.has_f1) r.data["f1"] = e.f1;
+    } catch (const std::exception& e) {
+      r.status = "failed";
+      r.reason = e.what();
+    }
+    r.seconds = seconds_since(t0);
+    finished(r);
+  }
+
+  // ---- latency ----
+  void latency_cell(const StudyModel& m, const std::string& strategy, const std::string& deploy) {
+    if (!pending("latency", m.name, strategy, deploy)) return skipped();
+    CellRecord r = cell("latency", m.name, strategy, deploy);
+    r.mode = "simulated";
+    const auto t0 = Clock::now();
+    try {
+      const std::string file = model_file(m.name, base_pipeline(strategy));
+      EF_CHECK(!file.empty(), "no model: ", model_failure(m.name, base_pipeline(strategy)));
+      const Graph g = load_onnx(file);
+      Placement where;
+      if (deploy == "auto") {
+        const nlohmann::json choice = auto_choice(m, file);
+        where = parse_placement(choice.at("deploy").get<std::string>(), c_.topology);
+        where.cut = choice.value("cut", "");
+        r.data["auto"] = choice;
+      } else {
+        where = parse_placement(deploy, c_.topology);
+        if (where.split()) {
+          where.cut = study_cut_point(g);
+          EF_CHECK(!where.cut.empty(), "model '", m.name, "' has no study cut point");
+        }
+      }
+      PayloadOptions po;
+      po.inputs = c_.inputs;
+      const std::vector<Payload> payloads = make_payloads(g, po);
+      Deployment dep(g, c_.topology, where);
+      const std::string what = "latency " + m.name + "/" + strategy + "/" + deploy;
+      const DeploymentSamples s = measure_deployment(dep, payloads, c_.runs, [&](int64_t d, int64_t t) {
+        progress_->update(done_, total_, what + " " + std::to_string(100 * d / t) + "%");
+      });
+      std::mt19937_64 rng(c_.seed);
+      std::map<std::string, std::vector<double>> parts;
+      for (const MeasuredRequest& q : s.warm) {
+        const RequestTiming t = simulate(q, c_.topology, rng);
+        r.warm_ms.push_back(t.total_ms);
+        parts["preprocess"].push_back(t.preprocess_ms);
+        parts["serialise"].push_back(t.serialise_ms);
+        for (size_t k = 0; k < c_.topology.tiers.size(); ++k)
+          if (c_.topology.tiers[k].name == where.first || c_.topology.tiers[k].name == where.second)
+            parts["compute." + c_.topology.tiers[k].name].push_back(t.compute_ms[k]);
+        for (size_t k = 0; k < c_.topology.links.size(); ++k)
+          if (t.link_ms[k] > 0)
+            parts["link." + c_.topology.links[k].from + "-" + c_.topology.links[k].to].push_back(t.link_ms[k]);
+      }
+      for (const MeasuredRequest& q : s.cold) r.cold_ms.push_back(simulate(q, c_.topology, rng).total_ms);
+      auto median = [](std::vector<double> v) {
+        if (v.empty()) return 0.0;
+        std::nth_element(v.begin(), v.begin() + static_cast<std::ptrdiff_t>(v.size() / 2), v.end());
+        return v[v.size() / 2];
+      };
+      nlohmann::json breakdown = nlohmann::json::object();
+      for (const auto& [k, v] : parts) breakdown[k] = v.size() == s.warm.size() ? median(v) : 0.0;
+      // The sweep: each link at each bandwidth, the others as configured.
+      nlohmann::json sweep = nlohmann::json::array();
+      for (size_t k = 0; k < c_.topology.links.size(); ++k)
+        for (double bw : c_.sweep_mbps) {
+          Topology t = c_.topology;
+          t.links[k].bandwidth_mbps = bw;
+          std::mt19937_64 g2(c_.seed);
+          std::vector<double> totals;
+          for (const MeasuredRequest& q : s.warm) totals.push_back(simulate(q, t, g2).total_ms);
+          sweep.push_back({{"link", t.links[k].from + "-" + t.links[k].to},
+                           {"bandwidth_mbps", bw},
+                           {"warm_median_ms", median(totals)}});
+        }
+      nlohmann::json threads = nlohmann::json::object();
+      for (size_t k = 0; k < c_.topology.tiers.size(); ++k)
+        if (c_.topology.tiers[k].name == where.first || c_.topology.tiers[k].name == where.second)
+          threads[c_.topology.tiers[k].name] = dep.threads_of(k);
+      r.data["placement"] = where.label();
+      r.data["cut"] = where.cut;
+      r.data["crossing_bytes"] = where.split() ? dep.cut().bytes : 0;
+      r.data["payload_bytes"] = dep.payload_bytes(payloads[0]);
+      r.data["breakdown_median_ms"] = breakdown;
+      r.data["sweep"] = sweep;
+      r.data["tier_threads"] = threads;
+      r.data["measure_seconds"] = s.seconds;
+    } catch (const std::exception& e) {
+      r.status = "failed";
+      r.reason = e.what();
+      r.warm_ms.clear();
+      r.cold_ms.clear();
+    }
+    r.seconds = seconds_since(t0);
+    finished(r);
+  }
+
+  StudyConfig c_;
+  std::string out_;
+  StudyRunOptions opts_;
+  int threads_ = 1;
+  std::unique_ptr<Store> store_;
+  std::unique_ptr<ProgressLine> progress_;
+  int64_t done_ = 0, total_ = 0, failed_ = 0;
+};
+
+}  // namespace
+
+std::string study_database(const std::string& out_dir) { return out_dir + "/study.sqlite"; }
+
+void run_study(const StudyConfig& config, const std::string& out_dir, const StudyRunOptions& options) {
+  Runner(config, out_dir, options).run();
+}
+
+}  // namespace edgeforge

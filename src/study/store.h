@@ -1,0 +1,63 @@
+// The results store of a study: one SQLite database per study folder (docs/study.md gives the
+// schema). Every finished cell is written in its own transaction, so a study killed at any
+// moment keeps every cell it finished and resumes after them.
+#pragma once
+
+#include <sqlite3.h>
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+namespace edgeforge::study {
+
+inline constexpr const char* kStoreFormat = "edgeforge-study/1";
+
+struct CellRecord {
+  std::string kind;  // "model", "accuracy" or "latency"
+  std::string model, strategy, deploy;  // deploy "" for model and accuracy cells
+  std::string status = "done";          // "done" or "failed"
+  std::string reason;                   // why it failed
+  std::string mode;                     // latency: "simulated"
+  nlohmann::json data = nlohmann::json::object();  // the cell's figures
+  std::vector<double> warm_ms, cold_ms;            // latency samples
+  std::vector<uint8_t> correct;                    // accuracy: per test sample
+  nlohmann::json environment = nlohmann::json::object();
+  double seconds = 0;
+  std::string finished_utc;
+};
+
+class Store {
+ public:
+  // Opens or creates `path`. A new database records `study` and `settings`; an existing one must
+  // be an edgeforge study database of the same study with the same settings (Error otherwise,
+  // naming the file and what differs).
+  Store(const std::string& path, const std::string& study, const nlohmann::json& settings);
+  // Opens an existing database to read; Error when it is missing or not a study database.
+  explicit Store(const std::string& path);
+  ~Store();
+  Store(const Store&) = delete;
+  Store& operator=(const Store&) = delete;
+
+  // The status of a cell ("done", "failed"), or "" when it has not run.
+  std::string status(const std::string& kind, const std::string& model, const std::string& strategy,
+                     const std::string& deploy = "") const;
+  // Writes (or replaces) one cell in its own transaction.
+  void put(const CellRecord& cell);
+  std::vector<CellRecord> all() const;
+  std::string meta(const std::string& key) const;  // "" when absent
+  const std::string& path() const { return path_; }
+
+ private:
+  void open(bool create);
+  void exec(const std::string& sql) const;
+  void set_meta(const std::string& key, const std::string& value);
+  std::string path_;
+  sqlite3* db_ = nullptr;
+};
+
+std::string utc_now();  // "2026-11-27T01:02:03Z"
+
+}  // namespace edgeforge::study

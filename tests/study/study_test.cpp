@@ -1,0 +1,215 @@
+// Studies (edgeforge/study.h): the built-in studies, study files and their errors, the results
+// store and its refusals, and the recommendation for a budget. The whole run (and kill -9 and
+// resume) is tested through the program in tests/cli/cli_test.cpp.
+#include <gtest/gtest.h>
+
+#include <filesystem>
+#include <fstream>
+#include <functional>
+
+#include "edgeforge/error.h"
+#include "edgeforge/study.h"
+#include "../../src/study/store.h"
+
+using namespace edgeforge;
+namespace fs = std::filesystem;
+
+namespace {
+
+std::string error_of(const std::function<void()>& f) {
+  try {
+    f();
+  } catch (const Error& e) {
+    return e.what();
+  }
+  ADD_FAILURE() << "no error";
+  return "";
+}
+
+fs::path temp_dir(const std::string& name) {
+  const fs::path d = fs::temp_directory_path() / ("edgeforge-study-" + std::to_string(::getpid()) + "-" + name);
+  fs::remove_all(d);
+  fs::create_directories(d);
+  return d;
+}
+
+}  // namespace
+
+TEST(StudyConfig, TheDefaultStudyIsTheStudys) {
+  const StudyConfig c = default_study(false);
+  ASSERT_EQ(c.models.size(), 4u);
+  EXPECT_EQ(c.strategies, (std::vector<std::string>{"identity", "sptq", "qat", "prune", "distill",
+                                                    "distill+sptq", "partition", "sptq+partition"}));
+  EXPECT_EQ(c.extras, (std::vector<std::string>{"dynamic", "prune-structured", "auto-partition"}));
+  EXPECT_EQ(c.deployments, (std::vector<std::string>{"mobile", "edge", "cloud", "mobile-edge"}));
+  EXPECT_EQ(c.inputs, 100);
+  EXPECT_EQ(c.runs, 6);
+  EXPECT_EQ(c.accuracy_limit, 0) << "the whole test split";
+  EXPECT_EQ(c.sweep_mbps, (std::vector<double>{1, 10, 50, 100, 150, 200}));
+  const StudyConfig q = default_study(true);
+  EXPECT_TRUE(q.quick);
+  EXPECT_LT(q.inputs * q.runs, c.inputs * c.runs);
+}
+
+TEST(StudyConfig, AFileOverridesTheDefaults) {
+  const StudyConfig c = parse_study(R"(
+name = "mine"
+models = ["resnet-small"]
+strategies = ["identity", "sptq", "distill+sptq+partition"]
+extras = []
+deployments = ["edge", "mobile-edge"]
+inputs = 10
+runs = 3
+sweep_mbps = [1, 20]
+[options]
+sptq = ["method=entropy"]
+)", "mine.toml");
+  EXPECT_EQ(c.name, "mine");
+  ASSERT_EQ(c.models.size(), 1u);
+  EXPECT_EQ(c.models[0].name, "resnet-small");
+  EXPECT_EQ(c.strategies.size(), 3u);
+  EXPECT_TRUE(c.extras.empty());
+  EXPECT_EQ(c.inputs, 10);
+  EXPECT_EQ(c.options.at("sptq"), (std::vector<std::string>{"method=entropy"}));
+}
+
+TEST(StudyConfig, BadFilesNameTheKeyAndLine) {
+  auto e = [](const std::string& text) { return error_of([&] { parse_study(text, "s.toml"); }); };
+  EXPECT_NE(e("name = \"x\"\nmodls = [\"resnet\"]\n").find("s.toml:2: unknown key 'modls'"), std::string::npos);
+  EXPECT_NE(e("models = [\"resnet-huge\"]\n").find("s.toml:1: models: unknown model 'resnet-huge'"),
+            std::string::npos);
+  EXPECT_NE(e("\n\nstrategies = [\"sptq\", \"squash\"]\n").find("s.toml:3: strategy 'squash'"),
+            std::string::npos);
+  EXPECT_NE(e("deployments = [\"edge\", \"moon\"]\n").find("'moon' names no tier"), std::string::npos);
+  EXPECT_NE(e("inputs = -3\n").find("s.toml:1: 'inputs' -3 must be a whole number >= 1"), std::string::npos);
+  EXPECT_NE(e("runs = 1\n").find("'runs' 1 must be a whole number >= 2"), std::string::npos);
+  EXPECT_NE(e("inputs = \"many\"\n").find("'inputs' must be a number"), std::string::npos);
+  EXPECT_NE(e("sweep_mbps = [1, 0]\n").find("must be > 0"), std::string::npos);
+  EXPECT_NE(e("strategies = [\"sptq\"]\n[options]\nqat = [\"epochs=1\"]\n").find("does not run"),
+            std::string::npos);
+  EXPECT_NE(e("inputs = [\n").find("s.toml:"), std::string::npos) << "a TOML syntax error has its line";
+  EXPECT_NE(e("[[model]]\nname = \"m\"\nfile = \"/nonexistent.onnx\"\n").find("not found"), std::string::npos);
+}
+
+TEST(StudyStore, CellsPersistAndForeignFilesAreRefused) {
+  const fs::path d = temp_dir("store");
+  const std::string db = (d / "study.sqlite").string();
+  const nlohmann::json settings = {{"inputs", 10}};
+  {
+    study::Store s(db, "mine", settings);
+    EXPECT_EQ(s.status("latency", "m", "sptq", "edge"), "");
+    study::CellRecord c;
+    c.kind = "latency";
+    c.model = "m";
+    c.strategy = "sptq";
+    c.deploy = "edge";
+    c.warm_ms = {1.5, 2.5};
+    c.data = {{"x", 1}};
+    s.put(c);
+    c.status = "failed";
+    c.reason = "boom";
+    c.strategy = "qat";
+    s.put(c);
+  }
+  {
+    study::Store s(db, "mine", settings);  // reopened: same study, same settings
+    EXPECT_EQ(s.status("latency", "m", "sptq", "edge"), "done");
+    EXPECT_EQ(s.status("latency", "m", "qat", "edge"), "failed");
+    const auto all = s.all();
+    ASSERT_EQ(all.size(), 2u);
+    EXPECT_EQ(all[0].warm_ms, (std::vector<double>{1.5, 2.5}));
+    EXPECT_EQ(all[1].reason, "boom");
+  }
+  EXPECT_NE(error_of([&] { study::Store(db, "other", settings); }).find("holds study 'mine'"),
+            std::string::npos);
+  EXPECT_NE(error_of([&] { study::Store(db, "mine", {{"inputs", 20}}); }).find("other settings (inputs)"),
+            std::string::npos);
+  // A file that is not SQLite, and an SQLite file of something else.
+  const std::string junk = (d / "junk.sqlite").string();
+  std::ofstream(junk) << "this is not a database, just some text that is long enough to matter";
+  EXPECT_NE(error_of([&] { study::Store(junk, "mine", settings); }).find("not an edgeforge study database"),
+            std::string::npos);
+  EXPECT_NE(error_of([&] { study::Store{junk}; }).find("not an edgeforge study database"), std::string::npos);
+  const std::string foreign = (d / "foreign.sqlite").string();
+  ASSERT_EQ(std::system(("sqlite3 '" + foreign + "' 'CREATE TABLE t (x INTEGER);' 2>/dev/null || "
+                         "python3 -c \"import sqlite3; sqlite3.connect('" + foreign +
+                         "').execute('CREATE TABLE t (x INTEGER)')\"").c_str()),
+            0);
+  EXPECT_NE(error_of([&] { study::Store(foreign, "mine", settings); }).find("no meta table"),
+            std::string::npos);
+  EXPECT_NE(error_of([&] { study_summary((d / "nowhere").string()); }).find("no study database"),
+            std::string::npos);
+  fs::remove_all(d);
+}
+
+namespace {
+
+// Two models, three strategies, two deployments; latency in ms and accuracy (drop in points).
+nlohmann::json constructed_summary() {
+  nlohmann::json s = {{"study", {{"mode", "simulated"}}},
+                      {"models", {{{"name", "a"}}, {{"name", "b"}}}},
+                      {"cells", nlohmann::json::array()},
+                      {"accuracy", nlohmann::json::array()}};
+  auto cell = [&](const char* m, const char* st, const char* d, double ms) {
+    s["cells"].push_back({{"model", m}, {"strategy", st}, {"deploy", d}, {"status", "done"},
+                          {"latency", {{"warm", {{"median_ms", ms}, {"p90_ms", ms * 1.1}}}}}});
+  };
+  auto acc = [&](const char* m, const char* st, double value, double drop) {
+    s["accuracy"].push_back({{"model", m}, {"strategy", st}, {"status", "done"}, {"metric", "top-1"},
+                             {"value", value}, {"drop_pt", drop}});
+  };
+  cell("a", "identity", "edge", 10);
+  cell("a", "sptq", "edge", 6);
+  cell("a", "prune", "edge", 4);
+  cell("a", "identity", "mobile", 20);
+  cell("a", "sptq", "mobile", 12);
+  cell("a", "prune", "mobile", 8);
+  acc("a", "identity", 0.90, 0);
+  acc("a", "sptq", 0.895, 0.5);
+  acc("a", "prune", 0.85, 5.0);
+  cell("b", "identity", "edge", 30);
+  cell("b", "sptq", "edge", 25);
+  s["cells"].push_back({{"model", "b"}, {"strategy", "prune"}, {"deploy", "edge"}, {"status", "failed"}});
+  acc("b", "identity", 0.7, 0);
+  acc("b", "sptq", 0.69, 1.0);
+  return s;
+}
+
+}  // namespace
+
+TEST(Recommend, TheFastestCellWithinBothBudgets) {
+  Budget b;
+  b.max_latency_ms = 9;
+  b.max_accuracy_drop_pt = 1;
+  const nlohmann::json r = recommend(constructed_summary(), b);
+  ASSERT_EQ(r["models"].size(), 2u);
+  // a: prune is faster but drops 5 pt; sptq on edge (6 ms, 0.5 pt) is the best within both.
+  EXPECT_TRUE(r["models"][0]["met"].get<bool>());
+  EXPECT_EQ(r["models"][0]["best"]["strategy"], "sptq");
+  EXPECT_EQ(r["models"][0]["best"]["deploy"], "edge");
+  // b: nothing under 9 ms: the Pareto set and the nearest miss (sptq, 25 ms).
+  EXPECT_FALSE(r["models"][1]["met"].get<bool>());
+  EXPECT_EQ(r["models"][1]["nearest_miss"]["strategy"], "sptq");
+  EXPECT_DOUBLE_EQ(r["models"][1]["nearest_miss"]["over_latency_ms"].get<double>(), 16.0);
+  ASSERT_EQ(r["models"][1]["pareto"].size(), 2u) << "identity is more accurate, sptq faster";
+  // Only the latency budget; only one deployment; one model.
+  Budget fast;
+  fast.max_latency_ms = 5;
+  fast.model = "a";
+  const nlohmann::json f = recommend(constructed_summary(), fast);
+  ASSERT_EQ(f["models"].size(), 1u);
+  EXPECT_EQ(f["models"][0]["best"]["strategy"], "prune");
+  Budget mobile;
+  mobile.max_accuracy_drop_pt = 1;
+  mobile.deploy = "mobile";
+  mobile.model = "a";
+  EXPECT_EQ(recommend(constructed_summary(), mobile)["models"][0]["best"]["strategy"], "sptq");
+  Budget bad;
+  bad.max_latency_ms = 1;
+  bad.model = "c";
+  EXPECT_NE(error_of([&] { recommend(constructed_summary(), bad); }).find("no such model"), std::string::npos);
+  bad.model = "";
+  bad.deploy = "cloud";
+  EXPECT_NE(error_of([&] { recommend(constructed_summary(), bad); }).find("no cells on that deployment"),
+            std::string::npos);
+}
