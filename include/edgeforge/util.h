@@ -20,6 +20,8 @@ std::string base64_decode(const std::string& text, const std::string& what);
 std::string read_file(const std::string& path);
 // Writes to a temporary file beside `path` and renames it, so a crash never leaves half a file.
 void write_file_atomic(const std::string& path, const std::string& bytes);
+// `path` as named inside the file `source`: relative to the folder of `source` unless absolute.
+std::string path_beside(const std::string& source, const std::string& path);
 
 // A progress line on stderr: redrawn in place on a terminal, else one line every 10 seconds
 // (every $EDGEFORGE_PROGRESS_SECONDS when set).

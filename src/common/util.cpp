@@ -171,4 +171,10 @@ void ProgressLine::finish(const std::string& detail) {
   std::fflush(stderr);
 }
 
+std::string path_beside(const std::string& source, const std::string& path) {
+  if (path.empty() || path[0] == '/') return path;
+  const auto slash = source.rfind('/');
+  return slash == std::string::npos ? path : source.substr(0, slash + 1) + path;
+}
+
 }  // namespace edgeforge

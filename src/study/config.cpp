@@ -7,6 +7,7 @@
 #include <sstream>
 
 #include "edgeforge/error.h"
+#include "edgeforge/util.h"
 #include "edgeforge/strategy.h"
 #include "edgeforge/study.h"
 #include "edgeforge/zoo.h"
@@ -89,11 +90,6 @@ int64_t whole(const toml::node& n, const std::string& key, int64_t lo, const std
   return static_cast<int64_t>(v);
 }
 
-std::string beside(const std::string& source, const std::string& path) {
-  if (path.empty() || path[0] == '/') return path;
-  const auto slash = source.rfind('/');
-  return slash == std::string::npos ? path : source.substr(0, slash + 1) + path;
-}
 
 }  // namespace
 
@@ -145,7 +141,7 @@ StudyConfig parse_study(const std::string& toml_text, const std::string& source)
                    "' in [[model]] (known: name, file)");
         }
         m.name = (*t)["name"].value_or(std::string());
-        m.file = beside(source, (*t)["file"].value_or(std::string()));
+        m.file = path_beside(source, (*t)["file"].value_or(std::string()));
         EF_CHECK(!m.name.empty() && !(*t)["file"].value_or(std::string()).empty(), w,
                  ": a [[model]] needs name and file");
         EF_CHECK(std::ifstream(m.file).good(), w, ": model file ", m.file, " not found or not readable");
@@ -160,7 +156,7 @@ StudyConfig parse_study(const std::string& toml_text, const std::string& source)
     } else if (key == "topology") {
       auto v = node.value<std::string>();
       EF_CHECK(v.has_value(), where, ": 'topology' must be a file name");
-      c.topology_file = beside(source, *v);
+      c.topology_file = path_beside(source, *v);
       c.topology = load_topology(c.topology_file);
     } else if (key == "inputs") {
       c.inputs = whole(node, key, 1, where);

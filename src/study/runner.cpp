@@ -160,30 +160,55 @@ class Runner {
   }
   void count_cells() {
     total_ = 0;
-    for (const StudyModel& m : c_.models) {
+    for (size_t m = 0; m < c_.models.size(); ++m) {
       std::set<std::string> bases;
       for (const std::string& s : c_.all_strategies()) {
         bases.insert(base_pipeline(s));
-        total_ += 1 + static_cast<int64_t>(deployments_of(c_, s).size());
+        remaining_["accuracy"] += 1;
+        remaining_["latency"] += static_cast<int64_t>(deployments_of(c_, s).size());
       }
-      total_ += static_cast<int64_t>(bases.size());
+      remaining_["model"] += static_cast<int64_t>(bases.size());
     }
+    for (const auto& [kind, n] : remaining_) total_ += n;
+    started_ = Clock::now();
+  }
+  // The progress line: cells done of all, and an ETA from the time each kind of cell has taken
+  // so far (a model job takes minutes, a latency cell seconds), before any, from rough priors.
+  void show(const std::string& detail) {
+    const std::map<std::string, double> prior = {{"model", 120.0}, {"accuracy", 5.0}, {"latency", 4.0}};
+    const double jobs = std::max(1, std::min(c_.jobs > 0 ? c_.jobs : host_cores(), host_cores()));
+    double left_s = 0;
+    for (const auto& [kind, n] : remaining_) {
+      const auto sp = spent_.find(kind);
+      double each = sp != spent_.end() && sp->second.second > 0 ? sp->second.first / sp->second.second
+                                                                 : prior.at(kind);
+      if (kind == "model") each /= jobs;  // model jobs run side by side
+      left_s += each * static_cast<double>(n);
+    }
+    const double elapsed_s = std::max(1e-3, seconds_since(started_));
+    progress_->update(static_cast<int64_t>(elapsed_s * 10), static_cast<int64_t>((elapsed_s + left_s) * 10),
+                      std::to_string(done_) + "/" + std::to_string(total_) + " cells  " + detail);
   }
   void finished(const CellRecord& cell) {
     store_->put(cell);
     ++done_;
+    --remaining_[cell.kind];
+    if (cell.seconds > 0) {
+      spent_[cell.kind].first += cell.seconds;
+      spent_[cell.kind].second += 1;
+    }
     if (cell.status == "failed") {
       ++failed_;
       std::fprintf(stderr, "\nstudy: %s %s/%s%s failed: %s\n", cell.kind.c_str(), cell.model.c_str(),
                    cell.strategy.c_str(), cell.deploy.empty() ? "" : ("/" + cell.deploy).c_str(),
                    cell.reason.c_str());
     }
-    progress_->update(done_, total_, cell.kind + " " + cell.model + "/" + cell.strategy +
-                                         (cell.deploy.empty() ? "" : "/" + cell.deploy));
+    show(cell.kind + " " + cell.model + "/" + cell.strategy + (cell.deploy.empty() ? "" : "/" + cell.deploy));
   }
-  void skipped() {
+  void skipped(const std::string& kind) {
     ++done_;
-    progress_->update(done_, total_, "resumed");
+    --remaining_[kind];
+    show("resumed");
   }
   CellRecord cell(const std::string& kind, const std::string& model, const std::string& strategy,
                   const std::string& deploy = "") const {
@@ -239,7 +264,7 @@ class Runner {
     // Teachers.
     for (const StudyModel& m : c_.models) {
       if (!pending("model", m.name, "identity")) {
-        skipped();
+        skipped("model");
         continue;
       }
       if (!m.file.empty()) {
@@ -271,26 +296,46 @@ class Runner {
     };
     std::vector<Running> running;
     std::set<std::string> queued_pipelines;
+    std::set<std::string> bases;
+    for (const std::string& s : c_.all_strategies()) bases.insert(base_pipeline(s));
+    // A pipeline starts from the output of its longest prefix the study also makes (distill+sptq
+    // runs sptq on distill's model, as the pipeline would, without training distill twice),
+    // unless the study gives it options of its own; else from the model itself.
+    auto start_of = [&](const std::string& p) -> std::pair<std::string, std::string> {
+      if (c_.options.count(p)) return {"identity", p};
+      for (size_t plus = p.rfind('+'); plus != std::string::npos && plus > 0;
+           plus = p.rfind('+', plus - 1)) {
+        const std::string prefix = p.substr(0, plus);
+        if (bases.count(prefix)) return {prefix, p.substr(plus + 1)};
+      }
+      return {"identity", p};
+    };
     auto enqueue_pipelines = [&](const std::string& model) {
-      const std::string teacher = model_file(model, "identity");
       for (const std::string& s : c_.all_strategies()) {
         const std::string p = base_pipeline(s);
-        if (p == "identity" || !queued_pipelines.insert(model + "|" + p).second) continue;
+        if (p == "identity" || queued_pipelines.count(model + "|" + p)) continue;
+        const auto [from, rest] = start_of(p);
+        const std::string input = model_file(model, from);
+        // Wait for the model it starts from, unless that has failed.
+        if (input.empty() && store_->status("model", model, from).empty()) continue;
+        queued_pipelines.insert(model + "|" + p);
         if (!pending("model", model, p)) {
-          skipped();
+          skipped("model");
           continue;
         }
-        if (teacher.empty()) {
+        if (input.empty()) {
           CellRecord r = cell("model", model, p);
           r.status = "failed";
-          r.reason = "the model itself failed: " + model_failure(model, "identity");
+          r.reason = (from == "identity" ? "the model itself failed: " : from + " failed: ") +
+                     model_failure(model, from);
           finished(r);
           continue;
         }
         Job j;
         j.model = model;
         j.pipeline = p;
-        j.out = pipeline_cache(teacher, p);
+        j.out = pipeline_cache(input, rest);
+        const std::string teacher = input;
         j.log = out_ + "/logs/" + model + "." + p + ".log";
         if (fs::exists(j.out)) {
           CellRecord r = cell("model", model, p);
@@ -298,7 +343,7 @@ class Runner {
           finished(r);
           continue;
         }
-        j.argv = {self, "optimize", "--model", teacher, "--strategy", p, "--out", j.out + ".part.onnx",
+        j.argv = {self, "optimize", "--model", teacher, "--strategy", rest, "--out", j.out + ".part.onnx",
                   "--threads", std::to_string(job_threads), "--seed", std::to_string(c_.seed),
                   "--json"};
         if (c_.train_limit > 0) {
@@ -317,7 +362,7 @@ class Runner {
       while (!queue.empty() && running.size() < static_cast<size_t>(jobs)) {
         Job j = queue.front();
         queue.pop_front();
-        progress_->update(done_, total_, "making " + j.model + "/" + j.pipeline);
+        show("making " + j.model + "/" + j.pipeline);
         running.push_back({j, ChildProcess(j.argv, j.log + ".json", j.log,
                                            {"EDGEFORGE_PARENT_PID=" + std::to_string(::getpid())}),
                            Clock::now()});
@@ -342,10 +387,9 @@ class Runner {
           r.reason = last_line(j.log);
         }
         const std::string model = j.model;
-        const bool teacher = j.pipeline == "identity";
         running.erase(running.begin() + static_cast<std::ptrdiff_t>(k));
         finished(r);
-        if (teacher) enqueue_pipelines(model);
+        enqueue_pipelines(model);  // what starts from this model can go now
       }
     }
     // Models whose teacher ended before its pipelines were queued (all resumed) are covered by
@@ -410,13 +454,13 @@ class Runner {
   }
 
   void accuracy_cell(const StudyModel& m, const std::string& strategy) {
-    if (!pending("accuracy", m.name, strategy)) return skipped();
+    if (!pending("accuracy", m.name, strategy)) return skipped("accuracy");
     CellRecord r = cell("accuracy", m.name, strategy);
     const auto t0 = Clock::now();
     try {
       const std::string file = model_file(m.name, base_pipeline(strategy));
       EF_CHECK(!file.empty(), "no model: ", model_failure(m.name, base_pipeline(strategy)));
-      progress_->update(done_, total_, "accuracy " + m.name + "/" + strategy);
+      show("accuracy " + m.name + "/" + strategy);
       const Graph g = load_onnx(file);
       EvalResult e;
       std::string cut;
@@ -452,7 +496,7 @@ class Runner {
 
   // ---- latency ----
   void latency_cell(const StudyModel& m, const std::string& strategy, const std::string& deploy) {
-    if (!pending("latency", m.name, strategy, deploy)) return skipped();
+    if (!pending("latency", m.name, strategy, deploy)) return skipped("latency");
     CellRecord r = cell("latency", m.name, strategy, deploy);
     r.mode = "simulated";
     const auto t0 = Clock::now();
@@ -479,7 +523,7 @@ class Runner {
       Deployment dep(g, c_.topology, where);
       const std::string what = "latency " + m.name + "/" + strategy + "/" + deploy;
       const DeploymentSamples s = measure_deployment(dep, payloads, c_.runs, [&](int64_t d, int64_t t) {
-        progress_->update(done_, total_, what + " " + std::to_string(100 * d / t) + "%");
+        show(what + " " + std::to_string(100 * d / t) + "%");
       });
       std::mt19937_64 rng(c_.seed);
       std::map<std::string, std::vector<double>> parts;
@@ -545,6 +589,9 @@ class Runner {
   std::unique_ptr<Store> store_;
   std::unique_ptr<ProgressLine> progress_;
   int64_t done_ = 0, total_ = 0, failed_ = 0;
+  std::map<std::string, int64_t> remaining_;                  // cells left, by kind
+  std::map<std::string, std::pair<double, int>> spent_;       // seconds and cells run, by kind
+  Clock::time_point started_ = Clock::now();
 };
 
 }  // namespace

@@ -8,6 +8,7 @@
 #include <sstream>
 
 #include "edgeforge/error.h"
+#include "edgeforge/util.h"
 
 namespace edgeforge {
 
@@ -68,12 +69,6 @@ void known_keys(const toml::table& t, std::initializer_list<const char*> known,
   }
 }
 
-// `path` relative to the folder of the file `source` (unless absolute).
-std::string beside(const std::string& source, const std::string& path) {
-  if (path.empty() || path[0] == '/') return path;
-  const auto slash = source.rfind('/');
-  return slash == std::string::npos ? path : source.substr(0, slash + 1) + path;
-}
 
 std::string text(const toml::table& t, const char* key, const std::string& where) {
   const toml::node* n = t.get(key);
@@ -106,7 +101,7 @@ Topology parse_topology(const std::string& toml_text, const std::string& source)
     known_keys(*t, {"name", "cores", "memory_gb", "speed", "reference_ms", "profile"}, at);
     const bool has_profile = t->contains("profile");
     if (has_profile) {  // a device file written by edgeforge calibrate fills the fields
-      const std::string path = beside(source, text(*t, "profile", at));
+      const std::string path = path_beside(source, text(*t, "profile", at));
       static thread_local int depth = 0;
       EF_CHECK(depth == 0, at, ": profile ", path, " is named inside a profile file (a device ",
                "profile gives its fields itself)");
