@@ -261,6 +261,7 @@ class Runner {
       self = env != nullptr && *env != '\0' ? env : self_executable();
     }
     std::deque<Job> queue;
+    std::set<std::string> in_flight;  // model|pipeline of the jobs queued or running
     // Teachers.
     for (const StudyModel& m : c_.models) {
       if (!pending("model", m.name, "identity")) {
@@ -287,7 +288,8 @@ class Runner {
       j.argv = {self, "train", "--model", m.name, "--out", j.out, "--threads", std::to_string(job_threads),
                 "--json"};
       if (c_.quick) j.argv.push_back("--quick");
-      queue.push_back(j);
+      in_flight.insert(j.model + "|" + j.pipeline);
+        queue.push_back(j);
     }
     struct Running {
       Job job;
@@ -316,8 +318,10 @@ class Runner {
         if (p == "identity" || queued_pipelines.count(model + "|" + p)) continue;
         const auto [from, rest] = start_of(p);
         const std::string input = model_file(model, from);
-        // Wait for the model it starts from, unless that has failed.
-        if (input.empty() && store_->status("model", model, from).empty()) continue;
+        // Wait for the model it starts from while it is being made (or retried).
+        if (input.empty() && (store_->status("model", model, from).empty() ||
+                              in_flight.count(model + "|" + from)))
+          continue;
         queued_pipelines.insert(model + "|" + p);
         if (!pending("model", model, p)) {
           skipped("model");
@@ -352,6 +356,7 @@ class Runner {
         }
         if (auto o = c_.options.find(p); o != c_.options.end())
           for (const std::string& v : o->second) j.argv.insert(j.argv.end(), {"-o", v});
+        in_flight.insert(j.model + "|" + j.pipeline);
         queue.push_back(j);
       }
     };
@@ -387,6 +392,7 @@ class Runner {
           r.reason = last_line(j.log);
         }
         const std::string model = j.model;
+        in_flight.erase(j.model + "|" + j.pipeline);
         running.erase(running.begin() + static_cast<std::ptrdiff_t>(k));
         finished(r);
         enqueue_pipelines(model);  // what starts from this model can go now

@@ -339,6 +339,16 @@ TEST_F(Cli, StudyRunsResumesAndReports) {
   const nlohmann::json second = nlohmann::json::parse(read_file(path("s/export/summary.json")));
   EXPECT_EQ(second["cells"], summary["cells"]) << "the same samples, not new ones";
 
+  // --retry-failed runs the failed cells again: distill+sptq waits for distill's retry, then
+  // fails with it.
+  Outcome retry = run("study " + path("tiny.toml") + " --out " + path("s") + " --retry-failed", env);
+  ASSERT_EQ(retry.exit_code, 0) << retry.err;
+  const size_t distill_retried = retry.err.find("model tiny/distill failed: ");
+  const size_t dependent = retry.err.find("model tiny/distill+sptq failed: distill failed: ");
+  ASSERT_NE(distill_retried, std::string::npos) << retry.err;
+  ASSERT_NE(dependent, std::string::npos) << retry.err;
+  EXPECT_LT(distill_retried, dependent) << "distill+sptq waited for distill's retry: " << retry.err;
+
   Outcome rec = run("recommend " + path("s") + " --max-latency-ms 1000 --max-accuracy-drop 100 --json");
   ASSERT_EQ(rec.exit_code, 0) << rec.err;
   EXPECT_TRUE(nlohmann::json::parse(rec.out)["models"][0]["met"].get<bool>());
