@@ -13,20 +13,12 @@
 #include "edgeforge/deploy.h"
 #include "edgeforge/error.h"
 #include "edgeforge/onnx_io.h"
+#include "edgeforge/stats.h"
 #include "edgeforge/task.h"
 
 namespace edgeforge::cli {
 namespace {
 
-// Linear interpolation between order statistics (numpy's default percentile).
-double percentile(std::vector<double> v, double p) {
-  if (v.empty()) return std::nan("");
-  std::sort(v.begin(), v.end());
-  const double pos = p * static_cast<double>(v.size() - 1);
-  const size_t lo = static_cast<size_t>(pos);
-  const size_t hi = std::min(lo + 1, v.size() - 1);
-  return v[lo] + (v[hi] - v[lo]) * (pos - static_cast<double>(lo));
-}
 
 // The components of a timing, named for the report: "preprocess", "compute.mobile",
 // "link.mobile-edge", "serialise", "load".
@@ -56,15 +48,17 @@ Summary summarise(const std::vector<RequestTiming>& ts, const Topology& topo,
   s.samples = ts.size();
   if (ts.empty()) return s;
   for (const RequestTiming& t : ts) s.totals.push_back(t.total_ms);
-  s.median = percentile(s.totals, 0.5);
-  s.p90 = percentile(s.totals, 0.9);
-  s.p99 = percentile(s.totals, 0.99);
+  s.median = stats::percentile(s.totals, 0.5);
+  s.p90 = stats::percentile(s.totals, 0.9);
+  s.p99 = stats::percentile(s.totals, 0.99);
   const auto names = components(ts[0], topo, tier_used, link_used);
-  for (size_t k = 0; k < names.size(); ++k) {
-    std::vector<double> v;
-    for (const RequestTiming& t : ts) v.push_back(components(t, topo, tier_used, link_used)[k].second);
-    s.breakdown.emplace_back(names[k].first, percentile(v, 0.5));
+  std::vector<std::vector<double>> values(names.size());
+  for (const RequestTiming& t : ts) {
+    const auto parts = components(t, topo, tier_used, link_used);
+    for (size_t k = 0; k < parts.size(); ++k) values[k].push_back(parts[k].second);
   }
+  for (size_t k = 0; k < names.size(); ++k)
+    s.breakdown.emplace_back(names[k].first, stats::median(values[k]));
   return s;
 }
 

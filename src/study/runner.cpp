@@ -25,6 +25,7 @@
 #include "edgeforge/onnx_io.h"
 #include "edgeforge/partition.h"
 #include "edgeforge/process.h"
+#include "edgeforge/stats.h"
 #include "edgeforge/study.h"
 #include "edgeforge/task.h"
 #include "edgeforge/train.h"
@@ -222,16 +223,13 @@ class Runner {
   }
   // The file of a model cell that is done, or "".
   std::string model_file(const std::string& model, const std::string& pipeline) {
-    for (const CellRecord& r : store_->all())
-      if (r.kind == "model" && r.model == model && r.strategy == pipeline && r.status == "done")
-        return r.data.value("file", "");
-    return "";
+    const std::optional<CellRecord> r = store_->find("model", model, pipeline);
+    return r && r->status == "done" ? r->data.value("file", "") : "";
   }
   std::string model_failure(const std::string& model, const std::string& pipeline) {
-    for (const CellRecord& r : store_->all())
-      if (r.kind == "model" && r.model == model && r.strategy == pipeline)
-        return r.status == "failed" ? r.reason : "";
-    return "its model was not made";
+    const std::optional<CellRecord> r = store_->find("model", model, pipeline);
+    if (!r) return "its model was not made";
+    return r->status == "failed" ? r->reason : "";
   }
 
   // ---- models: child processes, teachers first, then each teacher's pipelines ----
@@ -441,9 +439,9 @@ class Runner {
 
   // The auto placement of a model, chosen once and kept as a model cell.
   nlohmann::json auto_choice(const StudyModel& m, const std::string& file) {
-    for (const CellRecord& r : store_->all())
-      if (r.kind == "model" && r.model == m.name && r.strategy == "auto-partition" && r.status == "done")
-        return r.data;
+    if (const std::optional<CellRecord> r = store_->find("model", m.name, "auto-partition");
+        r && r->status == "done")
+      return r->data;
     const Graph g = load_onnx(file);
     PayloadOptions po;
     po.inputs = 1;
@@ -546,13 +544,8 @@ class Runner {
             parts["link." + c_.topology.links[k].from + "-" + c_.topology.links[k].to].push_back(t.link_ms[k]);
       }
       for (const MeasuredRequest& q : s.cold) r.cold_ms.push_back(simulate(q, c_.topology, rng).total_ms);
-      auto median = [](std::vector<double> v) {
-        if (v.empty()) return 0.0;
-        std::nth_element(v.begin(), v.begin() + static_cast<std::ptrdiff_t>(v.size() / 2), v.end());
-        return v[v.size() / 2];
-      };
       nlohmann::json breakdown = nlohmann::json::object();
-      for (const auto& [k, v] : parts) breakdown[k] = v.size() == s.warm.size() ? median(v) : 0.0;
+      for (const auto& [k, v] : parts) breakdown[k] = v.size() == s.warm.size() ? stats::median(v) : 0.0;
       // The sweep: each link at each bandwidth, the others as configured.
       nlohmann::json sweep = nlohmann::json::array();
       for (size_t k = 0; k < c_.topology.links.size(); ++k)
@@ -564,7 +557,7 @@ class Runner {
           for (const MeasuredRequest& q : s.warm) totals.push_back(simulate(q, t, g2).total_ms);
           sweep.push_back({{"link", t.links[k].from + "-" + t.links[k].to},
                            {"bandwidth_mbps", bw},
-                           {"warm_median_ms", median(totals)}});
+                           {"warm_median_ms", stats::median(totals)}});
         }
       nlohmann::json threads = nlohmann::json::object();
       for (size_t k = 0; k < c_.topology.tiers.size(); ++k)

@@ -180,9 +180,29 @@ std::string Store::meta(const std::string& key) const {
 
 std::string Store::status(const std::string& kind, const std::string& model,
                           const std::string& strategy, const std::string& deploy) const {
-  Statement s(db_, "SELECT status FROM cells WHERE kind=? AND model=? AND strategy=? AND deploy=?", path_);
+  const std::optional<CellRecord> c = find(kind, model, strategy, deploy);
+  return c ? c->status : "";
+}
+
+std::optional<CellRecord> Store::find(const std::string& kind, const std::string& model,
+                                      const std::string& strategy, const std::string& deploy) const {
+  Statement s(db_,
+              "SELECT status, reason, data FROM cells WHERE kind=? AND model=? AND strategy=? AND "
+              "deploy=?",
+              path_);
   s.text(1, kind).text(2, model).text(3, strategy).text(4, deploy);
-  return s.step() ? s.column_text(0) : "";
+  if (!s.step()) return std::nullopt;
+  CellRecord c;
+  c.kind = kind;
+  c.model = model;
+  c.strategy = strategy;
+  c.deploy = deploy;
+  c.status = s.column_text(0);
+  c.reason = s.column_text(1);
+  c.data = nlohmann::json::parse(s.column_text(2), nullptr, false);
+  EF_CHECK(!c.data.is_discarded(), path_, ": cell ", kind, "/", model, "/", strategy,
+           " has malformed data");
+  return c;
 }
 
 void Store::put(const CellRecord& c) {

@@ -6,6 +6,7 @@
 #include <sqlite3.h>
 
 #include <cstdint>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -44,6 +45,10 @@ class Store {
   // The status of a cell ("done", "failed"), or "" when it has not run.
   std::string status(const std::string& kind, const std::string& model, const std::string& strategy,
                      const std::string& deploy = "") const;
+  // The model or accuracy cell's figures (kind, model, strategy, deploy), without its samples,
+  // when it exists: status, reason and data.
+  std::optional<CellRecord> find(const std::string& kind, const std::string& model,
+                                 const std::string& strategy, const std::string& deploy = "") const;
   // Writes (or replaces) one cell in its own transaction.
   void put(const CellRecord& cell);
   std::vector<CellRecord> all() const;
