@@ -68,9 +68,10 @@ struct TrainReport {
 // schedules). Every member is optional.
 struct TrainHooks {
   // The loss of a batch; default cross-entropy on the labels (with the recipe's smoothing).
-  // `inputs` are the batch's graph inputs (a teacher runs on them), `indices` its samples.
+  // `inputs` are the batch's graph inputs, `indices` its samples' rows in the training data
+  // (a distillation hook looks the teacher's outputs up by them).
   std::function<at::Tensor(const at::Tensor& logits, const at::Tensor& labels,
-                           const std::vector<at::Tensor>& inputs)>
+                           const std::vector<at::Tensor>& inputs, const at::Tensor& indices)>
       loss;
   // Before each step (0-based) of `steps`: schedules (sparsity, freezing observers).
   std::function<void(Graph& graph, int64_t step, int64_t steps)> before_step;

@@ -3,6 +3,7 @@
 #include <ATen/ATen.h>
 
 #include "edgeforge/error.h"
+#include "edgeforge/lower.h"
 #include "edgeforge/runtime.h"
 
 namespace edgeforge::strategies {
@@ -66,20 +67,31 @@ TaskData training_data(const Graph& model, const StrategyOptions& opts,
   return strategy_training_data(model, opts.text("dataset"), ctx.train_limit, ctx.seed);
 }
 
-std::function<at::Tensor(const at::Tensor&, const at::Tensor&, const std::vector<at::Tensor>&)>
-distillation_hook(const Graph& teacher, KdSettings kd, int threads) {
-  auto graph = std::make_shared<Graph>(teacher);
-  auto exec = std::make_shared<Executor>(*graph);
-  return [graph, exec, kd, threads](const at::Tensor& logits, const at::Tensor& labels,
-                                    const std::vector<at::Tensor>& inputs) {
-    at::Tensor teacher_logits;
-    {
-      at::NoGradGuard no_grad;
-      RunOptions run;
-      run.threads = threads;
-      teacher_logits = exec->run(inputs, run)[0];
-    }
-    return distillation_loss(logits, teacher_logits, labels, kd.alpha, kd.temperature);
+at::Tensor teacher_logits(const Graph& teacher, const TaskData& data, int threads) {
+  InferenceSession session(teacher);
+  RunOptions run;
+  run.threads = threads;
+  at::NoGradGuard no_grad;
+  const int64_t n = data.size();
+  std::vector<at::Tensor> rows;
+  for (int64_t lo = 0; lo < n; lo += 256) {
+    const at::Tensor idx = at::arange(lo, std::min(n, lo + 256), at::kLong);
+    at::Tensor out = session.run(data.batch_inputs(teacher, idx), run)[0];
+    EF_CHECK(out.dim() == 2 && out.size(0) == idx.size(0), "teacher '", teacher.name(),
+             "': first output has shape ", out.sizes(), ", expected [batch, classes]");
+    rows.push_back(out.to(at::kFloat).clone());  // the session reuses its output buffers
+  }
+  EF_CHECK(!rows.empty(), "teacher '", teacher.name(), "': no training samples to distil on");
+  return at::cat(rows, 0);
+}
+
+std::function<at::Tensor(const at::Tensor&, const at::Tensor&, const std::vector<at::Tensor>&,
+                         const at::Tensor&)>
+distillation_hook(at::Tensor logits, KdSettings kd) {
+  return [logits, kd](const at::Tensor& student, const at::Tensor& labels,
+                      const std::vector<at::Tensor>&, const at::Tensor& indices) {
+    return distillation_loss(student, logits.index_select(0, indices), labels, kd.alpha,
+                             kd.temperature);
   };
 }
 

@@ -36,9 +36,17 @@ KdSettings kd_settings(const std::string& modality, const StrategyOptions& opts)
 TaskData training_data(const Graph& model, const StrategyOptions& opts,
                        const StrategyContext& ctx);
 
-// A loss hook distilling from `teacher` (run in inference mode on each batch).
-std::function<at::Tensor(const at::Tensor&, const at::Tensor&, const std::vector<at::Tensor>&)>
-distillation_hook(const Graph& teacher, KdSettings kd, int threads);
+// The teacher's first output (logits) for every sample of `data`, row i for sample i, run once
+// on the inference plan in batches of 256 (a QDQ teacher on its int8 kernels, as deployed).
+// Training data is not augmented, so these are the soft targets of every epoch: computing them
+// once beats running the teacher on every training batch (bench/strategies prints both).
+at::Tensor teacher_logits(const Graph& teacher, const TaskData& data, int threads);
+
+// A loss hook distilling from `logits` (from teacher_logits on the training data): a batch's
+// soft targets are the rows of its sample indices.
+std::function<at::Tensor(const at::Tensor&, const at::Tensor&, const std::vector<at::Tensor>&,
+                         const at::Tensor&)>
+distillation_hook(at::Tensor logits, KdSettings kd);
 
 // Output classes of a model (its first output's last dimension, from a run on one sample).
 int64_t output_classes(const Graph& model, const TaskData& sample);

@@ -103,7 +103,8 @@ class Distill : public Strategy {
     TrainRecipe recipe = strategies::finetune_recipe(modality, opts, default_epochs, default_lr, ctx);
     const strategies::KdSettings kd = strategies::kd_settings(modality, opts);
     TrainHooks hooks;
-    hooks.loss = strategies::distillation_hook(teacher, kd, ctx.threads);
+    hooks.loss = strategies::distillation_hook(
+        strategies::teacher_logits(teacher, data, ctx.threads), kd);
     if (ctx.log)
       ctx.log("distill: training " + student_name + " on " + std::to_string(data.size()) +
               " samples for " + std::to_string(recipe.epochs) + " epochs (alpha " +

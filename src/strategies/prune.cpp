@@ -134,8 +134,8 @@ class Prune : public Strategy {
     // Masks are recomputed about 50 times along the ramp, then held.
     const int64_t interval = std::max<int64_t>(1, ramp / 50);
     TrainHooks hooks;
-    hooks.loss = strategies::distillation_hook(model, strategies::kd_settings(modality, opts),
-                                               ctx.threads);
+    hooks.loss = strategies::distillation_hook(strategies::teacher_logits(model, data, ctx.threads),
+                                               strategies::kd_settings(modality, opts));
     hooks.before_step = [=](Graph& graph, int64_t step, int64_t) {
       if (step % interval != 0 && step != ramp) return;
       if (step > ramp && !masks->empty()) return;

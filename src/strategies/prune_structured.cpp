@@ -272,8 +272,8 @@ class PruneStructured : public Strategy {
     const TaskData data = strategies::training_data(model, opts, ctx);
     const TrainRecipe recipe = strategies::finetune_recipe(modality, opts, 2, image ? 0.01 : 2e-4, ctx);
     TrainHooks hooks;
-    hooks.loss = strategies::distillation_hook(model, strategies::kd_settings(modality, opts),
-                                               ctx.threads);
+    hooks.loss = strategies::distillation_hook(strategies::teacher_logits(model, data, ctx.threads),
+                                               strategies::kd_settings(modality, opts));
     hooks.after_step = apply_all;
     if (ctx.log)
       ctx.log("prune-structured: removing " + std::to_string(removed) + " of " +

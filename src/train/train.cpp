@@ -241,7 +241,7 @@ TrainReport train_graph(Graph& graph, const TaskData& data, const TrainRecipe& r
         if (hooks.observe) hooks.observe(fetched);
       }
       at::Tensor loss =
-          hooks.loss ? hooks.loss(logits, labels, inputs)
+          hooks.loss ? hooks.loss(logits, labels, inputs, idx)
                      : torch::nn::functional::cross_entropy(
                            logits, labels,
                            torch::nn::functional::CrossEntropyFuncOptions().label_smoothing(

@@ -17,6 +17,8 @@
 #include "edgeforge/train.h"
 #include "edgeforge/zoo.h"
 
+#include "../../src/strategies/common.h"
+
 using namespace edgeforge;
 
 namespace {
@@ -194,6 +196,36 @@ TEST(Strategies, DistillTrainsTheStudentAndChecksItsClasses) {
   std::filesystem::remove(path);
   expect_error([&] { run_pipeline(teacher, "distill", {"student=bert-small"}, ctx); },
                {"text model"});
+}
+
+// Distillation's soft targets are computed once on the inference plan, in batches of 256;
+// the slow reference is the teacher on the reference executor, one training batch at a time.
+TEST(Strategies, TeacherLogitsMatchTheReferenceExecutorRowByRow) {
+  constexpr double kRelTol = 1e-4;  // plan kernels (fused, oneDNN) against ATen, float32
+  for (const char* name : {"resnet-small", "bert-small"}) {
+    const Graph& teacher = quick_model(name);
+    const TaskData data = strategy_training_data(teacher, "", 300, 0);  // two plan batches
+    const at::Tensor logits = strategies::teacher_logits(teacher, data, 1);
+    ASSERT_EQ(logits.size(0), data.size()) << name;
+    Executor exec(teacher);
+    at::NoGradGuard no_grad;
+    RunOptions run;
+    run.threads = 1;
+    // A shuffled batch of 16, as training draws them: the hook's rows are the batch's samples.
+    const at::Tensor idx = at::randperm(data.size(), at::kLong).slice(0, 0, 16);
+    const at::Tensor reference = exec.run(data.batch_inputs(teacher, idx), run)[0];
+    const at::Tensor rows = logits.index_select(0, idx);
+    const double scale = reference.abs().max().item<double>();
+    EXPECT_LE((rows - reference).abs().max().item<double>(), kRelTol * scale) << name;
+    // The hook looks a batch's rows up by its indices: its loss is the distillation loss
+    // against the reference executor's outputs for those samples.
+    const auto hook = strategies::distillation_hook(logits, strategies::KdSettings{0.5, 2.0});
+    const at::Tensor labels = data.labels.index_select(0, idx);
+    const at::Tensor student = at::randn_like(reference);
+    EXPECT_NEAR(hook(student, labels, {}, idx).item<double>(),
+                distillation_loss(student, reference, labels, 0.5, 2.0).item<double>(), 1e-4)
+        << name;
+  }
 }
 
 TEST(Strategies, APipelineEqualsItsStepsOneByOne) {

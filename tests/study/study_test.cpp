@@ -71,6 +71,12 @@ sptq = ["method=entropy"]
   EXPECT_TRUE(c.extras.empty());
   EXPECT_EQ(c.inputs, 10);
   EXPECT_EQ(c.options.at("sptq"), (std::vector<std::string>{"method=entropy"}));
+  // The default study's options for prune-structured go with it when the file drops it ...
+  EXPECT_EQ(c.options.size(), 1u);
+  EXPECT_EQ(default_study(false).options.at("prune-structured"), (std::vector<std::string>{"epochs=1"}));
+  // ... and a file's own options for it replace them.
+  const StudyConfig d = parse_study("[options]\nprune-structured = [\"ratio=0.25\"]\n", "d.toml");
+  EXPECT_EQ(d.options.at("prune-structured"), (std::vector<std::string>{"ratio=0.25"}));
 }
 
 TEST(StudyConfig, BadFilesNameTheKeyAndLine) {
