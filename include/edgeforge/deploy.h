@@ -134,6 +134,11 @@ struct MeasuredRequest {
   double serialise_ms = 0;         // encoding and decoding every message
   double load_ms = 0;              // cold requests: reading the model files and preparing them
   std::vector<Hop> hops;           // in order
+  // Real tiers (emulated or remote, edgeforge/agent.h): the request's wall time measured end to
+  // end where it entered, and each link's share of it (transfer, protocol and added delay, both
+  // ways; per topology link). simulate() reports these as they are. 0 / empty when simulated.
+  double wall_ms = 0;
+  std::vector<double> link_ms;
 };
 
 // A request's simulated times, links included.
@@ -144,27 +149,40 @@ struct RequestTiming {
   double total_ms = 0;
 };
 
-// Adds the links' times to `r`: per hop, the link's one-way time, plus a normal jitter of the
+// Adds the links' times to `r` (a real request, wall_ms > 0, keeps its measured times): per hop, the link's one-way time, plus a normal jitter of the
 // link's standard deviation (a transfer never takes less than zero), plus, per lost packet of
 // 1448 bytes (each lost with the link's loss probability), one round-trip time to resend it.
 RequestTiming simulate(const MeasuredRequest& r, const Topology& topology, std::mt19937_64& rng);
 
-// A placement ready to serve: the model (or its two parts) loaded on its tiers.
-class Deployment {
+// A placement ready to serve requests, however its tiers are run: Deployment (simulated on
+// this host) or RemoteDeployment (agents, edgeforge/agent.h).
+class DeploymentRunner {
+ public:
+  virtual ~DeploymentRunner() = default;
+  // One warm request. `outputs` (optional) receives the model's outputs.
+  virtual MeasuredRequest run(const Payload& payload, std::vector<at::Tensor>* outputs = nullptr) = 0;
+  // One cold request: every part prepared again from its ONNX bytes before the request.
+  virtual MeasuredRequest run_cold(const Payload& payload) = 0;
+  virtual const Placement& placement() const = 0;
+  virtual const Topology& topology() const = 0;
+};
+
+// A placement ready to serve on this host: the model (or its two parts) loaded for its tiers.
+class Deployment final : public DeploymentRunner {
  public:
   // Error when a tier of the placement is not in the topology, the cut is invalid, or a part
   // does not fit its tier's memory. `seq_len` fixes a text model's sequence length.
   Deployment(const Graph& model, const Topology& topology, Placement placement);
-  ~Deployment();
+  ~Deployment() override;
 
   // One warm request. `outputs` (optional) receives the model's outputs.
-  MeasuredRequest run(const Payload& payload, std::vector<at::Tensor>* outputs = nullptr);
+  MeasuredRequest run(const Payload& payload, std::vector<at::Tensor>* outputs = nullptr) override;
   // One cold request: every part is read again from its ONNX bytes and prepared (the inference
   // plan built, its primitives created with oneDNN's primitive cache off) before the request.
-  MeasuredRequest run_cold(const Payload& payload);
+  MeasuredRequest run_cold(const Payload& payload) override;
 
-  const Placement& placement() const { return placement_; }
-  const Topology& topology() const { return topology_; }
+  const Placement& placement() const override { return placement_; }
+  const Topology& topology() const override { return topology_; }
   // Thread count each tier computes with on this host: min(tier cores, this host's cores).
   int threads_of(size_t tier) const;
   // What crosses the cut (empty for a whole model) and the encoded size of that message.
@@ -190,7 +208,7 @@ struct DeploymentSamples {
   std::vector<std::pair<int, int64_t>> warm_at;  // (run, input) of each warm sample
   double seconds = 0;                            // wall time of the measurement
 };
-DeploymentSamples measure_deployment(Deployment& deployment, const std::vector<Payload>& payloads,
+DeploymentSamples measure_deployment(DeploymentRunner& deployment, const std::vector<Payload>& payloads,
                                      int runs,
                                      const std::function<void(int64_t, int64_t)>& progress = nullptr);
 

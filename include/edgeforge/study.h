@@ -51,6 +51,9 @@ struct StudyConfig {
   std::vector<double> sweep_mbps = {1, 10, 50, 100, 150, 200};
   uint64_t seed = 1;
   int jobs = 0;  // model-making processes at once; 0 = this machine's cores
+  // How latency is measured: "simulated" (on this host), "emulated" (agents in namespaces
+  // behind shaped links; root) or "remote" (the topology's agents). Real modes skip the sweep.
+  std::string mode = "simulated";
 
   // Every strategy, the study's then the extras.
   std::vector<std::string> all_strategies() const;

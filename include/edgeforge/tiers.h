@@ -42,6 +42,10 @@ struct TierProfile {
   // when a file gives it without a speed, the speed is this host's reference time over it,
   // measured when the topology is used (resolve_speeds in edgeforge/deploy.h).
   double reference_ms = 0;
+  // Remote mode (edgeforge/agent.h): the tier's agent, HOST:PORT; a file whose first line is
+  // the shared token (required for an address that is not loopback); a PEM root certificate to
+  // reach the agent over TLS. Paths are relative to the topology file.
+  std::string agent, token_file, tls_ca;
 };
 
 struct Link {

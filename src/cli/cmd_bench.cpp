@@ -1,5 +1,6 @@
 // edgeforge bench: end-to-end latency of a model deployed on a topology, measured as the study
-// measured it (inputs x runs, the first run a dropped warm-up), simulated on this host.
+// measured it (inputs x runs, the first run a dropped warm-up): simulated on this host, emulated
+// with agents in namespaces behind shaped links, or on remote agents.
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
@@ -10,7 +11,9 @@
 
 #include "commands.h"
 #include "edgeforge/build_info.h"
+#include "edgeforge/agent.h"
 #include "edgeforge/deploy.h"
+#include "edgeforge/emulate.h"
 #include "edgeforge/error.h"
 #include "edgeforge/onnx_io.h"
 #include "edgeforge/stats.h"
@@ -84,9 +87,15 @@ Action add_bench(CLI::App& app) {
       "latency (the parts loaded and prepared first, once per run), each with its breakdown.\n"
       "Simulated: compute, preprocessing and serialisation are measured on this host with each\n"
       "tier's thread count (at most this host's cores) and divided by the tier's speed; a link\n"
-      "costs half its round-trip time plus bytes over bandwidth (plus jitter and loss when set).");
+      "costs half its round-trip time plus bytes over bandwidth (plus jitter and loss when set).\n"
+      "Emulated (--mode emulated, root on Linux): each tier an agent process in its own network\n"
+      "namespace with a CPU quota and memory limit, links shaped by tc; times are measured.\n"
+      "Remote (--mode remote): the agents named by the topology's `agent` addresses.");
   struct Args {
     std::string model, deploy, at = "study", topology, link, bandwidths, frame = "224x224";
+    std::string mode = "simulated";
+    double timeout_ms = 30000;
+    int retries = 2;
     int64_t inputs = 100;
     int runs = 6;
     uint64_t seed = 1;
@@ -116,6 +125,17 @@ Action add_bench(CLI::App& app) {
   cmd->add_option("--frame", args->frame, "captured frame size of an image model, WIDTHxHEIGHT")
       ->capture_default_str();
   cmd->add_option("--seed", args->seed, "seed of the simulated jitter and loss")->capture_default_str();
+  cmd->add_option("--mode", args->mode,
+                  "simulated (on this host), emulated (agents in network namespaces with shaped\n"
+                  "links and CPU quotas; needs root) or remote (the topology's agents)")
+      ->check(CLI::IsMember({"simulated", "emulated", "remote"}))
+      ->capture_default_str();
+  cmd->add_option("--timeout-ms", args->timeout_ms, "emulated and remote: a request's deadline")
+      ->check(CLI::Range(1.0, 3600000.0))
+      ->capture_default_str();
+  cmd->add_option("--retries", args->retries, "emulated and remote: attempts after a failed request")
+      ->check(CLI::Range(0, 100))
+      ->capture_default_str();
   cmd->add_flag("--json", args->json, "print the results as JSON on stdout (with every warm sample)");
   cmd->add_flag("--csv", args->csv, "print one CSV row per request on stdout");
   return [args]() {
@@ -176,14 +196,36 @@ Action add_bench(CLI::App& app) {
                  "' has no study cut point (stage3.out or embeddings.out); name one with --at");
       }
     }
-    Deployment dep(model, topo0, where);
+    Deployment dep(model, topo0, where);  // simulated; for the others, the cut and threads
+    const std::string mode = args->mode;
+    const bool real = mode != "simulated";
+    std::unique_ptr<Emulation> emulation;
+    std::unique_ptr<RemoteDeployment> remote;
+    std::vector<AgentEndpoint> endpoints;
+    if (mode == "emulated") {
+      const std::string why = emulation_unavailable();
+      EF_CHECK(why.empty(), why);
+      say("emulated: setting up " + std::to_string(topo0.tiers.size()) + " tiers");
+      emulation = std::make_unique<Emulation>(topo0);
+      for (const std::string& line : emulation->describe()) say("  " + line);
+      endpoints = emulation->endpoints();
+    } else if (mode == "remote") {
+      endpoints = topology_agents(topo0);
+    }
+    if (real) {
+      RemoteOptions ro;
+      ro.timeout_ms = args->timeout_ms;
+      ro.retries = args->retries;
+      remote = std::make_unique<RemoteDeployment>(model, topo0, where, endpoints, ro);
+    }
+    DeploymentRunner& runner = real ? static_cast<DeploymentRunner&>(*remote) : dep;
 
     // Which tiers compute and which links carry something.
     std::vector<bool> tier_used(topo0.tiers.size(), false), link_used(topo0.links.size(), false);
     int64_t response_bytes = 0;
     {
       std::vector<at::Tensor> outputs;
-      const MeasuredRequest probe = dep.run(payloads[0], &outputs);
+      const MeasuredRequest probe = runner.run(payloads[0], &outputs);
       response_bytes = static_cast<int64_t>(encode_tensors(outputs).size());
       for (size_t i = 0; i < topo0.tiers.size(); ++i)
         tier_used[i] = topo0.tiers[i].name == where.first || topo0.tiers[i].name == where.second;
@@ -194,6 +236,8 @@ Action add_bench(CLI::App& app) {
     std::vector<double> bandwidths;
     size_t swept = 0;
     if (!args->bandwidths.empty()) {
+      EF_CHECK(mode != "remote", "--bandwidth-mbps: remote links cannot be re-shaped; sweep in "
+               "--mode simulated or emulated");
       bandwidths = parse_positive_list(args->bandwidths, "--bandwidth-mbps");
       if (args->link.empty()) {
         bool any = false;
@@ -210,16 +254,20 @@ Action add_bench(CLI::App& app) {
       }
     }
 
-    // Measure: per run one cold request (the run's first input), then every input warm.
-    ProgressLine progress("bench " + model.name() + " on " + where.label());
-    DeploymentSamples measured = measure_deployment(dep, payloads, args->runs, [&](int64_t d, int64_t t) {
-      progress.update(d, t, "");
-    });
-    progress.finish("");
-    const std::vector<MeasuredRequest>& warm = measured.warm;
-    const std::vector<MeasuredRequest>& cold = measured.cold;
-    const auto& warm_at = measured.warm_at;
-    const double wall_s = measured.seconds;
+    // Measure: per run one cold request (the run's first input), then every input warm. An
+    // emulated sweep measures again at each bandwidth, the link re-shaped.
+    auto measure = [&](const std::string& what) {
+      ProgressLine progress("bench " + model.name() + " on " + where.label() + what);
+      DeploymentSamples m = measure_deployment(runner, payloads, args->runs, [&](int64_t d, int64_t t) {
+        progress.update(d, t, "");
+      });
+      progress.finish("");
+      return m;
+    };
+    const bool measure_per_point = emulation && !bandwidths.empty();
+    DeploymentSamples measured;
+    if (!measure_per_point) measured = measure("");
+    double wall_s = measured.seconds;
 
     // Simulate the links, once per swept bandwidth (or once as configured).
     struct Point {
@@ -232,30 +280,44 @@ Action add_bench(CLI::App& app) {
     for (double bw : sweep) {
       Topology topo = topo0;
       if (bw > 0) topo.links[swept].bandwidth_mbps = bw;
+      if (measure_per_point) {
+        emulation->set_bandwidth(swept, bw);
+        char what[64];
+        std::snprintf(what, sizeof what, " at %g Mbit/s", bw);
+        measured = measure(what);
+        wall_s += measured.seconds;
+      }
       Point p;
       p.bandwidth = bw > 0 ? bw : 0;
       std::mt19937_64 rng(args->seed);
-      for (const MeasuredRequest& m : warm) p.warm.push_back(simulate(m, topo, rng));
-      for (const MeasuredRequest& m : cold) p.cold.push_back(simulate(m, topo, rng));
+      for (const MeasuredRequest& m : measured.warm) p.warm.push_back(simulate(m, topo, rng));
+      for (const MeasuredRequest& m : measured.cold) p.cold.push_back(simulate(m, topo, rng));
       p.w = summarise(p.warm, topo, tier_used, link_used);
       p.c = summarise(p.cold, topo, tier_used, link_used);
       points.push_back(std::move(p));
     }
 
+    const std::vector<MeasuredRequest>& warm = measured.warm;
+    const std::vector<MeasuredRequest>& cold = measured.cold;
+    const auto& warm_at = measured.warm_at;
     const int64_t payload_bytes = dep.payload_bytes(payloads[0]);
     const std::string link_name =
         bandwidths.empty() ? "" : topo0.links[swept].from + "-" + topo0.links[swept].to;
     std::string threads;
-    for (size_t i = 0; i < topo0.tiers.size(); ++i)
+    std::vector<int> tier_threads(topo0.tiers.size(), 0);
+    for (size_t i = 0; i < topo0.tiers.size(); ++i) {
+      tier_threads[i] = real ? AgentClient(endpoints.at(i), args->timeout_ms).health().threads
+                             : dep.threads_of(static_cast<size_t>(i));
       if (tier_used[i])
         threads += (threads.empty() ? "" : ";") + topo0.tiers[i].name + ":" +
-                   std::to_string(dep.threads_of(i));
+                   std::to_string(tier_threads[i]);
+    }
     const std::string commit = git_commit(), cpu = cpu_model();
 
     if (args->json) {
       nlohmann::json j = {
           {"tool", "edgeforge bench"},
-          {"mode", "simulated"},
+          {"mode", mode},
           {"environment",
            {{"commit", commit}, {"version", version()}, {"cpu", cpu},
             {"host_cores", default_threads()}, {"seed", args->seed}}},
@@ -277,7 +339,8 @@ Action add_bench(CLI::App& app) {
       }
       for (size_t i = 0; i < topo0.tiers.size(); ++i)
         if (tier_used[i])
-          j["threads"][topo0.tiers[i].name] = dep.threads_of(i);
+          j["threads"][topo0.tiers[i].name] = tier_threads[i];
+      if (emulation) j["emulation"] = emulation->describe();
       nlohmann::json t = {{"name", topo0.name}};
       for (const TierProfile& p : topo0.tiers)
         t["tiers"].push_back({{"name", p.name}, {"cores", p.cores}, {"memory_gb", p.memory_gb},
@@ -305,7 +368,7 @@ Action add_bench(CLI::App& app) {
       std::replace(cpu_csv.begin(), cpu_csv.end(), ',', ' ');
       for (const Point& p : points) {
         auto row = [&](const RequestTiming& t, const char* kind, int run, int64_t input) {
-          std::printf("simulated,%s,%s,%s,%llu,%s,%s,%s,%s,%g,%s,%d,%lld,%.6f", commit.c_str(),
+          std::printf("%s,%s,%s,%s,%llu,%s,%s,%s,%s,%g,%s,%d,%lld,%.6f", mode.c_str(), commit.c_str(),
                       cpu_csv.c_str(), threads.c_str(), static_cast<unsigned long long>(args->seed),
                       model.name().c_str(), where.label().c_str(), where.cut.c_str(),
                       link_name.c_str(), p.bandwidth, kind, run, static_cast<long long>(input),
@@ -322,9 +385,11 @@ Action add_bench(CLI::App& app) {
     }
 
     // Text.
-    std::printf("bench %s on %s, topology %s: SIMULATED on this host (%s, %d cores)\n",
-                model.name().c_str(), where.label().c_str(), topo0.name.c_str(), cpu.c_str(),
-                default_threads());
+    const std::string how = mode == "simulated" ? "SIMULATED on this host"
+                            : mode == "emulated" ? "EMULATED on this host (agents, namespaces, tc, cgroups)"
+                                                 : "REMOTE agents (coordinator on this host)";
+    std::printf("bench %s on %s, topology %s: %s (%s, %d cores)\n", model.name().c_str(),
+                where.label().c_str(), topo0.name.c_str(), how.c_str(), cpu.c_str(), default_threads());
     const std::string request = payloads[0].kind == "frame"
                                     ? std::to_string(payloads[0].width) + "x" +
                                           std::to_string(payloads[0].height) + " RGB frame"
@@ -339,11 +404,12 @@ Action add_bench(CLI::App& app) {
       std::printf("cut after %s: %s crosses (%s)\n", where.cut.c_str(),
                   human_bytes(dep.cut().bytes).c_str(), what.c_str());
     }
-    std::printf("threads: %s (tier cores, at most this host's)\n", threads.c_str());
+    std::printf("threads: %s (%s)\n", threads.c_str(),
+                real ? "as the agents report" : "tier cores, at most this host's");
     std::printf("%zu inputs x %d runs, first dropped: %zu warm samples, %zu cold; measured in %.1f s\n\n",
                 payloads.size(), args->runs, warm.size(), cold.size(), wall_s);
     auto table = [&](const Summary& s, const char* title) {
-      std::printf("%-26s %10.3f %10.3f %10.3f   simulated\n", title, s.median, s.p90, s.p99);
+      std::printf("%-26s %10.3f %10.3f %10.3f   %s\n", title, s.median, s.p90, s.p99, mode.c_str());
       for (const auto& [name, v] : s.breakdown) {
         if (name == "load" && std::string(title).rfind("warm", 0) == 0) continue;
         std::printf("  %-24s %10.3f\n", name.c_str(), v);

@@ -6,6 +6,7 @@
 #include <nlohmann/json.hpp>
 
 #include "commands.h"
+#include "edgeforge/emulate.h"
 #include "edgeforge/error.h"
 #include "edgeforge/report.h"
 #include "edgeforge/study.h"
@@ -36,13 +37,15 @@ Action add_study(CLI::App& app) {
       "sptq+partition, and edgeforge's extras dynamic, prune-structured, auto-partition; on\n"
       "mobile, edge, cloud and mobile-edge (partitions on mobile-edge); 100 inputs x 6 runs\n"
       "(first dropped); accuracy on the whole test split; both links swept over 1, 10, 50, 100,\n"
-      "150, 200 Mbit/s. Latency is simulated (docs/deployment.md). Results go to DIR/study.sqlite\n"
+      "150, 200 Mbit/s. Latency is simulated (docs/deployment.md) unless --mode says emulated or\n"
+      "remote (docs/agents.md; no sweep then). Results go to DIR/study.sqlite\n"
       "one cell at a time; running again resumes, skipping finished cells. docs/study.md gives\n"
       "the study file format and the database schema.");
   struct Args {
     std::string file, out;
     bool quick = false, retry_failed = false, no_report = false;
     int threads = 0, jobs = 0;
+    std::string mode;
   };
   auto args = std::make_shared<Args>();
   cmd->add_option("study", args->file, "study .toml file (default: the built-in default study)");
@@ -51,6 +54,10 @@ Action add_study(CLI::App& app) {
                 "the small built-in study: resnet and bert with quick training, 20 inputs x 3 runs");
   cmd->add_option("--threads", args->threads, "threads for accuracy and latency (default: all cores)");
   cmd->add_option("--jobs", args->jobs, "model-making processes at once (default: all cores)");
+  cmd->add_option("--mode", args->mode,
+                  "how latency is measured: simulated, emulated (root) or remote (default: the\n"
+                  "study file's mode, else simulated); a study folder keeps one mode")
+      ->check(CLI::IsMember({"simulated", "emulated", "remote"}));
   cmd->add_flag("--retry-failed", args->retry_failed, "run cells recorded as failed again");
   cmd->add_flag("--no-report", args->no_report, "skip the statistics and the report");
   return [args]() {
@@ -58,6 +65,11 @@ Action add_study(CLI::App& app) {
              "file says quick = true instead");
     StudyConfig config = args->file.empty() ? default_study(args->quick) : load_study(args->file);
     if (args->jobs > 0) config.jobs = args->jobs;
+    if (!args->mode.empty()) config.mode = args->mode;
+    if (config.mode == "emulated") {
+      const std::string why = emulation_unavailable();
+      EF_CHECK(why.empty(), why);
+    }
     const std::string out = !args->out.empty() ? args->out
                                                 : (config.quick ? "out/study-quick" : "out/study");
     StudyRunOptions ro;

@@ -29,6 +29,7 @@ Action add_calibrate(CLI::App& app);
 Action add_study(CLI::App& app);
 Action add_recommend(CLI::App& app);
 Action add_report(CLI::App& app);
+Action add_agent(CLI::App& app);
 
 // Default thread count for a command: the machine's cores.
 int default_threads();

@@ -102,6 +102,7 @@ int main(int argc, char** argv) {
   add(cli::add_recommend);
   add(cli::add_report);
   add(cli::add_strategies);
+  add(cli::add_agent);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {

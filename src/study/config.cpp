@@ -184,6 +184,11 @@ StudyConfig parse_study(const std::string& toml_text, const std::string& source)
         EF_CHECK(v > 0, where, ": 'sweep_mbps' value ", v, " must be > 0");
         c.sweep_mbps.push_back(v);
       }
+    } else if (key == "mode") {
+      auto v = node.value<std::string>();
+      EF_CHECK(v && (*v == "simulated" || *v == "emulated" || *v == "remote"), where,
+               ": 'mode' must be \"simulated\", \"emulated\" or \"remote\"");
+      c.mode = *v;
     } else if (key == "options") {
       const toml::table* t = node.as_table();
       EF_CHECK(t != nullptr, where, ": [options] is a table of strategy = [\"NAME=VALUE\", ...]");
@@ -197,7 +202,7 @@ StudyConfig parse_study(const std::string& toml_text, const std::string& source)
       throw Error(detail::concat(where, ": unknown key '", key,
                                  "' (known: name, quick, models, model, strategies, extras, "
                                  "deployments, topology, inputs, runs, accuracy_limit, "
-                                 "train_limit, sweep_mbps, seed, jobs, options)"));
+                                 "train_limit, sweep_mbps, seed, jobs, mode, options)"));
     }
   }
   // Deployments name the topology's tiers (checked after the topology is known).

@@ -28,6 +28,8 @@
 #include "edgeforge/stats.h"
 #include "edgeforge/study.h"
 #include "edgeforge/task.h"
+#include "edgeforge/agent.h"
+#include "edgeforge/emulate.h"
 #include "edgeforge/train.h"
 #include "edgeforge/util.h"
 #include "edgeforge/zoo.h"
@@ -86,13 +88,15 @@ nlohmann::json settings_json(const StudyConfig& c) {
   for (const Link& l : c.topology.links)
     topo["links"].push_back({{"from", l.from}, {"to", l.to}, {"bandwidth_mbps", l.bandwidth_mbps},
                              {"rtt_ms", l.rtt_ms}, {"jitter_ms", l.jitter_ms}, {"loss", l.loss}});
-  return {{"quick", c.quick},          {"models", models},
+  nlohmann::json j = {{"quick", c.quick},          {"models", models},
           {"strategies", c.strategies}, {"extras", c.extras},
           {"deployments", c.deployments}, {"options", c.options},
           {"topology", topo},          {"inputs", c.inputs},
           {"runs", c.runs},            {"accuracy_limit", c.accuracy_limit},
           {"train_limit", c.train_limit}, {"sweep_mbps", c.sweep_mbps},
           {"seed", c.seed}};
+  if (c.mode != "simulated") j["mode"] = c.mode;  // (older simulated studies have no key)
+  return j;
 }
 
 nlohmann::json environment(int threads, uint64_t seed) {
@@ -502,7 +506,7 @@ class Runner {
   void latency_cell(const StudyModel& m, const std::string& strategy, const std::string& deploy) {
     if (!pending("latency", m.name, strategy, deploy)) return skipped("latency");
     CellRecord r = cell("latency", m.name, strategy, deploy);
-    r.mode = "simulated";
+    r.mode = c_.mode;
     const auto t0 = Clock::now();
     try {
       const std::string file = model_file(m.name, base_pipeline(strategy));
@@ -524,9 +528,12 @@ class Runner {
       PayloadOptions po;
       po.inputs = c_.inputs;
       const std::vector<Payload> payloads = make_payloads(g, po);
-      Deployment dep(g, c_.topology, where);
+      Deployment dep(g, c_.topology, where);  // simulated; else for the cut and threads
+      std::unique_ptr<RemoteDeployment> remote;
+      if (c_.mode != "simulated") remote = std::make_unique<RemoteDeployment>(g, c_.topology, where, agents());
+      DeploymentRunner& runner = remote ? static_cast<DeploymentRunner&>(*remote) : dep;
       const std::string what = "latency " + m.name + "/" + strategy + "/" + deploy;
-      const DeploymentSamples s = measure_deployment(dep, payloads, c_.runs, [&](int64_t d, int64_t t) {
+      const DeploymentSamples s = measure_deployment(runner, payloads, c_.runs, [&](int64_t d, int64_t t) {
         show(what + " " + std::to_string(100 * d / t) + "%");
       });
       std::mt19937_64 rng(c_.seed);
@@ -546,9 +553,10 @@ class Runner {
       for (const MeasuredRequest& q : s.cold) r.cold_ms.push_back(simulate(q, c_.topology, rng).total_ms);
       nlohmann::json breakdown = nlohmann::json::object();
       for (const auto& [k, v] : parts) breakdown[k] = v.size() == s.warm.size() ? stats::median(v) : 0.0;
-      // The sweep: each link at each bandwidth, the others as configured.
+      // The sweep: each link at each bandwidth, the others as configured (simulated only: a
+      // real request's links were measured as they were).
       nlohmann::json sweep = nlohmann::json::array();
-      for (size_t k = 0; k < c_.topology.links.size(); ++k)
+      for (size_t k = 0; k < c_.topology.links.size() && !remote; ++k)
         for (double bw : c_.sweep_mbps) {
           Topology t = c_.topology;
           t.links[k].bandwidth_mbps = bw;
@@ -562,7 +570,8 @@ class Runner {
       nlohmann::json threads = nlohmann::json::object();
       for (size_t k = 0; k < c_.topology.tiers.size(); ++k)
         if (c_.topology.tiers[k].name == where.first || c_.topology.tiers[k].name == where.second)
-          threads[c_.topology.tiers[k].name] = dep.threads_of(k);
+          threads[c_.topology.tiers[k].name] =
+              remote ? AgentClient(agents().at(k)).health().threads : dep.threads_of(k);
       r.data["placement"] = where.label();
       r.data["cut"] = where.cut;
       r.data["crossing_bytes"] = where.split() ? dep.cut().bytes : 0;
@@ -581,7 +590,26 @@ class Runner {
     finished(r);
   }
 
+  // The agents of an emulated (set up at the first latency cell, kept for the study) or remote
+  // study.
+  const std::vector<AgentEndpoint>& agents() {
+    if (agents_.empty()) {
+      if (c_.mode == "emulated") {
+        EmulationOptions eo;
+        eo.program = opts_.program;
+        eo.log_dir = out_ + "/logs/agents";
+        emulation_ = std::make_unique<Emulation>(c_.topology, eo);
+        agents_ = emulation_->endpoints();
+      } else {
+        agents_ = topology_agents(c_.topology);
+      }
+    }
+    return agents_;
+  }
+
   StudyConfig c_;
+  std::unique_ptr<Emulation> emulation_;
+  std::vector<AgentEndpoint> agents_;
   std::string out_;
   StudyRunOptions opts_;
   int threads_ = 1;

@@ -50,7 +50,7 @@ nlohmann::json study_summary(const std::string& out_dir) {
   s["study"] = {{"name", store.meta("study")},
                 {"created_utc", store.meta("created_utc")},
                 {"finished_utc", finished},
-                {"mode", "simulated"},
+                {"mode", settings.value("mode", "simulated")},
                 {"quick", settings.value("quick", false)},
                 {"inputs", settings.value("inputs", 0)},
                 {"runs", settings.value("runs", 0)},

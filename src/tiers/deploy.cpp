@@ -343,6 +343,12 @@ RequestTiming simulate(const MeasuredRequest& r, const Topology& topology, std::
   t.serialise_ms = r.serialise_ms;
   t.load_ms = r.load_ms;
   t.compute_ms = r.compute_ms;
+  if (r.wall_ms > 0) {  // measured on real tiers: nothing to simulate
+    t.link_ms = r.link_ms;
+    t.link_ms.resize(topology.links.size(), 0.0);
+    t.total_ms = r.wall_ms;
+    return t;
+  }
   t.link_ms.assign(topology.links.size(), 0.0);
   for (const Hop& h : r.hops) {
     EF_ASSERT(h.link < topology.links.size(), "simulate: hop on link ", h.link, " of ",
@@ -510,7 +516,7 @@ MeasuredRequest Deployment::serve(const Payload& payload, std::vector<std::uniqu
   return r;
 }
 
-DeploymentSamples measure_deployment(Deployment& deployment, const std::vector<Payload>& payloads,
+DeploymentSamples measure_deployment(DeploymentRunner& deployment, const std::vector<Payload>& payloads,
                                      int runs, const std::function<void(int64_t, int64_t)>& progress) {
   EF_CHECK(runs >= 2, "runs ", runs, ": must be at least 2 (the first is a dropped warm-up)");
   EF_CHECK(!payloads.empty(), "a measurement needs at least one input");

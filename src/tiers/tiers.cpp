@@ -28,9 +28,17 @@ const TierProfile& Topology::tier(const std::string& name) const {
 }
 
 TierProfile builtin_tier(const std::string& name) {
-  if (name == "mobile") return {"mobile", 4, 4.0, 0.25};
-  if (name == "edge") return {"edge", 8, 16.0, 1.0};
-  if (name == "cloud") return {"cloud", 16, 64.0, 2.0};
+  auto tier = [](const char* n, int64_t cores, double memory_gb, double speed) {
+    TierProfile p;
+    p.name = n;
+    p.cores = cores;
+    p.memory_gb = memory_gb;
+    p.speed = speed;
+    return p;
+  };
+  if (name == "mobile") return tier("mobile", 4, 4.0, 0.25);
+  if (name == "edge") return tier("edge", 8, 16.0, 1.0);
+  if (name == "cloud") return tier("cloud", 16, 64.0, 2.0);
   throw Error(detail::concat("no built-in tier '", name, "' (built-ins: mobile, edge, cloud)"));
 }
 
@@ -96,9 +104,11 @@ Topology parse_topology(const std::string& toml_text, const std::string& source)
     const std::string where = source + ": tier " + std::to_string(i + 1);
     EF_CHECK(t != nullptr, where, " is not a table");
     const std::string name = text(*t, "name", where);
-    TierProfile p = is_builtin(name) ? builtin_tier(name) : TierProfile{name};
+    TierProfile p = is_builtin(name) ? builtin_tier(name) : TierProfile();
+    p.name = name;
     const std::string at = source + ": tier '" + name + "'";
-    known_keys(*t, {"name", "cores", "memory_gb", "speed", "reference_ms", "profile"}, at);
+    known_keys(*t, {"name", "cores", "memory_gb", "speed", "reference_ms", "profile", "agent",
+                    "token_file", "tls_ca"}, at);
     const bool has_profile = t->contains("profile");
     if (has_profile) {  // a device file written by edgeforge calibrate fills the fields
       const std::string path = path_beside(source, text(*t, "profile", at));
@@ -136,6 +146,14 @@ Topology parse_topology(const std::string& toml_text, const std::string& source)
     EF_CHECK(p.memory_gb > 0, at, ": memory_gb ", p.memory_gb, " must be > 0");
     EF_CHECK(p.speed > 0 || (p.speed == 0 && p.reference_ms > 0), at, ": speed ", p.speed,
              " must be > 0");
+    if (t->contains("agent")) {
+      p.agent = text(*t, "agent", at);
+      const auto colon = p.agent.rfind(':');
+      EF_CHECK(colon != std::string::npos && colon > 0 && colon + 1 < p.agent.size(), at,
+               ": agent '", p.agent, "' is not HOST:PORT");
+    }
+    if (t->contains("token_file")) p.token_file = path_beside(source, text(*t, "token_file", at));
+    if (t->contains("tls_ca")) p.tls_ca = path_beside(source, text(*t, "tls_ca", at));
     for (const TierProfile& other : topo.tiers)
       EF_CHECK(other.name != name, at, " appears twice");
     topo.tiers.push_back(p);

@@ -6,6 +6,7 @@
 
 #include <cstdio>
 #include <filesystem>
+#include <chrono>
 #include <fstream>
 #include <sstream>
 #include <thread>
@@ -250,6 +251,60 @@ TEST_F(Cli, BenchMeasuresADeploymentAndSweepsALink) {
   std::ofstream(path("gap.toml")) << "[[tier]]\nname = \"mobile\"\n[[tier]]\nname = \"edge\"\n";
   expect_one_line_error(run(m + "--deploy edge --topology " + path("gap.toml"), env),
                         {"no link from 'mobile' to 'edge'"});
+}
+
+TEST_F(Cli, BenchOnRemoteAgentsAndTheAgentsOwnErrors) {
+  Graph g = build_zoo_model("resnet-small");
+  g.metadata()[kMetaDataset] = "fashion-mnist";
+  save_onnx(g, path("m.onnx"));
+  const std::string env = "EDGEFORGE_FASHION_MNIST_DIR='" + kFixtures + "/fashion-mnist'";
+  // Two agents, edge first (mobile forwards to it); each prints its address on its first line.
+  auto address_of = [&](const std::string& out) {
+    for (int i = 0; i < 100; ++i) {
+      std::ifstream in(out);
+      std::string line;
+      std::getline(in, line);
+      const auto on = line.find(" on ");
+      if (on != std::string::npos) return line.substr(on + 4, line.find(' ', on + 4) - on - 4);
+      std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    }
+    ADD_FAILURE() << "no address in " << out;
+    return std::string();
+  };
+  ChildProcess edge({EDGEFORGE_BINARY, "agent", "--tier", "edge"}, path("edge.out"), path("edge.err"));
+  const std::string edge_at = address_of(path("edge.out"));
+  ChildProcess mobile({EDGEFORGE_BINARY, "agent", "--tier", "mobile", "--next", edge_at},
+                      path("mobile.out"), path("mobile.err"));
+  const std::string mobile_at = address_of(path("mobile.out"));
+  std::ofstream(path("lab.toml")) << "[[tier]]\nname = \"mobile\"\nagent = \"" << mobile_at
+                                  << "\"\n[[tier]]\nname = \"edge\"\nagent = \"" << edge_at
+                                  << "\"\n[[link]]\nfrom = \"mobile\"\nto = \"edge\"\nbandwidth_mbps = 100\n";
+  const std::string m = "bench --model " + path("m.onnx") + " --inputs 3 --runs 3 --topology " +
+                        path("lab.toml") + " --mode remote ";
+  Outcome json = run(m + "--deploy mobile-edge --json", env);
+  ASSERT_EQ(json.exit_code, 0) << json.err;
+  const nlohmann::json j = nlohmann::json::parse(json.out);
+  EXPECT_EQ(j["mode"], "remote");
+  EXPECT_EQ(j["results"][0]["warm"]["samples"], 6);
+  EXPECT_GT(j["results"][0]["warm"]["breakdown_median_ms"]["compute.edge"].get<double>(), 0);
+  Outcome text = run(m + "--deploy edge", env);
+  ASSERT_EQ(text.exit_code, 0) << text.err;
+  EXPECT_NE(text.out.find("REMOTE"), std::string::npos) << text.out;
+  EXPECT_NE(text.out.find("remote"), std::string::npos) << text.out;
+  expect_one_line_error(run(m + "--deploy edge --bandwidth-mbps 1,10", env), {"remote links cannot be re-shaped"});
+  std::ofstream(path("noagent.toml")) << "[[tier]]\nname = \"mobile\"\n";
+  expect_one_line_error(run("bench --model " + path("m.onnx") + " --deploy mobile --mode remote --topology " +
+                                path("noagent.toml"), env),
+                        {"tier 'mobile'", "no agent address"});
+  // An agent that is down: the tier and address are named.
+  edge.kill();
+  expect_one_line_error(run(m + "--deploy edge --timeout-ms 2000 --retries 0", env), {"tier edge at " + edge_at});
+  // The agent's own checks.
+  expect_one_line_error(run("agent --tier edge --listen 0.0.0.0:0"), {"not a loopback address", "--token-file"});
+  expect_one_line_error(run("agent --tier edge --token-file " + path("none.txt")), {"none.txt"});
+  std::ofstream(path("short.txt")) << "abc\n";
+  expect_one_line_error(run("agent --tier edge --token-file " + path("short.txt")), {"at least 16"});
+  expect_one_line_error(run("agent --tier edge --listen nonsense"), {"nonsense"});
 }
 
 TEST_F(Cli, PartitionAutoPrintsWhyAndWritesTheBestSplit) {

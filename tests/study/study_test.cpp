@@ -91,6 +91,9 @@ TEST(StudyConfig, BadFilesNameTheKeyAndLine) {
   EXPECT_NE(e("runs = 1\n").find("'runs' 1 must be a whole number >= 2"), std::string::npos);
   EXPECT_NE(e("inputs = \"many\"\n").find("'inputs' must be a number"), std::string::npos);
   EXPECT_NE(e("sweep_mbps = [1, 0]\n").find("must be > 0"), std::string::npos);
+  EXPECT_NE(e("\nmode = \"fast\"\n").find("s.toml:2: 'mode' must be"), std::string::npos);
+  EXPECT_EQ(parse_study("mode = \"emulated\"\n", "m.toml").mode, "emulated");
+  EXPECT_EQ(default_study(false).mode, "simulated");
   EXPECT_NE(e("strategies = [\"sptq\"]\n[options]\nqat = [\"epochs=1\"]\n").find("does not run"),
             std::string::npos);
   EXPECT_NE(e("inputs = [\n").find("s.toml:"), std::string::npos) << "a TOML syntax error has its line";

@@ -78,6 +78,16 @@ TEST(Tiers, AFileOverridesBuiltInsAndDefinesItsOwnTiers) {
   std::filesystem::remove(path);
 }
 
+TEST(Tiers, ATierNamesItsRemoteAgent) {
+  const Topology t = parse_topology(
+      "[[tier]]\nname = \"mobile\"\nagent = \"192.0.2.7:7000\"\ntoken_file = \"token.txt\"\n"
+      "tls_ca = \"/etc/ca.pem\"\n",
+      "/lab/t.toml");
+  EXPECT_EQ(t.tiers[0].agent, "192.0.2.7:7000");
+  EXPECT_EQ(t.tiers[0].token_file, "/lab/token.txt");  // relative to the topology file
+  EXPECT_EQ(t.tiers[0].tls_ca, "/etc/ca.pem");
+}
+
 TEST(Tiers, MalformedTopologiesAreNamedInOneLine) {
   EXPECT_NE(error_of("[[tier]\nname = 1").find("t.toml:1"), std::string::npos);
   EXPECT_NE(error_of("name = \"x\"").find("no [[tier]]"), std::string::npos);
@@ -99,6 +109,8 @@ TEST(Tiers, MalformedTopologiesAreNamedInOneLine) {
             std::string::npos);
   EXPECT_NE(error_of("[[tier]]\nname = \"mobile\"\ncores = 0\n").find("cores"), std::string::npos);
   EXPECT_NE(error_of("[[tier]]\nname = \"mobile\"\nspeed = \"fast\"\n").find("must be a number"),
+            std::string::npos);
+  EXPECT_NE(error_of("[[tier]]\nname = \"mobile\"\nagent = \"nohost\"\n").find("is not HOST:PORT"),
             std::string::npos);
   try {
     load_topology("/nonexistent/t.toml");

@@ -1,0 +1,97 @@
+// edgeforge agent: serve one tier of a deployment over gRPC (edgeforge/agent.h, docs/agents.md).
+#include <ATen/Parallel.h>
+#include <signal.h>
+
+#include <cstdio>
+#include <fstream>
+#include <sstream>
+#include <thread>
+
+#include "commands.h"
+#include "edgeforge/agent.h"
+#include "edgeforge/error.h"
+
+namespace edgeforge::cli {
+
+namespace {
+
+// The first line of a token file, without surrounding white space; Error when it is empty.
+std::string read_token(const std::string& path) {
+  std::ifstream in(path);
+  EF_CHECK(in.good(), "--token-file ", path, ": file not found or not readable");
+  std::string line;
+  std::getline(in, line);
+  const auto a = line.find_first_not_of(" \t\r\n");
+  const auto b = line.find_last_not_of(" \t\r\n");
+  EF_CHECK(a != std::string::npos, "--token-file ", path, ": the first line is empty");
+  const std::string token = line.substr(a, b - a + 1);
+  EF_CHECK(token.size() >= 16, "--token-file ", path, ": a token needs at least 16 characters");
+  return token;
+}
+
+}  // namespace
+
+Action add_agent(CLI::App& app) {
+  CLI::App* cmd = app.add_subcommand(
+      "agent",
+      "Serve one tier of a deployment: a gRPC server that holds model parts sent by the\n"
+      "coordinator (`bench --mode emulated|remote`, `study`), runs the parts a request places on\n"
+      "its tier and forwards the rest to the next tier's agent (--next), as in the study's\n"
+      "mobile -> edge -> cloud chain. Listens on loopback unless told otherwise; any other\n"
+      "address needs --token-file. Prints its address on the first line of stdout; stops on\n"
+      "Ctrl-C or SIGTERM.");
+  struct Args {
+    AgentOptions o;
+    std::string token_file;
+    double max_message_mb = 256;
+  };
+  auto args = std::make_shared<Args>();
+  cmd->add_option("--tier", args->o.tier, "the tier it serves (a topology's tier name)")->required();
+  cmd->add_option("--listen", args->o.listen, "HOST:PORT to listen on (port 0: any free port)")
+      ->capture_default_str();
+  cmd->add_option("--threads", args->o.threads, "compute threads")
+      ->check(CLI::Range(1, 1024))
+      ->capture_default_str();
+  cmd->add_option("--next", args->o.next, "HOST:PORT of the next tier's agent (none: last tier)");
+  cmd->add_option("--next-delay-ms", args->o.next_delay_ms,
+                  "round-trip time added on the link to --next (half each way), where the kernel\n"
+                  "cannot add it (no netem)")
+      ->check(CLI::Range(0.0, 600000.0))
+      ->capture_default_str();
+  cmd->add_option("--token-file", args->token_file,
+                  "file whose first line is the shared token every caller must send (also sent\n"
+                  "to --next); required to listen on a non-loopback address");
+  cmd->add_option("--tls-cert", args->o.tls_cert, "PEM certificate: serve TLS (with --tls-key)");
+  cmd->add_option("--tls-key", args->o.tls_key, "PEM private key of --tls-cert");
+  cmd->add_option("--next-tls-ca", args->o.next_tls_ca, "PEM root certificate: reach --next over TLS");
+  cmd->add_option("--max-message-mb", args->max_message_mb, "larger requests are refused")
+      ->check(CLI::Range(0.001, 2047.0))
+      ->capture_default_str();
+  return [args]() {
+    AgentOptions o = args->o;
+    if (!args->token_file.empty()) o.token = read_token(args->token_file);
+    o.max_message_bytes = static_cast<int64_t>(args->max_message_mb * (1 << 20));
+    // Ctrl-C and SIGTERM end the agent cleanly: blocked here, awaited by one thread.
+    sigset_t stop;
+    sigemptyset(&stop);
+    sigaddset(&stop, SIGINT);
+    sigaddset(&stop, SIGTERM);
+    pthread_sigmask(SIG_BLOCK, &stop, nullptr);
+    at::set_num_threads(o.threads);  // preprocessing too runs on the tier's threads
+    AgentServer server(o);
+    std::printf("agent tier %s listening on %s%s\n", o.tier.c_str(), server.address().c_str(),
+                o.next.empty() ? "" : (" -> " + o.next).c_str());
+    std::fflush(stdout);
+    std::thread waiter([&server, stop]() {
+      int sig = 0;
+      sigwait(&stop, &sig);
+      server.shutdown();
+    });
+    waiter.detach();
+    server.wait();
+    std::fprintf(stderr, "agent tier %s: stopped\n", o.tier.c_str());
+    return 0;
+  };
+}
+
+}  // namespace edgeforge::cli
