@@ -72,6 +72,28 @@ double ms_since(Clock::time_point t0) {
 
 }  // namespace
 
+namespace {
+constexpr int kWindowBytes = 16 << 20;
+constexpr int kFrameBytes = 4 << 20;
+constexpr int kReadChunkBytes = 1 << 20;
+}  // namespace
+
+void tune_channel(grpc::ChannelArguments& args) {
+  args.SetInt(GRPC_ARG_HTTP2_STREAM_LOOKAHEAD_BYTES, kWindowBytes);
+  args.SetInt(GRPC_ARG_HTTP2_MAX_FRAME_SIZE, kFrameBytes);
+  args.SetInt(GRPC_ARG_TCP_READ_CHUNK_SIZE, kReadChunkBytes);
+  args.SetInt(GRPC_ARG_TCP_MIN_READ_CHUNK_SIZE, kReadChunkBytes);
+  args.SetInt(GRPC_ARG_TCP_MAX_READ_CHUNK_SIZE, kReadChunkBytes);
+}
+
+void tune_server(grpc::ServerBuilder& builder) {
+  builder.AddChannelArgument(GRPC_ARG_HTTP2_STREAM_LOOKAHEAD_BYTES, kWindowBytes);
+  builder.AddChannelArgument(GRPC_ARG_HTTP2_MAX_FRAME_SIZE, kFrameBytes);
+  builder.AddChannelArgument(GRPC_ARG_TCP_READ_CHUNK_SIZE, kReadChunkBytes);
+  builder.AddChannelArgument(GRPC_ARG_TCP_MIN_READ_CHUNK_SIZE, kReadChunkBytes);
+  builder.AddChannelArgument(GRPC_ARG_TCP_MAX_READ_CHUNK_SIZE, kReadChunkBytes);
+}
+
 std::shared_ptr<grpc::ChannelCredentials> channel_credentials(const std::string& ca_file) {
   if (ca_file.empty()) return grpc::InsecureChannelCredentials();
   grpc::SslCredentialsOptions o;
@@ -121,6 +143,7 @@ AgentClient::AgentClient(AgentEndpoint endpoint, double timeout_ms)
            ": a token is required for an agent that is not on loopback (token_file in the topology)");
   grpc::ChannelArguments args;
   args.SetInt(GRPC_ARG_ENABLE_HTTP_PROXY, 0);  // agents are reached directly, never via a proxy
+  tune_channel(args);
   args.SetMaxReceiveMessageSize(INT32_MAX);
   args.SetMaxSendMessageSize(INT32_MAX);
   impl_->stub = pb::Agent::NewStub(

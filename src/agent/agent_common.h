@@ -11,6 +11,12 @@ namespace edgeforge {
 // The call metadata carrying the shared token.
 inline constexpr const char* kTokenHeader = "x-edgeforge-token";
 
+// Transport settings for large messages (a frame or a cut's tensors per request): a stream
+// window and frames large enough that a megabyte crosses without waiting for window updates,
+// and socket reads in large chunks (build/agent_hops measures the cost per hop).
+void tune_channel(grpc::ChannelArguments& args);
+void tune_server(grpc::ServerBuilder& builder);
+
 // Compares two secrets in time independent of where they differ.
 bool same_secret(const std::string& a, const std::string& b);
 

@@ -55,6 +55,7 @@ class Service final : public pb::Agent::Service {
     if (!o_.next.empty()) {
       grpc::ChannelArguments args;
       args.SetInt(GRPC_ARG_ENABLE_HTTP_PROXY, 0);  // agents are reached directly, never via a proxy
+      tune_channel(args);
       args.SetMaxReceiveMessageSize(static_cast<int>(std::min<int64_t>(o_.max_message_bytes, INT32_MAX)));
       args.SetMaxSendMessageSize(static_cast<int>(std::min<int64_t>(o_.max_message_bytes, INT32_MAX)));
       next_ = pb::Agent::NewStub(
@@ -119,7 +120,10 @@ class Service final : public pb::Agent::Service {
   }
 
   grpc::Status Infer(grpc::ServerContext* ctx, const pb::InferRequest* req, pb::InferReply* reply) override {
-    return guarded(ctx, [&] { infer(ctx, *req, *reply); });
+    // The request is this call's own and nothing reads it after the handler, so its payload
+    // and tensors are moved on (to preprocessing or the next tier), not copied: a megabyte
+    // copied costs about 0.1 ms a hop (build/agent_hops).
+    return guarded(ctx, [&] { infer(ctx, *const_cast<pb::InferRequest*>(req), *reply); });
   }
 
  private:
@@ -154,7 +158,7 @@ class Service final : public pb::Agent::Service {
     return it->second;
   }
 
-  void infer(grpc::ServerContext* ctx, const pb::InferRequest& req, pb::InferReply& reply) {
+  void infer(grpc::ServerContext* ctx, pb::InferRequest& req, pb::InferReply& reply) {
     if (req.stages_size() == 0) refuse(grpc::StatusCode::INVALID_ARGUMENT, "infer: the request has no stages");
     pb::TierReport* me = reply.add_tiers();
     me->set_tier(o_.tier);
@@ -169,7 +173,7 @@ class Service final : public pb::Agent::Service {
         if (!pre->preprocess) pre->preprocess = std::make_unique<Preprocessor>(pre->graph);
         Payload p;
         p.kind = req.payload().kind();
-        p.bytes = req.payload().bytes();
+        p.bytes.swap(*req.mutable_payload()->mutable_bytes());
         p.height = req.payload().height();
         p.width = req.payload().width();
         const auto t0 = Clock::now();
@@ -233,9 +237,9 @@ class Service final : public pb::Agent::Service {
     fwd.set_preprocessor(req.preprocessor());
     fwd.set_cold(req.cold());
     if (!mine) {  // nothing ran here: pass the input on as it came
-      if (req.has_payload()) *fwd.mutable_payload() = req.payload();
-      else fwd.set_tensors(req.tensors());
-      *fwd.mutable_names() = req.names();
+      if (req.has_payload()) fwd.mutable_payload()->Swap(req.mutable_payload());
+      else fwd.mutable_tensors()->swap(*req.mutable_tensors());
+      fwd.mutable_names()->Swap(req.mutable_names());
     } else {
       const auto t0 = Clock::now();
       std::vector<at::Tensor> out;
@@ -324,6 +328,7 @@ AgentServer::AgentServer(const AgentOptions& options) : impl_(std::make_unique<I
   builder.AddListeningPort(options.listen, server_credentials(options.tls_cert, options.tls_key), &port);
   builder.SetMaxReceiveMessageSize(static_cast<int>(std::min<int64_t>(options.max_message_bytes, INT32_MAX)));
   builder.SetMaxSendMessageSize(static_cast<int>(std::min<int64_t>(options.max_message_bytes, INT32_MAX)));
+  tune_server(builder);
   builder.RegisterService(impl_->service.get());
   impl_->server = builder.BuildAndStart();
   EF_CHECK(impl_->server != nullptr && port > 0, "agent: cannot listen on ", options.listen,

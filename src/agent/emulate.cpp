@@ -217,7 +217,9 @@ struct Emulation::Impl {
   // a token bucket at the link's rate. `change` re-shapes an existing one.
   void shape(const std::string& name_space, const std::string& dev, const Link& l, bool change) {
     const double bits = l.bandwidth_mbps * 1e6;
-    const auto burst = static_cast<int64_t>(std::max(3200.0, bits / 8 * 0.005));   // 5 ms
+    // A small bucket: 1 ms at the rate (at least two full packets), so a message is paced at
+    // the link's rate from its first bytes instead of passing a large burst at line speed.
+    const auto burst = static_cast<int64_t>(std::max(3028.0, bits / 8 * 0.001));
     const auto limit = static_cast<int64_t>(std::max(1e6, bits / 8 * 4.0));       // 4 s queued
     const std::string rate = std::to_string(static_cast<int64_t>(std::llround(bits / 1000))) + "kbit";
     std::vector<std::string> tbf = {tc, "-n", name_space, "qdisc", change ? "change" : "add", "dev", dev};
