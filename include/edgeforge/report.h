@@ -159,7 +159,8 @@ struct SummaryMcNemar {
 };
 struct SummaryWilcoxon {
   std::string strategy, measure;
-  int64_t n = 0;
+  int64_t n = 0;      // pairs with a difference (zero differences are left out)
+  int64_t pairs = -1; // pairs compared; -1 when the summary does not say
   double statistic = 0, p = 0, alpha = 0, threshold = 0;
   bool significant = false;
 };

@@ -290,12 +290,22 @@ void pareto_fronts(const StudySummary& s, std::vector<std::string>& out) {
 void wilcoxon_tests(const StudySummary& s, std::vector<std::string>& out) {
   for (const SummaryWilcoxon& w : s.wilcoxon) {
     const bool latency = w.measure == "latency";
+    const std::string unit = latency ? "model/deployment pair" : "model";
+    if (w.n == 0 && w.pairs > 0) {  // every difference zero: nothing to rank
+      out.push_back(w.strategy + "'s " + (latency ? "warm medians equal" : "accuracy equals") +
+                    " identity's on all " + plural(static_cast<size_t>(w.pairs), unit, unit + "s") +
+                    ", so the Wilcoxon signed-rank test has nothing to test" +
+                    (latency ? mark(s, "", w.strategy, "") : "") + ".");
+      continue;
+    }
+    const std::string left_out =
+        w.pairs > w.n ? " (" + std::to_string(w.pairs - w.n) + " with no change left out)" : "";
     std::string text = "Wilcoxon signed-rank test of " + w.strategy +
                        (latency ? "'s warm medians against identity's over " +
                                       plural(w.n, "model/deployment pair", "model/deployment pairs")
                                 : "'s accuracy against identity's over " +
                                       plural(w.n, "model", "models")) +
-                       ": W = " + number(w.statistic, 1) + ", p = " + format_p(w.p) + ", " +
+                       left_out + ": W = " + number(w.statistic, 1) + ", p = " + format_p(w.p) + ", " +
                        (w.significant ? "significant" : "not significant") +
                        " at the Bonferroni threshold " + threshold_text(w.threshold);
     if (w.threshold > 0 && std::isfinite(w.alpha / w.threshold))

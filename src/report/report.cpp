@@ -346,6 +346,7 @@ StudySummary parse_study_summary(const json& summary) {
     if (test.measure != "latency" && test.measure != "accuracy")
       w.at("measure").fail("is '" + test.measure + "', expected 'latency' or 'accuracy'");
     test.n = w.at("n").integer();
+    test.pairs = w.has("pairs") ? w.at("pairs").integer() : -1;
     test.statistic = w.nullable("statistic");
     test.p = w.nullable("p");
     test.alpha = w.at("alpha").num();

@@ -202,7 +202,7 @@ nlohmann::json study_summary(const std::string& out_dir) {
     }
     if (base.size() < 2) continue;
     const stats::WilcoxonResult w = stats::wilcoxon_signed_rank(base, with);
-    wx.push_back({{"strategy", strategy}, {"measure", "accuracy"}, {"n", w.n},
+    wx.push_back({{"strategy", strategy}, {"measure", "accuracy"}, {"n", w.n}, {"pairs", base.size()},
                   {"statistic", w.statistic}, {"p", w.p}, {"exact", w.exact}});
   }
   for (nlohmann::json& j : wx) {

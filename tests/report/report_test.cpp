@@ -443,6 +443,17 @@ TEST(ReportFindings, OptionalFieldsChangeTheSentences) {
                               "to compare with)."))
       << all;
   EXPECT_FALSE(any_contains(f, "sptq changes bert's f1")) << all;
+  // Zero differences are left out of Wilcoxon's test; the sentence says how many, or that
+  // nothing was left to test.
+  json k = fixture();
+  k["stats"]["wilcoxon"][0]["pairs"] = 3;
+  EXPECT_TRUE(any_contains(study_findings(k), "sptq's accuracy against identity's over 2 models "
+                                              "(1 with no change left out): W = 0.0"))
+      << joined(study_findings(k));
+  k["stats"]["wilcoxon"][0]["n"] = 0;
+  EXPECT_TRUE(any_contains(study_findings(k), "sptq's accuracy equals identity's on all 3 models, "
+                                              "so the Wilcoxon signed-rank test has nothing to test."))
+      << joined(study_findings(k));
 }
 
 // ---- HTML and Markdown ----
