@@ -7,9 +7,10 @@
 // preprocesses it (resize and normalise; tokenise) and computes; a partitioned model's crossing
 // tensors travel on to the tier of part 2; the output returns the same way to the first tier.
 //
-// Simulated mode (the only mode so far): compute, preprocessing and serialisation are measured
-// on this host, with the tier's thread count (at most this host's cores), and divided by the
-// tier's speed; each transfer takes the link's one-way time (plus jitter and loss when set).
+// Simulated mode (Deployment; emulated and remote tiers are RemoteDeployment, edgeforge/agent.h):
+// compute, preprocessing and serialisation are measured on this host, with the tier's thread
+// count (at most this host's cores), and divided by the tier's speed; each transfer takes the
+// link's one-way time (plus jitter and loss when set).
 //
 //   Topology topo = default_topology();
 //   Placement where = parse_placement("mobile-edge", topo);
