@@ -4,6 +4,10 @@
 #include <oneapi/dnnl/dnnl.hpp>
 
 #include <chrono>
+#include <condition_variable>
+#include <deque>
+#include <functional>
+#include <future>
 #include <cstring>
 #include <map>
 #include <mutex>
@@ -48,6 +52,53 @@ struct Refusal {
 [[noreturn]] void refuse(grpc::StatusCode code, std::string message) {
   throw Refusal{code, std::move(message)};
 }
+
+// One thread that does an agent's computing (preprocessing, parts, plans), whichever gRPC
+// thread serves the request: ATen's OpenMP team belongs to the thread that starts it, so
+// computing on gRPC's changing handler threads would keep starting cold teams.
+class ComputeThread {
+ public:
+  ComputeThread() : thread_([this] { loop(); }) {}
+  ~ComputeThread() {
+    {
+      std::lock_guard<std::mutex> lock(mutex_);
+      stop_ = true;
+    }
+    ready_.notify_all();
+    thread_.join();
+  }
+  // Runs `task` on the compute thread and waits; its exception is rethrown here.
+  void run(const std::function<void()>& task) {
+    std::packaged_task<void()> job(task);
+    std::future<void> done = job.get_future();
+    {
+      std::lock_guard<std::mutex> lock(mutex_);
+      jobs_.push_back(std::move(job));
+    }
+    ready_.notify_one();
+    done.get();
+  }
+
+ private:
+  void loop() {
+    for (;;) {
+      std::packaged_task<void()> job;
+      {
+        std::unique_lock<std::mutex> lock(mutex_);
+        ready_.wait(lock, [this] { return stop_ || !jobs_.empty(); });
+        if (jobs_.empty()) return;
+        job = std::move(jobs_.front());
+        jobs_.pop_front();
+      }
+      job();
+    }
+  }
+  std::mutex mutex_;
+  std::condition_variable ready_;
+  std::deque<std::packaged_task<void()>> jobs_;
+  bool stop_ = false;
+  std::thread thread_;
+};
 
 class Service final : public pb::Agent::Service {
  public:
@@ -176,9 +227,12 @@ class Service final : public pb::Agent::Service {
         p.bytes.swap(*req.mutable_payload()->mutable_bytes());
         p.height = req.payload().height();
         p.width = req.payload().width();
-        const auto t0 = Clock::now();
-        const std::vector<at::Tensor> inputs = (*pre->preprocess)(p);
-        me->set_preprocess_ms(ms_since(t0));
+        std::vector<at::Tensor> inputs;
+        compute_.run([&] {
+          const auto t0 = Clock::now();
+          inputs = (*pre->preprocess)(p);
+          me->set_preprocess_ms(ms_since(t0));
+        });
         for (size_t i = 0; i < inputs.size() && i < pre->input_names.size(); ++i)
           values[pre->input_names[i]] = inputs[i];
       } else if (req.input_case() == pb::InferRequest::kTensors) {
@@ -209,16 +263,17 @@ class Service final : public pb::Agent::Service {
           ins.push_back(it->second);
         }
         std::lock_guard<std::mutex> lock(m->mutex);
-        if (req.cold()) me->set_load_ms(me->load_ms() + prepare_again(*m));
-        RunOptions ro;
-        ro.threads = o_.threads;
-        const auto t0 = Clock::now();
-        last = m->session->run(ins, ro);
-        me->set_compute_ms(me->compute_ms() + ms_since(t0));
-        for (size_t o = 0; o < last.size() && o < m->output_names.size(); ++o) {
-          last[o] = last[o].clone();  // the session reuses its output buffers
+        compute_.run([&] {
+          if (req.cold()) me->set_load_ms(me->load_ms() + prepare_again(*m));
+          RunOptions ro;
+          ro.threads = o_.threads;
+          const auto t0 = Clock::now();
+          last = m->session->run(ins, ro);
+          me->set_compute_ms(me->compute_ms() + ms_since(t0));
+          for (at::Tensor& t : last) t = t.clone();  // the session reuses its output buffers
+        });
+        for (size_t o = 0; o < last.size() && o < m->output_names.size(); ++o)
           values[m->output_names[o]] = last[o];
-        }
       }
     }
     if (k == req.stages_size()) {
@@ -296,6 +351,7 @@ class Service final : public pb::Agent::Service {
   }
 
   AgentOptions o_;
+  ComputeThread compute_;
   std::unique_ptr<pb::Agent::Stub> next_;
   std::mutex models_mutex_;
   std::map<std::string, std::shared_ptr<Held>> models_;
