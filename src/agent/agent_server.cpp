@@ -1,5 +1,6 @@
 // The tier agent: a gRPC server that holds model parts, runs the stages of a request that are
 // on its tier and forwards the rest to the next tier (edgeforge/agent.h, docs/agents.md).
+#include <ATen/Parallel.h>
 #include <grpcpp/grpcpp.h>
 #include <oneapi/dnnl/dnnl.hpp>
 
@@ -58,7 +59,10 @@ struct Refusal {
 // computing on gRPC's changing handler threads would keep starting cold teams.
 class ComputeThread {
  public:
-  ComputeThread() : thread_([this] { loop(); }) {}
+  explicit ComputeThread(int threads) : thread_([this, threads] {
+    at::set_num_threads(threads);  // per thread: preprocessing too runs on the tier's threads
+    loop();
+  }) {}
   ~ComputeThread() {
     {
       std::lock_guard<std::mutex> lock(mutex_);
@@ -102,7 +106,7 @@ class ComputeThread {
 
 class Service final : public pb::Agent::Service {
  public:
-  explicit Service(AgentOptions o) : o_(std::move(o)) {
+  explicit Service(AgentOptions o) : o_(std::move(o)), compute_(o_.threads) {
     if (!o_.next.empty()) {
       grpc::ChannelArguments args;
       args.SetInt(GRPC_ARG_ENABLE_HTTP_PROXY, 0);  // agents are reached directly, never via a proxy

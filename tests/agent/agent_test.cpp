@@ -395,13 +395,13 @@ TEST(Emulation, AShapedLinkCarriesItsBandwidthAndACpuQuotaSlowsCompute) {
   EXPECT_NEAR(mbps, 20.0, 20.0 * kThroughputTolerance) << "link " << r.link_ms[0] << " ms for "
                                                         << r.hops[0].bytes << " bytes";
   // CPU quota: the same work on mobile (0.25 core) and edge (1 core). Preprocessing a
-  // 2000x2000 frame takes tens of ms, many CFS periods, so the quota shows in each request; the
-  // link is widened first so the frame crosses quickly.
+  // 3000x3000 frame takes about 180 ms at full speed, many CFS periods, so the quota shows in
+  // each request; the link is widened first so the frame crosses quickly.
   emu.set_bandwidth(0, 5000);
   Payload frame;
   frame.kind = "frame";
-  frame.height = frame.width = 2000;
-  frame.bytes.assign(12000000, '\x40');
+  frame.height = frame.width = 3000;
+  frame.bytes.assign(27000000, '\x40');
   auto preprocess_ms = [&](const std::string& tier) {
     RemoteDeployment dep(model, topo, parse_placement(tier, topo), emu.endpoints());
     dep.run(frame);
@@ -411,7 +411,7 @@ TEST(Emulation, AShapedLinkCarriesItsBandwidthAndACpuQuotaSlowsCompute) {
   };
   const double slow = preprocess_ms("mobile"), fast = preprocess_ms("edge");
   // CFS enforces a quota per 100 ms period: a request that starts after receiving its frame
-  // has spent part of its quota may first wait out the period (up to 75 ms of ~380 ms).
+  // has spent part of its quota may first wait out the period (up to about 100 ms of ~720 ms).
   constexpr double kQuotaTolerance = 0.25;
   EXPECT_NEAR(slow / fast, 4.0, 4.0 * kQuotaTolerance) << slow << " ms against " << fast << " ms";
 }
