@@ -1,21 +1,33 @@
-// Benchmark: the agents' protocol cost per hop on loopback, side by side with the same message
-// handled in one process. A chain of three agents (mobile -> edge -> cloud, no added delay)
+// Benchmark: the agents' protocol cost per hop on loopback, side by side with the ideal
+// transfer of the same bytes. A chain of three agents (mobile -> edge -> cloud, no added delay)
 // serves a model placed on each tier in turn, with a raw frame of about --mb megabytes; each
 // forward's time beyond what the next tier reports doing is that hop's cost (gRPC, protobuf,
-// the loopback socket, both ways; the reply is a few bytes). In-process, the same payload is
-// encoded and decoded as a tensor message (what simulated mode charges as serialisation).
-// Prints the median per-hop cost, the in-process cost and their ratio.
+// the loopback socket, both ways; the reply is a few bytes). The ideal transfer is the same
+// bytes written to a bare TCP socket on loopback and read whole by a thread that answers with
+// 8 bytes: the kernel's two copies and nothing else. Like a new frame per request, each bare
+// transfer sends from and receives into one of 32 buffers in turn, so neither is in the
+// core's cache. The protocol's overhead per hop is the hop's median less the bare median.
+// Each request is also sent with its bulk copied by protobuf's serialisation, alternately with
+// the by-reference send agents use, and the ratio printed. Also printed: the payload encoded
+// and decoded as a tensor message in one process (what simulated mode charges as
+// serialisation).
 //
 //   build/agent_hops [--mb 1] [--reps 200] [--json out.json]
+#include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <nlohmann/json.hpp>
+#include <sys/socket.h>
+#include <unistd.h>
 
 #include <chrono>
 #include <cmath>
 #include <cstdio>
 #include <cstring>
 #include <string>
+#include <thread>
 
 #include "bench_util.h"
+#include "../src/agent/agent_wire.h"
 #include "edgeforge/agent.h"
 #include "edgeforge/data.h"
 #include "edgeforge/task.h"
@@ -23,6 +35,79 @@
 #include "edgeforge/zoo.h"
 
 using namespace edgeforge;
+
+namespace {
+
+void check(bool ok, const char* what) {
+  if (!ok) {
+    std::perror(what);
+    std::exit(1);
+  }
+}
+
+// Writes or reads exactly n bytes.
+void write_all(int fd, const char* p, size_t n) {
+  while (n > 0) {
+    const ssize_t k = ::write(fd, p, n);
+    check(k > 0, "agent_hops: write");
+    p += k, n -= static_cast<size_t>(k);
+  }
+}
+void read_all(int fd, char* p, size_t n) {
+  while (n > 0) {
+    const ssize_t k = ::read(fd, p, n);
+    check(k > 0, "agent_hops: read");
+    p += k, n -= static_cast<size_t>(k);
+  }
+}
+
+// Round trips of `bytes` over a bare loopback TCP socket, answered with 8 bytes (see above).
+std::vector<double> bare_tcp_ms(size_t bytes, int warmup, int reps) {
+  const int listener = ::socket(AF_INET, SOCK_STREAM, 0);
+  check(listener >= 0, "agent_hops: socket");
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  check(::bind(listener, reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0, "agent_hops: bind");
+  check(::listen(listener, 1) == 0, "agent_hops: listen");
+  socklen_t len = sizeof addr;
+  check(::getsockname(listener, reinterpret_cast<sockaddr*>(&addr), &len) == 0, "agent_hops: getsockname");
+  const int total = warmup + reps;
+  constexpr int kBuffers = 32;
+  std::thread server([&] {
+    const int fd = ::accept(listener, nullptr, nullptr);
+    check(fd >= 0, "agent_hops: accept");
+    const int one = 1;
+    ::setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+    std::vector<std::string> in(kBuffers, std::string(bytes, '\0'));
+    char ack[8] = {};
+    for (int r = 0; r < total; ++r) {
+      read_all(fd, in[r % kBuffers].data(), bytes);
+      write_all(fd, ack, sizeof ack);
+    }
+    ::close(fd);
+  });
+  const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+  check(fd >= 0 && ::connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0, "agent_hops: connect");
+  const int one = 1;
+  ::setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+  std::vector<std::string> out(kBuffers, std::string(bytes, '\x40'));
+  std::vector<double> ms;
+  char ack[8];
+  for (int r = 0; r < total; ++r) {
+    const auto t0 = std::chrono::steady_clock::now();
+    write_all(fd, out[r % kBuffers].data(), bytes);
+    read_all(fd, ack, sizeof ack);
+    if (r >= warmup)
+      ms.push_back(std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count());
+  }
+  ::close(fd);
+  server.join();
+  ::close(listener);
+  return ms;
+}
+
+}  // namespace
 
 int main(int argc, char** argv) {
   double mb = 1.0;
@@ -68,16 +153,21 @@ int main(int argc, char** argv) {
   std::printf("agent_hops: commit %s, %s, payload %.2f MB (%lldx%lld RGB frame), %d requests\n",
               bench::git_commit().c_str(), bench::cpu_model().c_str(), p.bytes.size() / 1e6,
               static_cast<long long>(p.width), static_cast<long long>(p.height), reps);
-  // Per hop: mobile -> edge (deploy edge, link 0), edge -> cloud (deploy cloud, link 1).
-  std::vector<double> hop_ms;
+  // Per hop: mobile -> edge (deploy edge, link 0), edge -> cloud (deploy cloud, link 1). Each
+  // request is sent twice in turn: the bulk by reference (what agents do) and through
+  // protobuf's serialisation (the copying reference, agent_wire.h).
+  std::vector<double> hop_ms, copying_ms;
   for (const char* tier : {"edge", "cloud"}) {
     RemoteDeployment dep(model, topo, parse_placement(tier, topo), eps);
     for (int w = 0; w < 10; ++w) dep.run(p);
-    for (int r = 0; r < reps; ++r) {
-      const MeasuredRequest m = dep.run(p);
-      for (double l : m.link_ms)
-        if (l > 0) hop_ms.push_back(l);
-    }
+    for (int r = 0; r < reps; ++r)
+      for (bool copy : {false, true}) {
+        send_infer_by_copy(copy);
+        const MeasuredRequest m = dep.run(p);
+        for (double l : m.link_ms)
+          if (l > 0) (copy ? copying_ms : hop_ms).push_back(l);
+      }
+    send_infer_by_copy(false);
   }
   // In process: the payload as a tensor message, encoded and decoded.
   std::vector<double> local_ms;
@@ -89,11 +179,19 @@ int main(int argc, char** argv) {
     const auto back = decode_tensors(msg, "bench");
     local_ms.push_back(std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count());
   }
-  bench::Timing hops{hop_ms}, local{local_ms};
-  std::printf("%-34s %10s %10s\n", "", "median ms", "p90 ms");
-  std::printf("%-34s %10.3f %10.3f\n", "per hop, agents on loopback", hops.median(), hops.percentile(0.9));
-  std::printf("%-34s %10.3f %10.3f\n", "in process (encode + decode)", local.median(), local.percentile(0.9));
-  std::printf("ratio (hop / in process): %.2f\n", hops.median() / local.median());
+  const bench::Timing hops{hop_ms}, copying{copying_ms}, local{local_ms},
+      bare{bare_tcp_ms(p.bytes.size(), 10, reps)};
+  const double overhead = hops.median() - bare.median();
+  std::printf("%-40s %10s %10s\n", "", "median ms", "p90 ms");
+  std::printf("%-40s %10.3f %10.3f\n", "per hop, agents on loopback", hops.median(), hops.percentile(0.9));
+  std::printf("%-40s %10.3f %10.3f\n", "per hop, bulk copied by protobuf", copying.median(),
+              copying.percentile(0.9));
+  std::printf("%-40s %10.3f %10.3f\n", "ideal transfer (bare TCP on loopback)", bare.median(), bare.percentile(0.9));
+  std::printf("%-40s %10.3f\n", "protocol overhead per hop (hop - ideal)", overhead);
+  std::printf("%-40s %10.3f %10.3f\n", "in process (encode + decode)", local.median(), local.percentile(0.9));
+  std::printf("ratio (hop / copied by protobuf): %.2f; (hop / ideal): %.2f; (hop / in process): %.2f\n",
+              hops.median() / copying.median(), hops.median() / bare.median(),
+              hops.median() / local.median());
   if (!json_path.empty()) {
     std::FILE* f = std::fopen(json_path.c_str(), "w");
     if (f == nullptr) return 1;
@@ -102,6 +200,9 @@ int main(int argc, char** argv) {
                                             {"payload_bytes", p.bytes.size()},
                                             {"hop_median_ms", hops.median()},
                                             {"hop_p90_ms", hops.percentile(0.9)},
+                                            {"copying_hop_median_ms", copying.median()},
+                                            {"ideal_median_ms", bare.median()},
+                                            {"overhead_per_hop_ms", overhead},
                                             {"in_process_median_ms", local.median()}}
                                  .dump(2);
     std::fputs(text.c_str(), f);

@@ -8,6 +8,7 @@
 #include <thread>
 
 #include "agent_common.h"
+#include "agent_wire.h"
 #include "edgeforge/agent.grpc.pb.h"
 #include "edgeforge/agent.h"
 #include "edgeforge/error.h"
@@ -114,6 +115,7 @@ std::shared_ptr<grpc::ServerCredentials> server_credentials(const std::string& c
 
 struct AgentClient::Impl {
   std::unique_ptr<pb::Agent::Stub> stub;
+  std::unique_ptr<InferChannel> infer;  // Infer without copying the payload (agent_wire.h)
   double timeout_ms = 30000;
   const AgentEndpoint* endpoint = nullptr;
 
@@ -146,8 +148,10 @@ AgentClient::AgentClient(AgentEndpoint endpoint, double timeout_ms)
   tune_channel(args);
   args.SetMaxReceiveMessageSize(INT32_MAX);
   args.SetMaxSendMessageSize(INT32_MAX);
-  impl_->stub = pb::Agent::NewStub(
-      grpc::CreateCustomChannel(endpoint_.address, channel_credentials(endpoint_.tls_ca), args));
+  const auto channel =
+      grpc::CreateCustomChannel(endpoint_.address, channel_credentials(endpoint_.tls_ca), args);
+  impl_->stub = pb::Agent::NewStub(channel);
+  impl_->infer = std::make_unique<InferChannel>(channel);
   impl_->timeout_ms = timeout_ms;
   impl_->endpoint = &endpoint_;
 }
@@ -289,22 +293,22 @@ MeasuredRequest RemoteDeployment::run_cold(const Payload& payload) {
 
 MeasuredRequest RemoteDeployment::request(const Payload& payload, bool cold,
                                           std::vector<at::Tensor>* outputs) {
-  pb::InferRequest req = impl_->base;
-  req.set_cold(cold);
-  pb::Payload* p = req.mutable_payload();
-  p->set_kind(payload.kind);
-  p->set_bytes(payload.bytes);
-  p->set_height(payload.height);
-  p->set_width(payload.width);
   AgentClient& entry = impl_->clients.front();  // requests enter at the first tier
   pb::InferReply reply;
   double wall = 0;
   for (int attempt = 0;; ++attempt) {
+    pb::InferRequest req = impl_->base;  // sending moves the payload out of it
+    req.set_cold(cold);
+    pb::Payload* p = req.mutable_payload();
+    p->set_kind(payload.kind);
+    p->set_bytes(payload.bytes);
+    p->set_height(payload.height);
+    p->set_width(payload.width);
     grpc::ClientContext ctx;
     entry.impl().prepare(ctx, options_.timeout_ms);
     reply.Clear();
     const auto t0 = Clock::now();
-    const grpc::Status s = entry.impl().stub->Infer(&ctx, req, &reply);
+    const grpc::Status s = entry.impl().infer->call(&ctx, req, &reply);
     wall = ms_since(t0);
     if (s.ok()) break;
     const bool transient = s.error_code() == grpc::StatusCode::UNAVAILABLE ||

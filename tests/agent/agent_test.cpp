@@ -26,6 +26,7 @@
 #include "edgeforge/onnx_io.h"
 #include "edgeforge/process.h"
 #include "edgeforge/tokenizer.h"
+#include "../../src/agent/agent_wire.h"
 #include "edgeforge/zoo.h"
 
 using namespace edgeforge;
@@ -133,6 +134,42 @@ TEST(Agents, SplitAndWholeDeploymentsGiveTheOutputsOfLocalExecution) {
       // A cold request prepares the parts again and gives the same outputs.
       const MeasuredRequest cold = remote.run_cold(payloads[0]);
       EXPECT_GT(cold.load_ms, 0) << spec;
+    }
+  }
+}
+
+// The fast path sends a request's bulk by reference after the rest of the message; the
+// reference is the message serialised whole by protobuf. Both must parse to the same request.
+TEST(Agents, ARequestSentInTwoPiecesParsesAsTheWholeMessage) {
+  for (size_t n : {size_t{0}, size_t{1}, size_t{127}, size_t{128}, size_t{20000}, size_t{3000000}}) {
+    std::string bulk(n, '\0');
+    for (size_t i = 0; i < n; ++i) bulk[i] = static_cast<char>(i * 7 + 3);
+    for (int kind = 0; kind < 3; ++kind) {  // payload, tensors, no input
+      edgeforge::agent::InferRequest whole;
+      edgeforge::agent::Stage* st = whole.add_stages();
+      st->set_tier("edge");
+      st->set_model(std::string(64, 'a'));
+      st->add_inputs("x");
+      whole.set_preprocessor(std::string(64, 'b'));
+      whole.add_names("x");
+      whole.set_cold(kind == 1);
+      if (kind == 0) {
+        whole.mutable_payload()->set_kind("frame");
+        whole.mutable_payload()->set_bytes(bulk);
+        whole.mutable_payload()->set_height(5);
+        whole.mutable_payload()->set_width(7);
+      } else if (kind == 1) {
+        whole.set_tensors(bulk);
+      }
+      edgeforge::agent::InferRequest sent = whole;
+      const InferWire w = split_for_sending(sent);
+      EXPECT_EQ(w.bulk->size(), kind == 2 ? 0 : n) << "the bulk is moved out, not copied";
+      const std::string bytes = w.head + w.prefix + *w.bulk;
+      EXPECT_EQ(static_cast<int64_t>(bytes.size()), w.size());
+      edgeforge::agent::InferRequest got;
+      ASSERT_TRUE(got.ParseFromString(bytes)) << "bulk " << n << ", kind " << kind;
+      EXPECT_EQ(got.SerializeAsString(), whole.SerializeAsString()) << "bulk " << n << ", kind " << kind;
+      EXPECT_EQ(got.input_case(), whole.input_case());
     }
   }
 }
