@@ -61,6 +61,13 @@ class Executor {
     std::vector<int> output_slots;
     TensorList in;   // reused between runs
     TensorList out;
+    // An exact GELU (Div, Erf, Add, Mul, Mul) starting at this step spans `fused_span` steps:
+    // training runs them as one at::gelu from slot `fused_input` into `fused_output`, an eighth
+    // of a text model's step in elementwise passes and their gradients. Inference runs the
+    // nodes as they are, so the reference stays the graph's own arithmetic.
+    size_t fused_span = 0;
+    int fused_input = -1, fused_output = -1;
+    std::vector<int> fused_inside;  // the slots only the span reads and writes
   };
   const Graph* graph_;
   std::map<std::string, int> slot_of_;

@@ -23,6 +23,7 @@
 #include <string>
 
 #include "edgeforge/int8.h"
+#include "train_kernels.h"
 #include "util.h"
 
 namespace edgeforge::ops {
@@ -121,11 +122,13 @@ Kernel prepare_dyn_qlinear(const Node& node, const Graph& graph) {
 // with the scale and zero point held in scalar initializers that observers update, and a
 // symmetric int8 fake quantization of a weight per output channel (`axis`) from its current
 // values. Both pass gradients straight through inside the range.
+// Both run on edgeforge's vectorised kernels (train_kernels.h), which compute what ATen's
+// fake_quantize_* do, bit for bit.
 Kernel prepare_fake_quant(const Node&, const Graph&) {
   return [](const TensorList& in, TensorList& out, const KernelContext&) {
     const auto scale = in[1].item<float>();
-    const auto zero_point = static_cast<int64_t>(in[2].item<float>());
-    out[0] = at::fake_quantize_per_tensor_affine(in[0], scale, zero_point, 0, 255);
+    const auto zero_point = static_cast<float>(static_cast<int64_t>(in[2].item<float>()));
+    out[0] = fake_quantize(in[0], scale, zero_point, 0, 255);
   };
 }
 
@@ -135,12 +138,8 @@ Kernel prepare_fake_quant_weight(const Node& node, const Graph&) {
   return [axis, per_channel](const TensorList& in, TensorList& out, const KernelContext&) {
     const at::Tensor& w = in[0];
     const at::Tensor scales = symmetric_scales(w, axis, per_channel);
-    if (per_channel) {
-      out[0] = at::fake_quantize_per_channel_affine(
-          w, scales, at::zeros({scales.size(0)}, at::kInt), axis, -127, 127);
-    } else {
-      out[0] = at::fake_quantize_per_tensor_affine(w, scales.item<float>(), 0, -127, 127);
-    }
+    out[0] = per_channel ? fake_quantize_per_channel(w, scales, axis, -127, 127)
+                         : fake_quantize(w, scales.item<float>(), 0, -127, 127);
   };
 }
 

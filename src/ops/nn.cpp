@@ -8,6 +8,7 @@
 
 #include "edgeforge/error.h"
 #include "edgeforge/ops.h"
+#include "train_kernels.h"
 #include "util.h"
 
 namespace edgeforge::ops {
@@ -455,7 +456,11 @@ Kernel prepare_dropout(const Node& node, const Graph& graph) {
       if (want_mask) out[1] = at::ones_like(x, x.options().dtype(at::kBool));
       return;
     }
-    if (want_mask) {
+    if (x.scalar_type() == at::kFloat) {  // one vectorised pass (train_kernels.h)
+      DropoutResult r = edgeforge::dropout(x, p);
+      out[0] = r.output;
+      if (want_mask) out[1] = r.mask;
+    } else if (want_mask) {
       auto [y, mask] = at::native_dropout(x, p, true);
       out[0] = y;
       out[1] = mask;

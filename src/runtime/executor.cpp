@@ -7,6 +7,7 @@
 #include <chrono>
 
 #include "edgeforge/error.h"
+#include "rewrite.h"
 
 namespace edgeforge {
 
@@ -50,6 +51,31 @@ Executor::Executor(const Graph& graph) : graph_(&graph) {
     steps_.push_back(std::move(step));
   }
   for (const ValueInfo& v : graph.outputs()) output_slots_.push_back(slot(v.name));
+  // Exact GELUs whose nodes form a run of steps starting at the Div, with nothing between them
+  // but the Constant nodes of their scalars (as GraphBuilder and torch.onnx write them).
+  const rewrite::GraphRewrite index(graph);
+  const auto& nodes = graph.nodes();
+  for (size_t i = 0; i < nodes.size(); ++i) {
+    std::vector<size_t> group;
+    if (!nodes[i].is("Div") || !index.exact_gelu(nodes[i].inputs[0], &group)) continue;
+    const size_t last = *std::max_element(group.begin(), group.end());
+    const auto in_group = [&](size_t k) { return std::find(group.begin(), group.end(), k) != group.end(); };
+    bool run = *std::min_element(group.begin(), group.end()) == i && nodes[last].outputs[0] == nodes[group.back()].outputs[0];
+    for (size_t k = i; run && k <= last; ++k) {
+      if (in_group(k)) continue;
+      run = nodes[k].inputs.empty();  // a Constant, read only inside the group
+      for (const std::string& o : nodes[k].outputs)
+        run = run && !index.is_graph_output(o) &&
+              std::all_of(index.consumers(o).begin(), index.consumers(o).end(), in_group);
+    }
+    if (!run) continue;
+    Step& first = steps_[i];
+    first.fused_span = last - i + 1;
+    first.fused_input = slot(nodes[i].inputs[0]);
+    first.fused_output = slot(nodes[last].outputs[0]);
+    for (size_t k = i; k < last; ++k)
+      for (const std::string& o : nodes[k].outputs) first.fused_inside.push_back(slot(o));
+  }
 
   // Free each intermediate after its last reader so peak memory stays low.
   last_use_.assign(constants_.size(), -1);
@@ -120,8 +146,32 @@ std::vector<at::Tensor> Executor::run(const std::vector<at::Tensor>& inputs,
     }
     ++profile->runs;
   }
+  // Frees each input of step i that nothing later reads.
+  auto release = [&](size_t i) {
+    if (!fetch_slots.empty()) return;
+    for (int s : steps_[i].input_slots)
+      if (s >= 0 && last_use_[s] == static_cast<int>(i) && !constants_[s].defined()) values[s].reset();
+  };
   for (size_t i = 0; i < steps_.size(); ++i) {
     Step& step = steps_[i];
+    if (step.fused_span > 0 && ctx.training &&
+        std::none_of(fetch_slots.begin(), fetch_slots.end(), [&](int s) {
+          return std::find(step.fused_inside.begin(), step.fused_inside.end(), s) != step.fused_inside.end();
+        })) {
+      const auto t0 = std::chrono::steady_clock::now();
+      try {
+        values[step.fused_output] = at::gelu(values[step.fused_input]);
+      } catch (const c10::Error& e) {
+        const std::string message = e.what_without_backtrace();
+        throw Error(detail::concat("model '", graph_->name(), "': ", step.node->describe(), ": ",
+                                   message.substr(0, message.find('\n'))));
+      }
+      if (profile != nullptr)
+        profile->ms[i] += std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
+      for (size_t j = i; j < i + step.fused_span; ++j) release(j);
+      i += step.fused_span - 1;
+      continue;
+    }
     for (size_t k = 0; k < step.input_slots.size(); ++k)
       step.in[k] = step.input_slots[k] >= 0 ? values[step.input_slots[k]] : at::Tensor();
     const auto t0 = profile != nullptr ? std::chrono::steady_clock::now()
@@ -150,11 +200,7 @@ std::vector<at::Tensor> Executor::run(const std::vector<at::Tensor>& inputs,
     for (size_t k = 0; k < step.output_slots.size(); ++k)
       values[step.output_slots[k]] = std::move(step.out[k]);
     for (at::Tensor& t : step.in) t.reset();
-    if (fetch_slots.empty()) {
-      for (int s : step.input_slots)
-        if (s >= 0 && last_use_[s] == static_cast<int>(i) && !constants_[s].defined())
-          values[s].reset();
-    }
+    release(i);
   }
   if (fetched != nullptr)
     for (size_t k = 0; k < fetch.size(); ++k) (*fetched)[fetch[k]] = values[fetch_slots[k]];

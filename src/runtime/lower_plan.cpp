@@ -58,7 +58,7 @@ class PlanLowering : rewrite::GraphRewrite {
       if (taken(i)) continue;
       for (const std::string& out : nodes[i].outputs) {
         std::vector<size_t> g;
-        if (auto y = gelu(out, &g)) {
+        if (auto y = exact_gelu(out, &g)) {
           Node fused("DnnlGelu", node(g[0]).name, {out}, {*y});
           place(std::move(fused), g);
         }
@@ -83,11 +83,6 @@ class PlanLowering : rewrite::GraphRewrite {
   }
 
  private:
-  std::optional<float> scalar(const std::string& v) const {
-    const at::Tensor t = constant(v);
-    if (!t.defined() || t.numel() != 1 || !at::isFloatingType(t.scalar_type())) return std::nullopt;
-    return t.item<float>();
-  }
   bool is_constant(const std::string& v) const { return constant(v).defined(); }
   void fall_back(const Node& n, const std::string& why) {
     report_.plan_fallback.emplace_back(n.name, why);
@@ -180,37 +175,6 @@ class PlanLowering : rewrite::GraphRewrite {
     place(std::move(fused), absorbed);
   }
 
-  // The exact GELU torch.onnx writes: y * (erf(y / sqrt 2) + 1) * 0.5, from `y`; the output
-  // and the nodes on success.
-  std::optional<std::string> gelu(const std::string& y, std::vector<size_t>* nodes) const {
-    const auto& c = consumers(y);
-    if (c.size() != 2 || is_graph_output(y) || taken(c[0]) || taken(c[1]))
-      return std::nullopt;
-    size_t div = c[0], mul = c[1];
-    if (!node(div).is("Div")) std::swap(div, mul);
-    if (!node(div).is("Div") || !node(mul).is("Mul") || node(div).inputs[0] != y) return std::nullopt;
-    auto sqrt2 = scalar(node(div).inputs[1]);
-    if (!sqrt2 || std::abs(*sqrt2 - std::sqrt(2.0f)) > 1e-6f) return std::nullopt;
-    auto erf = only_consumer(node(div).outputs[0]);
-    if (!erf || !node(*erf).is("Erf")) return std::nullopt;
-    auto add = only_consumer(node(*erf).outputs[0]);
-    if (!add || !node(*add).is("Add")) return std::nullopt;
-    const Node& a = node(*add);
-    auto one = scalar(a.inputs[0] == node(*erf).outputs[0] ? a.inputs[1] : a.inputs[0]);
-    if (!one || *one != 1.0f) return std::nullopt;
-    const Node& m = node(mul);
-    if (!((m.inputs[0] == y && m.inputs[1] == a.outputs[0]) ||
-          (m.inputs[1] == y && m.inputs[0] == a.outputs[0])))
-      return std::nullopt;
-    auto half = only_consumer(m.outputs[0]);
-    if (!half || !node(*half).is("Mul")) return std::nullopt;
-    const Node& h = node(*half);
-    auto v = scalar(h.inputs[0] == m.outputs[0] ? h.inputs[1] : h.inputs[0]);
-    if (!v || *v != 0.5f) return std::nullopt;
-    nodes->insert(nodes->end(), {div, *erf, *add, mul, *half});
-    return h.outputs[0];
-  }
-
   void match_linear(size_t i) {
     const Node& n = node(i);
     if (n.inputs.size() < 2) return;
@@ -251,7 +215,7 @@ class PlanLowering : rewrite::GraphRewrite {
       activation = 1;
       absorbed.push_back(*c);
       tail = node(*c).outputs[0];
-    } else if (std::vector<size_t> g; auto out = gelu(tail, &g)) {
+    } else if (std::vector<size_t> g; auto out = exact_gelu(tail, &g)) {
       activation = 2;
       absorbed.insert(absorbed.end(), g.begin(), g.end());
       tail = *out;

@@ -6,6 +6,7 @@
 #include <ATen/ATen.h>
 
 #include <algorithm>
+#include <cmath>
 #include <functional>
 #include <map>
 #include <optional>
@@ -80,6 +81,44 @@ class GraphRewrite {
     if (t.defined()) return t;
     auto it = new_initializers_.find(name);
     return it == new_initializers_.end() ? at::Tensor() : it->second;
+  }
+
+  // A constant holding one floating-point number.
+  std::optional<float> scalar(const std::string& v) const {
+    const at::Tensor t = constant(v);
+    if (!t.defined() || t.numel() != 1 || !at::isFloatingType(t.scalar_type())) return std::nullopt;
+    return t.item<float>();
+  }
+
+  // The exact GELU torch.onnx (and GraphBuilder::gelu) writes: y * (erf(y / sqrt 2) + 1) * 0.5,
+  // from `y`; the output and the nodes on success (Div, Erf, Add, Mul, Mul).
+  std::optional<std::string> exact_gelu(const std::string& y, std::vector<size_t>* nodes) const {
+    const auto& c = consumers(y);
+    if (c.size() != 2 || is_graph_output(y) || taken(c[0]) || taken(c[1]))
+      return std::nullopt;
+    size_t div = c[0], mul = c[1];
+    if (!node(div).is("Div")) std::swap(div, mul);
+    if (!node(div).is("Div") || !node(mul).is("Mul") || node(div).inputs[0] != y) return std::nullopt;
+    auto sqrt2 = scalar(node(div).inputs[1]);
+    if (!sqrt2 || std::abs(*sqrt2 - std::sqrt(2.0f)) > 1e-6f) return std::nullopt;
+    auto erf = only_consumer(node(div).outputs[0]);
+    if (!erf || !node(*erf).is("Erf")) return std::nullopt;
+    auto add = only_consumer(node(*erf).outputs[0]);
+    if (!add || !node(*add).is("Add")) return std::nullopt;
+    const Node& a = node(*add);
+    auto one = scalar(a.inputs[0] == node(*erf).outputs[0] ? a.inputs[1] : a.inputs[0]);
+    if (!one || *one != 1.0f) return std::nullopt;
+    const Node& m = node(mul);
+    if (!((m.inputs[0] == y && m.inputs[1] == a.outputs[0]) ||
+          (m.inputs[1] == y && m.inputs[0] == a.outputs[0])))
+      return std::nullopt;
+    auto half = only_consumer(m.outputs[0]);
+    if (!half || !node(*half).is("Mul")) return std::nullopt;
+    const Node& h = node(*half);
+    auto v = scalar(h.inputs[0] == m.outputs[0] ? h.inputs[1] : h.inputs[0]);
+    if (!v || *v != 0.5f) return std::nullopt;
+    nodes->insert(nodes->end(), {div, *erf, *add, mul, *half});
+    return h.outputs[0];
   }
 
   // The rewritten graph: fused nodes in place of their groups, every other node through

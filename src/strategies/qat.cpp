@@ -116,10 +116,10 @@ class Qat : public Strategy {
       if (*step_now >= observer_stop) return;
       at::NoGradGuard no_grad;
       for (const auto& [p, v] : observed) {
-        const at::Tensor x = values.at(v).detach();
+        const auto [lo, hi] = at::aminmax(values.at(v).detach());  // one pass
         Observer& o = observers->at(p);
-        o.lo += 0.01f * (x.min().item<float>() - o.lo);  // moving-average min/max
-        o.hi += 0.01f * (x.max().item<float>() - o.hi);
+        o.lo += 0.01f * (lo.item<float>() - o.lo);  // moving-average min/max
+        o.hi += 0.01f * (hi.item<float>() - o.hi);
         const QuantParams q = uint8_params(o.lo, o.hi);
         const auto [scale, zero_point] = fake_quant_params(p);
         train_ptr->initializers().at(scale).fill_(static_cast<float>(q.scale));

@@ -14,6 +14,7 @@
 #include "../ops/op_test_util.h"
 #include "edgeforge/error.h"
 #include "edgeforge/graph.h"
+#include "edgeforge/graph_builder.h"
 #include "edgeforge/runtime.h"
 
 using namespace edgeforge;
@@ -243,3 +244,56 @@ TEST(Executor, AnOutputThatIsAlsoReadLaterSurvives) {
 }
 
 }  // namespace
+
+// Training runs an exact GELU's five nodes as one at::gelu; inference runs the nodes. Both, and
+// the gradient, agree with the formula computed by ATen's autograd op by op.
+TEST(Executor, TrainingRunsAnExactGeluAsOneOpWithTheSameValuesAndGradient) {
+  Graph g("gelu");
+  GraphBuilder b(g, seeded_generator(0));
+  const std::string x = b.input("x", at::kFloat, {Dim::symbol("N"), 64});
+  const std::string h = b.linear("fc", x, 64, 64);
+  const std::string y = b.gelu("act", h);
+  b.output(y, at::kFloat, {Dim::symbol("N"), 64});
+  Executor exec(g);
+  at::manual_seed(3);
+  const at::Tensor in = at::randn({16, 64}) * 2.0f;
+  const at::Tensor w = g.initializers().at("fc.weight");
+  const at::Tensor bias = g.initializers().at("fc.bias");
+  // The reference: the graph's formula, op by op.
+  const at::Tensor wr = w.detach().clone().requires_grad_(true);
+  const at::Tensor pre = at::matmul(in, wr) + bias;
+  const at::Tensor ref = pre * (at::erf(pre / std::sqrt(2.0f)) + 1.0f) * 0.5f;
+  const at::Tensor g_out = at::randn(ref.sizes());
+  (ref * g_out).sum().backward();
+
+  w.requires_grad_(true);
+  const at::Tensor trained = exec.run({in}, run_options(true))[0];
+  (trained * g_out).sum().backward();
+  const at::Tensor served = exec.run({in}, run_options(false))[0];
+  EXPECT_TRUE(at::allclose(trained.detach(), ref.detach(), 1e-5, 1e-6));
+  EXPECT_TRUE(at::allclose(served, ref.detach(), 1e-6, 1e-7));
+  ASSERT_TRUE(w.grad().defined());
+  EXPECT_TRUE(at::allclose(w.grad(), wr.grad(), 1e-4, 1e-5))
+      << (w.grad() - wr.grad()).abs().max().item<float>();
+  // In training the Erf node itself never runs (the profile records no call of it); in
+  // inference it does.
+  const auto erf_index = [](const NodeProfile& p) {
+    for (size_t k = 0; k < p.op_types.size(); ++k)
+      if (p.op_types[k] == "Erf") return k;
+    return p.op_types.size();
+  };
+  NodeProfile train_profile, serve_profile;
+  RunOptions t = run_options(true), s = run_options(false);
+  t.profile = &train_profile;
+  s.profile = &serve_profile;
+  exec.run({in}, t);
+  exec.run({in}, s);
+  ASSERT_LT(erf_index(train_profile), train_profile.ms.size());
+  EXPECT_EQ(train_profile.ms[erf_index(train_profile)], 0.0);
+  EXPECT_GT(serve_profile.ms[erf_index(serve_profile)], 0.0);
+  // Fetching a value inside the GELU runs it node by node, so the value exists.
+  std::map<std::string, at::Tensor> fetched;
+  const std::string inner = g.nodes()[g.nodes().size() - 4].outputs[0];  // Erf's output
+  exec.run({in}, run_options(true), {inner}, &fetched);
+  EXPECT_TRUE(fetched.at(inner).defined()) << inner;
+}
