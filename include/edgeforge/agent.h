@@ -35,6 +35,11 @@ std::string sha256_hex(const std::string& bytes);
 // True for a loopback listen or connect address ("127.0.0.1:N", "[::1]:N", "localhost:N").
 bool is_loopback_address(const std::string& address);
 
+// The shared token in a file: its first line without surrounding blanks. Error naming `what`
+// and the file when it cannot be read, or when the token is empty or shorter than 16
+// characters. Agents (--token-file) and coordinators (a tier's token_file) read it alike.
+std::string read_token_file(const std::string& path, const std::string& what);
+
 struct AgentOptions {
   std::string tier;                   // the tier it serves (requests' stages name it)
   std::string listen = "127.0.0.1:0"; // port 0: any free port (address() tells which)
@@ -108,7 +113,8 @@ class AgentClient {
 };
 
 // Remote mode: each tier's agent as the topology file gives it (`agent`, `token_file`, `tls_ca`
-// in its [[tier]]). Error naming a tier without an address, or an unreadable or empty token file.
+// in its [[tier]]). Error naming a tier without an address, or a token file read_token_file
+// refuses.
 std::vector<AgentEndpoint> topology_agents(const Topology& topology);
 
 // How a RemoteDeployment talks to its agents.

@@ -28,6 +28,7 @@
 #include <memory>
 #include <random>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "edgeforge/graph.h"
@@ -113,6 +114,12 @@ struct Placement {
 // "edge" or "mobile-edge" (part 1 on mobile, part 2 on edge); the cut is left empty. Error naming
 // the topology's tiers for an unknown tier, or when part 2's tier does not come after part 1's.
 Placement parse_placement(const std::string& spec, const Topology& topology);
+
+// The model parts a placement runs, in request order, each with its tier: the whole model, or
+// the two parts of the cut (partition_graph at the model's sequence length). `cut`, when given,
+// receives a split's cut point. Error when a split has no cut point.
+std::vector<std::pair<std::string, Graph>> placement_parts(const Graph& model, const Placement& placement,
+                                                           CutPoint* cut = nullptr);
 
 // Bytes a model needs on a tier: its constants plus every value of one batch-1 run (an upper
 // bound of its working memory).

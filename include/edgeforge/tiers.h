@@ -65,6 +65,7 @@ struct Topology {
   std::vector<Link> links;         // links[i] joins tiers[i] and tiers[i + 1]
 
   const TierProfile& tier(const std::string& name) const;  // Error naming the tiers it has
+  size_t index_of(const std::string& name) const;           // position in `tiers`; Error as tier()
 };
 
 // "mobile", "edge" or "cloud"; Error listing them for another name.

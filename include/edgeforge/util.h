@@ -18,6 +18,9 @@ std::string base64_decode(const std::string& text, const std::string& what);
 
 // Whole-file I/O; errors name the path.
 std::string read_file(const std::string& path);
+
+// Cores this machine has (std::thread::hardware_concurrency, at least 1).
+int host_cores();
 // Writes to a temporary file beside `path` and renames it, so a crash never leaves half a file.
 void write_file_atomic(const std::string& path, const std::string& bytes);
 // `path` as named inside the file `source`: relative to the folder of `source` unless absolute.

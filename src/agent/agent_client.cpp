@@ -42,6 +42,19 @@ bool is_loopback_address(const std::string& address) {
          host == "ipv4:127.0.0.1";
 }
 
+std::string read_token_file(const std::string& path, const std::string& what) {
+  std::ifstream in(path);
+  EF_CHECK(in.good(), what, " ", path, ": file not found or not readable");
+  std::string line;
+  std::getline(in, line);
+  const auto a = line.find_first_not_of(" \t\r\n");
+  const auto b = line.find_last_not_of(" \t\r\n");
+  EF_CHECK(a != std::string::npos, what, " ", path, ": the first line is empty");
+  const std::string token = line.substr(a, b - a + 1);
+  EF_CHECK(token.size() >= 16, what, " ", path, ": a token needs at least 16 characters");
+  return token;
+}
+
 bool same_secret(const std::string& a, const std::string& b) {
   if (a.size() != b.size()) return false;
   unsigned char diff = 0;
@@ -58,13 +71,6 @@ std::string read_pem(const std::string& path, const char* what) {
   s << in.rdbuf();
   EF_CHECK(s.str().find("-----BEGIN") != std::string::npos, what, " ", path, ": not a PEM file");
   return s.str();
-}
-
-size_t tier_index(const Topology& t, const std::string& name) {
-  for (size_t i = 0; i < t.tiers.size(); ++i)
-    if (t.tiers[i].name == name) return i;
-  t.tier(name);  // throws, naming the tiers there are
-  return 0;
 }
 
 double ms_since(Clock::time_point t0) {
@@ -203,13 +209,7 @@ std::vector<AgentEndpoint> topology_agents(const Topology& topology) {
     EF_CHECK(!t.agent.empty(), "remote: tier '", t.name, "' of topology '", topology.name,
              "' has no agent address (agent = \"HOST:PORT\" in its [[tier]])");
     AgentEndpoint e{t.name, t.agent, "", t.tls_ca};
-    if (!t.token_file.empty()) {
-      std::ifstream in(t.token_file);
-      EF_CHECK(in.good(), "tier '", t.name, "': token_file ", t.token_file, " not found or not readable");
-      std::getline(in, e.token);
-      while (!e.token.empty() && std::isspace(static_cast<unsigned char>(e.token.back()))) e.token.pop_back();
-      EF_CHECK(!e.token.empty(), "tier '", t.name, "': token_file ", t.token_file, " is empty");
-    }
+    if (!t.token_file.empty()) e.token = read_token_file(t.token_file, "tier '" + t.name + "': token_file");
     out.push_back(e);
   }
   return out;
@@ -247,16 +247,8 @@ RemoteDeployment::RemoteDeployment(const Graph& model, const Topology& topology,
   }
   // The parts, as Deployment cuts them.
   const int64_t seq_len = model_seq_len(model);
-  std::vector<std::pair<std::string, Graph>> parts;
-  if (placement_.split()) {
-    EF_CHECK(!placement_.cut.empty(), "deploy ", placement_.label(), ": a split needs a cut point");
-    Partition p = partition_graph(model, placement_.cut, seq_len);
-    parts.emplace_back(placement_.first, std::move(p.part1));
-    parts.emplace_back(placement_.second, std::move(p.part2));
-  } else {
-    parts.emplace_back(placement_.first, model);
-  }
-  impl_->first_tier = tier_index(topology_, placement_.first);
+  std::vector<std::pair<std::string, Graph>> parts = placement_parts(model, placement_);
+  impl_->first_tier = topology_.index_of(placement_.first);
   // The preprocessor: the whole model's inputs and metadata, no nodes.
   Graph pre(model.name() + ".preprocess");
   for (const ValueInfo& v : model.inputs())
@@ -269,7 +261,7 @@ RemoteDeployment::RemoteDeployment(const Graph& model, const Topology& topology,
   impl_->clients[impl_->first_tier].load(pre_bytes);
   impl_->base.set_preprocessor(sha256_hex(pre_bytes));
   for (auto& [tier, g] : parts) {
-    const size_t t = tier_index(topology_, tier);
+    const size_t t = topology_.index_of(tier);
     check_fits(topology_.tiers[t], model_memory_bytes(g, seq_len), g.name());
     const std::string bytes = graph_to_onnx_bytes(g);
     impl_->clients[t].load(bytes);
@@ -324,7 +316,7 @@ MeasuredRequest RemoteDeployment::request(const Payload& payload, bool cold,
   // Each tier's own time; what a forward took beyond the next tier's own time is the link's.
   std::vector<double> own(topology_.tiers.size(), 0.0), forward(topology_.tiers.size(), 0.0);
   for (const pb::TierReport& t : reply.tiers()) {
-    const size_t i = tier_index(topology_, t.tier());
+    const size_t i = topology_.index_of(t.tier());
     r.preprocess_ms += t.preprocess_ms();
     r.compute_ms[i] += t.compute_ms();
     r.load_ms += t.load_ms();

@@ -44,11 +44,6 @@ std::string find_tool(const char* name) {
   return "";
 }
 
-int host_cores() {
-  const unsigned n = std::thread::hardware_concurrency();
-  return n == 0 ? 1 : static_cast<int>(n);
-}
-
 // Runs a tool to completion; its exit status, and its stderr's first line in `error`.
 int run_tool(const std::vector<std::string>& argv, std::string* error = nullptr) {
   char path[] = "/tmp/edgeforge-tool-XXXXXX";

@@ -13,24 +13,6 @@
 
 namespace edgeforge::cli {
 
-namespace {
-
-// The first line of a token file, without surrounding white space; Error when it is empty.
-std::string read_token(const std::string& path) {
-  std::ifstream in(path);
-  EF_CHECK(in.good(), "--token-file ", path, ": file not found or not readable");
-  std::string line;
-  std::getline(in, line);
-  const auto a = line.find_first_not_of(" \t\r\n");
-  const auto b = line.find_last_not_of(" \t\r\n");
-  EF_CHECK(a != std::string::npos, "--token-file ", path, ": the first line is empty");
-  const std::string token = line.substr(a, b - a + 1);
-  EF_CHECK(token.size() >= 16, "--token-file ", path, ": a token needs at least 16 characters");
-  return token;
-}
-
-}  // namespace
-
 Action add_agent(CLI::App& app) {
   CLI::App* cmd = app.add_subcommand(
       "agent",
@@ -69,7 +51,7 @@ Action add_agent(CLI::App& app) {
       ->capture_default_str();
   return [args]() {
     AgentOptions o = args->o;
-    if (!args->token_file.empty()) o.token = read_token(args->token_file);
+    if (!args->token_file.empty()) o.token = read_token_file(args->token_file, "--token-file");
     o.max_message_bytes = static_cast<int64_t>(args->max_message_mb * (1 << 20));
     // Ctrl-C and SIGTERM end the agent cleanly: blocked here, awaited by one thread.
     sigset_t stop;

@@ -15,12 +15,10 @@
 #include "commands.h"
 #include "edgeforge/build_info.h"
 #include "edgeforge/error.h"
+#include "edgeforge/util.h"
 
 namespace edgeforge::cli {
-int default_threads() {
-  const unsigned n = std::thread::hardware_concurrency();
-  return n == 0 ? 1 : static_cast<int>(n);
-}
+int default_threads() { return host_cores(); }
 
 std::string human_bytes(int64_t b) {
   char buf[32];

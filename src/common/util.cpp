@@ -9,6 +9,7 @@
 #include <filesystem>
 #include <fstream>
 #include <sstream>
+#include <thread>
 
 #include "edgeforge/error.h"
 
@@ -82,6 +83,11 @@ std::string base64_decode(const std::string& text, const std::string& what) {
     if (pad < 1) out.push_back(static_cast<char>(v & 255));
   }
   return out;
+}
+
+int host_cores() {
+  const unsigned n = std::thread::hardware_concurrency();
+  return n == 0 ? 1 : static_cast<int>(n);
 }
 
 std::string read_file(const std::string& path) {

@@ -21,6 +21,7 @@
 #include "edgeforge/onnx_io.h"
 #include "edgeforge/summary.h"
 #include "edgeforge/task.h"
+#include "edgeforge/util.h"
 #include "edgeforge/zoo.h"
 
 namespace edgeforge {
@@ -30,18 +31,6 @@ using Clock = std::chrono::steady_clock;
 
 double ms_since(Clock::time_point t0) {
   return std::chrono::duration<double, std::milli>(Clock::now() - t0).count();
-}
-
-int host_cores() {
-  const unsigned n = std::thread::hardware_concurrency();
-  return n == 0 ? 1 : static_cast<int>(n);
-}
-
-size_t tier_index(const Topology& t, const std::string& name) {
-  for (size_t i = 0; i < t.tiers.size(); ++i)
-    if (t.tiers[i].name == name) return i;
-  t.tier(name);  // throws, naming the tiers there are
-  return 0;
 }
 
 // Wire codes of the tensor types a message carries.
@@ -317,7 +306,7 @@ Placement parse_placement(const std::string& spec, const Topology& topology) {
              "' (tiers: ", names, "; a split is FIRST-SECOND, e.g. mobile-edge)");
   }
   if (p.split())
-    EF_CHECK(tier_index(topology, p.first) < tier_index(topology, p.second), "deploy '", spec,
+    EF_CHECK(topology.index_of(p.first) < topology.index_of(p.second), "deploy '", spec,
              "': part 2's tier must come after part 1's in the order requests travel (", names, ")");
   return p;
 }
@@ -376,24 +365,29 @@ struct Deployment::Part {
   std::vector<std::string> inputs, outputs;
 };
 
+std::vector<std::pair<std::string, Graph>> placement_parts(const Graph& model, const Placement& placement,
+                                                           CutPoint* cut) {
+  std::vector<std::pair<std::string, Graph>> parts;
+  if (!placement.split()) {
+    parts.emplace_back(placement.first, model);
+    return parts;
+  }
+  EF_CHECK(!placement.cut.empty(), "deploy ", placement.label(), ": a split needs a cut point");
+  Partition p = partition_graph(model, placement.cut, model_seq_len(model));
+  if (cut != nullptr) *cut = p.cut;
+  parts.emplace_back(placement.first, std::move(p.part1));
+  parts.emplace_back(placement.second, std::move(p.part2));
+  return parts;
+}
+
 Deployment::Deployment(const Graph& model, const Topology& topology, Placement placement)
     : topology_(topology), placement_(std::move(placement)) {
   resolve_speeds(topology_);
   const int64_t seq_len = model_seq_len(model);
-  std::vector<std::pair<std::string, Graph>> graphs;  // (tier, graph)
   cut_ = std::make_unique<CutPoint>();
-  if (placement_.split()) {
-    EF_CHECK(!placement_.cut.empty(), "deploy ", placement_.label(), ": a split needs a cut point");
-    Partition p = partition_graph(model, placement_.cut, seq_len);
-    *cut_ = p.cut;
-    graphs.emplace_back(placement_.first, std::move(p.part1));
-    graphs.emplace_back(placement_.second, std::move(p.part2));
-  } else {
-    graphs.emplace_back(placement_.first, model);
-  }
-  for (auto& [tier, g] : graphs) {
+  for (auto& [tier, g] : placement_parts(model, placement_, cut_.get())) {
     auto part = std::make_unique<Part>();
-    part->tier = tier_index(topology_, tier);
+    part->tier = topology_.index_of(tier);
     check_fits(topology_.tiers[part->tier], model_memory_bytes(g, seq_len), g.name());
     part->onnx = graph_to_onnx_bytes(g);
     part->graph = std::move(g);

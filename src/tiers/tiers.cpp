@@ -27,6 +27,10 @@ const TierProfile& Topology::tier(const std::string& name) const {
                              names, ")"));
 }
 
+size_t Topology::index_of(const std::string& name) const {
+  return static_cast<size_t>(&tier(name) - tiers.data());
+}
+
 TierProfile builtin_tier(const std::string& name) {
   auto tier = [](const char* n, int64_t cores, double memory_gb, double speed) {
     TierProfile p;

@@ -28,35 +28,19 @@
 #include "edgeforge/tokenizer.h"
 #include "../../src/agent/agent_wire.h"
 #include "edgeforge/zoo.h"
+#include "../common/test_util.h"
 
 using namespace edgeforge;
+using edgeforge::test_util::error_of;
+using edgeforge::test_util::small_image_model;
+using edgeforge::test_util::small_text_model;
+using edgeforge::test_util::kFixtures;
 namespace pb = edgeforge::agent;
 
 namespace {
 
-const std::string kFixtures = std::string(EDGEFORGE_TEST_DATA_DIR) + "/fixtures";
 // The agents run the same plan as local execution, but part boundaries fuse differently.
 constexpr double kPlanRelativeTolerance = 1e-4;
-
-Graph image_model() {
-  Graph g = build_zoo_model("resnet-small", ZooBuildOptions{});
-  g.metadata()[kMetaDataset] = kDatasetFashionMnist;
-  return g;
-}
-
-Graph text_model() {
-  std::ifstream in(kFixtures + "/tokenizer-corpus.txt");
-  std::vector<std::string> lines;
-  for (std::string line; std::getline(in, line);) lines.push_back(line);
-  TokenizerOptions o;
-  o.vocab_size = 120;
-  static const Tokenizer tok = Tokenizer::train(lines, o);
-  Graph g = build_zoo_model("bert-small", ZooBuildOptions{});
-  g.metadata()[kMetaDataset] = kDatasetSpam;
-  g.metadata()[kMetaPreprocess] = R"({"seq_len":16})";
-  embed_tokenizer(g, tok);
-  return g;
-}
 
 std::vector<Payload> payloads_of(const Graph& g, int64_t n) {
   PayloadOptions p;
@@ -92,16 +76,6 @@ struct Chain {
   }
 };
 
-std::string error_of(const std::function<void()>& f) {
-  try {
-    f();
-  } catch (const Error& e) {
-    return e.what();
-  }
-  ADD_FAILURE() << "no error";
-  return "";
-}
-
 double max_relative_difference(const std::vector<at::Tensor>& a, const std::vector<at::Tensor>& b) {
   EXPECT_EQ(a.size(), b.size());
   double worst = 0;
@@ -117,7 +91,7 @@ double max_relative_difference(const std::vector<at::Tensor>& a, const std::vect
 TEST(Agents, SplitAndWholeDeploymentsGiveTheOutputsOfLocalExecution) {
   Chain chain;
   const Topology topo = ideal_topology();
-  for (const Graph& model : {image_model(), text_model()}) {
+  for (const Graph& model : {small_image_model(), small_text_model()}) {
     const std::vector<Payload> payloads = payloads_of(model, 3);
     for (const std::string spec : {"mobile-edge", "edge-cloud", "mobile-cloud", "cloud"}) {
       Placement where = parse_placement(spec, topo);
@@ -177,7 +151,7 @@ TEST(Agents, ARequestSentInTwoPiecesParsesAsTheWholeMessage) {
 TEST(Agents, RequestsAreForwardedAsThePlacementSays) {
   Chain chain;
   const Topology topo = ideal_topology();
-  const Graph model = image_model();
+  const Graph model = small_image_model();
   const Payload p = payloads_of(model, 1)[0];
   auto tiers_computing = [&](const std::string& spec) {
     Placement where = parse_placement(spec, topo);
@@ -232,7 +206,7 @@ TEST(Agents, BadRequestsAreRefusedAndTheAgentKeepsServing) {
     return stub->Load(&ctx, req, &reply);
   };
   // A real part to serve, loaded properly.
-  Graph model = image_model();
+  Graph model = small_image_model();
   const std::string onnx = graph_to_onnx_bytes(model);
   ASSERT_TRUE(call_load(sha256_hex(onnx), onnx).ok());
   pb::InferRequest good;
@@ -287,7 +261,7 @@ TEST(Agents, BadRequestsAreRefusedAndTheAgentKeepsServing) {
 
 TEST(Agents, AnAgentThatIsDownOrKilledFailsTheRequestNamingTheTier) {
   const Topology topo = ideal_topology();
-  const Graph model = image_model();
+  const Graph model = small_image_model();
   const Payload p = payloads_of(model, 1)[0];
   RemoteOptions ro;
   ro.timeout_ms = 3000;
@@ -358,6 +332,30 @@ TEST(Agents, AddressesAndOptionsAreChecked) {
   EXPECT_EQ(sha256_hex("abc"), "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");
 }
 
+// Agents and coordinators read a token file by the same rules.
+TEST(Agents, TokenFilesAreReadAlikeByAgentsAndCoordinators) {
+  const std::string dir = "/tmp/ef-token-" + std::to_string(::getpid());
+  std::filesystem::create_directories(dir);
+  auto write = [&](const std::string& name, const std::string& text) {
+    std::ofstream(dir + "/" + name) << text;
+    return dir + "/" + name;
+  };
+  EXPECT_EQ(read_token_file(write("good", "  a-shared-token-0123456789 \nsecond line\n"), "t"),
+            "a-shared-token-0123456789");
+  EXPECT_NE(error_of([&] { read_token_file(write("short", "short-token\n"), "--token-file"); })
+                .find("--token-file " + dir + "/short: a token needs at least 16 characters"),
+            std::string::npos);
+  EXPECT_NE(error_of([&] { read_token_file(write("empty", "  \n"), "t"); }).find("the first line is empty"),
+            std::string::npos);
+  EXPECT_NE(error_of([&] { read_token_file(dir + "/none", "t"); }).find("not found"), std::string::npos);
+  // A topology whose tier names a short token file: refused, naming the tier.
+  Topology topo = default_topology();
+  for (TierProfile& t : topo.tiers) t.agent = "127.0.0.1:7000";
+  topo.tiers[1].token_file = dir + "/short";
+  EXPECT_NE(error_of([&] { topology_agents(topo); }).find("tier 'edge': token_file"), std::string::npos);
+  std::filesystem::remove_all(dir);
+}
+
 TEST(Agents, TlsAndATokenServeANonLoopbackStyleSetup) {
   // A self-signed certificate for 127.0.0.1 (openssl's command-line tool, Debian's openssl).
   const std::string dir = "/tmp/ef-tls-" + std::to_string(::getpid());
@@ -386,7 +384,7 @@ TEST(Agents, TlsAndATokenServeANonLoopbackStyleSetup) {
                                     {"edge", edge.address(), token, dir + "/cert.pem"},
                                     {"cloud", cloud.address(), token, dir + "/cert.pem"}};
   const Topology topo = ideal_topology();
-  const Graph model = image_model();
+  const Graph model = small_image_model();
   const Payload p = payloads_of(model, 1)[0];
   Deployment local(model, topo, parse_placement("cloud", topo));
   RemoteDeployment remote(model, topo, parse_placement("cloud", topo), eps);
@@ -418,7 +416,7 @@ TEST(Emulation, AShapedLinkCarriesItsBandwidthAndACpuQuotaSlowsCompute) {
   EmulationOptions eo;
   eo.program = EDGEFORGE_BINARY;
   Emulation emu(topo, eo);
-  const Graph model = image_model();
+  const Graph model = small_image_model();
   // Throughput: a 3 MB frame crosses mobile -> edge; the link's share of the request over its bytes.
   Payload big;
   big.kind = "frame";

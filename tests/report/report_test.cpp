@@ -26,8 +26,10 @@
 
 #include "edgeforge/error.h"
 #include "edgeforge/report.h"
+#include "../common/test_util.h"
 
 using namespace edgeforge;
+using edgeforge::test_util::error_of;
 using nlohmann::json;
 
 namespace {
@@ -89,15 +91,6 @@ class TempDir {
 };
 
 // The message of the Error that `f` throws, or "" when it throws none.
-std::string error_of(const std::function<void()>& f) {
-  try {
-    f();
-  } catch (const Error& e) {
-    return e.what();
-  }
-  return "";
-}
-
 // Every string value and object key equal to `from` becomes `to`.
 void rename_everywhere(json& j, const std::string& from, const std::string& to) {
   if (j.is_string() && j.get<std::string>() == from) j = to;

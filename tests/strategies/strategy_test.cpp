@@ -18,8 +18,10 @@
 #include "edgeforge/zoo.h"
 
 #include "../../src/strategies/common.h"
+#include "../common/test_util.h"
 
 using namespace edgeforge;
+using edgeforge::test_util::error_of;
 
 namespace {
 
@@ -43,15 +45,6 @@ StrategyContext quick_context() {
 }
 
 Graph reload(const Graph& g) { return graph_from_onnx_bytes(graph_to_onnx_bytes(g), g.name()); }
-
-std::string error_of(const std::function<void()>& f) {
-  try {
-    f();
-  } catch (const Error& e) {
-    return e.what();
-  }
-  return "(no error)";
-}
 
 void expect_error(const std::function<void()>& f, std::initializer_list<std::string> needles) {
   const std::string m = error_of(f);

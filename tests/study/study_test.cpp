@@ -10,21 +10,13 @@
 #include "edgeforge/error.h"
 #include "edgeforge/study.h"
 #include "../../src/study/store.h"
+#include "../common/test_util.h"
 
 using namespace edgeforge;
+using edgeforge::test_util::error_of;
 namespace fs = std::filesystem;
 
 namespace {
-
-std::string error_of(const std::function<void()>& f) {
-  try {
-    f();
-  } catch (const Error& e) {
-    return e.what();
-  }
-  ADD_FAILURE() << "no error";
-  return "";
-}
 
 fs::path temp_dir(const std::string& name) {
   const fs::path d = fs::temp_directory_path() / ("edgeforge-study-" + std::to_string(::getpid()) + "-" + name);

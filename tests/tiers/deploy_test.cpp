@@ -20,39 +20,23 @@
 #include "edgeforge/tokenizer.h"
 #include "edgeforge/zoo.h"
 #include "../runtime/small_models.h"
+#include "../common/test_util.h"
 
 using namespace edgeforge;
+using edgeforge::test_util::error_of;
+using edgeforge::test_util::small_image_model;
+using edgeforge::test_util::small_text_model;
+using edgeforge::test_util::kFixtures;
 using namespace edgeforge::testing;
 
 namespace {
 
-const std::string kFixtures = std::string(EDGEFORGE_TEST_DATA_DIR) + "/fixtures";
 
 // The plan fuses differently on either side of a cut: float outputs agree to this share of
 // their magnitude (as in partition_test.cpp).
 constexpr double kPlanRelativeTolerance = 1e-4;
 // int8 outputs of a split model: within this many output quantization steps of the whole.
 constexpr double kInt8Steps = 3;
-
-Graph image_model() {
-  Graph g = build_zoo_model("resnet-small", ZooBuildOptions{});
-  g.metadata()[kMetaDataset] = kDatasetFashionMnist;
-  return g;
-}
-
-Graph text_model() {
-  std::ifstream in(kFixtures + "/tokenizer-corpus.txt");
-  std::vector<std::string> lines;
-  for (std::string line; std::getline(in, line);) lines.push_back(line);
-  TokenizerOptions o;
-  o.vocab_size = 120;
-  static const Tokenizer tok = Tokenizer::train(lines, o);
-  Graph g = build_zoo_model("bert-small", ZooBuildOptions{});
-  g.metadata()[kMetaDataset] = kDatasetSpam;
-  g.metadata()[kMetaPreprocess] = R"({"seq_len":16})";
-  embed_tokenizer(g, tok);
-  return g;
-}
 
 PayloadOptions fixture_payloads(const std::string& dataset, int64_t inputs) {
   PayloadOptions p;
@@ -69,20 +53,10 @@ Topology ideal_links(double bandwidth_mbps, double rtt_ms = 0) {
   return t;
 }
 
-std::string error_of(const std::function<void()>& f) {
-  try {
-    f();
-  } catch (const Error& e) {
-    return e.what();
-  }
-  ADD_FAILURE() << "no error";
-  return "";
-}
-
 }  // namespace
 
 TEST(Payload, AFrameIsPreprocessedBackToTheDataSetsPixels) {
-  const Graph g = image_model();
+  const Graph g = small_image_model();
   const std::vector<Payload> payloads = make_payloads(g, fixture_payloads(kDatasetFashionMnist, 5));
   ASSERT_EQ(payloads.size(), 5u);
   FashionMnistOptions fo;
@@ -112,7 +86,7 @@ TEST(Payload, AFrameIsPreprocessedBackToTheDataSetsPixels) {
 }
 
 TEST(Payload, TextIsTokenisedWithTheModelsTokenizer) {
-  const Graph g = text_model();
+  const Graph g = small_text_model();
   const std::vector<Payload> payloads = make_payloads(g, fixture_payloads(kDatasetSpam, 3));
   ASSERT_FALSE(payloads.empty());
   const Tokenizer tok = tokenizer_from_model(g);
@@ -158,7 +132,7 @@ TEST(Messages, TensorsRoundTripAndBadMessagesAreRefused) {
 }
 
 TEST(Deployment, SplitAndWholeGiveTheSameOutputsAndRequestsTravelThePlacedTiers) {
-  for (const Graph& g : {image_model(), text_model()}) {
+  for (const Graph& g : {small_image_model(), small_text_model()}) {
     const std::string dataset = model_dataset(g);
     const std::vector<Payload> payloads = make_payloads(g, fixture_payloads(dataset, 2));
     Deployment whole(g, default_topology(), parse_placement("edge", default_topology()));
@@ -197,7 +171,7 @@ TEST(Deployment, SplitAndWholeGiveTheSameOutputsAndRequestsTravelThePlacedTiers)
 }
 
 TEST(Deployment, FarSplitsForwardThroughTheTiersBetween) {
-  const Graph g = image_model();
+  const Graph g = small_image_model();
   const Payload p = make_payloads(g, fixture_payloads(kDatasetFashionMnist, 1))[0];
   Placement far = parse_placement("mobile-cloud", default_topology());
   far.cut = "stage3.out";
@@ -311,7 +285,7 @@ TEST(Auto, PicksTheKnownOptimumOnConstructedCases) {
 }
 
 TEST(Auto, ProfileCoversEveryNodeOfARealModel) {
-  const Graph g = image_model();
+  const Graph g = small_image_model();
   const Payload p = make_payloads(g, fixture_payloads(kDatasetFashionMnist, 1))[0];
   const PlacementInputs in = measure_placement_inputs(g, default_topology(), p, 3);
   ASSERT_EQ(in.node_ms.size(), 3u);
@@ -344,7 +318,7 @@ TEST(Deployment, BadPlacementsAndTiersTooSmallAreRefused) {
   EXPECT_NE(error_of([&] { parse_placement("mobile-", t); }).find("two tiers"), std::string::npos);
   EXPECT_NE(error_of([&] { parse_placement("mobile-edge-cloud", t); }).find("two tiers"),
             std::string::npos);
-  const Graph g = image_model();
+  const Graph g = small_image_model();
   Topology tiny = default_topology();
   tiny.tiers[1].memory_gb = 1e-6;
   const std::string e = error_of([&] { Deployment(g, tiny, parse_placement("edge", tiny)); });
