@@ -138,6 +138,8 @@ class RemoteDeployment final : public DeploymentRunner {
   MeasuredRequest run_cold(const Payload& payload) override;
   const Placement& placement() const override { return placement_; }
   const Topology& topology() const override { return topology_; }
+  // As the tier's agent reported it when the deployment was set up.
+  int threads_of(size_t tier) const override;
 
  private:
   MeasuredRequest request(const Payload& payload, bool cold, std::vector<at::Tensor>* outputs);

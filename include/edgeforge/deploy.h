@@ -173,6 +173,8 @@ class DeploymentRunner {
   virtual MeasuredRequest run_cold(const Payload& payload) = 0;
   virtual const Placement& placement() const = 0;
   virtual const Topology& topology() const = 0;
+  // Thread count the tier (an index into topology().tiers) computes with.
+  virtual int threads_of(size_t tier) const = 0;
 };
 
 // A placement ready to serve on this host: the model (or its two parts) loaded for its tiers.
@@ -192,7 +194,7 @@ class Deployment final : public DeploymentRunner {
   const Placement& placement() const override { return placement_; }
   const Topology& topology() const override { return topology_; }
   // Thread count each tier computes with on this host: min(tier cores, this host's cores).
-  int threads_of(size_t tier) const;
+  int threads_of(size_t tier) const override;
   // What crosses the cut (empty for a whole model) and the encoded size of that message.
   const CutPoint& cut() const;
   int64_t payload_bytes(const Payload& p) const;

@@ -19,6 +19,9 @@ std::string base64_decode(const std::string& text, const std::string& what);
 // Whole-file I/O; errors name the path.
 std::string read_file(const std::string& path);
 
+// Milliseconds of steady-clock time since `t0`.
+double ms_since(std::chrono::steady_clock::time_point t0);
+
 // Cores this machine has (std::thread::hardware_concurrency, at least 1).
 int host_cores();
 // Writes to a temporary file beside `path` and renames it, so a crash never leaves half a file.

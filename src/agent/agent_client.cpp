@@ -15,6 +15,7 @@
 #include "edgeforge/onnx_io.h"
 #include "edgeforge/partition.h"
 #include "edgeforge/task.h"
+#include "edgeforge/util.h"
 
 namespace edgeforge {
 
@@ -73,39 +74,40 @@ std::string read_pem(const std::string& path, const char* what) {
   return s.str();
 }
 
-double ms_since(Clock::time_point t0) {
-  return std::chrono::duration<double, std::milli>(Clock::now() - t0).count();
-}
-
 }  // namespace
 
 namespace {
-constexpr int kWindowBytes = 16 << 20;
-constexpr int kFrameBytes = 4 << 20;
-constexpr int kReadChunkBytes = 1 << 20;
+
+// The transport settings, as (gRPC argument, value).
+const std::pair<const char*, int> kTransport[] = {
+    {GRPC_ARG_HTTP2_STREAM_LOOKAHEAD_BYTES, 16 << 20},  // stream window
+    {GRPC_ARG_HTTP2_MAX_FRAME_SIZE, 4 << 20},
+    {GRPC_ARG_TCP_READ_CHUNK_SIZE, 1 << 20},
+    {GRPC_ARG_TCP_MIN_READ_CHUNK_SIZE, 1 << 20},
+    {GRPC_ARG_TCP_MAX_READ_CHUNK_SIZE, 1 << 20},
+};
+
 }  // namespace
 
-void tune_channel(grpc::ChannelArguments& args) {
-  args.SetInt(GRPC_ARG_HTTP2_STREAM_LOOKAHEAD_BYTES, kWindowBytes);
-  args.SetInt(GRPC_ARG_HTTP2_MAX_FRAME_SIZE, kFrameBytes);
-  args.SetInt(GRPC_ARG_TCP_READ_CHUNK_SIZE, kReadChunkBytes);
-  args.SetInt(GRPC_ARG_TCP_MIN_READ_CHUNK_SIZE, kReadChunkBytes);
-  args.SetInt(GRPC_ARG_TCP_MAX_READ_CHUNK_SIZE, kReadChunkBytes);
-}
-
 void tune_server(grpc::ServerBuilder& builder) {
-  builder.AddChannelArgument(GRPC_ARG_HTTP2_STREAM_LOOKAHEAD_BYTES, kWindowBytes);
-  builder.AddChannelArgument(GRPC_ARG_HTTP2_MAX_FRAME_SIZE, kFrameBytes);
-  builder.AddChannelArgument(GRPC_ARG_TCP_READ_CHUNK_SIZE, kReadChunkBytes);
-  builder.AddChannelArgument(GRPC_ARG_TCP_MIN_READ_CHUNK_SIZE, kReadChunkBytes);
-  builder.AddChannelArgument(GRPC_ARG_TCP_MAX_READ_CHUNK_SIZE, kReadChunkBytes);
+  for (const auto& [key, value] : kTransport) builder.AddChannelArgument(key, value);
 }
 
-std::shared_ptr<grpc::ChannelCredentials> channel_credentials(const std::string& ca_file) {
-  if (ca_file.empty()) return grpc::InsecureChannelCredentials();
-  grpc::SslCredentialsOptions o;
-  o.pem_root_certs = read_pem(ca_file, "TLS root certificate");
-  return grpc::SslCredentials(o);
+std::shared_ptr<grpc::Channel> agent_channel(const std::string& address, const std::string& ca_file,
+                                             int64_t max_message_bytes) {
+  grpc::ChannelArguments args;
+  args.SetInt(GRPC_ARG_ENABLE_HTTP_PROXY, 0);  // agents are reached directly, never via a proxy
+  for (const auto& [key, value] : kTransport) args.SetInt(key, value);
+  const int max_bytes = static_cast<int>(std::min<int64_t>(max_message_bytes, INT32_MAX));
+  args.SetMaxReceiveMessageSize(max_bytes);
+  args.SetMaxSendMessageSize(max_bytes);
+  std::shared_ptr<grpc::ChannelCredentials> credentials = grpc::InsecureChannelCredentials();
+  if (!ca_file.empty()) {
+    grpc::SslCredentialsOptions o;
+    o.pem_root_certs = read_pem(ca_file, "TLS root certificate");
+    credentials = grpc::SslCredentials(o);
+  }
+  return grpc::CreateCustomChannel(address, credentials, args);
 }
 
 std::shared_ptr<grpc::ServerCredentials> server_credentials(const std::string& cert_file,
@@ -149,13 +151,7 @@ AgentClient::AgentClient(AgentEndpoint endpoint, double timeout_ms)
   EF_CHECK(is_loopback_address(endpoint_.address) || !endpoint_.token.empty(), "tier ",
            endpoint_.tier, " at ", endpoint_.address,
            ": a token is required for an agent that is not on loopback (token_file in the topology)");
-  grpc::ChannelArguments args;
-  args.SetInt(GRPC_ARG_ENABLE_HTTP_PROXY, 0);  // agents are reached directly, never via a proxy
-  tune_channel(args);
-  args.SetMaxReceiveMessageSize(INT32_MAX);
-  args.SetMaxSendMessageSize(INT32_MAX);
-  const auto channel =
-      grpc::CreateCustomChannel(endpoint_.address, channel_credentials(endpoint_.tls_ca), args);
+  const auto channel = agent_channel(endpoint_.address, endpoint_.tls_ca, INT32_MAX);
   impl_->stub = pb::Agent::NewStub(channel);
   impl_->infer = std::make_unique<InferChannel>(channel);
   impl_->timeout_ms = timeout_ms;
@@ -220,6 +216,7 @@ std::vector<AgentEndpoint> topology_agents(const Topology& topology) {
 struct RemoteDeployment::Impl {
   std::vector<AgentClient> clients;  // per topology tier
   pb::InferRequest base;             // the stages and preprocessor of every request
+  std::vector<int> threads;          // per topology tier, as its agent reports
   size_t first_tier = 0;
 };
 
@@ -244,6 +241,7 @@ RemoteDeployment::RemoteDeployment(const Graph& model, const Topology& topology,
     const AgentHealth h = c.health();
     EF_CHECK(h.tier == c.endpoint().tier, "tier ", c.endpoint().tier, " at ", c.endpoint().address,
              ": the agent there serves tier ", h.tier);
+    impl_->threads.push_back(h.threads);
   }
   // The parts, as Deployment cuts them.
   const int64_t seq_len = model_seq_len(model);
@@ -274,6 +272,8 @@ RemoteDeployment::RemoteDeployment(const Graph& model, const Topology& topology,
 }
 
 RemoteDeployment::~RemoteDeployment() = default;
+
+int RemoteDeployment::threads_of(size_t tier) const { return impl_->threads.at(tier); }
 
 MeasuredRequest RemoteDeployment::run(const Payload& payload, std::vector<at::Tensor>* outputs) {
   return request(payload, false, outputs);

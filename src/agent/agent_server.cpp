@@ -30,10 +30,6 @@ namespace {
 namespace pb = edgeforge::agent;
 using Clock = std::chrono::steady_clock;
 
-double ms_since(Clock::time_point t0) {
-  return std::chrono::duration<double, std::milli>(Clock::now() - t0).count();
-}
-
 // A model part the agent holds. A node-less model is a preprocessor: the whole model's inputs
 // and metadata, used to turn a payload into those inputs.
 struct Held {
@@ -108,15 +104,8 @@ class ComputeThread {
 class Service final : public pb::Agent::Service {
  public:
   explicit Service(AgentOptions o) : o_(std::move(o)), compute_(o_.threads) {
-    if (!o_.next.empty()) {
-      grpc::ChannelArguments args;
-      args.SetInt(GRPC_ARG_ENABLE_HTTP_PROXY, 0);  // agents are reached directly, never via a proxy
-      tune_channel(args);
-      args.SetMaxReceiveMessageSize(static_cast<int>(std::min<int64_t>(o_.max_message_bytes, INT32_MAX)));
-      args.SetMaxSendMessageSize(static_cast<int>(std::min<int64_t>(o_.max_message_bytes, INT32_MAX)));
-      next_ = std::make_unique<InferChannel>(
-          grpc::CreateCustomChannel(o_.next, channel_credentials(o_.next_tls_ca), args));
-    }
+    if (!o_.next.empty())
+      next_ = std::make_unique<InferChannel>(agent_channel(o_.next, o_.next_tls_ca, o_.max_message_bytes));
   }
 
   grpc::Status Health(grpc::ServerContext* ctx, const pb::HealthRequest*, pb::HealthReply* reply) override {

@@ -306,8 +306,7 @@ Action add_bench(CLI::App& app) {
     std::string threads;
     std::vector<int> tier_threads(topo0.tiers.size(), 0);
     for (size_t i = 0; i < topo0.tiers.size(); ++i) {
-      tier_threads[i] = real ? AgentClient(endpoints.at(i), args->timeout_ms).health().threads
-                             : dep.threads_of(static_cast<size_t>(i));
+      tier_threads[i] = runner.threads_of(i);
       if (tier_used[i])
         threads += (threads.empty() ? "" : ";") + topo0.tiers[i].name + ":" +
                    std::to_string(tier_threads[i]);

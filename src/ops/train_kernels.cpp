@@ -21,7 +21,9 @@ constexpr int64_t kGrain = 1 << 16;  // elements per parallel chunk
 // The loops are compiled twice, for AVX2 and for the baseline x86-64, and the loader picks one
 // for the CPU (GCC's target_clones). They are written without branches so both vectorise.
 
-// y = (clamp(rint(x * inv_s) + z, lo, hi) - z) * s and m = (lo <= rint(x * inv_s) + z <= hi).
+// y = (clamp(rint(x * inv_s) + z, lo, hi) - z) * s and, when `m` is given (a gradient is
+// wanted), m = (lo <= rint(x * inv_s) + z <= hi); GCC unswitches the loop on `m`, so both
+// versions vectorise.
 // rint rounds half to even, as ATen's nearbyint does in the default rounding mode; the
 // integers involved are far below 2^24, so float holds them exactly, and (q - z) * s rounded
 // once from float equals ATen's double product rounded to float.
@@ -32,17 +34,7 @@ __attribute__((target_clones("avx2", "default"))) void fake_quant_loop(
     const float q = __builtin_rintf(x[i] * inv_s) + z;
     const float c = q < lo ? lo : (q > hi ? hi : q);
     y[i] = (c - z) * s;
-    m[i] = (q >= lo) & (q <= hi);
-  }
-}
-
-__attribute__((target_clones("avx2", "default"))) void fake_quant_loop_no_mask(
-    const float* __restrict x, float* __restrict y, int64_t n, float inv_s, float s, float z,
-    float lo, float hi) {
-  for (int64_t i = 0; i < n; ++i) {
-    const float q = __builtin_rintf(x[i] * inv_s) + z;
-    const float c = q < lo ? lo : (q > hi ? hi : q);
-    y[i] = (c - z) * s;
+    if (m != nullptr) m[i] = (q >= lo) & (q <= hi);
   }
 }
 
@@ -105,21 +97,16 @@ at::Tensor fake_quantize(const at::Tensor& x, float scale, float zero_point, flo
   check_float(x, "fake quantization");
   const at::Tensor xc = x.detach().contiguous();
   at::Tensor y = at::empty_like(xc);
+  const bool grad = needs_grad(x);
+  at::Tensor mask = grad ? at::empty_like(xc, xc.options().dtype(at::kBool)) : at::Tensor();
   const float inv = 1.0f / scale;
   const float* px = xc.data_ptr<float>();
   float* py = y.data_ptr<float>();
-  if (!needs_grad(x)) {
-    at::parallel_for(0, xc.numel(), kGrain, [&](int64_t b, int64_t e) {
-      fake_quant_loop_no_mask(px + b, py + b, e - b, inv, scale, zero_point, lo, hi);
-    });
-    return y;
-  }
-  at::Tensor mask = at::empty_like(xc, xc.options().dtype(at::kBool));
-  bool* pm = mask.data_ptr<bool>();
+  bool* pm = grad ? mask.data_ptr<bool>() : nullptr;
   at::parallel_for(0, xc.numel(), kGrain, [&](int64_t b, int64_t e) {
-    fake_quant_loop(px + b, py + b, pm + b, e - b, inv, scale, zero_point, lo, hi);
+    fake_quant_loop(px + b, py + b, pm ? pm + b : nullptr, e - b, inv, scale, zero_point, lo, hi);
   });
-  return FakeQuantGrad::apply(x, y, mask);
+  return grad ? FakeQuantGrad::apply(x, y, mask) : y;
 }
 
 at::Tensor fake_quantize_per_channel(const at::Tensor& x, const at::Tensor& scales, int64_t axis,
@@ -142,14 +129,9 @@ at::Tensor fake_quantize_per_channel(const at::Tensor& x, const at::Tensor& scal
   bool* pm = grad ? mask.data_ptr<bool>() : nullptr;
   at::parallel_for(0, channels, std::max<int64_t>(1, kGrain / std::max<int64_t>(inner, 1)),
                    [&](int64_t b, int64_t e) {
-                     for (int64_t c = b; c < e; ++c) {
-                       const float s = ps[c], inv = 1.0f / s;
-                       if (grad)
-                         fake_quant_loop(px + c * inner, py + c * inner, pm + c * inner, inner, inv, s,
-                                         0.0f, lo, hi);
-                       else
-                         fake_quant_loop_no_mask(px + c * inner, py + c * inner, inner, inv, s, 0.0f, lo, hi);
-                     }
+                     for (int64_t c = b; c < e; ++c)
+                       fake_quant_loop(px + c * inner, py + c * inner, pm ? pm + c * inner : nullptr,
+                                       inner, 1.0f / ps[c], ps[c], 0.0f, lo, hi);
                    });
   y = y.movedim(0, axis);
   if (!grad) return y;

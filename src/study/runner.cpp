@@ -565,8 +565,7 @@ class Runner {
       nlohmann::json threads = nlohmann::json::object();
       for (size_t k = 0; k < c_.topology.tiers.size(); ++k)
         if (c_.topology.tiers[k].name == where.first || c_.topology.tiers[k].name == where.second)
-          threads[c_.topology.tiers[k].name] =
-              remote ? AgentClient(agents().at(k)).health().threads : dep.threads_of(k);
+          threads[c_.topology.tiers[k].name] = runner.threads_of(k);
       r.data["placement"] = where.label();
       r.data["cut"] = where.cut;
       r.data["crossing_bytes"] = where.split() ? dep.cut().bytes : 0;

@@ -29,10 +29,6 @@ namespace {
 
 using Clock = std::chrono::steady_clock;
 
-double ms_since(Clock::time_point t0) {
-  return std::chrono::duration<double, std::milli>(Clock::now() - t0).count();
-}
-
 // Wire codes of the tensor types a message carries.
 constexpr std::pair<uint8_t, at::ScalarType> kWireTypes[] = {
     {1, at::kFloat}, {2, at::kByte}, {3, at::kChar}, {4, at::kLong}, {5, at::kInt},
