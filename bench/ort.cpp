@@ -27,6 +27,7 @@
 #include <sstream>
 
 #include "bench_util.h"
+#include "edgeforge/dataset.h"
 #include "edgeforge/error.h"
 #include "edgeforge/graph_builder.h"
 #include "edgeforge/lower.h"
@@ -195,14 +196,7 @@ int main(int argc, char** argv) {
         fs::create_directories(int8_dir);
         save_onnx(run_pipeline(teacher, "sptq", {}, ctx).graph, int8_path);
       }
-      std::optional<Tokenizer> tok;
-      const std::string modality = dataset_modality(model_dataset(teacher));
-      if (modality == "text") tok = tokenizer_from_model(teacher);
-      TaskDataOptions dopt;
-      dopt.limit = 1;
-      dopt.seq_len = model_seq_len(teacher);
-      const TaskData sample =
-          load_task_data(model_dataset(teacher), "test", dopt, tok ? &*tok : nullptr);
+      const TaskData sample = open_dataset(teacher)->load("test", 1);
       for (const auto& [variant, path] : {std::pair<std::string, std::string>{"float", float_path},
                                           {"int8", int8_path}}) {
         const Graph g = load_onnx(path);

@@ -23,6 +23,7 @@
 #include <sstream>
 
 #include "bench_util.h"
+#include "edgeforge/dataset.h"
 #include "edgeforge/error.h"
 #include "edgeforge/lower.h"
 #include "edgeforge/onnx_io.h"
@@ -95,7 +96,7 @@ int main(int argc, char** argv) {
     for (const std::string& model : models) {
       const std::string in_path = zoo_dir + "/" + model + ".onnx";
       const Graph teacher = load_onnx(in_path);
-      const std::string modality = dataset_modality(model_dataset(teacher));
+      const std::string modality = open_dataset(teacher)->modality();
       std::vector<Row> rows;
       for (const std::string& s : strategies.empty() ? default_strategies(modality) : strategies) {
         Row r;
@@ -123,12 +124,7 @@ int main(int argc, char** argv) {
         rows.push_back(std::move(r));
       }
       // One real test sample, batch 1.
-      std::optional<Tokenizer> tok;
-      if (modality == "text") tok = tokenizer_from_model(teacher);
-      TaskDataOptions dopt;
-      dopt.limit = 1;
-      dopt.seq_len = model_seq_len(teacher);
-      const TaskData sample = load_task_data(model_dataset(teacher), "test", dopt, tok ? &*tok : nullptr);
+      const TaskData sample = open_dataset(teacher)->load("test", 1);
       RunOptions run;
       run.threads = 1;
       at::NoGradGuard no_grad;

@@ -31,6 +31,7 @@
 #include <utility>
 #include <vector>
 
+#include "edgeforge/dataset.h"
 #include "edgeforge/graph.h"
 #include "edgeforge/partition.h"
 #include "edgeforge/tiers.h"
@@ -40,28 +41,24 @@ namespace edgeforge {
 // ---------------------------------------------------------------------------------------------
 // Payloads and preprocessing
 
-struct Payload {
-  std::string kind;           // "frame" or "text"
-  std::string bytes;          // frame: height * width * 3 bytes, RGB, row-major; text: UTF-8
-  int64_t height = 0, width = 0;  // frame only
-  int64_t label = -1;         // the sample's label, for checks
-};
 
 struct PayloadOptions {
   int64_t inputs = 100;       // the first `inputs` samples of the split
   std::string split = "test";
   int64_t frame_height = 224, frame_width = 224;  // the captured frame of an image model
-  std::string data_dir;  // the data set's folder (FashionMnistOptions / SpamOptions dir); "" default
+  std::string data_dir;  // a built-in data set's folder (FashionMnistOptions / SpamOptions dir); "" default
 };
 
 // The first `opts.inputs` samples of the model's data set (metadata kMetaDataset) as captured
-// payloads. A frame is the data set's grey image scaled up to the frame size (nearest) and
-// repeated over R, G and B; a text is the mail's cleaned text.
+// payloads (Dataset::payloads). For Fashion-MNIST a frame is the data set's grey image scaled up
+// to the frame size (nearest) and repeated over R, G and B; for spam a text is the mail's
+// cleaned text; a user's image folder sends the image files' bytes, a text file the texts.
 std::vector<Payload> make_payloads(const Graph& model, const PayloadOptions& opts);
 
-// What the tier running the first part does to a payload before computing: a frame becomes the
-// model's normalised grey input (ITU-R 601 luma, rounded to 8 bits; area resize to the model's
-// input height and width, rounded to 8 bits; then (x/255 - mean) / std from the model's
+// What the tier running the first part does to a payload before computing: the model's data set's
+// preprocessing (Dataset::preprocess), from its metadata alone. For Fashion-MNIST a frame becomes
+// the model's normalised grey input (ITU-R 601 luma, rounded to 8 bits; area resize to the
+// model's input height and width, rounded to 8 bits; then (x/255 - mean) / std from the model's
 // metadata), so a 224x224 frame of a 28x28 image gives back exactly its pixels; a text is
 // tokenised with the model's embedded tokenizer. Returns the model's inputs in order, batch 1.
 class Preprocessor {

@@ -50,7 +50,17 @@ std::vector<CutPoint> list_cut_points(const Graph& graph, int64_t seq_len = 128)
 // The study's cut point of a zoo model ("stage3.out" or "embeddings.out"), or "" when the
 // graph has neither. In a quantized (QDQ) model it is the value's QuantizeLinear output
 // ("stage3.out.quantized"), so the tensor crosses as uint8.
-std::string study_cut_point(const Graph& graph);
+// With `why` given, a model without those values gets default_cut_point's choice, and `why`
+// says how it was chosen.
+std::string study_cut_point(const Graph& graph, int64_t seq_len = 128, std::string* why = nullptr);
+
+// A sensible cut for any model: for a text model (a Gather of an initializer by integer model
+// input), after the embeddings (the cut sending the fewest bytes between the lookup and the
+// first MatMul or Gemm after it, the latest of equals);
+// otherwise the cut sending the fewest bytes between half and 85% of the nodes, the latest of
+// equals. In a QDQ model, the value's QuantizeLinear output where it has one. "" when the model
+// has no such cut; `why` (optional) says how it chose or why there is none.
+std::string default_cut_point(const Graph& graph, int64_t seq_len = 128, std::string* why = nullptr);
 
 // Splits `graph` after `value`. Error when `value` does not exist (naming the nearest valid
 // cut points), or cannot cut the graph (a model input, a constant, the last node's output).

@@ -19,11 +19,13 @@
 
 #include <cstdint>
 #include <map>
+#include <optional>
 #include <string>
 #include <vector>
 
 #include <nlohmann/json.hpp>
 
+#include "edgeforge/dataset.h"
 #include "edgeforge/tiers.h"
 
 namespace edgeforge {
@@ -31,6 +33,7 @@ namespace edgeforge {
 struct StudyModel {
   std::string name;  // a zoo name, or the name the report uses for `file`
   std::string file;  // "" for a zoo model (trained through the model cache)
+  std::optional<DataSpec> data;  // a file's data set (`data` of its [[model]]); none: its own
 };
 
 struct StudyConfig {

@@ -113,29 +113,44 @@ TrainZooResult train_zoo_model(const std::string& zoo_name, const TrainRecipe& r
                                bool use_cache = true, const ProgressFn& progress = {});
 
 struct EvalOptions {
-  std::string dataset;         // "" = the model's own (metadata)
+  std::string dataset;         // a --data argument (parse_data_spec); "" = the model's own
   std::string split = "test";
   int64_t limit = 0;           // 0 = the whole split
   int64_t batch_size = 256;
   int threads = 2;
+  // Also measure agreement with this model (top-1 agreement, mean KL of its softmax to the
+  // evaluated model's) on the same inputs: what a user without labels can still trust.
+  const Graph* reference = nullptr;
+  // Runs the evaluated model on one batch of its inputs and returns its first output; empty:
+  // an InferenceSession of the graph (a partitioned deployment passes its two parts here).
+  std::function<at::Tensor(const std::vector<at::Tensor>& inputs)> run;
 };
 
 struct EvalResult {
   std::string dataset, split;
   int64_t samples = 0;
+  std::string metric;                   // the data set's metric: top1, f1, accuracy, f1_macro, agreement
+  double value = 0.0;                   // its value
+  bool labelled = true;                 // false: only agreement was measured
   double accuracy = 0.0;                // top-1
-  double f1 = 0.0, precision = 0.0, recall = 0.0;  // of class 1 (spam); text only
+  double top5 = 0.0;
+  bool has_top5 = false;                // when there are more than 5 classes
+  double f1 = 0.0, precision = 0.0, recall = 0.0;  // of class 1, with two classes
   bool has_f1 = false;
-  std::vector<uint8_t> correct;         // per sample, in split order
+  double f1_macro = 0.0;                // mean F1 over classes, with more than two
+  bool has_f1_macro = false;
+  double agreement = 0.0, kl = 0.0;     // with EvalOptions::reference
+  bool has_agreement = false;
+  std::vector<uint8_t> correct;         // per sample, in split order (agreement when unlabelled)
   double seconds = 0.0;
 };
 
 // Scores predicted classes against labels (int64 [N]): accuracy and per-sample correctness;
-// with `binary_f1`, precision, recall and F1 of class 1.
+// with `binary_f1`, precision, recall and F1 of class 1; with `num_classes` > 2, macro F1.
 EvalResult score_predictions(const std::vector<int64_t>& predicted, const at::Tensor& labels,
-                             bool binary_f1);
+                             bool binary_f1, int64_t num_classes = 0);
 
-// Runs the graph in inference mode over a split and scores it.
+// Runs the graph in inference mode over a split and scores it with its data set's metric.
 EvalResult evaluate(const Graph& graph, const EvalOptions& opts);
 
 }  // namespace edgeforge

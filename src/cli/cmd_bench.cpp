@@ -92,7 +92,7 @@ Action add_bench(CLI::App& app) {
       "namespace with a CPU quota and memory limit, links shaped by tc; times are measured.\n"
       "Remote (--mode remote): the agents named by the topology's `agent` addresses.");
   struct Args {
-    std::string model, deploy, at = "study", topology, link, bandwidths, frame = "224x224";
+    std::string model, data, deploy, at = "study", topology, link, bandwidths, frame = "224x224";
     std::string mode = "simulated";
     double timeout_ms = 30000;
     int retries = 2;
@@ -102,8 +102,9 @@ Action add_bench(CLI::App& app) {
     bool json = false, csv = false, samples = false;
   };
   auto args = std::make_shared<Args>();
-  cmd->add_option("--model", args->model, "ONNX model with its data set in metadata (zoo and optimize outputs have it)")
+  cmd->add_option("--model", args->model, "ONNX model (its data set: --data, or the one it carries)")
       ->required();
+  add_data_option(cmd, args->data);
   cmd->add_option("--deploy", args->deploy,
                   "where it runs: a tier (mobile, edge, cloud), a split FIRST-SECOND (mobile-edge:\n"
                   "part 1 on mobile, part 2 on edge), or auto (the placement and cut with the\n"
@@ -122,7 +123,7 @@ Action add_bench(CLI::App& app) {
                   "measured once; each value re-simulates the links)");
   cmd->add_option("--link", args->link,
                   "the link --bandwidth-mbps sets, FROM-TO (default: the last link the deployment uses)");
-  cmd->add_option("--frame", args->frame, "captured frame size of an image model, WIDTHxHEIGHT")
+  cmd->add_option("--frame", args->frame, "captured frame size of a fashion-mnist model, WIDTHxHEIGHT (a user's\nimage folder sends its files as they are)")
       ->capture_default_str();
   cmd->add_option("--seed", args->seed, "seed of the simulated jitter and loss")->capture_default_str();
   cmd->add_option("--mode", args->mode,
@@ -159,7 +160,7 @@ Action add_bench(CLI::App& app) {
     }
     Topology topo0 = args->topology.empty() ? default_topology() : load_topology(args->topology);
     resolve_speeds(topo0);
-    const Graph model = load_onnx(args->model);
+    const Graph model = load_model(args->model, args->data);
     const std::vector<Payload> payloads = make_payloads(model, po);
     const bool quiet = args->json || args->csv;
     auto say = [&](const std::string& line) {
@@ -191,9 +192,10 @@ Action add_bench(CLI::App& app) {
     } else {
       where = parse_placement(args->deploy, topo0);
       if (where.split()) {
-        where.cut = args->at == "study" ? study_cut_point(model) : args->at;
-        EF_CHECK(!where.cut.empty(), "model '", model.name(),
-                 "' has no study cut point (stage3.out or embeddings.out); name one with --at");
+        std::string why;
+        where.cut = args->at == "study" ? study_cut_point(model, model_seq_len(model), &why) : args->at;
+        EF_CHECK(!where.cut.empty(), "model '", model.name(), "' has no study cut point: ", why,
+                 "; name one with --at (edgeforge partition --list)");
       }
     }
     Deployment dep(model, topo0, where);  // simulated; for the others, the cut and threads

@@ -24,6 +24,16 @@ std::string human_count(int64_t n) {
 }
 }  // namespace
 
+// A metadata value as shown: a data spec without the tokenizer it embeds (often megabytes).
+static std::string shown_metadata(const std::string& key, const std::string& value) {
+  if (key != kMetaDataset || value.empty() || value[0] != '{') return value;
+  nlohmann::json j = nlohmann::json::parse(value, nullptr, false);
+  if (j.is_discarded() || !j.is_object()) return value;
+  if (j.contains("tokenizer_json"))
+    j["tokenizer_json"] = "(" + std::to_string(j["tokenizer_json"].get<std::string>().size()) + " bytes)";
+  return j.dump();
+}
+
 Action add_info(CLI::App& app) {
   CLI::App* cmd = app.add_subcommand(
       "info", "Describe a model: inputs, outputs, op counts, parameters, size on disk,\n"
@@ -68,7 +78,7 @@ Action add_info(CLI::App& app) {
                    {"reference_nodes", s.reference_nodes},
                    {"fallback", s.plan_fallback}};
       for (const auto& [k, v] : graph.metadata())
-        if (k != kMetaTokenizer) j["metadata"][k] = v;
+        if (k != kMetaTokenizer) j["metadata"][k] = shown_metadata(k, v);
       std::printf("%s\n", j.dump(2).c_str());
       return 0;
     }
@@ -110,7 +120,7 @@ Action add_info(CLI::App& app) {
     for (const auto& [op, c] : s.op_counts) std::printf(" %s x%lld", op.c_str(), static_cast<long long>(c));
     std::printf("\n");
     for (const auto& [k, v] : graph.metadata())
-      if (k != kMetaTokenizer) std::printf("metadata    %s = %s\n", k.c_str(), v.c_str());
+      if (k != kMetaTokenizer) std::printf("metadata    %s = %s\n", k.c_str(), shown_metadata(k, v).c_str());
     if (!s.unsupported_ops.empty()) {
       std::printf("unsupported");
       for (const std::string& u : s.unsupported_ops) std::printf(" %s", u.c_str());

@@ -22,7 +22,7 @@ Action add_optimize(CLI::App& app) {
       "The output runs in edgeforge as deployed: `edgeforge eval` on it measures its\n"
       "accuracy with the int8 kernels a quantized model runs on.");
   struct Args {
-    std::string model, strategy, out;
+    std::string model, strategy, out, data;
     std::vector<std::string> options;
     int threads = default_threads();
     uint64_t seed = 0;
@@ -38,6 +38,7 @@ Action add_optimize(CLI::App& app) {
       ->required();
   cmd->add_option("-o,--option", args->options, "NAME=VALUE (repeatable); see `edgeforge strategies`");
   cmd->add_option("--out", args->out, "output .onnx file")->required();
+  add_data_option(cmd, args->data);
   cmd->add_option("--threads", args->threads, "intra-op threads")
       ->check(CLI::PositiveNumber)
       ->capture_default_str();
@@ -47,14 +48,16 @@ Action add_optimize(CLI::App& app) {
                   "use at most N training samples in every step (0 = as the strategy says)")
       ->check(CLI::NonNegativeNumber)
       ->capture_default_str();
-  cmd->add_flag("--eval", args->eval, "evaluate the input and the output on the test split");
+  cmd->add_flag("--eval", args->eval,
+                "evaluate the input and the output on the test split (the output's agreement\n"
+                "with the input too)");
   cmd->add_option("--eval-limit", args->eval_limit, "with --eval: only the first N test samples")
       ->check(CLI::NonNegativeNumber);
   cmd->add_flag("--json", args->json, "print the report as JSON on stdout");
   return [args]() {
     const std::vector<const Strategy*> steps = parse_pipeline(args->strategy);
     resolve_options(steps, args->options);  // every option checked before the model is read
-    Graph model = load_onnx(args->model);
+    Graph model = load_model(args->model, args->data);
     StrategyContext ctx;
     ctx.threads = args->threads;
     ctx.seed = args->seed;
@@ -77,6 +80,7 @@ Action add_optimize(CLI::App& app) {
       eo.limit = args->eval_limit;
       eo.threads = args->threads;
       const nlohmann::json before = eval_json(evaluate(model, eo));
+      eo.reference = &model;  // agreement with the input, beside accuracy
       const nlohmann::json after = eval_json(evaluate(r.graph, eo));
       std::fprintf(stderr, "input:  %s\noutput: %s\n", eval_summary(before).c_str(),
                    eval_summary(after).c_str());

@@ -113,12 +113,16 @@ Action add_partition(CLI::App& app) {
       "on this host and chooses the placement and cut with the lowest estimated end-to-end\n"
       "latency on the topology (simulated), prints why, and writes the best split.");
   struct Args {
-    std::string model, at, out_dir, topology, link, bandwidths;
+    std::string model, data, at, out_dir, topology, link, bandwidths;
     bool list = false, json = false;
     int64_t seq_len = 128;
   };
   auto args = std::make_shared<Args>();
   cmd->add_option("--model", args->model, "model .onnx file")->required();
+  add_data_option(cmd, args->data)->description(
+      "with --at auto: the data set whose first test sample is profiled (default: the one the\n"
+      "model carries): fashion-mnist, spam, imagefolder:DIR, jsonl:FILE, csv:FILE, npy:DIR,\n"
+      "npz:FILE or a data spec .toml");
   auto* at = cmd->add_option("--at", args->at,
                              "value to cut after (a name from --list), study, or auto");
   cmd->add_option("--topology", args->topology, "with --at auto: topology .toml (default: the built-in)");
@@ -135,10 +139,11 @@ Action add_partition(CLI::App& app) {
   cmd->add_flag("--json", args->json, "print as JSON on stdout");
   at->excludes(list);
   return [args]() {
-    const Graph graph = load_onnx(args->model);
+    const Graph graph = load_model(args->model, args->data);
     if (args->list) {
       const std::vector<CutPoint> cuts = list_cut_points(graph, args->seq_len);
-      const std::string study = study_cut_point(graph);
+      std::string study_why;
+      const std::string study = study_cut_point(graph, args->seq_len, &study_why);
       if (args->json) {
         nlohmann::json j = nlohmann::json::array();
         for (const CutPoint& c : cuts)
@@ -153,8 +158,10 @@ Action add_partition(CLI::App& app) {
         for (const CrossingTensor& t : c.crossing)
           names += (names.empty() ? "" : ", ") + t.name + (t.model_input ? " (input)" : "");
         std::printf("%-44s %12s  %s%s\n", c.value.c_str(), human_bytes(c.bytes).c_str(),
-                    names.c_str(), c.value == study ? "   <- the study's cut" : "");
+                    names.c_str(), c.value == study ? "   <- --at study" : "");
       }
+      std::printf("--at study: %s%s%s\n", study.empty() ? "none: " : study.c_str(),
+                  study.empty() ? "" : ", ", study_why.c_str());
       return 0;
     }
     EF_CHECK(!args->at.empty(), "partition: give --at VALUE (or --list to see the cut points)");
@@ -169,9 +176,11 @@ Action add_partition(CLI::App& app) {
     }
     EF_CHECK(!args->out_dir.empty(), "partition: give --out-dir for part1.onnx and part2.onnx");
     if (value == "study") {
-      value = study_cut_point(graph);
-      EF_CHECK(!value.empty(), "partition: model '", graph.name(),
-               "' has no study cut point (stage3.out or embeddings.out); name a value");
+      std::string why;
+      value = study_cut_point(graph, args->seq_len, &why);
+      EF_CHECK(!value.empty(), "partition: model '", graph.name(), "' has no study cut point: ", why,
+               "; name a value (--list shows them)");
+      std::fprintf(stderr, "--at study: %s, %s\n", value.c_str(), why.c_str());
     }
     const Partition p = partition_graph(graph, value, args->seq_len);
     std::filesystem::create_directories(args->out_dir);

@@ -9,6 +9,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "edgeforge/graph.h"
 #include "edgeforge/train.h"
 #include "edgeforge/util.h"
 
@@ -30,6 +31,13 @@ Action add_study(CLI::App& app);
 Action add_recommend(CLI::App& app);
 Action add_report(CLI::App& app);
 Action add_agent(CLI::App& app);
+Action add_data(CLI::App& app);
+
+// Adds --data to a subcommand: the data set to read the model with, in place of the one it
+// carries (a built-in name, a shorthand or a data spec .toml).
+CLI::Option* add_data_option(CLI::App* cmd, std::string& data);
+// Loads a model; with `data` given, binds that data set to it (attach_data_spec).
+Graph load_model(const std::string& path, const std::string& data);
 
 // Default thread count for a command: the machine's cores.
 int default_threads();

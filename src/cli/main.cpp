@@ -14,11 +14,26 @@
 
 #include "commands.h"
 #include "edgeforge/build_info.h"
+#include "edgeforge/dataset.h"
 #include "edgeforge/error.h"
+#include "edgeforge/onnx_io.h"
 #include "edgeforge/util.h"
 
 namespace edgeforge::cli {
 int default_threads() { return host_cores(); }
+
+CLI::Option* add_data_option(CLI::App* cmd, std::string& data) {
+  return cmd->add_option(
+      "--data", data,
+      "data set: fashion-mnist, spam, imagefolder:DIR, jsonl:FILE, csv:FILE, npy:DIR, npz:FILE\n"
+      "or a data spec .toml (default: the one the model carries; `edgeforge data --help`)");
+}
+
+Graph load_model(const std::string& path, const std::string& data) {
+  Graph g = load_onnx(path);
+  if (!data.empty()) attach_data_spec(g, parse_data_spec(data), path);
+  return g;
+}
 
 std::string human_bytes(int64_t b) {
   char buf[32];
@@ -101,6 +116,7 @@ int main(int argc, char** argv) {
   add(cli::add_report);
   add(cli::add_strategies);
   add(cli::add_agent);
+  add(cli::add_data);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {

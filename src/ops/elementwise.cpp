@@ -65,6 +65,21 @@ Kernel prepare_leaky_relu(const Node& node, const Graph&) {
   };
 }
 
+// HardSigmoid max(0, min(1, alpha * x + beta)); PyTorch exports its hardsigmoid with alpha 1/6.
+Kernel prepare_hard_sigmoid(const Node& node, const Graph&) {
+  const double alpha = node.attr_float("alpha", 0.2f), beta = node.attr_float("beta", 0.5f);
+  return [alpha, beta](const TensorList& in, TensorList& out, const KernelContext&) {
+    out[0] = at::clamp(in[0] * alpha + beta, 0.0, 1.0);
+  };
+}
+
+// HardSwish x * max(0, min(1, x / 6 + 1/2)) (opset 14), as MobileNetV3's exports use it.
+Kernel prepare_hard_swish(const Node&, const Graph&) {
+  return [](const TensorList& in, TensorList& out, const KernelContext&) {
+    out[0] = in[0] * at::clamp(in[0] * (1.0 / 6.0) + 0.5, 0.0, 1.0);
+  };
+}
+
 // ONNX Pow keeps the type of the base; ATen promotes (int ** float -> float), so cast back.
 at::Tensor keep_base_type(const at::Tensor& y, const at::Tensor& base) {
   return y.scalar_type() == base.scalar_type() ? y : y.to(base.scalar_type());
@@ -136,6 +151,8 @@ EF_REGISTER_OP(Abs, unary_op("Abs", abs_fn));
 EF_REGISTER_OP(Sqrt, unary_op("Sqrt", sqrt_fn));
 EF_REGISTER_OP(Not, unary_op("Not", logical_not_fn));
 EF_REGISTER_OP(LeakyRelu, OpDef{"LeakyRelu", 1, 1, prepare_leaky_relu});
+EF_REGISTER_OP(HardSigmoid, OpDef{"HardSigmoid", 1, 1, prepare_hard_sigmoid});
+EF_REGISTER_OP(HardSwish, OpDef{"HardSwish", 1, 1, prepare_hard_swish});
 
 EF_REGISTER_OP(Add, binary_op("Add", add_fn));
 EF_REGISTER_OP(Sub, binary_op("Sub", sub_fn));

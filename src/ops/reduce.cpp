@@ -1,4 +1,4 @@
-// Reductions: ReduceMean, ReduceSum, ReduceMax.
+// Reductions: ReduceMean, ReduceSum, ReduceMax; and CumSum (RoBERTa's position ids).
 //
 // Opset 17 gives ReduceSum its axes as an input (opset 13) but ReduceMean and ReduceMax as an
 // attribute; opset 18 moves them all to the input. Each op accepts either form, so models of
@@ -66,9 +66,29 @@ at::Tensor max_fn(const at::Tensor& x, at::IntArrayRef dims, bool keepdim) {
   return at::amax(x, dims, keepdim);
 }
 
+// CumSum(x, axis) with `exclusive` and `reverse`; the axis a 0-d or 1-element integer tensor.
+Kernel prepare_cumsum(const Node& node, const Graph& graph) {
+  const std::string where = node.describe();
+  const bool exclusive = node.attr_int("exclusive", 0) != 0;
+  const bool reverse = node.attr_int("reverse", 0) != 0;
+  return [=](const TensorList& in, TensorList& out, const KernelContext&) {
+    const std::vector<int64_t> axis = to_int64s(in[1], where, "axis");
+    EF_CHECK(axis.size() == 1, where, ": axis must hold one value, not ", axis.size());
+    const at::Tensor& x = in[0];
+    EF_CHECK(x.dim() > 0 && axis[0] >= -x.dim() && axis[0] < x.dim(), where, ": axis ", axis[0],
+             " is out of range for rank ", x.dim());
+    const int64_t d = axis[0] < 0 ? axis[0] + x.dim() : axis[0];
+    at::Tensor v = reverse ? x.flip(d) : x;
+    at::Tensor y = at::cumsum(v, d, v.scalar_type());
+    if (exclusive) y = y - v;
+    out[0] = reverse ? y.flip(d) : y;
+  };
+}
+
 EF_REGISTER_OP(ReduceMean, reduce_op("ReduceMean", mean_fn));
 EF_REGISTER_OP(ReduceSum, reduce_op("ReduceSum", sum_fn));
 EF_REGISTER_OP(ReduceMax, reduce_op("ReduceMax", max_fn));
+EF_REGISTER_OP(CumSum, OpDef{"CumSum", 2, 2, prepare_cumsum});
 
 }  // namespace
 }  // namespace edgeforge::ops

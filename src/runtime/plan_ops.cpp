@@ -339,9 +339,10 @@ Kernel prepare_dnnl_linear(const Node& node, const Graph& graph) {
 }
 
 // ---- DnnlMatMul ----
-// DnnlMatMul(a, b): activation x activation (attention scores and context), both inputs read
-// through their strides, so the Transpose views in front cost nothing; with out_perm the
-// result is written straight into the layout a following Transpose asks for. (Fusing the
+// DnnlMatMul(a, b[, c]): activation x activation (attention scores and context), both inputs
+// read through their strides, so the Transpose views in front cost nothing; c, when given, is
+// the tensor a following Add adds (broadcast); with out_perm the result is written straight
+// into the layout a following Transpose asks for. (Fusing the
 // attention scale and mask as post-ops measured slower than DnnlSoftmax doing them.)
 
 struct MatMulState {
@@ -350,14 +351,21 @@ struct MatMulState {
   std::map<std::vector<int64_t>, dnnl::matmul> prims;
   plan::Buffer out_cache;
 
-  at::Tensor run(const at::Tensor& a, const at::Tensor& b) {
+  at::Tensor run(const at::Tensor& a, const at::Tensor& b, const at::Tensor& c) {
     check_float(a, where, "A");
     check_float(b, where, "B");
-    if (a.dim() < 2 || a.dim() != b.dim() || a.size(-1) != b.size(-2) ||
-        a.sizes().slice(0, a.dim() - 2) != b.sizes().slice(0, b.dim() - 2) || a.numel() == 0 ||
-        b.numel() == 0) {
-      // Broadcast, 1-D or empty operands: the reference kernel.
+    std::vector<int64_t> mm_shape;
+    const bool plain = a.dim() >= 2 && a.dim() == b.dim() && a.size(-1) == b.size(-2) &&
+                       a.sizes().slice(0, a.dim() - 2) == b.sizes().slice(0, b.dim() - 2) &&
+                       a.numel() > 0 && b.numel() > 0;
+    if (plain) {
+      mm_shape.assign(a.sizes().begin(), a.sizes().end());
+      mm_shape.back() = b.size(-1);
+    }
+    // Broadcast, 1-D or empty operands, or an addend that widens the product: the reference.
+    if (!plain || (c.defined() && at::infer_size(mm_shape, c.sizes()) != mm_shape)) {
       at::Tensor y = at::matmul(a, b);
+      if (c.defined()) y = y + c;
       return out_perm.empty() ? y : y.permute(out_perm).contiguous();
     }
     std::vector<int64_t> shape(a.sizes().begin(), a.sizes().end());
@@ -389,6 +397,7 @@ struct MatMulState {
         {DNNL_ARG_WEIGHTS, memory(b_md, plan::cpu_engine(), b.data_ptr())},
         {DNNL_ARG_DST, memory(y_md, plan::cpu_engine(), y.data_ptr())}};
     it->second.execute(plan::cpu_stream(), args);
+    if (c.defined()) view.add_(c.scalar_type() == at::kFloat ? c : c.to(at::kFloat));
     return y;
   }
 
@@ -404,7 +413,7 @@ Kernel prepare_dnnl_matmul(const Node& node, const Graph&) {
   s->where = node.describe();
   s->out_perm = node.attr_ints("out_perm", {});
   return [s](const TensorList& in, TensorList& out, const KernelContext&) {
-    out[0] = s->run(in[0], in[1]);
+    out[0] = s->run(in[0], in[1], in.size() > 2 ? in[2] : at::Tensor());
   };
 }
 
@@ -748,7 +757,7 @@ Kernel prepare_dnnl_softmax(const Node& node, const Graph&) {
 
 EF_REGISTER_OP(DnnlConv, OpDef{"DnnlConv", 2, 4, prepare_dnnl_conv, kEdgeforgeDomain});
 EF_REGISTER_OP(DnnlLinear, OpDef{"DnnlLinear", 2, 4, prepare_dnnl_linear, kEdgeforgeDomain});
-EF_REGISTER_OP(DnnlMatMul, OpDef{"DnnlMatMul", 2, 2, prepare_dnnl_matmul, kEdgeforgeDomain});
+EF_REGISTER_OP(DnnlMatMul, OpDef{"DnnlMatMul", 2, 3, prepare_dnnl_matmul, kEdgeforgeDomain});
 EF_REGISTER_OP(PlanGlobalAveragePool, OpDef{"PlanGlobalAveragePool", 1, 1,
                                             prepare_global_average_pool, kEdgeforgeDomain});
 EF_REGISTER_OP(PlanGather, OpDef{"PlanGather", 2, 2, prepare_gather_rows, kEdgeforgeDomain});

@@ -2,6 +2,7 @@
 
 #include <ATen/ATen.h>
 
+#include "edgeforge/dataset.h"
 #include "edgeforge/error.h"
 #include "edgeforge/lower.h"
 #include "edgeforge/runtime.h"
@@ -9,7 +10,7 @@
 namespace edgeforge::strategies {
 
 std::string model_modality(const Graph& model, const std::string& dataset) {
-  return dataset_modality(dataset.empty() ? model_dataset(model) : dataset);
+  return open_dataset(model, dataset)->modality();
 }
 
 KdSettings default_kd(const std::string& modality) {
@@ -28,7 +29,7 @@ std::vector<OptionSpec> training_options(const std::string& epochs_help,
        check_auto_or(check_double(0, 1))},
       {"temperature", "auto", "distillation temperature (auto: 1 images, 2 text)",
        check_auto_or(check_double(0, 100, true, false))},
-      {"dataset", "", "training data set: fashion-mnist or spam (empty: the model's own)", check_dataset()},
+      {"dataset", "", "training data set, as --data takes it (empty: the model's own)", check_dataset()},
   };
 }
 

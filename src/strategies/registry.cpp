@@ -7,6 +7,7 @@
 #include <optional>
 #include <set>
 
+#include "edgeforge/dataset.h"
 #include "edgeforge/error.h"
 #include "edgeforge/strategy.h"
 
@@ -59,7 +60,7 @@ std::function<void(const std::string&)> check_auto_or(std::function<void(const s
 
 std::function<void(const std::string&)> check_dataset() {
   return [](const std::string& v) {
-    if (!v.empty()) dataset_modality(v);  // Error listing the known data sets
+    if (!v.empty()) parse_data_spec(v);  // Error naming what is wrong with it
   };
 }
 
@@ -234,23 +235,11 @@ PipelineResult run_pipeline(const Graph& model, const std::string& pipeline,
 TaskData strategy_training_data(const Graph& model, const std::string& dataset, int64_t count,
                                 uint64_t seed) {
   EF_CHECK(count >= 0, "training samples: ", count, " is negative");
-  const std::string ds = dataset.empty() ? model_dataset(model) : dataset;
-  auto own = model.metadata().find(kMetaDataset);
-  if (own != model.metadata().end() && dataset_modality(own->second) != dataset_modality(ds))
-    throw Error("model '" + model.name() + "' was trained on " + own->second + " (" +
-                dataset_modality(own->second) + "); it cannot train or calibrate on " + ds + " (" +
-                dataset_modality(ds) + ")");
-  std::optional<Tokenizer> tokenizer;
-  if (dataset_modality(ds) == "text") tokenizer = tokenizer_from_model(model);
-  TaskDataOptions opts;
-  opts.seq_len = model_seq_len(model);
-  TaskData data = load_task_data(ds, "train", opts, tokenizer ? &*tokenizer : nullptr);
+  TaskData data = open_dataset(model, dataset)->load("train", 0);
   if (count == 0 || count >= data.size()) return data;
   at::Generator gen = at::make_generator<at::CPUGeneratorImpl>(seed + 7);
   const at::Tensor idx = at::randperm(data.size(), gen, at::kLong).slice(0, 0, count);
-  for (auto& [name, t] : data.features) t = t.index_select(0, idx);
-  data.labels = data.labels.index_select(0, idx);
-  return data;
+  return data.subset(idx);
 }
 
 std::vector<std::vector<at::Tensor>> input_batches(const Graph& model, const TaskData& data,

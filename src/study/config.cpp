@@ -7,6 +7,7 @@
 #include <set>
 #include <sstream>
 
+#include "edgeforge/dataset.h"
 #include "edgeforge/error.h"
 #include "edgeforge/util.h"
 #include "edgeforge/strategy.h"
@@ -27,7 +28,7 @@ StudyConfig default_study(bool quick) {
   c.topology = default_topology();
   if (!quick) {
     c.name = "default";
-    for (const char* m : {"resnet", "resnext", "bert", "roberta"}) c.models.push_back({m, ""});
+    for (const char* m : {"resnet", "resnext", "bert", "roberta"}) c.models.push_back({m, "", std::nullopt});
     c.strategies = {"identity", "sptq", "qat", "prune", "distill", "distill+sptq", "partition",
                     "sptq+partition"};
     c.extras = {"dynamic", "prune-structured", "auto-partition"};
@@ -37,7 +38,7 @@ StudyConfig default_study(bool quick) {
     return c;
   }
   c.name = "quick";
-  for (const char* m : {"resnet", "bert"}) c.models.push_back({m, ""});
+  for (const char* m : {"resnet", "bert"}) c.models.push_back({m, "", std::nullopt});
   c.strategies = {"identity", "sptq", "prune", "partition", "sptq+partition"};
   c.extras = {"auto-partition"};
   c.inputs = 20;
@@ -130,7 +131,7 @@ StudyConfig parse_study(const std::string& toml_text, const std::string& source)
         } catch (const Error& e) {
           throw Error(where + ": models: " + e.what() + " (a file is a [[model]] table)");
         }
-        c.models.push_back({m, ""});
+        c.models.push_back({m, "", std::nullopt});
       }
     } else if (key == "model") {
       const toml::array* a = node.as_array();
@@ -142,14 +143,40 @@ StudyConfig parse_study(const std::string& toml_text, const std::string& source)
         StudyModel m;
         for (const auto& [mk, mv] : *t) {
           const std::string f(mk.str());
-          EF_CHECK(f == "name" || f == "file", at_line(source, mv), ": unknown key '", f,
-                   "' in [[model]] (known: name, file)");
+          EF_CHECK(f == "name" || f == "file" || f == "data", at_line(source, mv), ": unknown key '",
+                   f, "' in [[model]] (known: name, file, data; study-wide keys such as '", f,
+                   "' go above the first [[model]])");
         }
         m.name = (*t)["name"].value_or(std::string());
         m.file = path_beside(source, (*t)["file"].value_or(std::string()));
         EF_CHECK(!m.name.empty() && !(*t)["file"].value_or(std::string()).empty(), w,
                  ": a [[model]] needs name and file");
         EF_CHECK(std::ifstream(m.file).good(), w, ": model file ", m.file, " not found or not readable");
+        if (const toml::node* d = t->get("data")) {
+          const std::string dw = at_line(source, *d);
+          if (auto arg = d->value<std::string>()) {
+            // A --data argument; a path in it is relative to the study file.
+            std::string a = *arg;
+            const auto colon = a.find(':');
+            if (colon != std::string::npos && a.find('/') > colon && a[colon + 1] != '/')
+              a = a.substr(0, colon + 1) + path_beside(source, a.substr(colon + 1));
+            else if (a.size() > 5 && a.compare(a.size() - 5, 5, ".toml") == 0)
+              a = path_beside(source, a);
+            try {
+              m.data = parse_data_spec(a);
+            } catch (const Error& e) {
+              throw Error(dw + ": data: " + e.what());
+            }
+          } else if (const toml::table* dt = d->as_table()) {
+            std::ostringstream text;
+            text << *dt;
+            const auto slash = source.rfind('/');
+            m.data = data_spec_from_toml_text(text.str(), dw + " [model.data]",
+                                              slash == std::string::npos ? "." : source.substr(0, slash));
+          } else {
+            throw Error(dw + ": data is a --data argument (\"imagefolder:DIR\") or a [model.data] table");
+          }
+        }
         c.models.push_back(m);
       }
     } else if (key == "strategies" || key == "extras") {

@@ -20,6 +20,7 @@
 
 #include "edgeforge/build_info.h"
 #include "edgeforge/deploy.h"
+#include "edgeforge/dataset.h"
 #include "edgeforge/error.h"
 #include "edgeforge/lower.h"
 #include "edgeforge/onnx_io.h"
@@ -269,7 +270,18 @@ class Runner {
         CellRecord r = cell("model", m.name, "identity");
         r.data = {{"file", fs::absolute(m.file).string()}, {"from_cache", true}};
         try {
-          load_onnx(m.file);
+          Graph g = load_onnx(m.file);
+          if (m.data) {
+            // The model as the study reads it: its data set in its metadata, so every job on
+            // it and on what the strategies make of it reads the same data.
+            attach_data_spec(g, *m.data, m.file);
+            const std::string bound = out_ + "/models/" + m.name + ".onnx";
+            fs::create_directories(out_ + "/models");
+            save_onnx(g, bound);
+            r.data["file"] = fs::absolute(bound).string();
+          } else {
+            open_dataset(g);  // says, in the cell, that the model needs a data set
+          }
         } catch (const std::exception& e) {
           r.status = "failed";
           r.reason = e.what();
@@ -403,37 +415,26 @@ class Runner {
 
   // ---- accuracy ----
   EvalResult evaluate_parts(const Graph& model, const std::string& cut) {
-    const std::string dataset = model_dataset(model);
-    std::unique_ptr<Tokenizer> tok;
-    if (dataset_modality(dataset) == "text") tok = std::make_unique<Tokenizer>(tokenizer_from_model(model));
-    TaskDataOptions to;
-    to.limit = c_.accuracy_limit;
-    to.seq_len = model_seq_len(model);
-    const TaskData data = load_task_data(dataset, "test", to, tok.get());
-    const Partition p = partition_graph(model, cut, to.seq_len);
-    InferenceSession one(p.part1), two(p.part2);
+    const Partition p = partition_graph(model, cut, model_seq_len(model));
+    auto one = std::make_shared<InferenceSession>(p.part1);
+    auto two = std::make_shared<InferenceSession>(p.part2);
     RunOptions ro;
     ro.threads = threads_;
-    std::vector<int64_t> predicted;
-    for (int64_t start = 0; start < data.size(); start += 256) {
-      const at::Tensor idx = at::arange(start, std::min<int64_t>(start + 256, data.size()), at::kLong);
+    EvalOptions eo;
+    eo.limit = c_.accuracy_limit;
+    eo.threads = threads_;
+    eo.run = [&model, &p, one, two, ro](const std::vector<at::Tensor>& in) {
       std::map<std::string, at::Tensor> values;
-      const std::vector<at::Tensor> in = data.batch_inputs(model, idx);
       for (size_t i = 0; i < in.size(); ++i) values[model.inputs()[i].name] = in[i];
       std::vector<at::Tensor> x1;
       for (const ValueInfo& v : p.part1.inputs()) x1.push_back(values.at(v.name));
-      const std::vector<at::Tensor> y1 = one.run(x1, ro);
+      const std::vector<at::Tensor> y1 = one->run(x1, ro);
       for (size_t i = 0; i < y1.size(); ++i) values[p.part1.outputs()[i].name] = y1[i];
       std::vector<at::Tensor> x2;
       for (const ValueInfo& v : p.part2.inputs()) x2.push_back(values.at(v.name));
-      const at::Tensor logits = two.run(x2, ro)[0];
-      const at::Tensor pred = logits.argmax(1).contiguous();
-      predicted.insert(predicted.end(), pred.data_ptr<int64_t>(), pred.data_ptr<int64_t>() + pred.numel());
-    }
-    EvalResult r = score_predictions(predicted, data.labels, dataset_modality(dataset) == "text");
-    r.dataset = dataset;
-    r.split = "test";
-    return r;
+      return two->run(x2, ro)[0].clone();  // the session reuses its output buffers
+    };
+    return evaluate(model, eo);
   }
 
   // The auto placement of a model, chosen once and kept as a model cell.
@@ -468,8 +469,9 @@ class Runner {
       EvalResult e;
       std::string cut;
       if (is_partition(strategy)) {
-        cut = study_cut_point(g);
-        EF_CHECK(!cut.empty(), "model '", m.name, "' has no study cut point");
+        std::string why;
+        cut = study_cut_point(g, model_seq_len(g), &why);
+        EF_CHECK(!cut.empty(), "model '", m.name, "' has no study cut point: ", why);
       } else if (strategy == "auto-partition") {
         cut = auto_choice(m, file).value("cut", "");
       }
@@ -482,8 +484,8 @@ class Runner {
         e = evaluate_parts(g, cut);
       }
       r.correct = e.correct;
-      r.data = {{"metric", e.has_f1 ? "F1" : "top-1"},
-                {"value", e.has_f1 ? e.f1 : e.accuracy},
+      r.data = {{"metric", metric_label(e.metric)},
+                {"value", e.value},
                 {"top1", e.accuracy},
                 {"samples", e.samples},
                 {"dataset", e.dataset},
@@ -516,8 +518,9 @@ class Runner {
       } else {
         where = parse_placement(deploy, c_.topology);
         if (where.split()) {
-          where.cut = study_cut_point(g);
-          EF_CHECK(!where.cut.empty(), "model '", m.name, "' has no study cut point");
+          std::string why;
+          where.cut = study_cut_point(g, model_seq_len(g), &why);
+          EF_CHECK(!where.cut.empty(), "model '", m.name, "' has no study cut point: ", why);
         }
       }
       PayloadOptions po;

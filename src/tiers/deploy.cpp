@@ -16,6 +16,7 @@
 #include <nlohmann/json.hpp>
 
 #include "edgeforge/data.h"
+#include "edgeforge/dataset.h"
 #include "edgeforge/error.h"
 #include "edgeforge/lower.h"
 #include "edgeforge/onnx_io.h"
@@ -47,10 +48,6 @@ int64_t message_bytes(const std::vector<CrossingTensor>& tensors) {
   return n;
 }
 
-struct ImagePreprocess {
-  int64_t height = 28, width = 28;
-  double mean = 0, std = 1;
-};
 
 }  // namespace
 
@@ -59,120 +56,39 @@ struct ImagePreprocess {
 
 std::vector<Payload> make_payloads(const Graph& model, const PayloadOptions& opts) {
   EF_CHECK(opts.inputs >= 1, "inputs: ", opts.inputs, " must be at least 1");
-  const std::string dataset = model_dataset(model);
-  std::vector<Payload> out;
-  if (dataset_modality(dataset) == "image") {
+  std::optional<DataSpec> spec = model_data_spec(model);
+  std::unique_ptr<Dataset> data;
+  if (spec && (spec->kind == kDatasetFashionMnist || spec->kind == kDatasetSpam)) {
     EF_CHECK(opts.frame_height >= 1 && opts.frame_width >= 1 && opts.frame_height <= 8192 &&
                  opts.frame_width <= 8192,
              "frame size ", opts.frame_width, "x", opts.frame_height, " must be 1..8192 a side");
-    FashionMnistOptions fo;
-    fo.limit = opts.inputs;
-    fo.dir = opts.data_dir;
-    const ImageSet set = load_fashion_mnist(opts.split, fo);
-    const int64_t h = set.images.size(1), w = set.images.size(2);
-    // Nearest: frame pixel (y, x) shows image pixel (y * h / H, x * w / W).
-    const at::Tensor rows = at::floor_divide(at::arange(opts.frame_height, at::kLong) * h, opts.frame_height);
-    const at::Tensor cols = at::floor_divide(at::arange(opts.frame_width, at::kLong) * w, opts.frame_width);
-    for (int64_t i = 0; i < set.images.size(0); ++i) {
-      const at::Tensor grey = set.images[i].index_select(0, rows).index_select(1, cols);
-      const at::Tensor rgb = grey.unsqueeze(-1).expand({opts.frame_height, opts.frame_width, 3}).contiguous();
-      Payload p;
-      p.kind = "frame";
-      p.height = opts.frame_height;
-      p.width = opts.frame_width;
-      p.bytes.assign(static_cast<const char*>(rgb.data_ptr()), static_cast<size_t>(rgb.numel()));
-      p.label = set.labels[i].item<int64_t>();
-      out.push_back(std::move(p));
+    if (spec->kind == kDatasetFashionMnist) {
+      spec->fields["frame_height"] = opts.frame_height;
+      spec->fields["frame_width"] = opts.frame_width;
     }
+    if (!opts.data_dir.empty()) spec->fields["dir"] = opts.data_dir;
+    data = find_data_kind(spec->kind)->open(*spec, model, "");
   } else {
-    SpamOptions so;
-    so.limit = opts.inputs;
-    so.dir = opts.data_dir;
-    for (const Mail& m : load_spam(opts.split, so)) {
-      Payload p;
-      p.kind = "text";
-      p.bytes = m.text;
-      p.label = m.label;
-      out.push_back(std::move(p));
-    }
+    data = open_dataset(model);
   }
-  EF_CHECK(!out.empty(), "the ", opts.split, " split of ", dataset, " has no samples");
+  std::vector<Payload> out = data->payloads(opts.split, opts.inputs);
+  EF_CHECK(!out.empty(), "the ", opts.split, " split of ", data->spec().name(), " has no samples");
   return out;
 }
 
 struct Preprocessor::Impl {
-  std::string model;                // its name, for errors
-  std::vector<std::string> inputs;  // its inputs, in order
-  bool image = true;
-  ImagePreprocess img;
-  std::unique_ptr<Tokenizer> tokenizer;
-  int64_t seq_len = 128;
+  std::unique_ptr<Dataset> data;
 };
 
 Preprocessor::Preprocessor(const Graph& model) : impl_(std::make_unique<Impl>()) {
-  impl_->model = model.name();
-  for (const ValueInfo& v : model.inputs())
-    if (!model.has_initializer(v.name)) impl_->inputs.push_back(v.name);
-  impl_->image = dataset_modality(model_dataset(model)) == "image";
-  if (impl_->image) {
-    EF_CHECK(!model.inputs().empty(), "model '", model.name(), "' has no inputs");
-    const ValueInfo& in = model.inputs()[0];
-    EF_CHECK(in.shape.size() == 4 && in.shape[1].size == 1 && in.shape[2].is_fixed() &&
-                 in.shape[3].is_fixed(),
-             "model '", model.name(), "': input '", in.name,
-             "' is not a grey image [N,1,H,W] with fixed H and W, so a frame cannot be prepared for it");
-    impl_->img.height = in.shape[2].size;
-    impl_->img.width = in.shape[3].size;
-    impl_->img.mean = kFashionMnistMean;
-    impl_->img.std = kFashionMnistStd;
-    auto it = model.metadata().find(kMetaPreprocess);
-    if (it != model.metadata().end()) {
-      const nlohmann::json j = nlohmann::json::parse(it->second, nullptr, false);
-      EF_CHECK(j.is_object(), "model '", model.name(), "': metadata '", kMetaPreprocess,
-               "' is not a JSON object");
-      impl_->img.mean = j.value("mean", impl_->img.mean);
-      impl_->img.std = j.value("std", impl_->img.std);
-      EF_CHECK(impl_->img.std > 0, "model '", model.name(), "': preprocessing std must be > 0");
-    }
-  } else {
-    impl_->tokenizer = std::make_unique<Tokenizer>(tokenizer_from_model(model));
-    impl_->seq_len = model_seq_len(model);
-  }
+  impl_->data = open_dataset(model);
 }
 
 Preprocessor::~Preprocessor() = default;
 Preprocessor::Preprocessor(Preprocessor&&) noexcept = default;
 
 std::vector<at::Tensor> Preprocessor::operator()(const Payload& p) const {
-  const Impl& m = *impl_;
-  if (m.image) {
-    EF_CHECK(p.kind == "frame", "model '", m.model, "' takes a frame, not ", p.kind);
-    EF_CHECK(p.height >= 1 && p.width >= 1 &&
-                 static_cast<int64_t>(p.bytes.size()) == p.height * p.width * 3,
-             "frame: ", p.bytes.size(), " bytes for ", p.width, "x", p.height,
-             " RGB (expected ", p.height * p.width * 3, ")");
-    const at::Tensor rgb = at::from_blob(const_cast<char*>(p.bytes.data()), {p.height, p.width, 3},
-                                         at::kByte).to(at::kFloat);
-    // ITU-R 601 luma, rounded to 8 bits as an image library's grey conversion does.
-    const at::Tensor grey = at::round(rgb.select(2, 0) * 0.299f + rgb.select(2, 1) * 0.587f +
-                                      rgb.select(2, 2) * 0.114f);
-    // Area resize to the model's size (an exact mean when the frame is a whole multiple of it).
-    const at::Tensor small = at::round(at::adaptive_avg_pool2d(grey.unsqueeze(0).unsqueeze(0),
-                                                               {m.img.height, m.img.width}))
-                                 .clamp(0, 255);
-    return {(small / 255.0 - m.img.mean) / m.img.std};
-  }
-  EF_CHECK(p.kind == "text", "model '", m.model, "' takes text, not ", p.kind);
-  const Tokenizer::Batch b = m.tokenizer->encode_batch({p.bytes}, m.seq_len);
-  std::vector<at::Tensor> out;
-  for (const std::string& name : m.inputs) {
-    if (name == "input_ids") out.push_back(b.input_ids);
-    else if (name == "attention_mask") out.push_back(b.attention_mask);
-    else if (name == "token_type_ids") out.push_back(at::zeros_like(b.input_ids));
-    else throw Error(detail::concat("model '", m.model, "': text input '", name,
-                                    "' is not one a tokenizer makes (input_ids, attention_mask, token_type_ids)"));
-  }
-  return out;
+  return impl_->data->preprocess(p);
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -22,14 +22,15 @@ using ValueMeta = SampleValue;
 
 // The declared shape of a crossing tensor: its dimensions at batch 1 and sequence length S,
 // with those that follow the batch ("N") or the sequence ("S") symbolic, found by comparing
-// with a run at batch 2 and length S + 1.
-std::vector<Dim> declared_shape(const ValueMeta& one, const ValueMeta& two, int64_t seq_len) {
+// with a run at batch 2 and length S - 1 (S + 1 when S is 1).
+std::vector<Dim> declared_shape(const ValueMeta& one, const ValueMeta& two, int64_t seq_len,
+                                int64_t other_len) {
   std::vector<Dim> dims;
   for (size_t d = 0; d < one.shape.size(); ++d) {
     const int64_t a = one.shape[d], b = d < two.shape.size() ? two.shape[d] : a;
     if (a == b) dims.emplace_back(a);
     else if (a == 1 && b == 2) dims.push_back(Dim::symbol("N"));
-    else if (a == seq_len && b == seq_len + 1) dims.push_back(Dim::symbol("S"));
+    else if (a == seq_len && b == other_len) dims.push_back(Dim::symbol("S"));
     else dims.push_back(Dim::symbol("d" + std::to_string(d)));
   }
   return dims;
@@ -147,15 +148,87 @@ std::vector<CutPoint> list_cut_points(const Graph& graph, int64_t seq_len) {
   return cuts;
 }
 
-std::string study_cut_point(const Graph& graph) {
+std::string study_cut_point(const Graph& graph, int64_t seq_len, std::string* why) {
   for (const std::string name : {"stage3.out", "embeddings.out"}) {
     if (graph.producer(name) == nullptr) continue;
+    if (why != nullptr) *why = "the study's cut of the zoo's " + std::string(name[0] == 's' ? "image" : "text") + " models";
     // A quantized model sends the value as quantized: cut after its QuantizeLinear.
     const Node* q = graph.producer(name + ".quantized");
     if (q != nullptr && q->is("QuantizeLinear") && q->inputs[0] == name) return name + ".quantized";
     return name;
   }
-  return "";
+  if (why == nullptr) return "";
+  return default_cut_point(graph, seq_len, why);
+}
+
+std::string default_cut_point(const Graph& graph, int64_t seq_len, std::string* why) {
+  const std::vector<CutPoint> cuts = list_cut_points(graph, seq_len);
+  auto computed_bytes = [](const CutPoint& c) {
+    int64_t n = 0;
+    for (const CrossingTensor& t : c.crossing) n += t.model_input ? 0 : t.bytes;
+    return n;
+  };
+  auto say = [&](const std::string& text) {
+    if (why != nullptr) *why = text;
+  };
+  // A QDQ model is cut after a QuantizeLinear where one is at hand, so the tensor crosses as int8.
+  auto quantized = [&](const std::string& value) {
+    for (const Node& n : graph.nodes())
+      if (n.is("QuantizeLinear") && n.inputs[0] == value) return n.outputs[0];
+    return value;
+  };
+  if (cuts.empty()) {
+    say("the model has no node whose output can cut it");
+    return "";
+  }
+  // Text: after the embeddings: between the token-id lookup and the first layer's first product
+  // (the embedding sum and its LayerNorm), the cut sending the fewest bytes.
+  size_t lookup = graph.nodes().size();
+  for (size_t i = 0; i < graph.nodes().size() && lookup == graph.nodes().size(); ++i) {
+    const Node& n = graph.nodes()[i];
+    if (n.is("Gather") && n.inputs.size() == 2 && graph.has_initializer(n.inputs[0])) {
+      std::string idx = n.inputs[1];
+      for (const Node* p = graph.producer(idx); p != nullptr && (p->is("Cast") || p->is("Identity"));
+           p = graph.producer(idx))
+        idx = p->inputs[0];
+      for (const ValueInfo& v : graph.inputs())
+        if (v.name == idx && (v.dtype == at::kLong || v.dtype == at::kInt)) lookup = i;
+    }
+  }
+  if (lookup < graph.nodes().size()) {
+    // The embeddings end where the first layer's first product starts.
+    size_t layer = lookup + 1;
+    while (layer < graph.nodes().size() && !graph.nodes()[layer].is("MatMul") &&
+           !graph.nodes()[layer].is("Gemm"))
+      ++layer;
+    size_t best = cuts.size();
+    for (size_t j = 0; j < cuts.size(); ++j) {
+      if (cuts[j].position < lookup || cuts[j].position >= layer) continue;
+      if (best == cuts.size() || computed_bytes(cuts[j]) <= computed_bytes(cuts[best])) best = j;
+    }
+    if (best < cuts.size()) {
+      say("after the embeddings: the cut sending the fewest bytes (" +
+          std::to_string(computed_bytes(cuts[best])) +
+          " per sample) between the token-id lookup and the first layer's first product, the latest of equals");
+      return quantized(cuts[best].value);
+    }
+  }
+  // Images and other tensors: the cut that sends the fewest bytes in the middle of the graph
+  // (from half to 85% of its nodes; after three of four stages in the study's ResNets), the
+  // latest of equals.
+  const size_t nodes = graph.nodes().size();
+  size_t best = cuts.size();
+  for (size_t j = 0; j < cuts.size(); ++j) {
+    if (cuts[j].position * 100 < nodes * 50 || cuts[j].position * 100 > nodes * 85) continue;
+    if (best == cuts.size() || computed_bytes(cuts[j]) <= computed_bytes(cuts[best])) best = j;
+  }
+  if (best == cuts.size()) {
+    say("the model is too small to cut in its middle (" + std::to_string(nodes) + " nodes)");
+    return "";
+  }
+  say("the cut sending the fewest bytes (" + std::to_string(computed_bytes(cuts[best])) +
+      " per sample) between half and 85% of the model's nodes");
+  return quantized(cuts[best].value);
 }
 
 Partition partition_graph(const Graph& graph, const std::string& value, int64_t seq_len) {
@@ -183,11 +256,13 @@ Partition partition_graph(const Graph& graph, const std::string& value, int64_t 
              "' is computed before the cut after '", value, "'; cut after it instead");
   }
   const auto meta = sample_values(graph, seq_len);
-  const auto meta2 = sample_values(graph, seq_len + 1, 2);
+  // One token shorter, not longer: a model's positions may end at seq_len (BERT's 512).
+  const int64_t other_len = seq_len > 1 ? seq_len - 1 : seq_len + 1;
+  const auto meta2 = sample_values(graph, other_len, 2);
   Partition out;
   out.cut = cut_after(graph, index, meta, p, value);
   auto declared = [&](const CrossingTensor& t) {
-    return ValueInfo{t.name, t.dtype, declared_shape(meta.at(t.name), meta2.at(t.name), seq_len),
+    return ValueInfo{t.name, t.dtype, declared_shape(meta.at(t.name), meta2.at(t.name), seq_len, other_len),
                      true};
   };
 

@@ -11,9 +11,11 @@
 #include <cstdlib>
 #include <cstdio>
 #include <filesystem>
+#include <optional>
 
 #include "edgeforge/build_info.h"
 #include "edgeforge/data.h"
+#include "edgeforge/dataset.h"
 #include "edgeforge/error.h"
 #include "edgeforge/onnx_io.h"
 #include "edgeforge/lower.h"
@@ -182,6 +184,8 @@ TrainReport train_graph(Graph& graph, const TaskData& data, const TrainRecipe& r
   check_recipe(recipe);
   EF_CHECK(data.size() > 0, "training data '", data.dataset, "/", data.split, "' is empty");
   EF_CHECK(graph.outputs().size() >= 1, "model '", graph.name(), "' has no output to train");
+  EF_CHECK(data.labels.defined(), "training data '", data.dataset, "/", data.split,
+           "' has no labels; fine-tuning needs them (sptq and dynamic need none)");
   at::manual_seed(recipe.seed);  // dropout masks
   at::Generator shuffle_gen = at::make_generator<at::CPUGeneratorImpl>(recipe.seed + 1);
 
@@ -341,7 +345,7 @@ TrainZooResult train_zoo_model(const std::string& zoo_name, const TrainRecipe& r
 }
 
 EvalResult score_predictions(const std::vector<int64_t>& predicted, const at::Tensor& labels,
-                             bool binary_f1) {
+                             bool binary_f1, int64_t num_classes) {
   EF_CHECK(labels.dim() == 1 && labels.size(0) == static_cast<int64_t>(predicted.size()),
            "scoring: ", predicted.size(), " predictions for ", labels.numel(), " labels");
   at::Tensor y_t = labels.to(at::kLong).contiguous();
@@ -366,6 +370,32 @@ EvalResult score_predictions(const std::vector<int64_t>& predicted, const at::Te
     r.recall = tp + fn > 0 ? static_cast<double>(tp) / static_cast<double>(tp + fn) : 0.0;
     r.f1 = r.precision + r.recall > 0 ? 2 * r.precision * r.recall / (r.precision + r.recall) : 0.0;
   }
+  if (num_classes > 2) {
+    // Macro F1 over the classes that occur in the labels or the predictions (scikit-learn's
+    // f1_score(average="macro") with its default labels).
+    std::vector<int64_t> c_tp(num_classes), c_fp(num_classes), c_fn(num_classes);
+    std::vector<bool> present(num_classes);
+    for (int64_t i = 0; i < n; ++i) {
+      const int64_t p = predicted[i], t = y[i];
+      if (p >= 0 && p < num_classes) present[p] = true;
+      if (t >= 0 && t < num_classes) present[t] = true;
+      if (p == t && p >= 0 && p < num_classes) ++c_tp[p];
+      else {
+        if (p >= 0 && p < num_classes) ++c_fp[p];
+        if (t >= 0 && t < num_classes) ++c_fn[t];
+      }
+    }
+    double sum = 0;
+    int64_t classes = 0;
+    for (int64_t c = 0; c < num_classes; ++c) {
+      if (!present[c]) continue;
+      const double denom = 2.0 * c_tp[c] + c_fp[c] + c_fn[c];
+      sum += denom > 0 ? 2.0 * c_tp[c] / denom : 0.0;
+      ++classes;
+    }
+    r.has_f1_macro = true;
+    r.f1_macro = classes > 0 ? sum / classes : 0.0;
+  }
   return r;
 }
 
@@ -373,43 +403,90 @@ EvalResult evaluate(const Graph& graph, const EvalOptions& opts) {
   EF_CHECK(opts.batch_size >= 1, "batch size: ", opts.batch_size, " is not valid");
   EF_CHECK(opts.limit >= 0, "limit: ", opts.limit, " is negative");
   const auto start = std::chrono::steady_clock::now();
-  EvalResult r;
-  r.dataset = opts.dataset.empty() ? model_dataset(graph) : opts.dataset;
-  auto own = graph.metadata().find(kMetaDataset);
-  if (own != graph.metadata().end() && dataset_modality(own->second) != dataset_modality(r.dataset))
-    throw Error("model '" + graph.name() + "' was trained on " + own->second + " (" +
-                dataset_modality(own->second) + "); it cannot be evaluated on " + r.dataset +
-                " (" + dataset_modality(r.dataset) + ")");
-  r.split = opts.split;
-  std::optional<Tokenizer> tokenizer;
-  if (dataset_modality(r.dataset) == "text") tokenizer = tokenizer_from_model(graph);
-  TaskDataOptions data_opts;
-  data_opts.limit = opts.limit;
-  data_opts.seq_len = model_seq_len(graph);
-  TaskData data = load_task_data(r.dataset, opts.split, data_opts,
-                                 tokenizer ? &*tokenizer : nullptr);
-  InferenceSession session(graph);  // a QDQ model runs on its int8 kernels, as deployed
+  const std::unique_ptr<Dataset> dataset = open_dataset(graph, opts.dataset);
+  const TaskData data = dataset->load(opts.split, opts.limit);
+  EF_CHECK(data.labels.defined() || opts.reference != nullptr, "data set ", data.dataset,
+           " has no labels: evaluating '", graph.name(),
+           "' needs a reference model to measure agreement with (eval --reference)");
+  std::optional<InferenceSession> session;  // a QDQ model runs on its int8 kernels, as deployed
+  if (!opts.run) session.emplace(graph);
+  std::optional<InferenceSession> reference;
+  if (opts.reference != nullptr) reference.emplace(*opts.reference);
   RunOptions run;
   run.threads = opts.threads;
   at::NoGradGuard no_grad;
   const int64_t n = data.size();
+  EF_CHECK(n > 0, "the ", opts.split, " split of ", data.dataset, " has no samples");
   std::vector<int64_t> predicted;
   predicted.reserve(static_cast<size_t>(n));
+  std::vector<uint8_t> agree;
+  int64_t top5_hits = 0;
+  double kl_sum = 0;
+  int64_t classes = data.num_classes;  // 0: integer labels; the model's output count decides
+  const at::Tensor labels = data.labels.defined() ? data.labels.to(at::kLong) : at::Tensor();
   for (int64_t lo = 0; lo < n; lo += opts.batch_size) {
     at::Tensor idx = at::arange(lo, std::min(n, lo + opts.batch_size), at::kLong);
-    at::Tensor logits = session.run(data.batch_inputs(graph, idx), run)[0];
+    const std::vector<at::Tensor> inputs = data.batch_inputs(graph, idx);
+    at::Tensor logits = opts.run ? opts.run(inputs) : session->run(inputs, run)[0];
     EF_CHECK(logits.dim() == 2 && logits.size(0) == idx.size(0), "model '", graph.name(),
              "': first output has shape ", logits.sizes(), ", expected [batch, classes]");
-    EF_CHECK(logits.size(1) == data.num_classes, "model '", graph.name(), "' predicts ",
-             logits.size(1), " classes, the ", r.dataset, " data set has ", data.num_classes);
+    EF_CHECK(data.num_classes == 0 || logits.size(1) == data.num_classes, "model '", graph.name(),
+             "' predicts ", logits.size(1), " classes, the ", data.dataset, " data set has ",
+             data.num_classes);
+    if (classes == 0) classes = logits.size(1);
+    EF_CHECK(logits.size(1) == classes, "model '", graph.name(), "': output ", logits.size(1),
+             " classes, then ", classes);
+    if (labels.defined()) {
+      const at::Tensor batch_labels = labels.index_select(0, idx);
+      EF_CHECK(batch_labels.max().item<int64_t>() < classes, "data set ", data.dataset, ": label ",
+               batch_labels.max().item<int64_t>(), " is beyond model '", graph.name(), "''s ",
+               classes, " classes");
+    }
+    logits = logits.to(at::kFloat);
     at::Tensor pred = logits.argmax(1).contiguous();
     const int64_t* p = pred.data_ptr<int64_t>();
     predicted.insert(predicted.end(), p, p + pred.numel());
+    if (labels.defined() && classes > 5) {
+      const at::Tensor top = std::get<1>(logits.topk(std::min<int64_t>(5, logits.size(1)), 1));
+      top5_hits += top.eq(labels.index_select(0, idx).unsqueeze(1)).any(1).sum().item<int64_t>();
+    }
+    if (reference) {
+      const at::Tensor ref = reference->run(inputs, run)[0].to(at::kFloat);
+      EF_CHECK(ref.sizes() == logits.sizes(), "reference model '", opts.reference->name(),
+               "': output shape ", ref.sizes(), " differs from the model's ", logits.sizes());
+      const at::Tensor same = ref.argmax(1).eq(pred).to(at::kByte).contiguous();
+      agree.insert(agree.end(), same.data_ptr<uint8_t>(), same.data_ptr<uint8_t>() + same.numel());
+      const at::Tensor log_p = at::log_softmax(ref, 1), log_q = at::log_softmax(logits, 1);
+      kl_sum += (log_p.exp() * (log_p - log_q)).sum().item<double>();
+    }
   }
-  EvalResult scored = score_predictions(predicted, data.labels, dataset_modality(r.dataset) == "text");
-  scored.dataset = r.dataset;
-  scored.split = r.split;
-  r = std::move(scored);
+  EvalResult r;
+  if (data.labels.defined()) {
+    r = score_predictions(predicted, data.labels, classes == 2, classes);
+    if (classes > 5) {
+      r.has_top5 = true;
+      r.top5 = static_cast<double>(top5_hits) / static_cast<double>(n);
+    }
+  } else {
+    r.labelled = false;
+    r.samples = n;
+    r.correct = agree;
+  }
+  if (reference) {
+    r.has_agreement = true;
+    r.agreement = static_cast<double>(std::count(agree.begin(), agree.end(), 1)) / static_cast<double>(n);
+    r.kl = kl_sum / static_cast<double>(n);
+  }
+  r.dataset = data.dataset;
+  r.split = opts.split;
+  const std::string metric = resolve_metric(dataset->metric_setting(), dataset->modality(),
+                                           data.labels.defined(), classes);
+  r.metric = metric == "agreement" && !reference ? "top1" : metric;
+  r.value = r.metric == "top1" || r.metric == "accuracy" ? r.accuracy
+            : r.metric == "top5"                        ? r.top5
+            : r.metric == "f1"                          ? r.f1
+            : r.metric == "f1_macro"                    ? r.f1_macro
+                                                        : r.agreement;
   r.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   return r;
 }

@@ -11,14 +11,17 @@
 #include <sstream>
 #include <thread>
 
+#include <ATen/ATen.h>
 #include <nlohmann/json.hpp>
 
 #include "edgeforge/error.h"
+#include "edgeforge/graph_builder.h"
 #include "edgeforge/graph.h"
 #include "edgeforge/process.h"
 #include "edgeforge/onnx_io.h"
 #include "edgeforge/util.h"
 #include "edgeforge/zoo.h"
+#include "../../src/data/npy.h"
 #include "../../src/study/store.h"
 
 namespace fs = std::filesystem;
@@ -104,18 +107,18 @@ TEST_F(Cli, CorruptOnnxBytesAreRefused) {
 TEST_F(Cli, OpTheRuntimeLacksIsNamedWithItsNode) {
   Graph g("odd");
   g.add_input({"input", at::kFloat, {Dim::symbol("N"), Dim(1), Dim(28), Dim(28)}});
-  g.add_node(Node("HardSwish", "head.hardswish", {"input"}, {"act"}));
+  g.add_node(Node("Celu", "head.celu", {"input"}, {"act"}));
   g.add_node(Node("Flatten", "head.flatten", {"act"}, {"flat"}));
   g.add_output({"flat", at::kFloat, {Dim::symbol("N"), Dim(784)}});
   g.metadata()[kMetaDataset] = "fashion-mnist";
   save_onnx(g, path("odd.onnx"));
   Outcome o = run("eval --model " + path("odd.onnx") + " --limit 4",
                   "EDGEFORGE_FASHION_MNIST_DIR='" + kFixtures + "/fashion-mnist'");
-  expect_one_line_error(o, {"HardSwish", "head.hardswish"});
+  expect_one_line_error(o, {"Celu", "head.celu"});
   // info still describes the model and names what the runtime lacks.
   Outcome info = run("info " + path("odd.onnx"));
   EXPECT_EQ(info.exit_code, 0) << info.err;
-  EXPECT_NE(info.out.find("HardSwish (head.hardswish)"), std::string::npos) << info.out;
+  EXPECT_NE(info.out.find("Celu (head.celu)"), std::string::npos) << info.out;
 }
 
 TEST_F(Cli, InfoNamesWhatFallsBackFromTheInferencePlanAndWhy) {
@@ -611,4 +614,79 @@ TEST_F(Cli, OptimizeWritesAnInt8ModelThatInfoAndEvalRun) {
   EXPECT_NE(i.out.find("(100.0%)"), std::string::npos) << i.out;
   Outcome e = run("eval --model " + path("q.onnx") + " --limit 50 --threads 1", env);
   EXPECT_EQ(e.exit_code, 0) << e.err;
+}
+
+// ---- a user's own model and data (docs/your-model.md) ----------------------------------------
+
+// x [N,8] -> 3 Gemm layers -> [N,4]: a third-party model with no data set of its own, and a
+// folder of NumPy arrays for it (x.npy, labels.npy).
+struct UserTensors {
+  std::string model, data;
+};
+
+UserTensors write_user_tensors(const std::string& dir) {
+  Graph g("user_mlp");
+  GraphBuilder b(g, seeded_generator(21));
+  std::string x = b.input("x", at::kFloat, {Dim::symbol("N"), 8});
+  x = b.relu("l1.relu", b.gemm("l1", x, 8, 16));
+  x = b.relu("l2.relu", b.gemm("l2", x, 16, 16));
+  x = b.gemm("head", x, 16, 4);
+  b.output(x, at::kFloat, {Dim::symbol("N"), 4});
+  UserTensors u{dir + "/user.onnx", dir + "/arrays"};
+  save_onnx(g, u.model);
+  fs::create_directories(u.data);
+  at::manual_seed(4);
+  const at::Tensor xs = at::randn({300, 8});
+  const at::Tensor labels = at::randint(0, 4, {300}, at::kLong);
+  auto npy = [](const at::Tensor& t, const std::string& dtype) {
+    NpyArray a;
+    a.dtype = dtype;
+    a.shape.assign(t.sizes().begin(), t.sizes().end());
+    a.data.assign(static_cast<const char*>(t.data_ptr()), t.nbytes());
+    return a;
+  };
+  write_npy(u.data + "/x.npy", npy(xs, "float32"));
+  write_npy(u.data + "/labels.npy", npy(labels, "int64"));
+  return u;
+}
+
+TEST_F(Cli, UserModelWithoutDataSaysHowToGiveIt) {
+  const UserTensors u = write_user_tensors(dir_.string());
+  Outcome o = run("eval --model " + u.model);
+  expect_one_line_error(o, {"carries no data set", "--data", "imagefolder:DIR"});
+  o = run("eval --model " + u.model + " --data mnist");
+  expect_one_line_error(o, {"--data mnist", "imagefolder:DIR", "npy:DIR"});
+  o = run("eval --model " + u.model + " --data npy:" + path("nowhere"));
+  expect_one_line_error(o, {"nowhere", "does not exist"});
+}
+
+TEST_F(Cli, UserModelRunsEveryCommandWithItsData) {
+  const UserTensors u = write_user_tensors(dir_.string());
+  const std::string data = " --data npy:" + u.data;
+  Outcome d = run("data npy:" + u.data + " --model " + u.model);
+  ASSERT_EQ(d.exit_code, 0) << d.err;
+  EXPECT_NE(d.out.find("x Float [1,8]"), std::string::npos) << d.out;
+  EXPECT_NE(d.out.find("tensors (tensor)"), std::string::npos) << d.out;
+  Outcome e = run("eval --model " + u.model + data + " --json");
+  ASSERT_EQ(e.exit_code, 0) << e.err;
+  const nlohmann::json ej = nlohmann::json::parse(e.out);
+  EXPECT_EQ(ej["metric"], "top1");
+  EXPECT_GT(ej["samples"].get<int64_t>(), 10);
+  // The output of optimize carries the data set: eval and bench on it need no --data.
+  Outcome q = run("optimize --model " + u.model + data + " --strategy sptq -o samples=32 --threads 1 "
+                  "--eval --json --out " + path("q.onnx"));
+  ASSERT_EQ(q.exit_code, 0) << q.err;
+  const nlohmann::json qj = nlohmann::json::parse(q.out);
+  EXPECT_TRUE(qj["eval_out"].contains("agreement")) << q.out;
+  Outcome e2 = run("eval --model " + path("q.onnx") + " --reference " + u.model + " --json");
+  ASSERT_EQ(e2.exit_code, 0) << e2.err;
+  EXPECT_GT(nlohmann::json::parse(e2.out)["agreement"].get<double>(), 0.8) << e2.out;
+  Outcome b = run("bench --model " + path("q.onnx") + " --deploy mobile --inputs 3 --runs 2 --json");
+  ASSERT_EQ(b.exit_code, 0) << b.err;
+  Outcome p = run("partition --model " + u.model + " --list");
+  ASSERT_EQ(p.exit_code, 0) << p.err;
+  EXPECT_NE(p.out.find("--at study: "), std::string::npos) << p.out;
+  Outcome pa = run("partition --model " + u.model + data + " --at study --out-dir " + path("parts"));
+  ASSERT_EQ(pa.exit_code, 0) << pa.err;
+  EXPECT_TRUE(fs::exists(path("parts/part2.onnx")));
 }
