@@ -232,6 +232,14 @@ StudyConfig parse_study(const std::string& toml_text, const std::string& source)
                                  "train_limit, sweep_mbps, seed, jobs, mode, options)"));
     }
   }
+  // A strategy a file lists is not run again as an extra (the default extras include dynamic).
+  for (const std::string& s : c.strategies)
+    c.extras.erase(std::remove(c.extras.begin(), c.extras.end(), s), c.extras.end());
+  {
+    std::set<std::string> seen;
+    for (const std::string& s : c.all_strategies())
+      EF_CHECK(seen.insert(s).second, source, ": strategy '", s, "' is listed twice");
+  }
   // Deployments name the topology's tiers (checked after the topology is known).
   for (const std::string& d : c.deployments) {
     const auto dash = d.find('-');

@@ -186,6 +186,11 @@ TrainReport train_graph(Graph& graph, const TaskData& data, const TrainRecipe& r
   EF_CHECK(graph.outputs().size() >= 1, "model '", graph.name(), "' has no output to train");
   EF_CHECK(data.labels.defined(), "training data '", data.dataset, "/", data.split,
            "' has no labels; fine-tuning needs them (sptq and dynamic need none)");
+  // ATen 1.13's oneDNN convolution backward corrupts the heap once the inference plan has run
+  // in the process (prune, prune-structured and distill compute the teacher's outputs on it
+  // first): a 224x224 ResNet-18 export aborted with "double free or corruption" and trained
+  // cleanly with it off (bench/your_model_matrix.sh). Small inputs never took that path.
+  at::globalContext().setUserEnabledMkldnn(false);
   at::manual_seed(recipe.seed);  // dropout masks
   at::Generator shuffle_gen = at::make_generator<at::CPUGeneratorImpl>(recipe.seed + 1);
 

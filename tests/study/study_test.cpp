@@ -3,6 +3,7 @@
 // resume) is tested through the program in tests/cli/cli_test.cpp.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <filesystem>
 #include <fstream>
 #include <functional>
@@ -41,6 +42,46 @@ TEST(StudyConfig, TheDefaultStudyIsTheStudys) {
   const StudyConfig q = default_study(true);
   EXPECT_TRUE(q.quick);
   EXPECT_LT(q.inputs * q.runs, c.inputs * c.runs);
+}
+
+TEST(StudyConfig, ModelFilesTakeTheirDataAndStrategiesRunOnce) {
+  namespace fs = std::filesystem;
+  const fs::path dir = fs::temp_directory_path() / "edgeforge-study-config-data";
+  fs::remove_all(dir);
+  fs::create_directories(dir / "arrays");
+  std::ofstream(dir / "m.onnx") << "not read here";
+  const std::string text = R"(
+strategies = ["identity", "dynamic"]
+[[model]]
+name = "mine"
+file = "m.onnx"
+data = "npy:arrays"
+[[model]]
+name = "other"
+file = "m.onnx"
+[model.data]
+kind = "tensors"
+path = "arrays"
+)";
+  const StudyConfig c = parse_study(text, (dir / "s.toml").string());
+  ASSERT_EQ(c.models.size(), 2u);
+  ASSERT_TRUE(c.models[0].data.has_value());
+  EXPECT_EQ(c.models[0].data->kind, "tensors");
+  EXPECT_EQ(c.models[0].data->fields["path"], (dir / "arrays").string());  // beside the file
+  ASSERT_TRUE(c.models[1].data.has_value());
+  EXPECT_EQ(c.models[1].data->fields["path"], (dir / "arrays").string());
+  // dynamic, one of the default extras, runs once.
+  const std::vector<std::string> all = c.all_strategies();
+  EXPECT_EQ(std::count(all.begin(), all.end(), "dynamic"), 1);
+  EXPECT_NE(error_of([&] { parse_study("strategies = [\"sptq\", \"sptq\"]\n", "d.toml"); })
+                .find("listed twice"),
+            std::string::npos);
+  EXPECT_NE(error_of([&] {
+              parse_study("[[model]]\nname = \"m\"\nfile = \"" + (dir / "m.onnx").string() +
+                              "\"\ndeployments = [\"edge\"]\n",
+                          "e.toml");
+            }).find("go above the first [[model]]"),
+            std::string::npos);
 }
 
 TEST(StudyConfig, AFileOverridesTheDefaults) {
