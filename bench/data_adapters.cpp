@@ -26,6 +26,7 @@
 #include "edgeforge/dataset.h"
 #include "edgeforge/deploy.h"
 #include "edgeforge/error.h"
+#include "edgeforge/lower.h"
 #include "edgeforge/onnx_io.h"
 #include "edgeforge/runtime.h"
 #include "edgeforge/train.h"
