@@ -186,16 +186,19 @@ TrainReport train_graph(Graph& graph, const TaskData& data, const TrainRecipe& r
   EF_CHECK(graph.outputs().size() >= 1, "model '", graph.name(), "' has no output to train");
   EF_CHECK(data.labels.defined(), "training data '", data.dataset, "/", data.split,
            "' has no labels; fine-tuning needs them (sptq and dynamic need none)");
-  // ATen 1.13's oneDNN convolution backward corrupts the heap once the inference plan has run
-  // in the process (prune, prune-structured and distill compute the teacher's outputs on it
-  // first): a 224x224 ResNet-18 export aborted with "double free or corruption" and trained
-  // cleanly with it off (bench/your_model_matrix.sh). Small inputs never took that path.
-  at::globalContext().setUserEnabledMkldnn(false);
   at::manual_seed(recipe.seed);  // dropout masks
   at::Generator shuffle_gen = at::make_generator<at::CPUGeneratorImpl>(recipe.seed + 1);
 
-  const at::MemoryFormat layout =
-      recipe.channels_last ? at::MemoryFormat::ChannelsLast : at::MemoryFormat::Contiguous;
+  // Channels-last only up to 64x64 inputs, the sizes it was measured on (bench/
+  // train_memory_format) and tested at: ATen 1.13's oneDNN channels-last convolution backward
+  // corrupted the heap training a 224x224 ResNet-18 export ("double free or corruption", every
+  // time, bench/your_model_matrix.sh), and trained it cleanly in the default layout.
+  bool small_images = true;
+  for (const at::Tensor& x : data.batch_inputs(graph, at::zeros({1}, at::kLong)))
+    if (x.dim() == 4 && x.size(2) * x.size(3) > 64 * 64) small_images = false;
+  const at::MemoryFormat layout = recipe.channels_last && small_images
+                                      ? at::MemoryFormat::ChannelsLast
+                                      : at::MemoryFormat::Contiguous;
   for (auto& [name, t] : graph.initializers())
     if (t.defined() && t.dim() == 4) t = t.contiguous(layout);
   std::vector<at::Tensor> params = trainable_parameters(graph, hooks.frozen);
