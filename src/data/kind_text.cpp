@@ -143,7 +143,7 @@ class TextFile : public Dataset {
     if (!tok_json.empty()) {
       tokenizer_ = std::make_shared<HfText>(HfTokenizer::from_tokenizer_json_text(
           tok_json, "data set " + spec_.name() + " tokenizer"));
-    } else if (tok_path.empty() && model.metadata().count(kMetaTokenizer) != 0) {
+    } else if ((tok_path.empty() || tok_path == "model") && model.metadata().count(kMetaTokenizer) != 0) {
       tokenizer_ = std::make_shared<ZooText>(tokenizer_from_model(model));
       f["tokenizer"] = "model";
     } else if (tok_path != "model" || !bound) {

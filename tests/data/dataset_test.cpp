@@ -2,6 +2,7 @@
 #include <gtest/gtest.h>
 
 #include <ATen/ATen.h>
+#include <nlohmann/json.hpp>
 
 #include <filesystem>
 #include <fstream>
@@ -412,6 +413,34 @@ TEST(ImageFolderKind, BadFoldersAndFilesAreNamed) {
   EXPECT_NE(load_error(flat + "/d2.toml").find("label 'bird' is not a known class"), std::string::npos);
   write(flat + "/labels.txt", "a.jpg cat\n");
   EXPECT_NE(load_error(flat + "/d.toml").find("no label for"), std::string::npos);
+}
+
+}  // namespace
+}  // namespace edgeforge
+
+namespace edgeforge {
+namespace {
+
+// A zoo text model read through a JSONL file tokenises as the built-in spam reader does, and
+// the bound spec reopens from the model's metadata alone.
+TEST(TextKind, ZooModelsUseTheirOwnTokenizerThroughAJsonlFile) {
+  const std::string dir = temp_dir("text-zoo");
+  std::ofstream out(dir + "/t.jsonl");
+  for (int i = 0; i < 40; ++i)
+    out << nlohmann::json{{"text", "cheap meds offer number " + std::to_string(i)}, {"label", i % 2 ? "spam" : "ham"}}.dump() << "\n";
+  out.close();
+  Graph g = test_util::small_text_model();
+  attach_data_spec(g, parse_data_spec("jsonl:" + dir + "/t.jsonl"));
+  const std::unique_ptr<Dataset> data = open_dataset(g);  // from the metadata
+  EXPECT_EQ(data->spec().fields["tokenizer"], "model");
+  EXPECT_EQ(data->class_names(), (std::vector<std::string>{"ham", "spam"}));
+  const TaskData test = data->load("test", 1);
+  ASSERT_EQ(test.size(), 1);
+  const std::vector<Payload> p = data->payloads("test", 1);
+  const Tokenizer tok = tokenizer_from_model(g);
+  const Tokenizer::Batch want = tok.encode_batch({p[0].bytes}, model_seq_len(g));
+  EXPECT_TRUE(test.features.at("input_ids").equal(want.input_ids));
+  EXPECT_TRUE(test.features.at("attention_mask").equal(want.attention_mask));
 }
 
 }  // namespace
