@@ -411,6 +411,17 @@ SplitSources SplitSources::read(Fields& f, bool must_exist) {
   return s;
 }
 
+SplitSources SplitSources::of(const nlohmann::json& fields) {
+  SplitSources s;
+  s.path = fields.value("path", std::string());
+  for (const char* split : {"train", "validation", "test"})
+    if (fields.contains(split)) s.paths[split] = fields[split].get<std::string>();
+  const std::vector<int> pct = fields.value("split_percent", std::vector<int>{80, 10, 10});
+  s.train_percent = pct.at(0);
+  s.validation_percent = pct.at(1);
+  return s;
+}
+
 const std::string& SplitSources::source_for(const std::string& split, const std::string& spec_name) const {
   check_split_name(split);
   if (hashed()) return path;

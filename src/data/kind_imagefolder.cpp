@@ -408,20 +408,11 @@ class ImageFolder : public Dataset {
   }
 
   std::vector<Item> items(const std::string& split, int64_t limit) const {
-    check_split_name(split);
-    const nlohmann::json& f = spec_.fields;
-    const Index& ix = index();
+    const data::SplitSources splits = data::SplitSources::of(spec_.fields);
+    const std::string& folder = splits.source_for(split, spec_.name());
     std::vector<Item> out;
-    if (f.contains("path")) {
-      const int train = f.value("split_percent", std::vector<int>{80, 10, 10})[0];
-      const int val = f.value("split_percent", std::vector<int>{80, 10, 10})[1];
-      for (const Item& it : ix.by_folder.at(f["path"].get<std::string>()))
-        if (hash_split_of(it.key, train, val) == split) out.push_back(it);
-    } else {
-      EF_CHECK(f.contains(split), "data set ", spec_.name(), " has no ", split, " split (give '",
-               split, "' in the data spec, or one 'path' to split by hash)");
-      out = ix.by_folder.at(f[split].get<std::string>());
-    }
+    for (const Item& it : index().by_folder.at(folder))
+      if (splits.keeps(it.key, split)) out.push_back(it);
     if (limit > 0 && static_cast<int64_t>(out.size()) > limit) out.resize(static_cast<size_t>(limit));
     return out;
   }

@@ -191,21 +191,15 @@ class Tensors : public Dataset {
   }
 
   std::string source_for(const std::string& split) const {
-    check_split_name(split);
-    const nlohmann::json& f = spec_.fields;
-    if (f.contains("path")) return f["path"].get<std::string>();
-    EF_CHECK(f.contains(split), "data set ", spec_.name(), " has no ", split, " split (give '",
-             split, "' in the data spec, or one 'path' to split by hash)");
-    return f[split].get<std::string>();
+    return data::SplitSources::of(spec_.fields).source_for(split, spec_.name());
   }
 
   at::Tensor picks(const std::string& split, int64_t limit) const {
-    const Arrays& a = arrays(source_for(split));
+    const data::SplitSources splits = data::SplitSources::of(spec_.fields);
+    const Arrays& a = arrays(splits.source_for(split, spec_.name()));
     std::vector<int64_t> idx;
-    const std::vector<int> pct = spec_.fields.value("split_percent", std::vector<int>{80, 10, 10});
     for (int64_t i = 0; i < a.count; ++i)
-      if (!spec_.fields.contains("path") || hash_split_of(std::to_string(i), pct[0], pct[1]) == split)
-        idx.push_back(i);
+      if (splits.keeps(std::to_string(i), split)) idx.push_back(i);
     if (limit > 0 && static_cast<int64_t>(idx.size()) > limit) idx.resize(static_cast<size_t>(limit));
     return at::tensor(idx, at::kLong);
   }

@@ -350,20 +350,11 @@ class TextFile : public Dataset {
   }
 
   std::vector<const data::TextRecord*> rows(const std::string& split, int64_t limit) const {
-    check_split_name(split);
-    const nlohmann::json& f = spec_.fields;
-    const Records& r = records();
+    const data::SplitSources splits = data::SplitSources::of(spec_.fields);
+    const std::string& file = splits.source_for(split, spec_.name());
     std::vector<const data::TextRecord*> out;
-    if (f.contains("path")) {
-      const std::vector<int> pct = f.value("split_percent", std::vector<int>{80, 10, 10});
-      for (const data::TextRecord& rec : r.by_file.at(f["path"].get<std::string>()))
-        if (hash_split_of(rec.text + kPairSeparator + rec.text_pair, pct[0], pct[1]) == split)
-          out.push_back(&rec);
-    } else {
-      EF_CHECK(f.contains(split), "data set ", spec_.name(), " has no ", split, " split (give '",
-               split, "' in the data spec, or one 'path' to split by hash)");
-      for (const data::TextRecord& rec : r.by_file.at(f[split].get<std::string>())) out.push_back(&rec);
-    }
+    for (const data::TextRecord& rec : records().by_file.at(file))
+      if (splits.keeps(rec.text + kPairSeparator + rec.text_pair, split)) out.push_back(&rec);
     if (limit > 0 && static_cast<int64_t>(out.size()) > limit) out.resize(static_cast<size_t>(limit));
     return out;
   }

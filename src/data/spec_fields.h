@@ -55,6 +55,8 @@ struct SplitSources {
 
   // Reads path/train/validation/test/split_percent. `must_exist`: files or folders must exist.
   static SplitSources read(Fields& f, bool must_exist);
+  // The same from a spec `read` has checked already (the fields a bound spec carries).
+  static SplitSources of(const nlohmann::json& fields);
   bool hashed() const { return !path.empty(); }
   // The file or folder holding `split` (the shared one when hashed). Error naming the spec when
   // the split has none.
