@@ -23,6 +23,50 @@ std::string shape_text(const at::Tensor& t) {
 
 }  // namespace
 
+nlohmann::json data_summary(const Dataset& data) {
+  nlohmann::json j = {{"name", data.spec().name()},
+                      {"kind", data.spec().kind},
+                      {"modality", data.modality()},
+                      {"metric", data.metric()},
+                      {"labelled", data.has_labels()}};
+  const std::vector<std::string> classes = data.class_names();
+  j["classes"] = classes;
+  j["splits"] = nlohmann::json::object();
+  std::string sample_split;
+  for (const char* split : {"train", "validation", "test"}) {
+    try {
+      const int64_t n = data.split_size(split);
+      j["splits"][split] = n;
+      if (n > 0 && (sample_split.empty() || std::string(split) == "test")) sample_split = split;
+    } catch (const Error& e) {
+      const std::string what = e.what();
+      // A split the spec does not give is reported, not fatal; a broken file is.
+      if (what.find(std::string("has no ") + split + " split") == std::string::npos) throw;
+      j["splits"][split] = nullptr;
+    }
+  }
+  EF_CHECK(!sample_split.empty(), "data set ", data.spec().name(), " has no samples in any split");
+  const TaskData one = data.load(sample_split, 1);
+  j["sample"] = {{"split", sample_split}};
+  std::map<std::string, at::Tensor> features =
+      one.fetch ? one.fetch(at::zeros({1}, at::kLong)) : one.features;
+  for (const auto& [name, t] : features) {
+    at::Tensor row = one.fetch ? t : t.slice(0, 0, 1);
+    j["sample"]["inputs"][name] = shape_text(row);
+  }
+  if (one.labels.defined()) {
+    const int64_t label = one.labels[0].item<int64_t>();
+    j["sample"]["label"] = label;
+    if (label >= 0 && label < static_cast<int64_t>(classes.size()))
+      j["sample"]["class"] = classes[static_cast<size_t>(label)];
+  }
+  j["details"] = data.describe();
+  const std::string stored = data.spec().to_metadata();
+  j["spec"] = stored[0] == '{' ? nlohmann::json::parse(stored) : nlohmann::json(stored);
+  if (j["spec"].is_object() && j["spec"].contains("tokenizer_json")) j["spec"].erase("tokenizer_json");
+  return j;
+}
+
 Action add_data(CLI::App& app) {
   std::string kinds;
   for (const DataKind* k : data_kinds()) kinds += "\n  " + k->name + ": " + k->summary;
@@ -49,46 +93,9 @@ Action add_data(CLI::App& app) {
     Graph model = args->model.empty() ? Graph("(no model)") : load_onnx(args->model);
     attach_data_spec(model, declared, args->model);
     const std::unique_ptr<Dataset> data = open_dataset(model);
-    nlohmann::json j = {{"name", data->spec().name()},
-                        {"kind", data->spec().kind},
-                        {"modality", data->modality()},
-                        {"metric", data->metric()},
-                        {"labelled", data->has_labels()}};
-    const std::vector<std::string> classes = data->class_names();
-    j["classes"] = classes;
-    j["splits"] = nlohmann::json::object();
-    std::string sample_split;
-    for (const char* split : {"train", "validation", "test"}) {
-      try {
-        const int64_t n = data->split_size(split);
-        j["splits"][split] = n;
-        if (n > 0 && (sample_split.empty() || std::string(split) == "test")) sample_split = split;
-      } catch (const Error& e) {
-        const std::string what = e.what();
-        // A split the spec does not give is reported, not fatal; a broken file is.
-        if (what.find(std::string("has no ") + split + " split") == std::string::npos) throw;
-        j["splits"][split] = nullptr;
-      }
-    }
-    EF_CHECK(!sample_split.empty(), "data set ", data->spec().name(), " has no samples in any split");
-    const TaskData one = data->load(sample_split, 1);
-    j["sample"] = {{"split", sample_split}};
-    std::map<std::string, at::Tensor> features =
-        one.fetch ? one.fetch(at::zeros({1}, at::kLong)) : one.features;
-    for (const auto& [name, t] : features) {
-      at::Tensor row = one.fetch ? t : t.slice(0, 0, 1);
-      j["sample"]["inputs"][name] = shape_text(row);
-    }
-    if (one.labels.defined()) {
-      const int64_t label = one.labels[0].item<int64_t>();
-      j["sample"]["label"] = label;
-      if (label >= 0 && label < static_cast<int64_t>(classes.size()))
-        j["sample"]["class"] = classes[static_cast<size_t>(label)];
-    }
-    j["details"] = data->describe();
-    const std::string stored = data->spec().to_metadata();
-    j["spec"] = stored[0] == '{' ? nlohmann::json::parse(stored) : nlohmann::json(stored);
-    if (j["spec"].is_object() && j["spec"].contains("tokenizer_json")) j["spec"].erase("tokenizer_json");
+    const nlohmann::json j = data_summary(*data);
+    const std::vector<std::string> classes = j["classes"];
+    const std::string sample_split = j["sample"]["split"];
     if (args->json) {
       std::printf("%s\n", j.dump(2).c_str());
       return 0;

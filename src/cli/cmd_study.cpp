@@ -8,8 +8,10 @@
 #include "commands.h"
 #include "edgeforge/emulate.h"
 #include "edgeforge/error.h"
+#include "edgeforge/onnx_io.h"
 #include "edgeforge/report.h"
 #include "edgeforge/study.h"
+#include "edgeforge/zoo.h"
 
 namespace fs = std::filesystem;
 
@@ -25,6 +27,57 @@ std::string write_reports(const std::string& dir, const nlohmann::json& summary)
   return html;
 }
 
+std::string joined(const std::vector<std::string>& items) {
+  std::string out;
+  for (const std::string& s : items) out += (out.empty() ? "" : ", ") + s;
+  return out;
+}
+
+// `study --check`: the study file's grid, each model file read and bound to its data set (one
+// sample loaded) as the study will, without training, measuring or writing anything.
+void check_study(const StudyConfig& c) {
+  std::printf("study      %s%s\n", c.name.c_str(), c.source.empty() ? " (built in)" : (" (" + c.source + ")").c_str());
+  for (const StudyModel& m : c.models) {
+    if (m.file.empty()) {
+      std::printf("model      %s: zoo teacher on %s, trained when the study runs\n", m.name.c_str(),
+                  zoo_model(m.name).dataset.c_str());
+      continue;
+    }
+    Graph g = load_onnx(m.file);
+    if (m.data) attach_data_spec(g, *m.data, m.file);
+    std::unique_ptr<Dataset> data;
+    nlohmann::json d;
+    try {
+      data = open_dataset(g);
+      d = data_summary(*data);
+    } catch (const std::exception& e) {
+      throw Error("[[model]] " + m.name + " (" + m.file + "): " + e.what());
+    }
+    std::string splits;
+    for (const char* split : {"train", "validation", "test"})
+      splits += std::string(splits.empty() ? "" : ", ") + split + " " +
+                (d["splits"][split].is_null() ? std::string("not given") : std::to_string(d["splits"][split].get<int64_t>()));
+    std::string classes = d["classes"].empty() ? (data->has_labels() ? "integer labels" : "unlabelled")
+                                              : std::to_string(d["classes"].size()) + " classes";
+    std::printf("model      %s: %s, data %s (%s, %s; %s), %s\n", m.name.c_str(), m.file.c_str(),
+                d["name"].get<std::string>().c_str(), d["modality"].get<std::string>().c_str(),
+                classes.c_str(), splits.c_str(), metric_label(d["metric"].get<std::string>()).c_str());
+  }
+  std::printf("strategies %s\n", joined(c.strategies).c_str());
+  if (!c.extras.empty()) std::printf("extras     %s\n", joined(c.extras).c_str());
+  std::printf("deploy     %s (topology: %s)\n", joined(c.deployments).c_str(),
+              c.topology_file.empty() ? "built in" : c.topology_file.c_str());
+  std::string sweep;
+  for (double v : c.sweep_mbps) {
+    char buf[32];
+    std::snprintf(buf, sizeof buf, "%g", v);
+    sweep += (sweep.empty() ? "" : ",") + std::string(buf);
+  }
+  std::printf("latency    %s, %lld inputs x %d runs (first dropped)%s\n", c.mode.c_str(),
+              static_cast<long long>(c.inputs), c.runs,
+              c.mode == "simulated" ? (", sweep " + sweep + " Mbit/s").c_str() : "");
+  std::printf("ok: nothing run (--check)\n");
+}
 
 }  // namespace
 
@@ -43,7 +96,7 @@ Action add_study(CLI::App& app) {
       "the study file format and the database schema.");
   struct Args {
     std::string file, out;
-    bool quick = false, retry_failed = false, no_report = false;
+    bool quick = false, retry_failed = false, no_report = false, check = false;
     int threads = 0, jobs = 0;
     std::string mode;
   };
@@ -60,12 +113,19 @@ Action add_study(CLI::App& app) {
       ->check(CLI::IsMember({"simulated", "emulated", "remote"}));
   cmd->add_flag("--retry-failed", args->retry_failed, "run cells recorded as failed again");
   cmd->add_flag("--no-report", args->no_report, "skip the statistics and the report");
+  cmd->add_flag("--check", args->check,
+                "check the study file and print its grid: every model file is read and bound to\n"
+                "its data set (one sample loaded); nothing is trained, measured or written");
   return [args]() {
     EF_CHECK(!(args->quick && !args->file.empty()), "--quick is the built-in quick study; a study "
              "file says quick = true instead");
     StudyConfig config = args->file.empty() ? default_study(args->quick) : load_study(args->file);
     if (args->jobs > 0) config.jobs = args->jobs;
     if (!args->mode.empty()) config.mode = args->mode;
+    if (args->check) {
+      check_study(config);
+      return 0;
+    }
     if (config.mode == "emulated") {
       const std::string why = emulation_unavailable();
       EF_CHECK(why.empty(), why);

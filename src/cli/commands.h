@@ -9,6 +9,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "edgeforge/dataset.h"
 #include "edgeforge/graph.h"
 #include "edgeforge/train.h"
 #include "edgeforge/util.h"
@@ -38,6 +39,12 @@ Action add_data(CLI::App& app);
 CLI::Option* add_data_option(CLI::App* cmd, std::string& data);
 // Loads a model; with `data` given, binds that data set to it (attach_data_spec).
 Graph load_model(const std::string& path, const std::string& data);
+
+// What `edgeforge data --json` prints of a data set bound to a model: name, kind, modality,
+// metric, classes, samples per split (null for a split the spec does not give), the first
+// sample's input shapes and label, the kind's details and the stored spec (without an embedded
+// tokenizer). Reads one sample, so a file that does not decode or fit the model is an Error.
+nlohmann::json data_summary(const Dataset& data);
 
 // Default thread count for a command: the machine's cores.
 int default_threads();

@@ -294,8 +294,9 @@ class ImageFolder : public Dataset {
     const nlohmann::json& f = spec_.fields;
     std::vector<std::string> folders;
     if (f.contains("path")) folders.push_back(f["path"].get<std::string>());
-    for (const char* s : {"train", "validation", "test"})
-      if (f.contains(s)) folders.push_back(f[s].get<std::string>());
+    for (const char* s : {"train", "validation", "test"})  // splits may share a folder
+      if (f.contains(s) && std::find(folders.begin(), folders.end(), f[s].get<std::string>()) == folders.end())
+        folders.push_back(f[s].get<std::string>());
     const std::string labels_file = f.value("labels_file", std::string());
     // Layout: class folders when the first folder holds sub-folders, else flat.
     std::map<std::string, std::vector<std::pair<std::string, std::string>>> listing;  // folder -> (key, class)

@@ -232,7 +232,9 @@ class Tensors : public Dataset {
       auto it = raw.find(v.name);
       EF_CHECK(it != raw.end(), "data set ", spec_.name(), ": model '", model_, "' input '", v.name,
                "' has no array in ", source, " (it holds: ", names, ")");
-      const at::Tensor t = to_model_tensor(it->second, v, source);
+      const std::string file = fs::is_directory(source, ec) ? (fs::path(source) / (v.name + ".npy")).string()
+                                                             : source + " member " + v.name;
+      const at::Tensor t = to_model_tensor(it->second, v, file);
       if (count < 0) {
         count = t.size(0);
         count_from = v.name;

@@ -690,3 +690,103 @@ TEST_F(Cli, UserModelRunsEveryCommandWithItsData) {
   ASSERT_EQ(pa.exit_code, 0) << pa.err;
   EXPECT_TRUE(fs::exists(path("parts/part2.onnx")));
 }
+
+// Each bad input of issue 18's list, through the commands a user runs: one line naming the file
+// and the problem (after any progress lines), a non-zero exit, and no output file written.
+TEST_F(Cli, UserDataErrorsAreOneLineAndWriteNothing) {
+  const std::string exports = std::string(EDGEFORGE_TEST_DATA_DIR) + "/exports";
+  const std::string images = kFixtures + "/images", resnet = exports + "/resnet18.op17.onnx",
+                    bert = exports + "/bert.op17.onnx";
+  auto write = [&](const std::string& name, const std::string& text) {
+    fs::create_directories(fs::path(path(name)).parent_path());
+    std::ofstream(path(name)) << text;
+  };
+  auto image = [&](const std::string& from, const std::string& to) {
+    fs::create_directories(fs::path(path(to)).parent_path());
+    fs::copy_file(images + "/" + from, path(to));
+  };
+  // Images.
+  fs::create_directories(path("empty"));
+  write("noimages/cat/notes.txt", "not an image");
+  image("photo.jpg", "good/cat/a.jpg");
+  image("rgba.png", "good/dog/b.png");
+  image("truncated.jpg", "trunc/cat/truncated.jpg");
+  write("trunc.toml", "kind = 'imagefolder'\ntrain = 'trunc'\ntest = 'trunc'\n");
+  write("grey.toml", "kind = 'imagefolder'\npath = 'good'\nchannels = 'grey'\n");
+  image("photo.jpg", "flat/a.jpg");
+  write("missing.txt", "a.jpg cat\nb.jpg dog\n");
+  write("missing.toml", "kind = 'imagefolder'\npath = 'flat'\nlabels_file = 'missing.txt'\n");
+  write("unknown.txt", "a.jpg zebra\n");
+  write("unknown.toml", "kind = 'imagefolder'\npath = 'flat'\nlabels_file = 'unknown.txt'\nclasses = ['cat', 'dog']\n");
+  // Texts, with a 1000-token vocabulary that fits the export's embedding, and one that does not.
+  {
+    std::ifstream in(kFixtures + "/tokenizers/bert_uncased/vocab.txt");
+    std::ofstream small(path("vocab.txt"));
+    std::string l;
+    for (int n = 0; n < 1000 && std::getline(in, l); ++n) small << l << "\n";
+  }
+  fs::create_directories(path("full"));
+  fs::copy_file(kFixtures + "/tokenizers/bert_uncased/vocab.txt", path("full/vocab.txt"));
+  std::string reviews;
+  for (int i = 0; i < 40; ++i) reviews += "{\"text\": \"a review number " + std::to_string(i) + "\", \"label\": \"" + (i % 2 ? "neg" : "pos") + "\"}\n";
+  write("reviews.jsonl", reviews);
+  write("notjson.jsonl", "{\"text\": \"fine\", \"label\": \"pos\"}\nnot json\n");
+  write("notext.jsonl", "{\"body\": \"fine\", \"label\": \"pos\"}\n");
+  write("ragged.csv", "text,label\nfine,pos\nragged,pos,extra\n");
+  write("wordlevel.json", R"({"version": "1.0", "added_tokens": [], "normalizer": null, "pre_tokenizer": null,
+    "post_processor": null, "model": {"type": "WordLevel", "vocab": {"[UNK]": 0}, "unk_token": "[UNK]"}})");
+  write("wordlevel.toml", "kind = 'text'\npath = 'reviews.jsonl'\ntokenizer = 'wordlevel.json'\n");
+  write("bigvocab.toml", "kind = 'text'\npath = 'reviews.jsonl'\ntokenizer = 'full/vocab.txt'\n");
+  // Tensors, for a model with one input x [N,8].
+  const UserTensors u = write_user_tensors(dir_.string());
+  auto npy = [&](const std::string& name, const std::string& dtype, std::vector<int64_t> shape) {
+    NpyArray a;
+    a.dtype = dtype;
+    a.shape = shape;
+    a.data.assign(static_cast<size_t>(a.numel() * a.itemsize()), '\0');
+    fs::create_directories(fs::path(path(name)).parent_path());
+    write_npy(path(name), a);
+  };
+  npy("dtype/x.npy", "int64", {10, 8});
+  npy("shape/x.npy", "float32", {10, 5});
+  npy("unfed/pixels.npy", "float32", {10, 8});
+
+  struct Case {
+    std::string model, data;
+    std::vector<std::string> needles;
+  };
+  const std::vector<Case> cases = {
+      {resnet, "imagefolder:" + path("empty"), {path("empty"), "has no images"}},
+      {resnet, "imagefolder:" + path("noimages"), {"noimages/cat has no images"}},
+      {resnet, path("trunc.toml"), {"truncated.jpg", "JPEG is truncated"}},
+      {resnet, path("grey.toml"), {"channels = grey gives 1 channel", "model input 'input' has 3"}},
+      {resnet, path("missing.toml"), {"missing.txt", "names b.jpg, which is not an image"}},
+      {resnet, path("unknown.toml"), {"unknown.txt", "label 'zebra' is not a known class"}},
+      {bert, "jsonl:" + path("notjson.jsonl"), {"notjson.jsonl:2: not a JSON object"}},
+      {bert, "jsonl:" + path("notext.jsonl"), {"notext.jsonl:1: no field 'text'"}},
+      {bert, "csv:" + path("ragged.csv"), {"ragged.csv:3: 3 fields, the header has 2"}},
+      {bert, path("wordlevel.toml"), {"wordlevel.json", "WordLevel"}},
+      {bert, path("bigvocab.toml"), {"embedding of 1000 rows"}},
+      {u.model, "npy:" + path("dtype"), {"x.npy", "int64"}},
+      {u.model, "npy:" + path("shape"), {"[10,5]", "[N,8]"}},
+      {u.model, "npy:" + path("unfed"), {"input 'x' has no array", "pixels"}},
+  };
+  for (const Case& c : cases) {
+    SCOPED_TRACE(c.data);
+    for (const std::string& command : {std::string("eval --model ") + c.model + " --data " + c.data,
+                                       std::string("optimize --model ") + c.model + " --data " + c.data +
+                                           " --strategy sptq --threads 1 --out " + path("out.onnx")}) {
+      SCOPED_TRACE(command);
+      const Outcome o = run(command);
+      EXPECT_NE(o.exit_code, 0) << o.err;
+      EXPECT_NE(o.exit_code, -1) << "crashed: " << o.err;
+      // Progress lines may come first; the error is the last line and the only one.
+      const size_t at = o.err.find("edgeforge: error: ");
+      ASSERT_NE(at, std::string::npos) << o.err;
+      const std::string error = o.err.substr(at);
+      EXPECT_EQ(std::count(error.begin(), error.end(), '\n'), 1) << o.err;
+      for (const std::string& n : c.needles) EXPECT_NE(error.find(n), std::string::npos) << o.err;
+      EXPECT_FALSE(fs::exists(path("out.onnx")));
+    }
+  }
+}

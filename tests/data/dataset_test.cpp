@@ -371,6 +371,11 @@ TEST(ImageFolderKind, CropFollowsTheModelAndChannelsMustFit) {
   EXPECT_EQ(data->spec().fields["resize"], 32);  // 28 / 0.875
   EXPECT_EQ(data->spec().fields["channels"], "grey");
   EXPECT_EQ(data->load("test", 0).size() + data->load("train", 0).size() + data->load("validation", 0).size(), 4);
+  // Splits that share a folder each see its files once.
+  write(dir + "/shared.toml", "kind = 'imagefolder'\ntrain = 'test'\ntest = 'test'\n");
+  attach_data_spec(g, parse_data_spec(dir + "/shared.toml"));
+  EXPECT_EQ(open_dataset(g)->split_size("train"), 4);
+  EXPECT_EQ(open_dataset(g)->load("test", 0).size(), 4);
   write(dir + "/rgb.toml", "kind = 'imagefolder'\npath = 'test'\nchannels = 'rgb'\n");
   const std::string e = error_of([&] { attach_data_spec(g, parse_data_spec(dir + "/rgb.toml")); });
   EXPECT_NE(e.find("has 1"), std::string::npos) << e;
