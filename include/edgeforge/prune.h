@@ -40,26 +40,41 @@ std::vector<PruneTarget> prune_targets(const Graph& graph);
 
 // ---- structured pruning (prune-structured) ----
 
-// A set of units (channels, feed-forward units) made by one weighted node and read by one other
-// with only per-unit work between them, so removing a unit touches only these tensors.
+// A set of units (channels, feed-forward units) that can only be removed together: every tensor
+// holding one slice per unit. Found by a dependency analysis of the graph (as Torch-Pruning's
+// DepGraph does): starting from each weighted node that makes units (Conv, MatMul, Gemm with a
+// constant weight), the units are followed through per-unit ops (bias adds, batch norm,
+// activations, pooling, Flatten after global pooling, depthwise convolutions) and joined where two
+// sets meet element-wise (residual adds, squeeze-excitation and SiLU products), up to the
+// weighted nodes that read them. A set is prunable when every op touching it is one of these,
+// no graph output carries it, each of its weights is a constant used once, and a removed unit is
+// exactly 0 wherever a weighted node reads it (so cutting it changes nothing).
 struct PrunableDimension {
-  std::string producer, consumer;        // node names
-  std::string producer_weight, consumer_weight;
-  int64_t producer_axis = 0, consumer_axis = 1;  // the units' axis in each weight
+  struct Slice {
+    std::string tensor;  // an initializer
+    int64_t axis = 0;    // the units' axis in it
+    int64_t groups = 1;  // > 1: a grouped conv's weight [out, units / groups, k, k] reading them
+  };
+  struct Norm {
+    std::string scale, var;  // a batch norm's gamma and running variance on the units
+    double epsilon = 1e-5;
+  };
+  std::string name;                               // the first node making the units
+  std::vector<std::string> producers, consumers;  // node names, in graph order
   int64_t units = 0;
-  int64_t groups = 1;             // grouped conv on either side: each group keeps as many
-  bool consumer_grouped = false;  // the consumer conv is grouped (inputs split per group)
-  std::vector<std::string> zeroed;        // per-unit vectors zeroed with the unit (bias, gamma, beta)
-  std::vector<std::string> kept_vectors;  // per-unit vectors only cut (running mean, variance)
-  std::string bn_scale, bn_var;           // batch norm between them, for importance
-  double bn_epsilon = 1e-5;
+  int64_t groups = 1;  // grouped convs make or read them: each group keeps as many units
+  std::vector<Slice> produced;  // weights making the units: zeroed by the mask, cut along axis
+  std::vector<Slice> consumed;  // weights reading the units: cut along axis
+  std::vector<std::string> zeroed;        // per-unit vectors zeroed with the unit (biases, gamma, beta)
+  std::vector<std::string> kept_vectors;  // per-unit vectors only cut (running mean and variance)
+  std::vector<Norm> norms;                // for importance
+  std::vector<std::string> depthwise;     // depthwise convs on the units: group = units kept
 };
 
-// Conv -> [BatchNormalization] -> [Relu] -> Conv, and MatMul -> Add bias -> element-wise ops
-// with scalar constants -> MatMul, where every weight and vector is used once.
+// Every prunable set of units of `graph`, in the order of their first producer.
 std::vector<PrunableDimension> prunable_dimensions(const Graph& graph);
-// Per-unit importance: producing weights' L2 norm (times |gamma| / sqrt(var + eps) with a
-// batch norm) times consuming weights' L2 norm.
+// Per-unit importance: the L2 norm of the unit's slices of every producing weight (times the
+// mean |gamma| / sqrt(var + eps) of its batch norms) times that of every consuming weight.
 at::Tensor unit_importance(const Graph& graph, const PrunableDimension& dim);
 // 1 for the round((1 - ratio) x units per group) most important units of each group, else 0.
 at::Tensor structured_keep_mask(const at::Tensor& importance, int64_t groups, double ratio);

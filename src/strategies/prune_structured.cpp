@@ -1,9 +1,8 @@
 // prune-structured (beyond the study): remove whole units so the model is physically smaller
-// and really faster. A prunable dimension is a set of units produced by one weighted node and
-// read by exactly one other, with only per-unit work in between:
-//   image: Conv A -> [BatchNormalization] -> [Relu] -> Conv B   (A's output channels; either
-//          conv may be grouped, then every group keeps the same number of channels);
-//   text:  MatMul W1 -> Add b1 -> element-wise ops (GELU) -> MatMul W2   (feed-forward units).
+// and really faster. The units that must go together (a conv's output channels, and every
+// channel tied to them by residual adds, squeeze-excitation products and depthwise convs; a
+// feed-forward layer's hidden units) are found by a dependency analysis of the graph
+// (prunable_dimensions, edgeforge/prune.h), so it works on any exported graph, not only the zoo's.
 // Units are ranked by importance (the L2 norm of a unit's producing weights, scaled by its
 // batch-norm factor, times the L2 norm of its consuming weights), the lowest `ratio` of each
 // dimension are zeroed (masked dense: the unit's output is exactly 0), the model is fine-tuned
@@ -12,6 +11,7 @@
 // the masked dense one does.
 #include <ATen/ATen.h>
 
+#include <algorithm>
 #include <cmath>
 #include <map>
 #include <set>
@@ -23,160 +23,333 @@
 
 namespace edgeforge {
 
-std::vector<PrunableDimension> prunable_dimensions(const Graph& g) {
-  std::map<std::string, std::vector<const Node*>> readers;
-  for (const Node& n : g.nodes())
-    for (const std::string& in : n.inputs)
-      if (!in.empty()) readers[in].push_back(&n);
-  std::set<std::string> outputs;
-  for (const ValueInfo& v : g.outputs()) outputs.insert(v.name);
-  std::map<std::string, int> weight_uses;
-  for (const Node& n : g.nodes())
-    for (const std::string& in : n.inputs) ++weight_uses[in];
-  auto only_reader = [&](const std::string& v) -> const Node* {
-    auto it = readers.find(v);
-    if (it == readers.end() || it->second.size() != 1 || outputs.count(v)) return nullptr;
-    return it->second[0];
+namespace {
+
+// The dependency analysis behind prunable_dimensions: sets of units ("spaces") joined with a
+// union-find, each value that carries units knowing its space, where the units lie and whether
+// a removed unit is exactly 0 in it.
+class UnitAnalysis {
+ public:
+  explicit UnitAnalysis(const Graph& g) : g_(g) {
+    for (const Node& n : g.nodes()) order_.emplace(n.name, order_.size());
+    for (const Node& n : g.nodes())
+      for (const std::string& in : n.inputs)
+        if (!in.empty()) ++uses_[in];
+  }
+
+  std::vector<PrunableDimension> run() {
+    for (size_t i = 0; i < g_.nodes().size(); ++i) visit(g_.nodes()[i], static_cast<int>(i));
+    for (const ValueInfo& v : g_.outputs()) block(v.name);
+    std::map<int, PrunableDimension*> by_root;
+    std::vector<std::pair<int, PrunableDimension>> found;  // (first producer's index, dimension)
+    for (size_t s = 0; s < spaces_.size(); ++s) {
+      if (find(static_cast<int>(s)) != static_cast<int>(s)) continue;
+      Space& sp = spaces_[s];
+      if (sp.blocked || sp.dim.produced.empty() || sp.dim.consumed.empty()) continue;
+      int64_t groups = 1;
+      bool ok = true;
+      for (int64_t gr : sp.group_constraints) {
+        if (gr <= 1) continue;
+        ok = ok && (groups == 1 || groups == gr);
+        groups = gr;
+      }
+      if (!ok || sp.dim.units % groups != 0) continue;
+      sp.dim.groups = groups;
+      for (std::vector<std::string>* names : {&sp.dim.producers, &sp.dim.consumers})
+        std::sort(names->begin(), names->end(), [&](const std::string& a, const std::string& b) {
+          return order_.at(a) < order_.at(b);
+        });
+      sp.dim.name = sp.dim.producers.front();
+      found.emplace_back(sp.first, std::move(sp.dim));
+    }
+    std::stable_sort(found.begin(), found.end(), [](const auto& a, const auto& b) { return a.first < b.first; });
+    std::vector<PrunableDimension> dims;
+    for (auto& [first, d] : found) dims.push_back(std::move(d));
+    return dims;
+  }
+
+ private:
+  enum class Layout { kChannels, kLast };  // units on axis 1 (NCHW), or on the last axis
+  struct Carried {
+    int space = -1;
+    Layout layout = Layout::kChannels;
+    bool zero = true;         // a removed unit is exactly 0 here
+    bool spatial_one = false;  // [N, C, 1, 1] (after global pooling)
   };
-  auto weight = [&](const Node& n, size_t i) -> at::Tensor {
-    if (n.inputs.size() <= i || weight_uses[n.inputs[i]] != 1) return {};
-    auto it = g.initializers().find(n.inputs[i]);
-    return it == g.initializers().end() ? at::Tensor() : it->second;
-  };
-  auto vector_of = [&](const std::string& name, int64_t size) {
-    auto it = g.initializers().find(name);
-    return it != g.initializers().end() && it->second.dim() == 1 && it->second.size(0) == size &&
-           weight_uses[name] == 1;
+  struct Space {
+    int parent = 0, first = 0;
+    bool blocked = false;
+    std::vector<int64_t> group_constraints;
+    PrunableDimension dim;
   };
 
-  std::vector<PrunableDimension> dims;
-  for (const Node& a : g.nodes()) {
-    PrunableDimension d;
-    d.producer = a.name;
-    if (a.is("Conv")) {
-      const at::Tensor w = weight(a, 1);
-      if (!w.defined() || w.dim() != 4) continue;
-      d.units = w.size(0);
-      d.producer_weight = a.inputs[1];
-      d.producer_axis = 0;
-      const int64_t group_a = a.attr_int("group", 1);
-      if (a.inputs.size() > 2 && !a.inputs[2].empty()) {
-        if (!vector_of(a.inputs[2], d.units)) continue;
-        d.zeroed.push_back(a.inputs[2]);
-      }
-      std::string v = a.outputs[0];
-      const Node* next = only_reader(v);
-      if (next != nullptr && next->is("BatchNormalization") && next->outputs.size() == 1) {
-        bool ok = true;
-        for (size_t k = 1; k < 5; ++k) ok = ok && vector_of(next->inputs[k], d.units);
-        if (!ok) continue;
-        d.zeroed.push_back(next->inputs[1]);  // gamma
-        d.zeroed.push_back(next->inputs[2]);  // beta
-        d.kept_vectors.push_back(next->inputs[3]);
-        d.kept_vectors.push_back(next->inputs[4]);
-        d.bn_scale = next->inputs[1];
-        d.bn_var = next->inputs[4];
-        d.bn_epsilon = next->attr_float("epsilon", 1e-5f);
-        v = next->outputs[0];
-        next = only_reader(v);
-      }
-      if (next != nullptr && next->is("Relu")) {
-        v = next->outputs[0];
-        next = only_reader(v);
-      }
-      if (next == nullptr || !next->is("Conv") || next->inputs[0] != v) continue;
-      const at::Tensor wb = weight(*next, 1);
-      const int64_t group_b = next->attr_int("group", 1);
-      if (!wb.defined() || wb.dim() != 4 || wb.size(1) * group_b != d.units) continue;
-      if (group_a > 1 && group_b > 1 && group_a != group_b) continue;
-      d.groups = std::max(group_a, group_b);
-      d.consumer_grouped = group_b > 1;
-      d.consumer = next->name;
-      d.consumer_weight = next->inputs[1];
-      d.consumer_axis = 1;
-      dims.push_back(std::move(d));
-    } else if (a.is("MatMul")) {
-      const at::Tensor w = weight(a, 1);
-      if (!w.defined() || w.dim() != 2) continue;
-      d.units = w.size(1);
-      d.producer_weight = a.inputs[1];
-      d.producer_axis = 1;
-      const Node* add = only_reader(a.outputs[0]);
-      if (add == nullptr || !add->is("Add")) continue;
-      const std::string& b = add->inputs[0] == a.outputs[0] ? add->inputs[1] : add->inputs[0];
-      if (!vector_of(b, d.units)) continue;
-      d.zeroed.push_back(b);
-      // Element-wise ops with scalar constants until one MatMul reads the region.
-      std::set<std::string> region{add->outputs[0]};
-      std::set<const Node*> region_nodes;
-      std::vector<std::string> frontier{add->outputs[0]};
-      const Node* consumer = nullptr;
-      bool ok = true;
-      while (ok && !frontier.empty()) {
-        const std::string v = frontier.back();
-        frontier.pop_back();
-        if (outputs.count(v)) ok = false;
-        for (const Node* r : readers[v]) {
-          if (r->is("MatMul") && r->inputs[0] == v) {
-            ok = ok && (consumer == nullptr || consumer == r);
-            consumer = r;
-            continue;
-          }
-          const bool elementwise = r->is("Div") || r->is("Mul") || r->is("Add") ||
-                                   r->is("Erf") || r->is("Relu") || r->is("Tanh") ||
-                                   r->is("Sigmoid");
-          if (!elementwise) {
-            ok = false;
-            break;
-          }
-          region_nodes.insert(r);
-          if (region.insert(r->outputs[0]).second) frontier.push_back(r->outputs[0]);
-        }
-      }
-      // Every other input of the region is a scalar constant (checked once the region is
-      // whole: x * 0.5 * (1 + erf(x / sqrt 2)) reads region values in both operands).
-      for (const Node* r : region_nodes)
-        for (const std::string& in : r->inputs) {
-          if (region.count(in)) continue;
-          const at::Tensor c = constant_input(g, in);
-          ok = ok && c.defined() && c.numel() == 1;
-        }
-      if (!ok || consumer == nullptr) continue;
-      // Units at zero pre-activation must give zero: true of GELU, ReLU and tanh chains; the
-      // masked-dense check in the strategy verifies it on data.
-      const at::Tensor wb = weight(*consumer, 1);
-      if (!wb.defined() || wb.dim() != 2 || wb.size(0) != d.units) continue;
-      d.consumer = consumer->name;
-      d.consumer_weight = consumer->inputs[1];
-      d.consumer_axis = 0;
-      dims.push_back(std::move(d));
-    }
+  int find(int s) {
+    while (spaces_[static_cast<size_t>(s)].parent != s) s = spaces_[static_cast<size_t>(s)].parent = spaces_[static_cast<size_t>(spaces_[static_cast<size_t>(s)].parent)].parent;
+    return s;
   }
-  return dims;
-}
+  Space& space(int s) { return spaces_[static_cast<size_t>(find(s))]; }
+  int new_space(int64_t units, int node_index) {
+    Space sp;
+    sp.parent = static_cast<int>(spaces_.size());
+    sp.first = node_index;
+    sp.dim.units = units;
+    spaces_.push_back(std::move(sp));
+    return spaces_.back().parent;
+  }
+  template <typename T>
+  static void append(std::vector<T>& to, const std::vector<T>& from) { to.insert(to.end(), from.begin(), from.end()); }
+  int join(int a, int b) {
+    a = find(a);
+    b = find(b);
+    if (a == b) return a;
+    Space& x = spaces_[static_cast<size_t>(a)];
+    Space& y = spaces_[static_cast<size_t>(b)];
+    x.blocked = x.blocked || y.blocked || x.dim.units != y.dim.units;
+    x.first = std::min(x.first, y.first);
+    append(x.group_constraints, y.group_constraints);
+    append(x.dim.producers, y.dim.producers);
+    append(x.dim.consumers, y.dim.consumers);
+    append(x.dim.produced, y.dim.produced);
+    append(x.dim.consumed, y.dim.consumed);
+    append(x.dim.zeroed, y.dim.zeroed);
+    append(x.dim.kept_vectors, y.dim.kept_vectors);
+    append(x.dim.norms, y.dim.norms);
+    append(x.dim.depthwise, y.dim.depthwise);
+    y.parent = a;
+    return a;
+  }
+
+  const Carried* carried(const std::string& v) const {
+    auto it = values_.find(v);
+    return it == values_.end() ? nullptr : &it->second;
+  }
+  void block(const std::string& v) {
+    if (const Carried* c = carried(v)) space(c->space).blocked = true;
+  }
+  void block_inputs(const Node& n) {
+    for (const std::string& in : n.inputs) block(in);
+  }
+  // An initializer used by exactly one node input, or undefined.
+  at::Tensor own_constant(const std::string& name) const {
+    auto it = g_.initializers().find(name);
+    auto u = uses_.find(name);
+    if (it == g_.initializers().end() || u == uses_.end() || u->second != 1) return {};
+    return it->second;
+  }
+  bool unit_vector(const std::string& name, int64_t units) const {
+    const at::Tensor t = own_constant(name);
+    return t.defined() && t.dim() == 1 && t.size(0) == units;
+  }
+  at::Tensor scalar(const std::string& name) const {
+    const at::Tensor t = constant_input(g_, name);
+    return t.defined() && t.numel() == 1 ? t : at::Tensor();
+  }
+  void carry(const std::string& out, int s, Layout layout, bool zero, bool spatial_one = false) {
+    values_[out] = {find(s), layout, zero, spatial_one};
+  }
+  // A weighted node reads units: they must be exactly 0 when removed.
+  void consume(const Carried& c, const Node& n, const std::string& weight, int64_t axis, int64_t groups) {
+    Space& sp = space(c.space);
+    if (!c.zero) sp.blocked = true;
+    sp.dim.consumed.push_back({weight, axis, groups});
+    sp.dim.consumers.push_back(n.name);
+    if (groups > 1) sp.group_constraints.push_back(groups);
+  }
+  // A weighted node makes units: a new space, unless `produced` cannot be cut.
+  int produce(const Node& n, int index, const std::string& weight, int64_t axis, int64_t units,
+              const std::string& bias, bool cuttable) {
+    const int s = new_space(units, index);
+    Space& sp = space(s);
+    sp.dim.producers.push_back(n.name);
+    sp.dim.produced.push_back({weight, axis, 1});
+    if (!cuttable) sp.blocked = true;
+    if (!bias.empty()) {
+      if (unit_vector(bias, units)) sp.dim.zeroed.push_back(bias);
+      else sp.blocked = true;  // a removed unit would still output its bias
+    }
+    return s;
+  }
+
+  void visit(const Node& n, int index) {
+    auto in = [&](size_t i) -> const Carried* { return i < n.inputs.size() ? carried(n.inputs[i]) : nullptr; };
+    const std::string out = n.outputs.empty() ? std::string() : n.outputs[0];
+    if (n.is("Conv")) {
+      const at::Tensor w = own_constant(n.inputs.size() > 1 ? n.inputs[1] : "");
+      const int64_t group = n.attr_int("group", 1);
+      const Carried* x = in(0);
+      const std::string bias = n.inputs.size() > 2 ? n.inputs[2] : "";
+      if (!w.defined() || w.dim() != 4) {
+        block_inputs(n);
+        return;
+      }
+      const int64_t units = w.size(0);
+      if (x != nullptr && (x->layout != Layout::kChannels || w.size(1) * group != space(x->space).dim.units)) {
+        block_inputs(n);
+        return;
+      }
+      if (x != nullptr && group > 1 && group == units && w.size(1) == 1) {
+        // Depthwise: unit c of the output is made from unit c of the input alone.
+        Space& sp = space(x->space);
+        sp.dim.produced.push_back({n.inputs[1], 0, 1});
+        sp.dim.depthwise.push_back(n.name);
+        if (!bias.empty()) {
+          if (unit_vector(bias, units)) sp.dim.zeroed.push_back(bias);
+          else sp.blocked = true;
+        }
+        carry(out, x->space, Layout::kChannels, x->zero);
+        return;
+      }
+      if (x != nullptr) consume(*x, n, n.inputs[1], 1, group);
+      const int s = produce(n, index, n.inputs[1], 0, units, bias, true);
+      if (group > 1) space(s).group_constraints.push_back(group);
+      carry(out, s, Layout::kChannels, true);
+      return;
+    }
+    if (n.is("MatMul") || n.is("Gemm")) {
+      const bool gemm = n.is("Gemm");
+      const at::Tensor w = own_constant(n.inputs.size() > 1 ? n.inputs[1] : "");
+      const Carried* x = in(0);
+      const bool trans_b = gemm && n.attr_int("transB", 0) != 0;
+      if (!w.defined() || w.dim() != 2 || (gemm && n.attr_int("transA", 0) != 0) || in(1) != nullptr) {
+        block_inputs(n);
+        return;
+      }
+      const int64_t in_axis = trans_b ? 1 : 0, out_axis = trans_b ? 0 : 1;
+      if (x != nullptr) {
+        if (x->layout != Layout::kLast || w.size(in_axis) != space(x->space).dim.units) {
+          block_inputs(n);
+          return;
+        }
+        consume(*x, n, n.inputs[1], in_axis, 1);
+      }
+      const std::string bias = gemm && n.inputs.size() > 2 ? n.inputs[2] : "";
+      const int s = produce(n, index, n.inputs[1], out_axis, w.size(out_axis), bias, true);
+      carry(out, s, Layout::kLast, true);
+      return;
+    }
+    if (n.is("BatchNormalization")) {
+      const Carried* x = in(0);
+      if (x == nullptr) return;
+      Space& sp = space(x->space);
+      bool ok = x->layout == Layout::kChannels && n.outputs.size() == 1 && n.inputs.size() == 5;
+      for (size_t k = 1; ok && k < 5; ++k) ok = unit_vector(n.inputs[k], sp.dim.units);
+      if (!ok) {
+        block_inputs(n);
+        return;
+      }
+      sp.dim.zeroed.push_back(n.inputs[1]);
+      sp.dim.zeroed.push_back(n.inputs[2]);
+      sp.dim.kept_vectors.push_back(n.inputs[3]);
+      sp.dim.kept_vectors.push_back(n.inputs[4]);
+      sp.dim.norms.push_back({n.inputs[1], n.inputs[4], n.attr_float("epsilon", 1e-5f)});
+      carry(out, x->space, x->layout, x->zero);
+      return;
+    }
+    bool any = false;
+    for (const std::string& v : n.inputs) any = any || carried(v) != nullptr;
+    if (!any) return;  // no units reach this node
+    // Element-wise with two operands.
+    if ((n.is("Add") || n.is("Sub") || n.is("Mul") || n.is("Div")) && n.inputs.size() == 2) {
+      const Carried* a = in(0);
+      const Carried* b = in(1);
+      if (a != nullptr && b != nullptr) {
+        if (a->layout != b->layout || n.is("Div") || n.is("Sub")) {
+          block_inputs(n);
+          return;
+        }
+        const int s = join(a->space, b->space);
+        const bool zero = n.is("Mul") ? (a->zero || b->zero) : (a->zero && b->zero);
+        carry(out, s, a->layout, zero, a->spatial_one && b->spatial_one);
+        return;
+      }
+      // One operand carries units; the other is a scalar or (Add) the units' bias.
+      const bool first = a != nullptr;
+      const Carried* c = first ? a : b;
+      const std::string& other = n.inputs[first ? 1 : 0];
+      const at::Tensor k = scalar(other);
+      if (k.defined() && (first || n.is("Add") || n.is("Mul"))) {
+        const bool zero = n.is("Mul") || n.is("Div") ? c->zero : (c->zero && k.item<double>() == 0);
+        carry(out, c->space, c->layout, zero, c->spatial_one);
+        return;
+      }
+      if (n.is("Add") && c->layout == Layout::kLast && unit_vector(other, space(c->space).dim.units)) {
+        space(c->space).dim.zeroed.push_back(other);
+        carry(out, c->space, c->layout, c->zero);
+        return;
+      }
+    }
+    // Per-unit ops of one operand.
+    const Carried* x = in(0);
+    if (x == nullptr) {
+      block_inputs(n);  // a later operand carrying units into something unknown
+      return;
+    }
+    const bool keeps_zero = n.is("Relu") || n.is("LeakyRelu") || n.is("HardSwish") || n.is("Tanh") ||
+                            n.is("Erf") || n.is("Neg") || n.is("Identity") || n.is("Dropout") ||
+                            n.is("AveragePool") || n.is("MaxPool");
+    if ((keeps_zero || n.is("Sigmoid") || n.is("HardSigmoid")) && n.outputs.size() == 1 && n.inputs.size() == 1) {
+      carry(out, x->space, x->layout, keeps_zero && x->zero, x->spatial_one);
+      return;
+    }
+    if (n.is("Clip") && n.outputs.size() == 1) {
+      const at::Tensor lo = n.inputs.size() > 1 && !n.inputs[1].empty() ? scalar(n.inputs[1]) : at::Tensor();
+      const at::Tensor hi = n.inputs.size() > 2 && !n.inputs[2].empty() ? scalar(n.inputs[2]) : at::Tensor();
+      const bool lo_ok = n.inputs.size() < 2 || n.inputs[1].empty() || (lo.defined() && lo.item<double>() <= 0);
+      const bool hi_ok = n.inputs.size() < 3 || n.inputs[2].empty() || (hi.defined() && hi.item<double>() >= 0);
+      if (lo_ok && hi_ok && n.attr_float("min", -1.f) <= 0 && n.attr_float("max", 1.f) >= 0) {
+        carry(out, x->space, x->layout, x->zero, x->spatial_one);
+        return;
+      }
+    }
+    if (n.is("GlobalAveragePool") && x->layout == Layout::kChannels) {
+      carry(out, x->space, x->layout, x->zero, true);
+      return;
+    }
+    if (n.is("Flatten") && x->spatial_one && n.attr_int("axis", 1) == 1) {
+      carry(out, x->space, Layout::kLast, x->zero);
+      return;
+    }
+    block_inputs(n);
+  }
+
+  const Graph& g_;
+  std::map<std::string, int> uses_;
+  std::map<std::string, size_t> order_;  // node name -> index
+  std::map<std::string, Carried> values_;
+  std::vector<Space> spaces_;
+};
+
+}  // namespace
+
+std::vector<PrunableDimension> prunable_dimensions(const Graph& g) { return UnitAnalysis(g).run(); }
 
 at::Tensor unit_importance(const Graph& g, const PrunableDimension& d) {
   at::NoGradGuard no_grad;
-  const at::Tensor wa = g.initializers().at(d.producer_weight).detach().to(at::kFloat);
-  at::Tensor a = wa.movedim(d.producer_axis, 0).reshape({d.units, -1}).norm(2, 1);
-  if (!d.bn_scale.empty()) {
-    const at::Tensor gamma = g.initializers().at(d.bn_scale).detach().to(at::kFloat);
-    const at::Tensor var = g.initializers().at(d.bn_var).detach().to(at::kFloat);
-    a = a * (gamma.abs() / (var + d.bn_epsilon).sqrt());
+  auto weight = [&](const std::string& name) { return g.initializers().at(name).detach().to(at::kFloat); };
+  at::Tensor a = at::zeros({d.units});
+  for (const PrunableDimension::Slice& p : d.produced)
+    a += weight(p.tensor).movedim(p.axis, 0).reshape({d.units, -1}).pow(2).sum(1);
+  a = a.sqrt();
+  if (!d.norms.empty()) {
+    at::Tensor factor = at::zeros({d.units});
+    for (const PrunableDimension::Norm& n : d.norms)
+      factor += weight(n.scale).abs() / (weight(n.var) + n.epsilon).sqrt();
+    a = a * factor / static_cast<double>(d.norms.size());
   }
-  const at::Tensor wb = g.initializers().at(d.consumer_weight).detach().to(at::kFloat);
-  at::Tensor b;
-  if (d.consumer_grouped) {
-    // [out, units / groups, k, k]: unit u of group j is read by group j's outputs at u % per.
-    const int64_t per = d.units / d.groups, out_per = wb.size(0) / d.groups;
-    b = at::empty({d.units});
-    for (int64_t j = 0; j < d.groups; ++j)
-      b.slice(0, j * per, (j + 1) * per)
-          .copy_(wb.slice(0, j * out_per, (j + 1) * out_per).movedim(1, 0).reshape({per, -1}).norm(2, 1));
-  } else {
-    b = wb.movedim(d.consumer_axis, 0).reshape({d.units, -1}).norm(2, 1);
+  at::Tensor b = at::zeros({d.units});
+  for (const PrunableDimension::Slice& c : d.consumed) {
+    const at::Tensor wb = weight(c.tensor);
+    if (c.groups > 1) {
+      // [out, units / groups, k, k]: unit u of group j is read by group j's outputs at u % per.
+      const int64_t per = d.units / c.groups, out_per = wb.size(0) / c.groups;
+      for (int64_t j = 0; j < c.groups; ++j)
+        b.slice(0, j * per, (j + 1) * per) +=
+            wb.slice(0, j * out_per, (j + 1) * out_per).movedim(1, 0).reshape({per, -1}).pow(2).sum(1);
+    } else {
+      b += wb.movedim(c.axis, 0).reshape({d.units, -1}).pow(2).sum(1);
+    }
   }
-  return a * b;
+  return a * b.sqrt();
 }
 
 at::Tensor structured_keep_mask(const at::Tensor& importance, int64_t groups, double ratio) {
@@ -194,10 +367,12 @@ at::Tensor structured_keep_mask(const at::Tensor& importance, int64_t groups, do
 
 void apply_unit_mask(Graph& g, const PrunableDimension& d, const at::Tensor& mask) {
   at::NoGradGuard no_grad;
-  at::Tensor& wa = g.initializers().at(d.producer_weight);
-  std::vector<int64_t> shape(static_cast<size_t>(wa.dim()), 1);
-  shape[static_cast<size_t>(d.producer_axis)] = d.units;
-  wa.mul_(mask.reshape(shape).to(wa.scalar_type()));
+  for (const PrunableDimension::Slice& p : d.produced) {
+    at::Tensor& w = g.initializers().at(p.tensor);
+    std::vector<int64_t> shape(static_cast<size_t>(w.dim()), 1);
+    shape[static_cast<size_t>(p.axis)] = d.units;
+    w.mul_(mask.reshape(shape).to(w.scalar_type()));
+  }
   for (const std::string& v : d.zeroed) {
     at::Tensor& t = g.initializers().at(v);
     t.mul_(mask.to(t.scalar_type()));
@@ -208,23 +383,29 @@ void remove_units(Graph& g, const PrunableDimension& d, const at::Tensor& mask) 
   at::NoGradGuard no_grad;
   const at::Tensor keep = mask.nonzero().reshape({-1});
   auto& init = g.initializers();
-  init[d.producer_weight] = init.at(d.producer_weight).index_select(d.producer_axis, keep).contiguous();
+  for (const PrunableDimension::Slice& p : d.produced)
+    init[p.tensor] = init.at(p.tensor).index_select(p.axis, keep).contiguous();
   for (const std::string& v : d.zeroed) init[v] = init.at(v).index_select(0, keep).contiguous();
   for (const std::string& v : d.kept_vectors) init[v] = init.at(v).index_select(0, keep).contiguous();
-  const at::Tensor wb = init.at(d.consumer_weight);
-  if (!d.consumer_grouped) {
-    init[d.consumer_weight] = wb.index_select(d.consumer_axis, keep).contiguous();
-    return;
+  for (const PrunableDimension::Slice& c : d.consumed) {
+    const at::Tensor wb = init.at(c.tensor);
+    if (c.groups <= 1) {
+      init[c.tensor] = wb.index_select(c.axis, keep).contiguous();
+      continue;
+    }
+    const int64_t per = d.units / c.groups, out_per = wb.size(0) / c.groups;
+    const int64_t kept_per = keep.numel() / c.groups;
+    at::Tensor out = at::empty({wb.size(0), kept_per, wb.size(2), wb.size(3)}, wb.options());
+    for (int64_t j = 0; j < c.groups; ++j) {
+      const at::Tensor in_group = mask.slice(0, j * per, (j + 1) * per).nonzero().reshape({-1});
+      out.slice(0, j * out_per, (j + 1) * out_per)
+          .copy_(wb.slice(0, j * out_per, (j + 1) * out_per).index_select(1, in_group));
+    }
+    init[c.tensor] = out;
   }
-  const int64_t per = d.units / d.groups, out_per = wb.size(0) / d.groups;
-  const int64_t kept_per = keep.numel() / d.groups;
-  at::Tensor out = at::empty({wb.size(0), kept_per, wb.size(2), wb.size(3)}, wb.options());
-  for (int64_t j = 0; j < d.groups; ++j) {
-    const at::Tensor in_group = mask.slice(0, j * per, (j + 1) * per).nonzero().reshape({-1});
-    out.slice(0, j * out_per, (j + 1) * out_per)
-        .copy_(wb.slice(0, j * out_per, (j + 1) * out_per).index_select(1, in_group));
-  }
-  init[d.consumer_weight] = out;
+  for (Node& n : g.nodes())
+    if (std::find(d.depthwise.begin(), d.depthwise.end(), n.name) != d.depthwise.end())
+      n.set("group", keep.numel());
 }
 
 namespace {
@@ -256,8 +437,8 @@ class PruneStructured : public Strategy {
     Graph g = model.clone();
     const std::vector<PrunableDimension> dims = prunable_dimensions(g);
     EF_CHECK(!dims.empty(), "prune-structured: model '", model.name(),
-             "' has no prunable dimension (Conv -> [BatchNormalization] -> [Relu] -> Conv, or "
-             "MatMul -> Add -> element-wise -> MatMul)");
+             "' has no prunable set of units (the outputs of a Conv, MatMul or Gemm with a constant "
+             "weight of its own, through per-unit ops, read by another such node)");
     auto masks = std::make_shared<std::vector<at::Tensor>>();
     int64_t removed = 0, total = 0;
     for (const PrunableDimension& d : dims) {
@@ -284,8 +465,10 @@ class PruneStructured : public Strategy {
     nlohmann::json layers = nlohmann::json::object();
     for (size_t i = 0; i < dims.size(); ++i) {
       remove_units(g, dims[i], (*masks)[i]);
-      layers[dims[i].producer] = {{"units", dims[i].units},
-                                  {"kept", (*masks)[i].sum().item<int64_t>()}};
+      layers[dims[i].name] = {{"units", dims[i].units},
+                              {"kept", (*masks)[i].sum().item<int64_t>()},
+                              {"producers", dims[i].producers.size()},
+                              {"consumers", dims[i].consumers.size()}};
     }
     g.value_info().clear();  // shapes changed; the hints would be stale
     g.validate();

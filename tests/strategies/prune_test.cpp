@@ -101,16 +101,23 @@ TEST(PruneTargets, SkipTheStemAndTheClassifier) {
 
 TEST(Structured, FindsChannelAndFeedForwardDimensions) {
   const auto dims = prunable_dimensions(bottleneck_cnn());
-  ASSERT_EQ(dims.size(), 2u);  // conv1 -> conv2 (grouped reader), conv2 -> conv3 (grouped maker)
-  EXPECT_EQ(dims[0].producer, "conv1");
-  EXPECT_TRUE(dims[0].consumer_grouped);
-  EXPECT_EQ(dims[0].groups, 4);
-  EXPECT_EQ(dims[1].producer, "conv2");
-  EXPECT_FALSE(dims[1].consumer_grouped);
+  // The residual stream (the stem's channels, tied to conv3's by the add, read by conv1 and the
+  // classifier), conv1 -> conv2 (a grouped reader), conv2 -> conv3 (a grouped maker).
+  ASSERT_EQ(dims.size(), 3u);
+  EXPECT_EQ(dims[0].name, "stem.conv");
+  EXPECT_EQ(dims[0].producers, (std::vector<std::string>{"stem.conv", "conv3"}));
+  EXPECT_EQ(dims[0].consumers, (std::vector<std::string>{"conv1", "fc"}));
+  EXPECT_EQ(dims[0].norms.size(), 2u);
+  EXPECT_EQ(dims[1].name, "conv1");
+  EXPECT_EQ(dims[1].consumed.at(0).groups, 4);
+  EXPECT_EQ(dims[1].groups, 4);
+  EXPECT_EQ(dims[2].name, "conv2");
+  EXPECT_EQ(dims[2].groups, 4);
+  EXPECT_EQ(dims[2].consumed.at(0).groups, 1);
   const auto f = prunable_dimensions(ffn());
-  ASSERT_EQ(f.size(), 1u);
+  ASSERT_EQ(f.size(), 1u);  // the residual stream is a graph output
   EXPECT_EQ(f[0].units, 24);
-  EXPECT_EQ(f[0].producer_axis, 1);
+  EXPECT_EQ(f[0].produced.at(0).axis, 1);
 }
 
 TEST(Structured, SmallerModelMatchesTheMaskedDenseModel) {
