@@ -7,6 +7,7 @@
 #include <nlohmann/json.hpp>
 
 #include "commands.h"
+#include "edgeforge/error.h"
 #include "edgeforge/onnx_io.h"
 #include "edgeforge/strategy.h"
 
@@ -66,6 +67,11 @@ Action add_optimize(CLI::App& app) {
     ctx.log = [](const std::string& line) { std::fprintf(stderr, "%s\n", line.c_str()); };
     ProgressLine line("optimize " + args->strategy);
     ctx.progress = train_progress(line);
+    if (args->eval) {  // before the strategy's minutes, not after
+      const std::unique_ptr<Dataset> data = open_dataset(model);
+      EF_CHECK(data->split_size("test") > 0, "--eval: the test split of ", data->spec().name(),
+               " has no samples");
+    }
     PipelineResult r = run_pipeline(model, args->strategy, args->options, ctx);
     save_onnx(r.graph, args->out);
     const auto bytes = static_cast<double>(std::filesystem::file_size(args->out));
@@ -79,6 +85,8 @@ Action add_optimize(CLI::App& app) {
       EvalOptions eo;
       eo.limit = args->eval_limit;
       eo.threads = args->threads;
+      // Without labels the input is measured against itself (agreement 1), so both lines read alike.
+      if (!open_dataset(model)->has_labels()) eo.reference = &model;
       const nlohmann::json before = eval_json(evaluate(model, eo));
       eo.reference = &model;  // agreement with the input, beside accuracy
       const nlohmann::json after = eval_json(evaluate(r.graph, eo));

@@ -65,7 +65,16 @@ KdSettings kd_settings(const std::string& modality, const StrategyOptions& opts)
 
 TaskData training_data(const Graph& model, const StrategyOptions& opts,
                        const StrategyContext& ctx) {
-  return strategy_training_data(model, opts.text("dataset"), ctx.train_limit, ctx.seed);
+  TaskData data = strategy_training_data(model, opts.text("dataset"), ctx.train_limit, ctx.seed);
+  if (!data.labels.defined() && data.size() > 0) {
+    // A data set without labels: the model's own predictions stand in for them, so fine-tuning
+    // learns to agree with the model it starts from (what `eval --reference` then measures).
+    data.labels = teacher_logits(model, data, ctx.threads).argmax(1);
+    if (ctx.log)
+      ctx.log("data set " + data.dataset + " has no labels: fine-tuning toward model '" + model.name() +
+              "''s own predictions on its " + std::to_string(data.size()) + " training samples");
+  }
+  return data;
 }
 
 at::Tensor teacher_logits(const Graph& teacher, const TaskData& data, int threads) {

@@ -11,6 +11,7 @@
 #include <cstdio>
 #include <deque>
 #include <filesystem>
+#include <optional>
 #include <fstream>
 #include <random>
 #include <set>
@@ -414,7 +415,7 @@ class Runner {
   }
 
   // ---- accuracy ----
-  EvalResult evaluate_parts(const Graph& model, const std::string& cut) {
+  EvalResult evaluate_parts(const Graph& model, const std::string& cut, const Graph* reference) {
     const Partition p = partition_graph(model, cut, model_seq_len(model));
     auto one = std::make_shared<InferenceSession>(p.part1);
     auto two = std::make_shared<InferenceSession>(p.part2);
@@ -423,6 +424,7 @@ class Runner {
     EvalOptions eo;
     eo.limit = c_.accuracy_limit;
     eo.threads = threads_;
+    eo.reference = reference;
     eo.run = [&model, &p, one, two, ro](const std::vector<at::Tensor>& in) {
       std::map<std::string, at::Tensor> values;
       for (size_t i = 0; i < in.size(); ++i) values[model.inputs()[i].name] = in[i];
@@ -466,6 +468,15 @@ class Runner {
       EF_CHECK(!file.empty(), "no model: ", model_failure(m.name, base_pipeline(strategy)));
       show("accuracy " + m.name + "/" + strategy);
       const Graph g = load_onnx(file);
+      // A data set without labels: every strategy is scored by its agreement with the model's
+      // own (identity) predictions.
+      std::optional<Graph> reference;
+      if (!open_dataset(g)->has_labels()) {
+        const std::string original = model_file(m.name, "identity");
+        EF_CHECK(!original.empty(), "no original model to measure agreement with: ",
+                 model_failure(m.name, "identity"));
+        reference = load_onnx(original);
+      }
       EvalResult e;
       std::string cut;
       if (is_partition(strategy)) {
@@ -479,9 +490,10 @@ class Runner {
         EvalOptions eo;
         eo.limit = c_.accuracy_limit;
         eo.threads = threads_;
+        eo.reference = reference ? &*reference : nullptr;
         e = evaluate(g, eo);
       } else {
-        e = evaluate_parts(g, cut);
+        e = evaluate_parts(g, cut, reference ? &*reference : nullptr);
       }
       r.correct = e.correct;
       r.data = {{"metric", metric_label(e.metric)},

@@ -185,7 +185,8 @@ TrainReport train_graph(Graph& graph, const TaskData& data, const TrainRecipe& r
   EF_CHECK(data.size() > 0, "training data '", data.dataset, "/", data.split, "' is empty");
   EF_CHECK(graph.outputs().size() >= 1, "model '", graph.name(), "' has no output to train");
   EF_CHECK(data.labels.defined(), "training data '", data.dataset, "/", data.split,
-           "' has no labels; fine-tuning needs them (sptq and dynamic need none)");
+           "' has no labels; training needs them (a strategy's fine-tuning labels an unlabelled set "
+           "with the original model's predictions)");
   at::manual_seed(recipe.seed);  // dropout masks
   at::Generator shuffle_gen = at::make_generator<at::CPUGeneratorImpl>(recipe.seed + 1);
 
@@ -478,7 +479,8 @@ EvalResult evaluate(const Graph& graph, const EvalOptions& opts) {
   } else {
     r.labelled = false;
     r.samples = n;
-    r.correct = agree;
+    r.correct = agree;  // "correct" is agreeing with the reference
+    r.accuracy = static_cast<double>(std::count(agree.begin(), agree.end(), 1)) / static_cast<double>(std::max<int64_t>(n, 1));
   }
   if (reference) {
     r.has_agreement = true;

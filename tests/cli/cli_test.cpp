@@ -790,3 +790,37 @@ TEST_F(Cli, UserDataErrorsAreOneLineAndWriteNothing) {
     }
   }
 }
+
+// Fine-tuning on a data set without labels learns to agree with the original model.
+TEST_F(Cli, UnlabelledDataFineTunesTowardTheOriginal) {
+  const UserTensors u = write_user_tensors(dir_.string());
+  fs::remove(u.data + "/labels.npy");
+  Outcome o = run("optimize --model " + u.model + " --data npy:" + u.data +
+                  " --strategy prune-structured -o epochs=2 --threads 1 --eval --json --out " + path("p.onnx"));
+  ASSERT_EQ(o.exit_code, 0) << o.err;
+  EXPECT_NE(o.err.find("has no labels: fine-tuning toward model 'user_mlp''s own predictions"), std::string::npos)
+      << o.err;
+  const nlohmann::json j = nlohmann::json::parse(o.out);
+  EXPECT_EQ(j["eval_out"]["metric"], "agreement") << o.out;
+  EXPECT_GT(j["eval_out"]["agreement"].get<double>(), 0.5) << o.out;
+  EXPECT_TRUE(fs::exists(path("p.onnx")));
+}
+
+// A study of a model whose data has no labels scores every strategy by its agreement with the
+// model itself.
+TEST_F(Cli, StudyOfUnlabelledDataScoresAgreement) {
+  const UserTensors u = write_user_tensors(dir_.string());
+  fs::remove(u.data + "/labels.npy");
+  std::ofstream(path("s.toml")) << "strategies = [\"identity\", \"sptq\"]\nextras = []\n"
+                                   "deployments = [\"mobile\"]\ninputs = 3\nruns = 2\nsweep_mbps = [10]\n"
+                                   "[[model]]\nname = \"mlp\"\nfile = \"user.onnx\"\ndata = \"npy:arrays\"\n";
+  Outcome s = run("study " + path("s.toml") + " --out " + path("out") + " --jobs 1 --threads 1");
+  ASSERT_EQ(s.exit_code, 0) << s.err;
+  EXPECT_NE(s.err.find("(0 failed)"), std::string::npos) << s.err;
+  Outcome r = run("recommend " + path("out") + " --max-accuracy-drop 100 --json");
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  const nlohmann::json j = nlohmann::json::parse(r.out);
+  const nlohmann::json& best = j["models"][0]["best"];
+  EXPECT_EQ(best["metric"], "agreement") << r.out;
+  EXPECT_GT(best["accuracy"].get<double>(), 0.5) << r.out;
+}
