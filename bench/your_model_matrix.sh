@@ -6,6 +6,9 @@
 # first line of the error per command, and writes the table to OUT/matrix.tsv.
 #
 #   bash bench/your_model_matrix.sh [OUT]        (default OUT: out/your-model-matrix)
+#   EXPORTS=/tmp/exports-full VOCAB_ROWS=30522 bash bench/your_model_matrix.sh out/full-matrix
+#     the real-size exports of `make_exports.py --full` (ResNet-50 at 224x224, BERT-base) with
+#     BERT's whole vocabulary; each cell also records its wall time in matrix-seconds.tsv.
 # The weights are random: the accuracies mean nothing; what is measured is that each command
 # runs and what it says when it cannot.
 set -uo pipefail
@@ -20,7 +23,7 @@ for c in 0 1 2 3 4 5 6 7 8 9; do
     cp "$fix/images/$f" "$out/imgs/class$c/${c}_$f"
   done
 done
-head -1000 "$fix/tokenizers/bert_uncased/vocab.txt" > "$out/vocab.txt"
+head -"${VOCAB_ROWS:-1000}" "$fix/tokenizers/bert_uncased/vocab.txt" > "$out/vocab.txt"
 python_free_jsonl() {  # 60 short labelled reviews
   local words=("the movie was great" "terrible plot and bad acting" "i loved it" "not worth the time")
   for i in $(seq 0 59); do
@@ -34,10 +37,14 @@ commands=(eval dynamic sptq qat prune prune-structured distill distill+sptq list
 printf 'model' > "$out/matrix.tsv"
 for c in "${commands[@]}"; do printf '\t%s' "$c" >> "$out/matrix.tsv"; done
 printf '\n' >> "$out/matrix.tsv"
-for m in "$root"/tests/data/exports/*.onnx; do
+printf 'model' > "$out/matrix-seconds.tsv"
+for c in "${commands[@]}"; do printf '\t%s' "$c" >> "$out/matrix-seconds.tsv"; done
+printf '\n' >> "$out/matrix-seconds.tsv"
+for m in "${EXPORTS:-$root/tests/data/exports}"/*.onnx; do
   name=$(basename "$m" .onnx)
   case "$name" in bert*|roberta*|torch_encoder*) data="$out/text.toml";; *) data="imagefolder:$out/imgs";; esac
   row="$name"
+  times="$name"
   for c in "${commands[@]}"; do
     o="$out/$name.$c.onnx"
     case "$c" in
@@ -52,14 +59,18 @@ for m in "$root"/tests/data/exports/*.onnx; do
       qat|prune|prune-structured) args=(optimize --model "$m" --data "$data" --strategy "$c" -o epochs=1 --threads 2 --out "$o");;
       *) args=(optimize --model "$m" --data "$data" --strategy "$c" --threads 2 --out "$o");;
     esac
-    if timeout 300 "$E" "${args[@]}" > "$out/$name.$c.log" 2>&1; then
+    start=$(date +%s%N)
+    if timeout "${CELL_TIMEOUT:-300}" "$E" "${args[@]}" > "$out/$name.$c.log" 2>&1; then
       cell=ok
     else
       code=$?
       cell="exit $code: $(grep -m1 'error' "$out/$name.$c.log" | cut -c1-160)"
     fi
     row="$row	$cell"
+    tenths=$(( ($(date +%s%N) - start) / 100000000 ))
+    times="$times	$((tenths / 10)).$((tenths % 10))"
   done
+  printf '%s\n' "$times" >> "$out/matrix-seconds.tsv"
   printf '%s\n' "$row" >> "$out/matrix.tsv"
   printf '%s\n' "$row"
 done

@@ -55,6 +55,10 @@ class Tokenizer {
   // Loads a model from serialized SentencePiece bytes; throws Error when they are not a model.
   static Tokenizer from_bytes(const std::string& model_bytes);
 
+  // Any SentencePiece model (a user's .model file, ALBERT's, T5's, XLM-R's), without the checks
+  // of from_bytes: its special pieces are wherever it puts them. `what` names it in errors.
+  static Tokenizer from_any_bytes(const std::string& model_bytes, const std::string& what);
+
   // The serialized SentencePiece model (a standard .model file's bytes).
   std::string to_bytes() const;
 
@@ -70,8 +74,12 @@ class Tokenizer {
   // "unigram" or "bpe", read from the model itself.
   std::string kind() const;
 
-  // The id of `piece`, or kTokenUnkId when the vocabulary lacks it.
+  // The id of `piece`, or the unknown id (kTokenUnkId for edgeforge's) when the vocabulary lacks it.
   int64_t piece_to_id(const std::string& piece) const;
+  // The piece of `id`; Error outside the vocabulary.
+  std::string id_to_piece(int64_t id) const;
+  int64_t unk_id() const;
+  bool has_piece(const std::string& piece) const;
 
  private:
   Tokenizer() = default;

@@ -63,7 +63,8 @@ nlohmann::json data_summary(const Dataset& data) {
   j["details"] = data.describe();
   const std::string stored = data.spec().to_metadata();
   j["spec"] = stored[0] == '{' ? nlohmann::json::parse(stored) : nlohmann::json(stored);
-  if (j["spec"].is_object() && j["spec"].contains("tokenizer_json")) j["spec"].erase("tokenizer_json");
+  for (const char* embedded : {"tokenizer_json", "tokenizer_spm"})
+    if (j["spec"].is_object() && j["spec"].contains(embedded)) j["spec"].erase(embedded);
   return j;
 }
 

@@ -29,8 +29,9 @@ static std::string shown_metadata(const std::string& key, const std::string& val
   if (key != kMetaDataset || value.empty() || value[0] != '{') return value;
   nlohmann::json j = nlohmann::json::parse(value, nullptr, false);
   if (j.is_discarded() || !j.is_object()) return value;
-  if (j.contains("tokenizer_json"))
-    j["tokenizer_json"] = "(" + std::to_string(j["tokenizer_json"].get<std::string>().size()) + " bytes)";
+  for (const char* embedded : {"tokenizer_json", "tokenizer_spm"})
+    if (j.contains(embedded))
+      j[embedded] = "(" + std::to_string(j[embedded].get<std::string>().size()) + " bytes)";
   return j.dump();
 }
 

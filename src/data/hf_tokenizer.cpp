@@ -633,6 +633,10 @@ NormalizerPtr make_normalizer(const Reader& r, const json& v, const std::string&
           r, (*list)[i], where + ".normalizers[" + std::to_string(i) + "]", depth + 1));
     return std::make_unique<SequenceNormalizer>(std::move(parts));
   }
+  if (type == "Precompiled")  // SentencePiece's charsmap: the .model runs it through libsentencepiece
+    r.fail(where + ": normalizer type 'Precompiled' (SentencePiece's) is not read from a "
+           "tokenizer.json; give the model's SentencePiece .model (spiece.model, "
+           "sentencepiece.bpe.model) as the tokenizer instead");
   unsupported(r, where, type,
               "BertNormalizer, Lowercase, NFD, NFC, NFKD, NFKC, StripAccents, Strip, Replace, "
               "Prepend, Sequence");

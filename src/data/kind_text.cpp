@@ -1,5 +1,6 @@
 // The text data-set kind: a user's JSONL or CSV file of texts (and sentence pairs) with labels,
-// tokenised with a Hugging Face tokenizer.json or a BERT vocab.txt (hf_tokenizer.h).
+// tokenised with a Hugging Face tokenizer.json or a BERT vocab.txt (hf_tokenizer.h), or a
+// SentencePiece .model (libsentencepiece, with the special tokens of ALBERT, XLM-R or T5).
 #include <ATen/ATen.h>
 
 #include <algorithm>
@@ -40,6 +41,8 @@ void check_text(DataSpec& spec, const std::string& base_dir) {
   f.texts("classes", {});
   f.path("tokenizer", true);
   f.text("tokenizer_json", "");  // the tokenizer itself, embedded when the spec is bound
+  f.text("tokenizer_spm", "");   // a SentencePiece model, base64, embedded when bound
+  f.choice("sentencepiece", "auto", {"auto", "albert", "xlmr", "t5", "none"});
   f.boolean("lowercase", true);
   f.integer("max_length", 0, 0, 1 << 20);
   f.choice("truncation", "longest_first", {"longest_first", "only_first", "only_second", "none"});
@@ -117,6 +120,133 @@ class ZooText : public TextTokenizer {
   Tokenizer tok_;
 };
 
+// A SentencePiece .model of a user's model, encoded by libsentencepiece itself, with the special
+// tokens of the family it comes from (transformers' slow tokenizers):
+//   albert: [CLS] A [SEP] (B [SEP]), token types 0 then 1, ids as in the model;
+//   xlmr:   <s> A </s> (</s> B </s>), fairseq ids: <s>=0 <pad>=1 </s>=2 <unk>=3, pieces +1;
+//   t5:     A </s> (B </s>);
+//   none:   the pieces alone.
+class SpmText : public TextTokenizer {
+ public:
+  SpmText(Tokenizer t, std::string style) : tok_(std::move(t)), style_(std::move(style)) {
+    if (style_ == "auto") style_ = detect(tok_);
+    auto id = [&](const char* piece) {
+      EF_CHECK(tok_.has_piece(piece), "SentencePiece model has no piece ", piece, " for sentencepiece = \"",
+               style_, "\"");
+      return tok_.piece_to_id(piece);
+    };
+    if (style_ == "albert") {
+      bos_ = id("[CLS]");
+      sep_ = id("[SEP]");
+    } else if (style_ == "t5") {
+      sep_ = id("</s>");
+    } else if (style_ == "xlmr") {
+      bos_ = 0;
+      sep_ = 2;
+    }
+    pad_ = style_ == "xlmr" ? 1 : tok_.has_piece("<pad>") ? tok_.piece_to_id("<pad>")
+                               : tok_.has_piece("[PAD]") ? tok_.piece_to_id("[PAD]") : 0;
+  }
+
+  // albert when the model has [CLS] and [SEP]; xlmr for fairseq's layout (<unk> 0, <s>, </s>);
+  // t5 with </s> alone; else none.
+  static std::string detect(const Tokenizer& t) {
+    if (t.has_piece("[CLS]") && t.has_piece("[SEP]")) return "albert";
+    if (t.has_piece("<s>") && t.has_piece("</s>") && t.unk_id() == 0) return "xlmr";
+    if (t.has_piece("</s>") && !t.has_piece("<s>")) return "t5";
+    return "none";
+  }
+
+  TextEncoding encode(const std::string& text, const std::string* pair,
+                      const TextEncodeOptions& opts) const override {
+    std::vector<std::vector<int64_t>> parts = {pieces(text)};
+    if (pair != nullptr) parts.push_back(pieces(*pair));
+    const size_t specials = style_ == "albert" ? (pair ? 3 : 2)
+                            : style_ == "xlmr" ? (pair ? 4 : 2)
+                            : style_ == "t5"   ? (pair ? 2 : 1)
+                                               : 0;
+    EF_CHECK(opts.max_length >= static_cast<int64_t>(specials), "max_length ", opts.max_length,
+             " leaves no room for the ", specials, " special tokens");
+    truncate(parts, static_cast<size_t>(opts.max_length) - specials, opts);
+    TextEncoding e;
+    auto put = [&](int64_t id, int64_t type, const std::string& token) {
+      e.input_ids.push_back(id);
+      e.token_type_ids.push_back(type);
+      e.attention_mask.push_back(1);
+      e.tokens.push_back(token);
+    };
+    auto put_all = [&](const std::vector<int64_t>& ids, int64_t type) {
+      for (int64_t i : ids) put(style_ == "xlmr" ? (i == tok_.unk_id() ? 3 : i + 1) : i, type, tok_.id_to_piece(i));
+    };
+    const std::string open = style_ == "albert" ? "[CLS]" : "<s>", close = style_ == "albert" ? "[SEP]" : "</s>";
+    if (style_ == "albert" || style_ == "xlmr") put(bos_, 0, open);
+    put_all(parts[0], 0);
+    if (style_ != "none") put(sep_, 0, close);
+    if (pair != nullptr) {
+      const int64_t type = style_ == "albert" ? 1 : 0;
+      if (style_ == "xlmr") put(sep_, 0, close);
+      put_all(parts[1], type);
+      if (style_ != "none") put(sep_, type, close);
+    }
+    if (opts.pad_to_max_length)
+      while (static_cast<int64_t>(e.input_ids.size()) < opts.max_length) {
+        e.input_ids.push_back(pad_);
+        e.token_type_ids.push_back(0);
+        e.attention_mask.push_back(0);
+        e.tokens.push_back("<pad>");
+      }
+    return e;
+  }
+  // Ids the model's embedding must hold: xlmr adds its offset and <mask>.
+  int64_t vocab_size() const override { return tok_.vocab_size() + (style_ == "xlmr" ? 2 : 0); }
+  std::string describe() const override {
+    return "SentencePiece " + tok_.kind() + " (" + style_ + " special tokens), " +
+           std::to_string(tok_.vocab_size()) + " pieces";
+  }
+  const std::string& style() const { return style_; }
+
+ private:
+  std::vector<int64_t> pieces(const std::string& text) const { return tok_.encode(text); }
+
+  // As Hugging Face's truncate_encodings, on the pieces before special tokens are added.
+  static void truncate(std::vector<std::vector<int64_t>>& parts, size_t budget, const TextEncodeOptions& opts) {
+    size_t total = 0;
+    for (const auto& p : parts) total += p.size();
+    if (total <= budget) return;
+    EF_CHECK(opts.truncation, "a text of ", total, " pieces is longer than max_length allows (", budget,
+             " besides the special tokens) and truncation = \"none\"");
+    if (opts.truncation_strategy == "longest_first") {
+      if (parts.size() == 1) {
+        parts[0].resize(budget);
+        return;
+      }
+      size_t n1 = parts[0].size(), n2 = parts[1].size();
+      const bool swap = n1 > n2;
+      if (swap) std::swap(n1, n2);
+      n2 = n1 > budget ? n1 : std::max(n1, budget - n1);
+      if (n1 + n2 > budget) {
+        n1 = budget / 2;
+        n2 = n1 + budget % 2;
+      }
+      if (swap) std::swap(n1, n2);
+      parts[0].resize(std::min(parts[0].size(), n1));
+      parts[1].resize(std::min(parts[1].size(), n2));
+      return;
+    }
+    const bool first = opts.truncation_strategy == "only_first";
+    EF_CHECK(first || parts.size() == 2, "truncation only_second needs a text pair");
+    std::vector<int64_t>& target = parts[first ? 0 : 1];
+    const size_t remove = total - budget;
+    EF_CHECK(target.size() > remove, "truncation ", opts.truncation_strategy, " must cut ", remove,
+             " pieces but the ", first ? "first" : "second", " text has only ", target.size());
+    target.resize(target.size() - remove);
+  }
+
+  Tokenizer tok_;
+  std::string style_;
+  int64_t bos_ = -1, sep_ = -1, pad_ = 0;
+};
+
 class TextFile : public Dataset {
  public:
   TextFile(const DataSpec& spec, const Graph& model, const std::string& model_path) {
@@ -140,7 +270,13 @@ class TextFile : public Dataset {
     // the model or the data.
     std::string tok_path = f.value("tokenizer", std::string());
     const std::string tok_json = f.value("tokenizer_json", std::string());
-    if (!tok_json.empty()) {
+    const std::string tok_spm = f.value("tokenizer_spm", std::string());
+    if (!tok_spm.empty()) {
+      tokenizer_ = std::make_shared<SpmText>(
+          Tokenizer::from_any_bytes(base64_decode(tok_spm, "data set " + spec_.name() + " tokenizer_spm"),
+                                    "data set " + spec_.name() + " tokenizer"),
+          f.value("sentencepiece", std::string("auto")));
+    } else if (!tok_json.empty()) {
       tokenizer_ = std::make_shared<HfText>(HfTokenizer::from_tokenizer_json_text(
           tok_json, "data set " + spec_.name() + " tokenizer"));
     } else if ((tok_path.empty() || tok_path == "model") && model.metadata().count(kMetaTokenizer) != 0) {
@@ -148,16 +284,22 @@ class TextFile : public Dataset {
       f["tokenizer"] = "model";
     } else if (tok_path != "model" || !bound) {
       if (tok_path.empty() || tok_path == "model") tok_path = find_tokenizer(model_path);
-      const bool vocab_txt = fs::path(tok_path).extension() == ".txt";
-      EF_CHECK(fs::path(tok_path).extension() != ".model", "data set ", spec_.name(), ": tokenizer ",
-               tok_path, " is a SentencePiece model, which user data sets do not take yet; give its "
-               "tokenizer.json (Hugging Face's tokenizers library writes one for every tokenizer)");
-      auto hf = std::make_shared<HfText>(
-          vocab_txt ? HfTokenizer::from_vocab_txt(tok_path, f.value("lowercase", true))
-                    : HfTokenizer::from_tokenizer_json(tok_path));
       f["tokenizer"] = tok_path;
-      f["tokenizer_json"] = hf->get().to_json();
-      tokenizer_ = hf;
+      if (fs::path(tok_path).extension() == ".model") {
+        const std::string bytes = read_file(tok_path);
+        auto spm = std::make_shared<SpmText>(Tokenizer::from_any_bytes(bytes, "tokenizer " + tok_path),
+                                             f.value("sentencepiece", std::string("auto")));
+        f["sentencepiece"] = spm->style();
+        f["tokenizer_spm"] = base64_encode(bytes);
+        tokenizer_ = spm;
+      } else {
+        const bool vocab_txt = fs::path(tok_path).extension() == ".txt";
+        auto hf = std::make_shared<HfText>(
+            vocab_txt ? HfTokenizer::from_vocab_txt(tok_path, f.value("lowercase", true))
+                      : HfTokenizer::from_tokenizer_json(tok_path));
+        f["tokenizer_json"] = hf->get().to_json();
+        tokenizer_ = hf;
+      }
     } else {
       throw Error("data set " + spec_.name() + ": model '" + model.name() +
                   "' has no embedded tokenizer (metadata '" + kMetaTokenizer + "')");
@@ -287,13 +429,13 @@ class TextFile : public Dataset {
       if (f.contains(key)) dirs.push_back(fs::path(f[key].get<std::string>()).parent_path());
     std::string looked;
     for (const fs::path& d : dirs)
-      for (const char* name : {"tokenizer.json", "vocab.txt"}) {
+      for (const char* name : {"tokenizer.json", "vocab.txt", "spiece.model", "sentencepiece.bpe.model"}) {
         std::error_code ec;
         if (fs::exists(d / name, ec)) return (d / name).string();
         looked += (looked.empty() ? "" : ", ") + (d / name).string();
       }
     throw Error("data set " + spec_.name() + ": no tokenizer; give tokenizer = \"...\" (a "
-                "tokenizer.json or vocab.txt) in a data spec; looked for " + looked);
+                "tokenizer.json, vocab.txt or SentencePiece .model) in a data spec; looked for " + looked);
   }
 
   TextEncoding encode(const std::string& text, const std::string* pair, const std::string& where) const {
@@ -372,7 +514,7 @@ class TextFile : public Dataset {
 EF_REGISTER_DATA_KIND((DataKind{
     "text",
     "a JSONL or CSV file of texts (text, optional text_pair, label columns) tokenised with a "
-    "Hugging Face tokenizer.json or a BERT vocab.txt",
+    "Hugging Face tokenizer.json, a BERT vocab.txt or a SentencePiece .model",
     "text", check_text,
     [](const DataSpec& s, const Graph& m, const std::string& model_path) -> std::unique_ptr<Dataset> {
       return std::make_unique<TextFile>(s, m, model_path);

@@ -20,7 +20,7 @@
 namespace edgeforge {
 namespace {
 
-constexpr int kSpmAbiVersion = 2;  // edgeforge_spm_abi_version() of a matching module
+constexpr int kSpmAbiVersion = 3;  // edgeforge_spm_abi_version() of a matching module
 constexpr const char* kSpmModuleName = "libedgeforge_spm.so";
 
 // The module's C functions, resolved once.
@@ -34,6 +34,8 @@ struct SpmApi {
   int (*piece_to_id)(void*, const char*, size_t);
   int (*vocab_size)(void*);
   int (*model_type)(void*);
+  int64_t (*id_to_piece)(void*, int, char*, int64_t);
+  int (*unk_id)(void*);
 };
 
 template <typename Fn>
@@ -77,6 +79,8 @@ SpmApi open_module() {
   resolve(lib, path, "edgeforge_spm_piece_to_id", &api.piece_to_id);
   resolve(lib, path, "edgeforge_spm_vocab_size", &api.vocab_size);
   resolve(lib, path, "edgeforge_spm_model_type", &api.model_type);
+  resolve(lib, path, "edgeforge_spm_id_to_piece", &api.id_to_piece);
+  resolve(lib, path, "edgeforge_spm_unk_id", &api.unk_id);
   // The module stays loaded for the life of the process: handles may outlive any one caller.
   return api;
 }
@@ -156,21 +160,26 @@ Tokenizer Tokenizer::train(const std::vector<std::string>& texts, const Tokenize
 }
 
 Tokenizer Tokenizer::from_bytes(const std::string& model_bytes) {
-  EF_CHECK(!model_bytes.empty(), "tokenizer: model bytes are empty; expected a SentencePiece model");
-  const SpmApi& api = spm();
-  void* handle = api.load(model_bytes.data(), model_bytes.size());
-  EF_CHECK(handle != nullptr, "tokenizer: ", model_bytes.size(),
-           " bytes are not a SentencePiece model: ", api.last_error());
-  Tokenizer t;
-  t.handle_ = std::shared_ptr<void>(handle, api.free_handle);
-  t.bytes_ = model_bytes;
-  t.kind_ = kind_name(api.model_type(handle));
+  Tokenizer t = from_any_bytes(model_bytes, "tokenizer");
   // Every edgeforge model places the specials at fixed ids; a foreign model would silently
   // mis-pad and mis-mask, so it is refused here.
   EF_CHECK(t.piece_to_id("[PAD]") == kTokenPadId && t.piece_to_id("[CLS]") == kTokenClsId &&
                t.piece_to_id("[SEP]") == kTokenSepId,
            "tokenizer: the SentencePiece model lacks [PAD]=0, [CLS]=2, [SEP]=3; it was not ",
            "trained by edgeforge");
+  return t;
+}
+
+Tokenizer Tokenizer::from_any_bytes(const std::string& model_bytes, const std::string& what) {
+  EF_CHECK(!model_bytes.empty(), what, ": the bytes are empty; expected a SentencePiece model");
+  const SpmApi& api = spm();
+  void* handle = api.load(model_bytes.data(), model_bytes.size());
+  EF_CHECK(handle != nullptr, what, ": ", model_bytes.size(),
+           " bytes are not a SentencePiece model: ", api.last_error());
+  Tokenizer t;
+  t.handle_ = std::shared_ptr<void>(handle, api.free_handle);
+  t.bytes_ = model_bytes;
+  t.kind_ = kind_name(api.model_type(handle));
   return t;
 }
 
@@ -219,6 +228,25 @@ std::string Tokenizer::kind() const { return kind_; }
 
 int64_t Tokenizer::piece_to_id(const std::string& piece) const {
   return spm().piece_to_id(handle_.get(), piece.data(), piece.size());
+}
+
+std::string Tokenizer::id_to_piece(int64_t id) const {
+  std::string piece(64, '\0');
+  int64_t n = spm().id_to_piece(handle_.get(), static_cast<int>(id), piece.data(), static_cast<int64_t>(piece.size()));
+  EF_CHECK(n >= 0, "tokenizer: id ", id, " is outside the vocabulary of ", vocab_size(), " pieces");
+  if (n > static_cast<int64_t>(piece.size())) {
+    piece.resize(static_cast<size_t>(n));
+    spm().id_to_piece(handle_.get(), static_cast<int>(id), piece.data(), n);
+  }
+  piece.resize(static_cast<size_t>(n));
+  return piece;
+}
+
+int64_t Tokenizer::unk_id() const { return spm().unk_id(handle_.get()); }
+
+bool Tokenizer::has_piece(const std::string& piece) const {
+  const int64_t id = piece_to_id(piece);
+  return id != unk_id() || piece == id_to_piece(id);
 }
 
 }  // namespace edgeforge

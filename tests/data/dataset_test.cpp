@@ -450,3 +450,106 @@ TEST(TextKind, ZooModelsUseTheirOwnTokenizerThroughAJsonlFile) {
 
 }  // namespace
 }  // namespace edgeforge
+
+namespace edgeforge {
+namespace {
+
+// A SentencePiece .model is encoded by libsentencepiece itself; the data set adds the special
+// tokens of the family the model comes from, truncates as Hugging Face does, and embeds the
+// model in the bound spec so it reopens from metadata alone.
+TEST(TextKind, SentencePieceModelsTakeTheirFamilysSpecialTokens) {
+  const std::string dir = temp_dir("text-spm");
+  std::vector<std::string> corpus;
+  for (int i = 0; i < 200; ++i)
+    corpus.push_back("the meeting number " + std::to_string(i) + " is moved to friday, cheap offer " +
+                     std::to_string(i * 7));
+  TokenizerOptions to;
+  to.vocab_size = 80;
+  const Tokenizer tok = Tokenizer::train(corpus, to);  // [PAD] 0, [UNK] 1, [CLS] 2, [SEP] 3
+  write(dir + "/spiece.model", tok.to_bytes());
+  std::ofstream out(dir + "/pairs.jsonl");
+  out << nlohmann::json{{"text", "the meeting is moved"}, {"hypothesis", "cheap offer"}, {"label", 1}}.dump() << "\n";
+  out.close();
+  auto encoded = [&](const std::string& style, int64_t max_length) {
+    write(dir + "/d.toml", "kind = 'text'\ntest = 'pairs.jsonl'\ntokenizer = 'spiece.model'\n"
+                           "text_pair_column = 'hypothesis'\nsentencepiece = '" + style + "'\nmax_length = " +
+                               std::to_string(max_length) + "\n");
+    Graph g = test_util::small_text_model();
+    g.metadata().erase(kMetaDataset);
+    attach_data_spec(g, parse_data_spec(dir + "/d.toml"));
+    const TaskData t = open_dataset(g)->load("test", 0);  // reopened from the metadata
+    auto row = [&](const char* name) {
+      const at::Tensor r = t.features.at(name)[0].contiguous();
+      return std::vector<int64_t>(r.data_ptr<int64_t>(), r.data_ptr<int64_t>() + r.numel());
+    };
+    return std::make_tuple(row("input_ids"), row("token_type_ids"), row("attention_mask"), g);
+  };
+  const std::vector<int64_t> a = tok.encode("the meeting is moved"), b = tok.encode("cheap offer");
+  ASSERT_GE(a.size(), 3u);
+  ASSERT_GE(b.size(), 2u);
+  // auto: the model has [CLS] and [SEP], so ALBERT's [CLS] A [SEP] B [SEP], types 0 then 1.
+  {
+    const auto [ids, types, mask, g] = encoded("auto", 32);
+    std::vector<int64_t> want = {2};
+    want.insert(want.end(), a.begin(), a.end());
+    want.push_back(3);
+    const size_t first = want.size();
+    want.insert(want.end(), b.begin(), b.end());
+    want.push_back(3);
+    const size_t used = want.size();
+    want.resize(32, 0);
+    EXPECT_EQ(ids, want);
+    for (size_t i = 0; i < 32; ++i) {
+      EXPECT_EQ(types[i], i >= first && i < used ? 1 : 0) << i;
+      EXPECT_EQ(mask[i], i < used ? 1 : 0) << i;
+    }
+    EXPECT_EQ(nlohmann::json::parse(g.metadata().at(kMetaDataset))["sentencepiece"], "albert");
+  }
+  // xlmr: fairseq's ids, <s> A </s></s> B </s>, padding 1.
+  {
+    const auto [ids, types, mask, g] = encoded("xlmr", 32);
+    std::vector<int64_t> want = {0};
+    for (int64_t i : a) want.push_back(i == tok.unk_id() ? 3 : i + 1);
+    want.insert(want.end(), {2, 2});
+    for (int64_t i : b) want.push_back(i == tok.unk_id() ? 3 : i + 1);
+    want.push_back(2);
+    want.resize(32, 1);
+    EXPECT_EQ(ids, want);
+    EXPECT_EQ(std::count(types.begin(), types.end(), 1), 0);
+  }
+  // longest_first truncation as Hugging Face's truncate_encodings: the shorter text stays whole
+  // when it fits beside the rest, else each text gets half of what is left.
+  {
+    const std::vector<int64_t>& shorter = a.size() <= b.size() ? a : b;
+    const std::vector<int64_t>& longer = a.size() <= b.size() ? b : a;
+    ASSERT_LT(shorter.size() + 2, longer.size());
+    auto expect = [&](size_t budget, size_t keep_short, size_t keep_long) {
+      const auto [ids, types, mask, g] = encoded("albert", static_cast<int64_t>(budget) + 3);
+      const std::vector<int64_t>& first = &shorter == &a ? shorter : longer;
+      const std::vector<int64_t>& second = &shorter == &a ? longer : shorter;
+      const size_t n1 = &shorter == &a ? keep_short : keep_long, n2 = &shorter == &a ? keep_long : keep_short;
+      std::vector<int64_t> want = {2};
+      want.insert(want.end(), first.begin(), first.begin() + static_cast<std::ptrdiff_t>(n1));
+      want.push_back(3);
+      want.insert(want.end(), second.begin(), second.begin() + static_cast<std::ptrdiff_t>(n2));
+      want.push_back(3);
+      EXPECT_EQ(ids, want) << "budget " << budget;
+    };
+    const size_t both = shorter.size() * 2;  // the shorter fits beside an equal share of the longer
+    expect(both, shorter.size(), shorter.size());
+    expect(shorter.size() + 1, (shorter.size() + 1) / 2, (shorter.size() + 1) / 2 + (shorter.size() + 1) % 2);
+  }
+  write(dir + "/bad.toml", "kind = 'text'\ntest = 'pairs.jsonl'\ntokenizer = 'spiece.model'\nsentencepiece = 'gpt'\n");
+  EXPECT_NE(error_of([&] { parse_data_spec(dir + "/bad.toml"); }).find("sentencepiece"), std::string::npos);
+  write(dir + "/broken.model", "not a model");
+  write(dir + "/broken.toml", "kind = 'text'\ntest = 'pairs.jsonl'\ntokenizer = 'broken.model'\n");
+  const std::string e = error_of([&] {
+    Graph g = test_util::small_text_model();
+    attach_data_spec(g, parse_data_spec(dir + "/broken.toml"));
+  });
+  EXPECT_NE(e.find("broken.model"), std::string::npos) << e;
+  EXPECT_NE(e.find("not a SentencePiece model"), std::string::npos) << e;
+}
+
+}  // namespace
+}  // namespace edgeforge

@@ -156,7 +156,7 @@ sentencepiece::SentencePieceProcessor* processor(void* handle) {
 extern "C" {
 
 // Bumped whenever a signature below changes; the core refuses another version.
-int edgeforge_spm_abi_version() { return 2; }
+int edgeforge_spm_abi_version() { return 3; }
 
 const char* edgeforge_spm_last_error() { return g_last_error.c_str(); }
 
@@ -235,6 +235,18 @@ int edgeforge_spm_piece_to_id(void* handle, const char* piece, size_t len) {
 }
 
 int edgeforge_spm_vocab_size(void* handle) { return processor(handle)->GetPieceSize(); }
+
+// The piece of an id (copied into `piece`, at most `capacity` bytes); returns its length, or -1
+// for an id outside the vocabulary.
+int64_t edgeforge_spm_id_to_piece(void* handle, int id, char* piece, int64_t capacity) {
+  if (id < 0 || id >= processor(handle)->GetPieceSize()) return -1;
+  const std::string& s = processor(handle)->IdToPiece(id);
+  for (int64_t i = 0; i < static_cast<int64_t>(s.size()) && i < capacity; ++i) piece[i] = s[static_cast<size_t>(i)];
+  return static_cast<int64_t>(s.size());
+}
+
+// The model's unknown id.
+int edgeforge_spm_unk_id(void* handle) { return processor(handle)->unk_id(); }
 
 // The trainer's model type: 1 unigram, 2 bpe, 3 word, 4 char (TrainerSpec.ModelType).
 int edgeforge_spm_model_type(void* handle) {
