@@ -31,7 +31,8 @@ const std::vector<double> kImagenetStd = {0.229, 0.224, 0.225};
 
 void check_imagefolder(DataSpec& spec, const std::string& base_dir) {
   data::Fields f(spec, base_dir);
-  data::SplitSources::read(f, true);
+  const bool percent_given = spec.fields.contains("split_percent");
+  const data::SplitSources src = data::SplitSources::read(f, true);
   f.path("labels_file", true);
   f.texts("classes", {});
   // 0: chosen for the model when the spec is bound (crop: the model's fixed size, else 224;
@@ -52,6 +53,21 @@ void check_imagefolder(DataSpec& spec, const std::string& base_dir) {
   f.choice("metric", "auto", kMetrics);
   f.texts("extensions", {".jpg", ".jpeg", ".png"});
   f.done();
+  // torchvision's and ImageNet's own layout, DIR/train with DIR/val (or validation, test): the
+  // folders are the splits, not one set to split by hash. With train and val alone, val is what
+  // the model is scored on (the test split), as ImageNet's validation set is.
+  std::error_code ec;
+  const fs::path root = src.path;
+  auto sub = [&](const char* name) { return fs::is_directory(root / name, ec) ? (root / name).string() : std::string(); };
+  const std::string train = src.hashed() ? sub("train") : "";
+  const std::string val = !sub("val").empty() ? sub("val") : sub("validation");
+  const std::string test = sub("test");
+  if (!percent_given && !train.empty() && (!val.empty() || !test.empty())) {
+    spec.fields.erase("path");
+    spec.fields["train"] = train;
+    spec.fields["test"] = test.empty() ? val : test;
+    if (!test.empty() && !val.empty()) spec.fields["validation"] = val;
+  }
 }
 
 struct Item {

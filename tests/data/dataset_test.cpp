@@ -371,6 +371,21 @@ TEST(ImageFolderKind, CropFollowsTheModelAndChannelsMustFit) {
   EXPECT_EQ(data->spec().fields["resize"], 32);  // 28 / 0.875
   EXPECT_EQ(data->spec().fields["channels"], "grey");
   EXPECT_EQ(data->load("test", 0).size() + data->load("train", 0).size() + data->load("validation", 0).size(), 4);
+  // ImageNet's layout, DIR/train and DIR/val: the folders are the splits.
+  const std::string imagenet = temp_dir("imagefolder-imagenet");
+  fs::create_directories(imagenet + "/train");
+  fs::copy(dir + "/test", imagenet + "/train", fs::copy_options::recursive);
+  fs::copy(dir + "/test", imagenet + "/val", fs::copy_options::recursive);
+  fs::remove(imagenet + "/val/cat/photo_422.jpg");
+  attach_data_spec(g, parse_data_spec("imagefolder:" + imagenet));
+  const std::unique_ptr<Dataset> split_by_folder = open_dataset(g);
+  EXPECT_EQ(split_by_folder->split_size("train"), 4);
+  EXPECT_EQ(split_by_folder->split_size("test"), 3);  // val is scored, as ImageNet's is
+  EXPECT_NE(error_of([&] { split_by_folder->split_size("validation"); }).find("has no validation split"),
+            std::string::npos);
+  write(imagenet + "/hashed.toml", "kind = 'imagefolder'\npath = '.'\nsplit_percent = [80, 10, 10]\n");
+  attach_data_spec(g, parse_data_spec(imagenet + "/hashed.toml"));  // split_percent: one set, by hash
+  EXPECT_EQ(open_dataset(g)->class_names(), (std::vector<std::string>{"train", "val"}));
   // Splits that share a folder each see its files once.
   write(dir + "/shared.toml", "kind = 'imagefolder'\ntrain = 'test'\ntest = 'test'\n");
   attach_data_spec(g, parse_data_spec(dir + "/shared.toml"));
