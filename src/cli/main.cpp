@@ -67,8 +67,9 @@ std::vector<double> parse_positive_list(const std::string& list, const std::stri
 ProgressFn train_progress(ProgressLine& line) {
   return [&line](const TrainProgress& p) {
     char detail[128];
-    std::snprintf(detail, sizeof detail, "epoch %d/%d  loss %.4f  %.0f samples/s", p.epoch,
-                  p.epochs, p.loss, p.samples_per_s);
+    // Real-size models train at a few samples a second: keep a significant digit.
+    std::snprintf(detail, sizeof detail, "epoch %d/%d  loss %.4f  %.*f samples/s", p.epoch,
+                  p.epochs, p.loss, p.samples_per_s < 10 ? 2 : 0, p.samples_per_s);
     line.update(p.step, p.steps, detail);
   };
 }

@@ -2199,15 +2199,7 @@ struct HfTokenizer::Impl {
         encs[0].truncate(max_length);
         return;
       }
-      size_t n1 = encs[0].size(), n2 = encs[1].size();
-      const bool swap = n1 > n2;
-      if (swap) std::swap(n1, n2);
-      n2 = n1 > max_length ? n1 : std::max(n1, max_length - n1);
-      if (n1 + n2 > max_length) {
-        n1 = max_length / 2;
-        n2 = n1 + max_length % 2;
-      }
-      if (swap) std::swap(n1, n2);
+      const auto [n1, n2] = longest_first_lengths(encs[0].size(), encs[1].size(), max_length);
       encs[0].truncate(n1);
       encs[1].truncate(n2);
       return;
@@ -2224,6 +2216,18 @@ struct HfTokenizer::Impl {
     target.truncate(target.size() - to_remove);
   }
 };
+
+std::pair<size_t, size_t> longest_first_lengths(size_t n1, size_t n2, size_t budget) {
+  const bool swap = n1 > n2;
+  if (swap) std::swap(n1, n2);
+  n2 = n1 > budget ? n1 : std::max(n1, budget - n1);
+  if (n1 + n2 > budget) {
+    n1 = budget / 2;
+    n2 = n1 + budget % 2;
+  }
+  if (swap) std::swap(n1, n2);
+  return {n1, n2};
+}
 
 std::shared_ptr<const HfTokenizer::Impl> HfTokenizer::Impl::build(const json& root,
                                                                   const std::string& what) {

@@ -23,6 +23,7 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <utility>
 #include <vector>
 
 namespace edgeforge {
@@ -41,6 +42,11 @@ struct TextEncodeOptions {
   std::string truncation_strategy = "longest_first";  // or "only_first", "only_second" (as HF)
   bool pad_to_max_length = true;  // pad id and type id from the file's padding section, mask 0
 };
+
+// Hugging Face's truncate_encodings for longest_first on a pair of n1 and n2 tokens: the
+// lengths kept to fit `budget` (the shorter whole when it fits beside the longer's share, else
+// half each). Either may exceed its length only when nothing needs cutting from it.
+std::pair<size_t, size_t> longest_first_lengths(size_t n1, size_t n2, size_t budget);
 
 class HfTokenizer {
  public:

@@ -220,15 +220,7 @@ class SpmText : public TextTokenizer {
         parts[0].resize(budget);
         return;
       }
-      size_t n1 = parts[0].size(), n2 = parts[1].size();
-      const bool swap = n1 > n2;
-      if (swap) std::swap(n1, n2);
-      n2 = n1 > budget ? n1 : std::max(n1, budget - n1);
-      if (n1 + n2 > budget) {
-        n1 = budget / 2;
-        n2 = n1 + budget % 2;
-      }
-      if (swap) std::swap(n1, n2);
+      const auto [n1, n2] = longest_first_lengths(parts[0].size(), parts[1].size(), budget);
       parts[0].resize(std::min(parts[0].size(), n1));
       parts[1].resize(std::min(parts[1].size(), n2));
       return;
