@@ -85,8 +85,7 @@ namespace {
 void check_recipe(const TrainRecipe& r) {
   EF_CHECK(r.epochs >= 1, "epochs: ", r.epochs, " is not valid (expected >= 1)");
   EF_CHECK(r.batch_size >= 1, "batch size: ", r.batch_size, " is not valid (expected >= 1)");
-  EF_CHECK(r.lr > 0 && std::isfinite(r.lr), "learning rate: ", r.lr,
-           " is not valid (expected > 0)");
+  EF_CHECK(r.lr > 0 && r.lr <= 1e6, "learning rate: ", r.lr, " is not valid (expected > 0 and <= 1e6)");
   EF_CHECK(r.weight_decay >= 0, "weight decay: ", r.weight_decay, " is negative");
   EF_CHECK(r.optimizer == "sgd" || r.optimizer == "adamw", "optimizer: '", r.optimizer,
            "' is unknown; valid: sgd, adamw");
@@ -288,6 +287,23 @@ TrainReport train_graph(Graph& graph, const TaskData& data, const TrainRecipe& r
   for (at::Tensor& p : params) {
     p.requires_grad_(false);
     p.mutable_grad() = at::Tensor();
+  }
+  // A finite loss does not make the last step's weights finite: one step from a loss of 85 left
+  // a ResNet-50 export with infinite weights. Such a model is garbage, not a result.
+  for (const auto& [name, t] : graph.initializers())
+    EF_CHECK(!t.is_floating_point() || at::isfinite(t).all().item<bool>(), "training '", graph.name(),
+             "' diverged: weight '", name, "' is no longer finite after ", losses.size(),
+             " steps (last loss ", losses.empty() ? 0.0 : losses.back(), "); lower the learning rate (-o lr=...)");
+  {
+    // Finite weights can still overflow float activations (a random-weight ResNet-50 export after
+    // one distillation step did, and only the next strategy's calibration noticed).
+    at::NoGradGuard no_grad;
+    RunOptions check;
+    check.threads = recipe.threads;
+    const at::Tensor out = exec.run(data.batch_inputs(graph, at::arange(std::min<int64_t>(n, 32), at::kLong)), check)[0];
+    EF_CHECK(!out.is_floating_point() || at::isfinite(out).all().item<bool>(), "training '", graph.name(),
+             "' diverged: after ", losses.size(), " steps (last loss ", losses.empty() ? 0.0 : losses.back(),
+             ") its outputs on the training samples are no longer finite; lower the learning rate (-o lr=...)");
   }
   for (auto& [name, t] : graph.initializers())  // back to the layout everything else expects
     if (t.defined() && t.dim() == 4) t = t.contiguous();

@@ -131,6 +131,26 @@ TEST(Train, RejectsInvalidRecipes) {
   expect_error(r, "gradient clipping");
 }
 
+// A step that leaves infinite weights is divergence, even when the loss before it was finite
+// (the loss is computed before the step): here the last step's weights are made infinite.
+TEST(Train, WeightsThatOverflowAreDivergence) {
+  Graph g = tiny_model(1);
+  TrainRecipe r = tiny_recipe();
+  r.epochs = 1;
+  r.batch_size = 64;  // one step
+  TrainHooks hooks;
+  hooks.after_step = [](Graph& trained) { trained.initializers().at("fc2.weight").fill_(INFINITY); };
+  try {
+    train_graph(g, blobs(64, 2), r, {}, hooks);
+    ADD_FAILURE() << "training that left infinite weights did not fail";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("weight 'fc2.weight' is no longer finite after 1 steps"), std::string::npos)
+        << e.what();
+  }
+  r.lr = 1e300;  // cannot even be applied to float weights
+  EXPECT_THROW(train_graph(g, blobs(64, 2), r), Error);
+}
+
 // The square root of the summed squared change of every trainable weight.
 double weight_change(const Graph& before, const Graph& after) {
   double sq = 0;
