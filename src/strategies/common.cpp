@@ -2,6 +2,8 @@
 
 #include <ATen/ATen.h>
 
+#include <map>
+
 #include "edgeforge/dataset.h"
 #include "edgeforge/error.h"
 #include "edgeforge/lower.h"
@@ -103,6 +105,23 @@ distillation_hook(at::Tensor logits, KdSettings kd) {
     return distillation_loss(student, logits.index_select(0, indices), labels, kd.alpha,
                              kd.temperature);
   };
+}
+
+std::string unprunable_weights_reason(const Graph& model) {
+  int64_t weighted = 0, shared = 0;
+  std::map<std::string, int> uses;
+  for (const Node& n : model.nodes())
+    for (const std::string& in : n.inputs) ++uses[in];
+  for (const Node& n : model.nodes()) {
+    if (!(n.is("Conv") || n.is("Gemm") || n.is("MatMul")) || n.inputs.size() < 2) continue;
+    ++weighted;
+    const std::string& w = n.inputs[1];
+    if (!model.has_initializer(w) || uses[w] > 1) ++shared;
+  }
+  if (shared == 0) return "";
+  return detail::concat(shared, " of its ", weighted, " Conv, Gemm and MatMul nodes read a weight computed "
+                        "at run time or shared with another node (torch.onnx.export shares equal weights "
+                        "through Identity nodes), which pruning cannot cut for one node alone");
 }
 
 int64_t output_classes(const Graph& model, const TaskData& sample) {

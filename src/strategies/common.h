@@ -48,6 +48,11 @@ std::function<at::Tensor(const at::Tensor&, const at::Tensor&, const std::vector
                          const at::Tensor&)>
 distillation_hook(at::Tensor logits, KdSettings kd);
 
+// Why a model offers a pruning strategy no weight: "" when nothing explains it, else a clause
+// such as "its 24 Conv, Gemm and MatMul nodes read weights computed at run time or shared
+// through Identity nodes (as torch.onnx.export writes equal weights)".
+std::string unprunable_weights_reason(const Graph& model);
+
 // Output classes of a model (its first output's last dimension, from a run on one sample).
 int64_t output_classes(const Graph& model, const TaskData& sample);
 

@@ -116,8 +116,11 @@ class Prune : public Strategy {
         opts.text("block") == "auto" ? (image ? "2x1" : "4x1") : opts.text("block"));
     Graph g = model.clone();  // trained in place; the teacher stays unpruned
     const std::vector<PruneTarget> targets = prune_targets(g);
-    EF_CHECK(!targets.empty(), "prune: model '", model.name(),
-             "' has no Conv, Gemm or MatMul weight to prune");
+    if (targets.empty()) {
+      const std::string why = strategies::unprunable_weights_reason(model);
+      throw Error("prune: model '" + model.name() + "' has no Conv, Gemm or MatMul weight to prune" +
+                  (why.empty() ? "" : ": " + why));
+    }
     const TaskData data = strategies::training_data(model, opts, ctx);
     TrainRecipe recipe =
         strategies::finetune_recipe(modality, opts, 2, image ? 0.01 : 2e-4, ctx);

@@ -436,9 +436,13 @@ class PruneStructured : public Strategy {
     const double ratio = opts.number("ratio");
     Graph g = model.clone();
     const std::vector<PrunableDimension> dims = prunable_dimensions(g);
-    EF_CHECK(!dims.empty(), "prune-structured: model '", model.name(),
-             "' has no prunable set of units (the outputs of a Conv, MatMul or Gemm with a constant "
-             "weight of its own, through per-unit ops, read by another such node)");
+    if (dims.empty()) {
+      const std::string why = strategies::unprunable_weights_reason(model);
+      throw Error("prune-structured: model '" + model.name() + "' has no prunable set of units" +
+                  (why.empty() ? " (the outputs of a Conv, MatMul or Gemm with a constant weight of its own, "
+                                 "through per-unit ops, read by another such node)"
+                               : ": " + why));
+    }
     auto masks = std::make_shared<std::vector<at::Tensor>>();
     int64_t removed = 0, total = 0;
     for (const PrunableDimension& d : dims) {
