@@ -4,6 +4,11 @@
 // NAME before the commands after it run, so the study and data spec files the pages show are
 // the ones tested.
 //
+// The zoo pages (strategies.md, deployment.md, report.md) list commands without `$` and without
+// output: each of those lines runs too, on zoo models trained with --quick into out/zoo and a
+// small study in out/study, and must exit 0; the few that take minutes or run a server are
+// skipped by name below.
+//
 // Matching the shown output: the folder's path reads as /tmp/try (the pages' folder), every
 // number matches any number (the fixtures' weights are random, times vary), a line "..." stands
 // for any lines and "..." inside a line for any text. Every other shown line must appear in the
@@ -204,6 +209,52 @@ class DocExamples : public ::testing::Test {
 
   std::string dir_;
 };
+
+// Listing lines of a page's code blocks: "edgeforge ..." without a prompt, comments cut, lines
+// continued with a backslash joined.
+std::vector<std::pair<std::string, std::string>> listed_commands(const std::string& page) {
+  std::vector<std::pair<std::string, std::string>> out;
+  for (const Block& b : code_blocks(kDocs + "/" + page)) {
+    for (size_t i = 0; i < b.lines.size(); ++i) {
+      if (b.lines[i].rfind("edgeforge ", 0) != 0) continue;
+      std::string command = b.lines[i];
+      while (!command.empty() && command.back() == '\\' && i + 1 < b.lines.size())
+        command = command.substr(0, command.size() - 1) + b.lines[++i];
+      const size_t comment = command.find("  #");
+      if (comment != std::string::npos) command = command.substr(0, comment);
+      while (!command.empty() && command.back() == ' ') command.pop_back();
+      out.emplace_back(page + ":" + std::to_string(b.line), command);
+    }
+  }
+  return out;
+}
+
+TEST_F(DocExamples, ZooListings) {
+  for (const char* m : {"resnet", "bert"}) {
+    SCOPED_TRACE(m);
+    run_example("setup", std::string("edgeforge train --model ") + m + " --quick --out out/zoo/" + m + ".onnx", {});
+  }
+  std::ofstream(path("small.toml")) << "quick = true\nmodels = [\"resnet\"]\nstrategies = [\"identity\"]\n"
+                                       "extras = []\ndeployments = [\"mobile\"]\ninputs = 3\nruns = 2\n"
+                                       "sweep_mbps = [10]\n";
+  run_example("setup", "edgeforge study small.toml --out out/study --jobs 1", {});
+  // Lines that take minutes or start a server; what they do is tested elsewhere.
+  const std::vector<std::pair<std::string, std::string>> skipped = {
+      {"edgeforge study --out out/study", "the default study: hours on 2 cores (tests/study runs small ones)"},
+      {"distill+sptq", "minutes of distillation (tests/strategies runs it on small data)"},
+      {"edgeforge agent ", "a server (tests/agent starts and stops them)"}};
+  int ran = 0;
+  for (const char* page : {"strategies.md", "deployment.md", "report.md"}) {
+    for (const auto& [where, command] : listed_commands(page)) {
+      bool skip = false;
+      for (const auto& [needle, why] : skipped) skip = skip || command.find(needle) != std::string::npos;
+      if (skip) continue;
+      run_example(where, command, {});
+      ++ran;
+    }
+  }
+  EXPECT_GE(ran, 14);
+}
 
 TEST_F(DocExamples, YourModel) {
   copy(kData + "/exports/resnet18.op17.onnx", "resnet18.op17.onnx");
