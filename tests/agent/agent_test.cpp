@@ -7,7 +7,9 @@
 
 #include <ATen/ATen.h>
 #include <grpcpp/grpcpp.h>
+#include <nlohmann/json.hpp>
 #include <signal.h>
+#include <sys/wait.h>
 
 #include <chrono>
 #include <cstdlib>
@@ -27,6 +29,7 @@
 #include "edgeforge/process.h"
 #include "edgeforge/tokenizer.h"
 #include "../../src/agent/agent_wire.h"
+#include "edgeforge/util.h"
 #include "edgeforge/zoo.h"
 #include "../common/test_util.h"
 
@@ -449,6 +452,31 @@ TEST(Emulation, AShapedLinkCarriesItsBandwidthAndACpuQuotaSlowsCompute) {
   // has spent part of its quota may first wait out the period (up to about 100 ms of ~720 ms).
   constexpr double kQuotaTolerance = 0.25;
   EXPECT_NEAR(slow / fast, 4.0, 4.0 * kQuotaTolerance) << slow << " ms against " << fast << " ms";
+}
+
+// A user's own export and image folder on emulated tiers: the images' file bytes cross the
+// shaped link and the mobile agent decodes them from the model's metadata alone.
+TEST(Emulation, AUsersExportAndImagesRunOnEmulatedTiers) {
+  const std::string why = emulation_unavailable();
+  if (!why.empty()) GTEST_SKIP() << why;
+  const std::filesystem::path dir = std::filesystem::temp_directory_path() / ("edgeforge-emu-user-" + std::to_string(::getpid()));
+  std::filesystem::remove_all(dir);
+  for (const char* split : {"train", "val"})
+    for (const char* cls : {"cat", "dog"}) {
+      std::filesystem::create_directories(dir / "imgs" / split / cls);
+      for (const char* f : {"photo.jpg", "rgba.png"})
+        std::filesystem::copy_file(kFixtures + "/images/" + f, dir / "imgs" / split / cls / f);
+    }
+  const std::string cmd = std::string("'") + EDGEFORGE_BINARY + "' bench --mode emulated --deploy mobile-edge "
+                          "--inputs 2 --runs 2 --json --model '" + EDGEFORGE_TEST_DATA_DIR +
+                          "/exports/resnet18.op17.onnx' --data 'imagefolder:" + (dir / "imgs").string() +
+                          "' >'" + (dir / "out.json").string() + "' 2>'" + (dir / "err.txt").string() + "'";
+  const int status = std::system(cmd.c_str());
+  ASSERT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << read_file((dir / "err.txt").string());
+  const nlohmann::json j = nlohmann::json::parse(read_file((dir / "out.json").string()));
+  EXPECT_EQ(j["mode"], "emulated");
+  EXPECT_GT(j["results"][0]["warm"]["breakdown_median_ms"]["compute.edge"].get<double>(), 0);
+  std::filesystem::remove_all(dir);
 }
 
 TEST(Emulation, WithoutRootItSaysSoAndNamesTheSimulatedMode) {

@@ -295,6 +295,32 @@ TEST_F(Cli, BenchOnRemoteAgentsAndTheAgentsOwnErrors) {
   EXPECT_NE(text.out.find("REMOTE"), std::string::npos) << text.out;
   EXPECT_NE(text.out.find("remote"), std::string::npos) << text.out;
   expect_one_line_error(run(m + "--deploy edge --bandwidth-mbps 1,10", env), {"remote links cannot be re-shaped"});
+  // A user's own export and images: the JPEG/PNG bytes cross to the mobile agent, which decodes
+  // and preprocesses them from the model's metadata alone; likewise a text and its tokenizer.
+  {
+    const std::string exports = std::string(EDGEFORGE_TEST_DATA_DIR) + "/exports";
+    for (const char* split : {"train", "val"})  // ImageNet's layout: val is the test split
+      for (const char* cls : {"cat", "dog"})
+        for (const char* f : {"photo.jpg", "rgba.png", "progressive.jpg"}) {
+          const std::string dir = path(std::string("imgs/") + split + "/" + cls);
+          fs::create_directories(dir);
+          fs::copy_file(kFixtures + "/images/" + f, dir + "/" + f);
+        }
+    const std::string user = "bench --inputs 2 --runs 2 --topology " + path("lab.toml") + " --mode remote --deploy ";
+    Outcome img = run(user + "mobile-edge --json --model " + exports + "/resnet18.op17.onnx --data imagefolder:" + path("imgs"));
+    ASSERT_EQ(img.exit_code, 0) << img.err;
+    EXPECT_GT(nlohmann::json::parse(img.out)["results"][0]["warm"]["breakdown_median_ms"]["compute.edge"].get<double>(), 0);
+    {
+      std::ifstream in(kFixtures + "/tokenizers/bert_uncased/vocab.txt");
+      std::ofstream vocab(path("vocab.txt"));
+      std::string l;
+      for (int n = 0; n < 1000 && std::getline(in, l); ++n) vocab << l << "\n";
+      std::ofstream texts(path("texts.jsonl"));
+      for (int i = 0; i < 30; ++i) texts << "{\"text\": \"review " << i << " was fine\", \"label\": " << i % 2 << "}\n";
+    }
+    Outcome text = run(user + "edge --json --model " + exports + "/bert.op17.onnx --data jsonl:" + path("texts.jsonl"));
+    ASSERT_EQ(text.exit_code, 0) << text.err;
+  }
   std::ofstream(path("noagent.toml")) << "[[tier]]\nname = \"mobile\"\n";
   expect_one_line_error(run("bench --model " + path("m.onnx") + " --deploy mobile --mode remote --topology " +
                                 path("noagent.toml"), env),
