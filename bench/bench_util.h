@@ -11,17 +11,14 @@
 #include <vector>
 
 #include "edgeforge/build_info.h"
+#include "edgeforge/stats.h"
 
 namespace edgeforge::bench {
 
 struct Timing {
   std::vector<double> samples_ms;
-  double percentile(double p) const {
-    std::vector<double> s = samples_ms;
-    std::sort(s.begin(), s.end());
-    const size_t i = std::min(s.size() - 1, static_cast<size_t>(p * (s.size() - 1) + 0.5));
-    return s[i];
-  }
+  // numpy's linear quantile, as the study's statistics compute it (edgeforge/stats.h).
+  double percentile(double p) const { return edgeforge::stats::percentile(samples_ms, p); }
   double median() const { return percentile(0.5); }
 };
 

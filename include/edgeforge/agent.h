@@ -1,4 +1,4 @@
-// edgeforge/agent.h: tier agents and deployments served by them (issue 7; docs/agents.md).
+// edgeforge/agent.h: tier agents and deployments served by them (docs/agents.md).
 //
 // An agent (`edgeforge agent`) is a gRPC server for one tier. The coordinator sends it model
 // parts (ONNX bytes with their SHA-256) once; a request enters at the first tier's agent and

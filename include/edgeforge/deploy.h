@@ -1,5 +1,5 @@
 // edgeforge/deploy.h: a model deployed on a topology's tiers, what a request carries, and the
-// simulated measurement of its end-to-end latency (issue 5; ../shared/reference/study.md).
+// simulated measurement of its end-to-end latency (docs/deployment.md).
 //
 // A request starts at the first tier (mobile) with the raw input as captured: an image frame
 // (224x224 RGB, 8 bits per channel, made from the data set's image) or a text's UTF-8 bytes. It

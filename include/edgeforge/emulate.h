@@ -1,4 +1,4 @@
-// edgeforge/emulate.h: a topology emulated on this Linux host (issue 7; docs/agents.md).
+// edgeforge/emulate.h: a topology emulated on this Linux host (docs/agents.md).
 //
 // Every tier becomes an agent process (edgeforge agent) in a network namespace of its own; the
 // namespaces are joined in the topology's order by veth pairs, and each link is shaped in both

@@ -1,7 +1,7 @@
-// edgeforge/int8.h: int8 kernels for the QDQ lowering (issue 3), on LibTorch's quantized ops
+// edgeforge/int8.h: int8 kernels for the QDQ lowering, on LibTorch's quantized ops
 // with the ONEDNN engine. Debian's LibTorch has QNNPACK and ONEDNN but no FBGEMM; ONEDNN is
 // the one that is fast on x86 (a 64->64 3x3 conv on 56x56: about 0.3 ms against QNNPACK's
-// 9 ms, ../shared/reference/platform-facts.md), so it is selected once, process-wide.
+// 9 ms, docs/runtime.md), so it is selected once, process-wide.
 //
 // Activations are uint8 per tensor (scale, zero point); weights int8, symmetric, per output
 // channel (scale = max |w_c| / 127); bias float (quantized to int32 inside the kernel).

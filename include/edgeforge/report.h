@@ -1,6 +1,6 @@
 // edgeforge/report.h: the study report, rendered from the study runner's summary document.
 //
-// A study (../shared/reference/study.md) measures a grid of models x deployment strategies x
+// A study (docs/study.md) measures a grid of models x deployment strategies x
 // deployments. The runner writes what it measured as one summary JSON document (format below);
 // this component turns it into what people and other tools read:
 //   - plain sentences with the numbers behind them (study_findings),

@@ -1,5 +1,5 @@
 // edgeforge/study.h: a study, the grid of models x strategies x deployments the published study
-// ran (../shared/reference/study.md), as one resumable command.
+// ran (docs/study.md), as one resumable command.
 //
 // A study makes every strategy's model of every model (child processes of edgeforge, two at a
 // time on two cores, cached by content), scores each one's accuracy on the test split, measures

@@ -1,11 +1,11 @@
-// edgeforge/tiers.h: tier profiles, links and topologies (issue 5), as TOML files or built-ins.
+// edgeforge/tiers.h: tier profiles, links and topologies, as TOML files or built-ins.
 //
 // A tier profile says how many cores and how much memory a tier has and how fast it computes
 // relative to this host (`speed` 0.5: twice the host's time). A link joins two tiers with a
 // bandwidth, a round-trip time and optional jitter and loss. A topology is tiers in the order
 // requests travel (they enter at the first, mobile) and the links between neighbours.
 //
-// The built-ins follow the study (../shared/reference/study.md): mobile 4 cores / 4 GB, edge 8
+// The built-ins follow the study (docs/deployment.md): mobile 4 cores / 4 GB, edge 8
 // cores / 16 GB, cloud 16 cores / 64 GB; links mobile-edge 200 Mbit/s, edge-cloud 1 Mbit/s.
 // Their speeds (mobile 0.25, edge 1, cloud 2) and round-trip times (mobile-edge 5 ms,
 // edge-cloud 40 ms) are assumptions the study does not give: a profile made on the real device

@@ -1,6 +1,7 @@
 // The study report (edgeforge/report.h): the summary checked and typed, the HTML report with
 // its Vega charts, the Markdown report and the CSV exports. The findings are in findings.cpp.
 #include "edgeforge/report.h"
+#include "edgeforge/stats.h"
 
 #include <nlohmann/json.hpp>
 
@@ -663,7 +664,7 @@ std::vector<Table> result_tables(const StudySummary& s) {
   out.push_back(pareto);
 
   Table speed{"speedup-table",
-              with_mark("SummarySpeedup over identity: identity's warm median over the strategy's",
+              with_mark("Speedup over identity: identity's warm median over the strategy's",
                         all_mark),
               "Mean over models of the per-model ratio; above 1 is faster than identity.",
               {"strategy", "deploy", "identity on", "mean"}, {}, {false, false, false, true}};
@@ -791,14 +792,6 @@ struct Chart {
   json spec;
 };
 
-// Quantile by linear interpolation between order statistics; `sorted` is not empty.
-double quantile(const std::vector<double>& sorted, double q) {
-  const double pos = q * static_cast<double>(sorted.size() - 1);
-  const size_t lo = static_cast<size_t>(std::floor(pos));
-  const size_t hi = static_cast<size_t>(std::ceil(pos));
-  return sorted[lo] + (sorted[hi] - sorted[lo]) * (pos - static_cast<double>(lo));
-}
-
 // Log scales need positive values; a chart with a zero or a negative value falls back to symlog.
 std::string positive_scale(const std::vector<double>& values) {
   for (double v : values)
@@ -837,8 +830,8 @@ json latency_box_spec(const StudySummary& s, const SummaryModel& m, const std::s
       rows.push_back({{"strategy", st.name}, {"deploy", s.deployments[di]},
                       {"order", static_cast<int64_t>(di)}, {"panel_width", panel_width},
                       {"min", x.front()},
-                      {"q1", quantile(x, 0.25)}, {"median", c->warm_median_ms},
-                      {"q3", quantile(x, 0.75)}, {"max", x.back()}, {"p99", c->warm_p99_ms},
+                      {"q1", stats::percentile(x, 0.25)}, {"median", c->warm_median_ms},
+                      {"q3", stats::percentile(x, 0.75)}, {"max", x.back()}, {"p99", c->warm_p99_ms},
                       {"n", static_cast<int64_t>(c->warm_samples_ms.size())}, {"mode", c->mode}});
     }
     panels += in_panel > 0 ? 1 : 0;
@@ -1131,7 +1124,7 @@ std::vector<Chart> charts(const StudySummary& s) {
   if (any_speedup)
     add("speedup", "Blue: faster than identity; red: slower. Each cell is the mean over models "
         "of identity's warm median over the strategy's.",
-        speedup_spec(s, with_mark("SummarySpeedup over identity, strategy against deployment (mean "
+        speedup_spec(s, with_mark("Speedup over identity, strategy against deployment (mean "
                                   "over models)",
                                   mode_mark(cell_modes(s, "", "", "")))));
   for (const SummaryLink& link : s.study.links)
@@ -1335,7 +1328,7 @@ std::string render_report_html(const json& summary, const ReportOptions& options
   const std::map<std::string, std::string> headings = {
       {"latency", "Latency distributions per deployment"},
       {"pareto", "Accuracy against latency"},
-      {"speedup", "SummarySpeedup of each strategy on each deployment"},
+      {"speedup", "Speedup of each strategy on each deployment"},
       {"sweep", "Bandwidth sweep"}};
   std::string last;
   for (const Chart& c : chart_list) {

@@ -471,7 +471,7 @@ TEST(ReportHtml, IsSelfContainedAndMarked) {
   EXPECT_NE(html.find("<li>For resnet the fastest deployment is mobile"), std::string::npos);
   EXPECT_NE(html.find("<caption>Warm and cold latency per cell (simulated)</caption>"),
             std::string::npos);
-  EXPECT_NE(html.find("<caption>SummarySpeedup over identity: identity&#39;s warm median over the "
+  EXPECT_NE(html.find("<caption>Speedup over identity: identity&#39;s warm median over the "
                       "strategy&#39;s (simulated)</caption>"),
             std::string::npos);
   EXPECT_NE(html.find("<caption>Accuracy and McNemar tests against identity</caption>"),
