@@ -18,6 +18,7 @@
 #include "edgeforge/onnx_io.h"
 #include "edgeforge/stats.h"
 #include "edgeforge/task.h"
+#include "edgeforge/tier_modes.h"
 
 namespace edgeforge::cli {
 namespace {
@@ -129,7 +130,7 @@ Action add_bench(CLI::App& app) {
   cmd->add_option("--mode", args->mode,
                   "simulated (on this host), emulated (agents in network namespaces with shaped\n"
                   "links and CPU quotas; needs root) or remote (the topology's agents)")
-      ->check(CLI::IsMember({"simulated", "emulated", "remote"}))
+      ->check(CLI::IsMember(tier_mode_names()))
       ->capture_default_str();
   cmd->add_option("--timeout-ms", args->timeout_ms, "emulated and remote: a request's deadline")
       ->check(CLI::Range(1.0, 3600000.0))
@@ -199,20 +200,17 @@ Action add_bench(CLI::App& app) {
       }
     }
     Deployment dep(model, topo0, where);  // simulated; for the others, the cut and threads
-    const std::string mode = args->mode;
-    const bool real = mode != "simulated";
+    const TierMode& mode = tier_mode(args->mode);
+    const bool real = mode.real;
     std::unique_ptr<Emulation> emulation;
     std::unique_ptr<RemoteDeployment> remote;
     std::vector<AgentEndpoint> endpoints;
-    if (mode == "emulated") {
-      const std::string why = emulation_unavailable();
-      EF_CHECK(why.empty(), why);
-      say("emulated: setting up " + std::to_string(topo0.tiers.size()) + " tiers");
-      emulation = std::make_unique<Emulation>(topo0);
-      for (const std::string& line : emulation->describe()) say("  " + line);
-      endpoints = emulation->endpoints();
-    } else if (mode == "remote") {
-      endpoints = topology_agents(topo0);
+    if (real) {
+      endpoints = tier_mode_agents(mode, topo0, EmulationOptions{}, emulation);
+      if (emulation) {
+        say(mode.name + ": set up " + std::to_string(topo0.tiers.size()) + " tiers");
+        for (const std::string& line : emulation->describe()) say("  " + line);
+      }
     }
     if (real) {
       RemoteOptions ro;
@@ -238,7 +236,7 @@ Action add_bench(CLI::App& app) {
     std::vector<double> bandwidths;
     size_t swept = 0;
     if (!args->bandwidths.empty()) {
-      EF_CHECK(mode != "remote", "--bandwidth-mbps: remote links cannot be re-shaped; sweep in "
+      EF_CHECK(mode.reshapable, "--bandwidth-mbps: ", mode.name, " links cannot be re-shaped; sweep in "
                "--mode simulated or emulated");
       bandwidths = parse_positive_list(args->bandwidths, "--bandwidth-mbps");
       if (args->link.empty()) {
@@ -318,7 +316,7 @@ Action add_bench(CLI::App& app) {
     if (args->json) {
       nlohmann::json j = {
           {"tool", "edgeforge bench"},
-          {"mode", mode},
+          {"mode", mode.name},
           {"environment",
            {{"commit", commit}, {"version", version()}, {"cpu", cpu},
             {"host_cores", default_threads()}, {"seed", args->seed}}},
@@ -369,7 +367,7 @@ Action add_bench(CLI::App& app) {
       std::replace(cpu_csv.begin(), cpu_csv.end(), ',', ' ');
       for (const Point& p : points) {
         auto row = [&](const RequestTiming& t, const char* kind, int run, int64_t input) {
-          std::printf("%s,%s,%s,%s,%llu,%s,%s,%s,%s,%g,%s,%d,%lld,%.6f", mode.c_str(), commit.c_str(),
+          std::printf("%s,%s,%s,%s,%llu,%s,%s,%s,%s,%g,%s,%d,%lld,%.6f", mode.name.c_str(), commit.c_str(),
                       cpu_csv.c_str(), threads.c_str(), static_cast<unsigned long long>(args->seed),
                       model.name().c_str(), where.label().c_str(), where.cut.c_str(),
                       link_name.c_str(), p.bandwidth, kind, run, static_cast<long long>(input),
@@ -386,9 +384,7 @@ Action add_bench(CLI::App& app) {
     }
 
     // Text.
-    const std::string how = mode == "simulated" ? "SIMULATED on this host"
-                            : mode == "emulated" ? "EMULATED on this host (agents, namespaces, tc, cgroups)"
-                                                 : "REMOTE agents (coordinator on this host)";
+    const std::string how = mode.banner;
     std::printf("bench %s on %s, topology %s: %s (%s, %d cores)\n", model.name().c_str(),
                 where.label().c_str(), topo0.name.c_str(), how.c_str(), cpu.c_str(), default_threads());
     const std::string request = payloads[0].kind == "frame"
@@ -410,7 +406,7 @@ Action add_bench(CLI::App& app) {
     std::printf("%zu inputs x %d runs, first dropped: %zu warm samples, %zu cold; measured in %.1f s\n\n",
                 payloads.size(), args->runs, warm.size(), cold.size(), wall_s);
     auto table = [&](const Summary& s, const char* title) {
-      std::printf("%-26s %10.3f %10.3f %10.3f   %s\n", title, s.median, s.p90, s.p99, mode.c_str());
+      std::printf("%-26s %10.3f %10.3f %10.3f   %s\n", title, s.median, s.p90, s.p99, mode.name.c_str());
       for (const auto& [name, v] : s.breakdown) {
         if (name == "load" && std::string(title).rfind("warm", 0) == 0) continue;
         std::printf("  %-24s %10.3f\n", name.c_str(), v);

@@ -6,11 +6,11 @@
 #include <nlohmann/json.hpp>
 
 #include "commands.h"
-#include "edgeforge/emulate.h"
 #include "edgeforge/error.h"
 #include "edgeforge/onnx_io.h"
 #include "edgeforge/report.h"
 #include "edgeforge/study.h"
+#include "edgeforge/tier_modes.h"
 #include "edgeforge/zoo.h"
 
 namespace fs = std::filesystem;
@@ -75,7 +75,7 @@ void check_study(const StudyConfig& c) {
   }
   std::printf("latency    %s, %lld inputs x %d runs (first dropped)%s\n", c.mode.c_str(),
               static_cast<long long>(c.inputs), c.runs,
-              c.mode == "simulated" ? (", sweep " + sweep + " Mbit/s").c_str() : "");
+              !tier_mode(c.mode).real ? (", sweep " + sweep + " Mbit/s").c_str() : "");
   std::printf("ok: nothing run (--check)\n");
 }
 
@@ -110,7 +110,7 @@ Action add_study(CLI::App& app) {
   cmd->add_option("--mode", args->mode,
                   "how latency is measured: simulated, emulated (root) or remote (default: the\n"
                   "study file's mode, else simulated); a study folder keeps one mode")
-      ->check(CLI::IsMember({"simulated", "emulated", "remote"}));
+      ->check(CLI::IsMember(tier_mode_names()));
   cmd->add_flag("--retry-failed", args->retry_failed, "run cells recorded as failed again");
   cmd->add_flag("--no-report", args->no_report, "skip the statistics and the report");
   cmd->add_flag("--check", args->check,
@@ -126,8 +126,8 @@ Action add_study(CLI::App& app) {
       check_study(config);
       return 0;
     }
-    if (config.mode == "emulated") {
-      const std::string why = emulation_unavailable();
+    {
+      const std::string why = tier_mode(config.mode).unavailable();
       EF_CHECK(why.empty(), why);
     }
     const std::string out = !args->out.empty() ? args->out

@@ -2,6 +2,7 @@
 // its Vega charts, the Markdown report and the CSV exports. The findings are in findings.cpp.
 #include "edgeforge/report.h"
 #include "edgeforge/stats.h"
+#include "edgeforge/tier_modes.h"
 
 #include <nlohmann/json.hpp>
 
@@ -769,13 +770,9 @@ std::vector<Table> result_tables(const StudySummary& s) {
 
 // What each mode means, for the banner.
 std::string mode_description(const std::string& mode) {
-  if (mode == "simulated")
-    return "simulated: compute measured on this host and scaled by tier speed; links computed "
-           "from bandwidth and RTT";
-  if (mode == "emulated")
-    return "emulated: measured on tiers and links emulated on this host";
-  if (mode == "remote") return "remote: measured on the tiers' own machines over real links";
-  return mode + ": latency obtained in mode '" + mode + "'";
+  for (const TierMode& m : tier_modes())
+    if (m.name == mode) return m.description;
+  return mode + ": latency obtained in mode '" + mode + "'";  // a mode of another version
 }
 
 std::vector<std::string> all_modes(const StudySummary& s) {

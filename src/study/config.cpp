@@ -8,6 +8,7 @@
 #include <sstream>
 
 #include "edgeforge/dataset.h"
+#include "edgeforge/tier_modes.h"
 #include "edgeforge/error.h"
 #include "edgeforge/util.h"
 #include "edgeforge/strategy.h"
@@ -213,8 +214,11 @@ StudyConfig parse_study(const std::string& toml_text, const std::string& source)
       }
     } else if (key == "mode") {
       auto v = node.value<std::string>();
-      EF_CHECK(v && (*v == "simulated" || *v == "emulated" || *v == "remote"), where,
-               ": 'mode' must be \"simulated\", \"emulated\" or \"remote\"");
+      const std::vector<std::string> modes = tier_mode_names();
+      std::string valid;
+      for (const std::string& m : modes) valid += (valid.empty() ? "\"" : ", \"") + m + "\"";
+      EF_CHECK(v && std::find(modes.begin(), modes.end(), *v) != modes.end(), where, ": 'mode' must be one of ",
+               valid);
       c.mode = *v;
     } else if (key == "options") {
       const toml::table* t = node.as_table();

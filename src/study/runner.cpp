@@ -22,6 +22,7 @@
 #include "edgeforge/build_info.h"
 #include "edgeforge/deploy.h"
 #include "edgeforge/dataset.h"
+#include "edgeforge/tier_modes.h"
 #include "edgeforge/error.h"
 #include "edgeforge/lower.h"
 #include "edgeforge/onnx_io.h"
@@ -92,7 +93,7 @@ nlohmann::json settings_json(const StudyConfig& c) {
           {"runs", c.runs},            {"accuracy_limit", c.accuracy_limit},
           {"train_limit", c.train_limit}, {"sweep_mbps", c.sweep_mbps},
           {"seed", c.seed}};
-  if (c.mode != "simulated") j["mode"] = c.mode;  // (older simulated studies have no key)
+  if (tier_mode(c.mode).real) j["mode"] = c.mode;  // (older simulated studies have no key)
   return j;
 }
 
@@ -540,7 +541,7 @@ class Runner {
       const std::vector<Payload> payloads = make_payloads(g, po);
       Deployment dep(g, c_.topology, where);  // simulated; else for the cut and threads
       std::unique_ptr<RemoteDeployment> remote;
-      if (c_.mode != "simulated") remote = std::make_unique<RemoteDeployment>(g, c_.topology, where, agents());
+      if (tier_mode(c_.mode).real) remote = std::make_unique<RemoteDeployment>(g, c_.topology, where, agents());
       DeploymentRunner& runner = remote ? static_cast<DeploymentRunner&>(*remote) : dep;
       const std::string what = "latency " + m.name + "/" + strategy + "/" + deploy;
       const DeploymentSamples s = measure_deployment(runner, payloads, c_.runs, [&](int64_t d, int64_t t) {
@@ -603,15 +604,10 @@ class Runner {
   // study.
   const std::vector<AgentEndpoint>& agents() {
     if (agents_.empty()) {
-      if (c_.mode == "emulated") {
-        EmulationOptions eo;
-        eo.program = opts_.program;
-        eo.log_dir = out_ + "/logs/agents";
-        emulation_ = std::make_unique<Emulation>(c_.topology, eo);
-        agents_ = emulation_->endpoints();
-      } else {
-        agents_ = topology_agents(c_.topology);
-      }
+      EmulationOptions eo;
+      eo.program = opts_.program;
+      eo.log_dir = out_ + "/logs/agents";
+      agents_ = tier_mode_agents(tier_mode(c_.mode), c_.topology, eo, emulation_);
     }
     return agents_;
   }
