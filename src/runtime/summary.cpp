@@ -1,3 +1,6 @@
+// The model summary of `edgeforge info` (edgeforge/summary.h). It lives with the runtime, not in
+// graph/: it asks the lowering and the inference plan which ops run fast, so the graph layer
+// depends on nothing above it.
 #include "edgeforge/summary.h"
 
 #include <ATen/ATen.h>
