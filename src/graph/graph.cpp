@@ -2,21 +2,11 @@
 
 #include <ATen/ATen.h>
 
-#include <cstdio>
-#include <cstdlib>
 #include <set>
 
 #include "edgeforge/error.h"
 
 namespace edgeforge {
-
-namespace detail {
-void assert_failed(const char* expr, const char* file, int line, const std::string& msg) {
-  std::fprintf(stderr, "edgeforge: internal error: %s failed at %s:%d %s\n", expr, file, line,
-               msg.c_str());
-  std::abort();
-}
-}  // namespace detail
 
 namespace {
 template <typename T>
