@@ -1,5 +1,5 @@
 // edgeforge/process.h: child processes (another edgeforge run, an agent) with their output in
-// files, waited for without blocking.
+// files, waited for without blocking, and a pool that runs many of them side by side.
 //
 // Threads are no substitute here: LibTorch's intra-op thread count is process-wide, and a
 // process that has used OpenMP cannot safely fork() and go on computing, so independent jobs
@@ -8,6 +8,9 @@
 
 #include <sys/types.h>
 
+#include <chrono>
+#include <deque>
+#include <functional>
 #include <optional>
 #include <string>
 #include <vector>
@@ -40,5 +43,42 @@ class ChildProcess {
 
 // Absolute path of the running executable (/proc/self/exe).
 std::string self_executable();
+
+// One job of a JobPool: a child process and what to do when it ends.
+struct Job {
+  std::string name;                           // for progress lines and errors: "train resnet"
+  std::vector<std::string> argv;              // argv[0]: a path, as for ChildProcess
+  std::string stdout_path, stderr_path;       // as for ChildProcess
+  std::vector<std::string> env;               // NAME=VALUE added to the inherited environment
+  std::function<void()> started;              // [optional] called as it starts
+  // Called once it ended, with its exit status (as ChildProcess::poll) and its wall time. It
+  // may add jobs to the pool. An exception it throws leaves JobPool::run, and the jobs still
+  // running are killed.
+  std::function<void(int status, double seconds)> ended;
+};
+
+// Child processes run side by side, at most `slots` at a time, in the order queued (`urgent`
+// jobs ahead of the others). The jobs of `edgeforge zoo --train` (a model's training, then its
+// evaluation) and of a study (teachers, then the pipelines that start from them) run here.
+class JobPool {
+ public:
+  explicit JobPool(int slots, std::chrono::milliseconds poll_every = std::chrono::milliseconds(200));
+  void add(Job job, bool urgent = false);
+  // Runs until no job is queued or running. `tick` (optional) is called after every poll with
+  // the jobs running, e.g. to show their progress.
+  void run(const std::function<void(const std::vector<const Job*>& running)>& tick = {});
+  size_t queued() const { return queue_.size(); }
+
+ private:
+  struct Running {
+    Job job;
+    ChildProcess process;
+    std::chrono::steady_clock::time_point started;
+  };
+  int slots_;
+  std::chrono::milliseconds poll_every_;
+  std::deque<Job> queue_;
+  std::vector<Running> running_;
+};
 
 }  // namespace edgeforge

@@ -88,6 +88,26 @@ class Strategy {
                       nlohmann::json& report) const = 0;
 };
 
+// How a study deploys a strategy's model. A study strategy is a pipeline's model (its name:
+// "sptq", "distill+sptq"; "identity" for the model itself) on each single-tier deployment,
+// unless a placement strategy says otherwise: "partition" splits the model at the study's cut
+// over each split deployment ("mobile-edge"), "auto-partition" deploys it where the placement
+// estimate ranks first (`bench --at auto`). A composable placement also places a pipeline's
+// model: "sptq+partition" is sptq's model, split.
+enum class PlacementRule {
+  whole,      // on each single-tier deployment
+  split,      // split at the study's cut, on each split deployment
+  automatic,  // the best estimated placement and cut, on the deployment kAutoDeployment
+};
+inline constexpr const char* kAutoDeployment = "auto";
+
+struct PlacementStrategy {
+  std::string name;
+  std::string summary;  // one sentence
+  PlacementRule rule = PlacementRule::whole;
+  bool composable = false;  // "P+name" places P's model
+};
+
 class StrategyRegistry {
  public:
   static StrategyRegistry& global();
@@ -96,8 +116,13 @@ class StrategyRegistry {
   std::vector<const Strategy*> all() const;  // sorted by name
   std::string names() const;                 // "distill, dynamic, ..."
 
+  void add_placement(PlacementStrategy placement);
+  const PlacementStrategy* find_placement(const std::string& name) const;
+  const std::vector<PlacementStrategy>& placements() const { return placements_; }
+
  private:
   std::vector<std::unique_ptr<Strategy>> strategies_;
+  std::vector<PlacementStrategy> placements_;
 };
 
 namespace detail {
@@ -107,6 +132,29 @@ struct StrategyRegistrar {
 };
 }  // namespace detail
 #define EF_REGISTER_STRATEGY(T) static const ::edgeforge::detail::StrategyRegistrar<T> ef_strategy_##T
+
+namespace detail {
+struct PlacementRegistrar {
+  explicit PlacementRegistrar(PlacementStrategy p) {
+    StrategyRegistry::global().add_placement(std::move(p));
+  }
+};
+}  // namespace detail
+#define EF_REGISTER_PLACEMENT(id, ...) \
+  static const ::edgeforge::detail::PlacementRegistrar ef_placement_##id{__VA_ARGS__}
+
+// A study strategy's name read as what it deploys and how.
+struct StudyStrategy {
+  std::string pipeline;  // the model it deploys: a pipeline, or "identity"
+  PlacementRule rule = PlacementRule::whole;
+  bool split() const { return rule == PlacementRule::split; }
+  bool automatic() const { return rule == PlacementRule::automatic; }
+};
+// Error naming an unknown step, listing the strategies and the placements.
+StudyStrategy parse_study_strategy(const std::string& name);
+// The forms parse_study_strategy accepts besides pipelines: "identity, partition,
+// auto-partition, P+partition".
+std::string study_strategy_forms();
 
 // The steps of "a+b+c"; Error naming an unknown step and listing the valid ones.
 std::vector<const Strategy*> parse_pipeline(const std::string& pipeline);

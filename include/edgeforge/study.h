@@ -9,7 +9,7 @@
 //
 //   StudyConfig config = default_study(/*quick=*/false);      // or load_study("mine.toml")
 //   run_study(config, "out/study");                            // out/study/study.sqlite
-//   nlohmann::json summary = study_summary("out/study");       // statistics included
+//   StudySummary summary = summarize_study("out/study");       // statistics included
 //
 // Strategies are edgeforge optimize pipelines ("sptq", "distill+sptq"), "identity" (the model
 // itself), "partition" and "P+partition" (the model, or P's model, on each split deployment at
@@ -26,6 +26,7 @@
 #include <nlohmann/json.hpp>
 
 #include "edgeforge/dataset.h"
+#include "edgeforge/study_schema.h"
 #include "edgeforge/tiers.h"
 
 namespace edgeforge {
@@ -91,10 +92,11 @@ struct StudyRunOptions {
 void run_study(const StudyConfig& config, const std::string& out_dir,
                const StudyRunOptions& options = {});
 
-// The summary of a study folder (the format of edgeforge/report.h): every cell with its samples,
+// The summary of a study folder (edgeforge/study_schema.h): every cell with its samples,
 // accuracy, statistics (Kruskal-Wallis, Conover with Holm, Cliff's delta; McNemar; Wilcoxon with
-// Bonferroni; speedups; bootstrap intervals) and the Pareto fronts.
-nlohmann::json study_summary(const std::string& out_dir);
+// Bonferroni; speedups; bootstrap intervals) and the Pareto fronts. Error when `out_dir` holds
+// no study database.
+StudySummary summarize_study(const std::string& out_dir);
 
 // The study database's path in `out_dir`.
 std::string study_database(const std::string& out_dir);
@@ -106,7 +108,8 @@ struct Budget {
 };
 
 // The best strategy and deployment per model within the budget (the lowest warm median among
-// the cells that meet both), or, when none does, the Pareto set and the nearest miss.
-nlohmann::json recommend(const nlohmann::json& summary, const Budget& budget);
+// the cells that meet both), or, when none does, the Pareto set and the nearest miss, as the
+// document `edgeforge recommend --json` prints.
+nlohmann::json recommend(const StudySummary& summary, const Budget& budget);
 
 }  // namespace edgeforge

@@ -4,6 +4,7 @@
 #include <chrono>
 #include <cstdint>
 #include <string>
+#include <vector>
 
 namespace edgeforge {
 
@@ -15,6 +16,9 @@ std::string hex64(uint64_t value);  // 16 lowercase hex digits
 std::string base64_encode(const std::string& bytes);
 // Throws Error naming `what` when `text` is not valid base64.
 std::string base64_decode(const std::string& text, const std::string& what);
+
+// The items with `sep` between them: join({"a", "b"}, ", ") is "a, b".
+std::string join(const std::vector<std::string>& items, const std::string& sep);
 
 // Whole-file I/O; errors name the path.
 std::string read_file(const std::string& path);

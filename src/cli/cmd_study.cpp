@@ -18,15 +18,6 @@ namespace fs = std::filesystem;
 namespace edgeforge::cli {
 namespace {
 
-// Writes the HTML and Markdown reports and the exports of `dir`; returns the HTML's path.
-std::string write_reports(const std::string& dir, const nlohmann::json& summary) {
-  const std::string html = dir + "/report.html";
-  write_file_atomic(html, render_report_html(summary));
-  write_file_atomic(dir + "/report.md", render_report_markdown(summary));
-  write_report_exports(summary, dir + "/export");
-  return html;
-}
-
 std::string joined(const std::vector<std::string>& items) {
   std::string out;
   for (const std::string& s : items) out += (out.empty() ? "" : ", ") + s;
@@ -137,8 +128,7 @@ Action add_study(CLI::App& app) {
     ro.retry_failed = args->retry_failed;
     run_study(config, out, ro);
     if (args->no_report) return 0;
-    const nlohmann::json summary = study_summary(out);
-    const std::string html = write_reports(out, summary);
+    const std::string html = write_study_reports(summarize_study(out), out);
     std::printf("report: %s (also %s/report.md and %s/export/)\n", html.c_str(), out.c_str(),
                 out.c_str());
     return 0;
@@ -174,7 +164,7 @@ Action add_recommend(CLI::App& app) {
     b.max_accuracy_drop_pt = args->max_drop;
     b.deploy = args->deploy;
     b.model = args->model;
-    const nlohmann::json r = recommend(study_summary(args->dir), b);
+    const nlohmann::json r = recommend(summarize_study(args->dir), b);
     if (args->json) {
       std::printf("%s\n", r.dump(2).c_str());
       return 0;
@@ -229,7 +219,7 @@ Action add_report(CLI::App& app) {
       ->capture_default_str();
   cmd->add_option("--out", args->out, "output file (default: STUDY_DIR/report.html or report.md)");
   return [args]() {
-    const nlohmann::json summary = study_summary(args->dir);
+    const StudySummary summary = summarize_study(args->dir);
     const std::string out =
         !args->out.empty() ? args->out : args->dir + (args->format == "html" ? "/report.html" : "/report.md");
     write_file_atomic(out, args->format == "html" ? render_report_html(summary)

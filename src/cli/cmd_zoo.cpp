@@ -93,72 +93,39 @@ std::map<std::string, ZooRow> run_zoo_jobs(const std::vector<std::string>& model
   const std::string logs = out_dir + "/logs";
   std::filesystem::create_directories(logs);
   const std::string exe = self_executable();
-  struct Job {
-    std::string model;
-    bool eval = false;
-    std::string name() const { return (eval ? "eval " : "train ") + model; }
-    std::string stem(const std::string& logs) const {
-      return logs + "/" + model + (eval ? ".eval" : "");
-    }
-  };
-  struct Running {
-    Job job;
-    ChildProcess process;
-  };
-  std::deque<Job> queue;
-  for (const std::string& m : models) queue.push_back({m, false});
-  std::vector<Running> running;
+  JobPool pool(jobs, std::chrono::milliseconds(250));
   std::map<std::string, ZooRow> rows;
   const size_t total_jobs = 2 * models.size();
   size_t finished = 0;
-  // Jobs take from seconds (an evaluation) to minutes: each running one shows its own ETA.
-  ProgressLine line("zoo (" + std::to_string(jobs) + " jobs x " + std::to_string(threads) +
-                        " threads)",
-                    /*show_eta=*/false);
-  while (!queue.empty() || !running.empty()) {
-    while (!queue.empty() && running.size() < static_cast<size_t>(jobs)) {
-      const Job job = queue.front();
-      queue.pop_front();
-      const std::string model_path = out_dir + "/" + job.model + ".onnx";
-      std::vector<std::string> argv = {exe, job.eval ? "eval" : "train", "--model"};
-      if (job.eval) {
-        argv.insert(argv.end(), {model_path, "--threads", std::to_string(threads), "--json"});
-        if (quick) argv.insert(argv.end(), {"--limit", "256"});
-      } else {
-        argv.insert(argv.end(), {job.model, "--out", model_path, "--threads",
-                                 std::to_string(threads), "--json"});
-        if (quick) argv.push_back("--quick");
-      }
-      const std::string stem = job.stem(logs);
-      running.push_back({job, ChildProcess(argv, stem + ".json", stem + ".log",
-                                           {"EDGEFORGE_PROGRESS_SECONDS=1"})});
+  // The job of training (eval = false) or evaluating `model`, its log and report in logs/.
+  std::function<Job(const std::string&, bool)> job_of = [&](const std::string& model, bool eval) {
+    const std::string name = (eval ? "eval " : "train ") + model;
+    const std::string stem = logs + "/" + model + (eval ? ".eval" : "");
+    const std::string model_path = out_dir + "/" + model + ".onnx";
+    Job job;
+    job.name = name;
+    job.argv = {exe, eval ? "eval" : "train", "--model"};
+    if (eval) {
+      job.argv.insert(job.argv.end(), {model_path, "--threads", std::to_string(threads), "--json"});
+      if (quick) job.argv.insert(job.argv.end(), {"--limit", "256"});
+    } else {
+      job.argv.insert(job.argv.end(), {model, "--out", model_path, "--threads",
+                                       std::to_string(threads), "--json"});
+      if (quick) job.argv.push_back("--quick");
     }
-    std::this_thread::sleep_for(std::chrono::milliseconds(250));
-    std::string detail;
-    double progress = static_cast<double>(finished);
-    for (auto it = running.begin(); it != running.end();) {
-      const std::optional<int> status = it->process.poll();
-      const Job job = it->job;
-      const std::string log = job.stem(logs) + ".log";
-      if (!status) {
-        const auto [text, fraction] = child_progress(job.name(), log);
-        detail += (detail.empty() ? "" : " | ") + text;
-        progress += fraction;
-        ++it;
-        continue;
-      }
-      if (*status != 0) {
-        const std::string message = (job.eval ? "evaluating " : "training ") + job.model +
-                                    " failed (exit " + std::to_string(*status) + "): " +
-                                    last_error(log) + " (full log: " + log + ")";
-        running.clear();  // kills the others
-        throw Error(message);
-      }
-      const nlohmann::json report = read_child_json(job.name(), job.stem(logs) + ".json");
-      ZooRow& row = rows[job.model];
+    job.stdout_path = stem + ".json";
+    job.stderr_path = stem + ".log";
+    job.env = {"EDGEFORGE_PROGRESS_SECONDS=1"};
+    job.ended = [&, model, eval, name, stem](int status, double) {
+      const std::string log = stem + ".log";
+      if (status != 0)
+        throw Error((eval ? "evaluating " : "training ") + model + " failed (exit " +
+                    std::to_string(status) + "): " + last_error(log) + " (full log: " + log + ")");
+      const nlohmann::json report = read_child_json(name, stem + ".json");
+      ZooRow& row = rows[model];
       std::string said;
       try {
-        if (job.eval) {
+        if (eval) {
           row.eval = report;
           said = eval_summary(report);
         } else {
@@ -167,21 +134,34 @@ std::map<std::string, ZooRow> run_zoo_jobs(const std::vector<std::string>& model
           said = row.trained.from_cache
                      ? "cached"
                      : std::to_string(static_cast<int>(row.trained.seconds + 0.5)) + " s";
-          queue.push_front({job.model, true});
+          pool.add(job_of(model, true), /*urgent=*/true);
         }
       } catch (const nlohmann::json::exception& e) {
-        throw Error(job.name() + ": unexpected report " + job.stem(logs) + ".json: " + e.what());
+        throw Error(name + ": unexpected report " + stem + ".json: " + e.what());
       }
       std::fprintf(stderr, "%s%s: %s\n", ::isatty(STDERR_FILENO) ? "\r\033[K" : "",
-                   job.name().c_str(), said.c_str());
+                   name.c_str(), said.c_str());
       ++finished;
-      progress += 1.0;
-      it = running.erase(it);
+    };
+    return job;
+  };
+  for (const std::string& m : models) pool.add(job_of(m, false));
+  // Jobs take from seconds (an evaluation) to minutes: each running one shows its own ETA.
+  ProgressLine line("zoo (" + std::to_string(jobs) + " jobs x " + std::to_string(threads) +
+                        " threads)",
+                    /*show_eta=*/false);
+  pool.run([&](const std::vector<const Job*>& running) {
+    std::string detail;
+    double progress = static_cast<double>(finished);
+    for (const Job* job : running) {
+      const auto [text, fraction] = child_progress(job->name, job->stderr_path);
+      detail += (detail.empty() ? "" : " | ") + text;
+      progress += fraction;
     }
     line.update(static_cast<int64_t>(progress * 100), static_cast<int64_t>(total_jobs) * 100,
                 std::to_string(finished) + "/" + std::to_string(total_jobs) + " jobs done" +
                     (detail.empty() ? "" : " | " + detail));
-  }
+  });
   line.finish("");
   return rows;
 }

@@ -6,9 +6,11 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
 #include <filesystem>
+#include <thread>
 
 #include "edgeforge/error.h"
 
@@ -110,6 +112,48 @@ std::string self_executable() {
   const std::filesystem::path p = std::filesystem::read_symlink("/proc/self/exe", ec);
   EF_CHECK(!ec, "cannot find the running executable (/proc/self/exe): ", ec.message());
   return p.string();
+}
+
+JobPool::JobPool(int slots, std::chrono::milliseconds poll_every)
+    : slots_(std::max(1, slots)), poll_every_(poll_every) {}
+
+void JobPool::add(Job job, bool urgent) {
+  if (urgent) queue_.push_front(std::move(job));
+  else queue_.push_back(std::move(job));
+}
+
+void JobPool::run(const std::function<void(const std::vector<const Job*>&)>& tick) {
+  struct KillOnExit {  // an exception from a callback leaves no child behind
+    std::vector<Running>& running;
+    ~KillOnExit() { running.clear(); }
+  } guard{running_};
+  while (!queue_.empty() || !running_.empty()) {
+    while (!queue_.empty() && running_.size() < static_cast<size_t>(slots_)) {
+      Job job = std::move(queue_.front());
+      queue_.pop_front();
+      if (job.started) job.started();
+      ChildProcess process(job.argv, job.stdout_path, job.stderr_path, job.env);
+      running_.push_back({std::move(job), std::move(process), std::chrono::steady_clock::now()});
+    }
+    std::this_thread::sleep_for(poll_every_);
+    for (size_t k = 0; k < running_.size();) {
+      const std::optional<int> status = running_[k].process.poll();
+      if (!status) {
+        ++k;
+        continue;
+      }
+      const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() -
+                                                           running_[k].started).count();
+      Job job = std::move(running_[k].job);
+      running_.erase(running_.begin() + static_cast<std::ptrdiff_t>(k));
+      if (job.ended) job.ended(*status, seconds);
+    }
+    if (tick) {
+      std::vector<const Job*> jobs;
+      for (const Running& r : running_) jobs.push_back(&r.job);
+      tick(jobs);
+    }
+  }
 }
 
 }  // namespace edgeforge

@@ -11,6 +11,7 @@
 
 #include "edgeforge/error.h"
 #include "edgeforge/report.h"
+#include "report_internal.h"
 
 namespace edgeforge {
 
@@ -21,18 +22,9 @@ constexpr double kInf = std::numeric_limits<double>::infinity();
 // is said not to depend on the link.
 constexpr double kSweepFlatRatio = 1.05;
 
-std::string number(double x, int decimals) {
-  if (!std::isfinite(x)) return "n/a";
-  char buf[64];
-  std::snprintf(buf, sizeof buf, "%.*f", decimals, x);
-  return buf;
-}
-std::string general(double x) {
-  char buf[64];
-  std::snprintf(buf, sizeof buf, "%g", x);
-  return buf;
-}
-std::string ratio(double r) { return std::isfinite(r) ? number(r, 2) + "x" : "n/a"; }
+using report_detail::general;
+std::string number(double x, int decimals) { return report_detail::fixed(x, decimals); }
+std::string ratio(double r) { return report_detail::ratio_text(r); }
 std::string ms(double x) { return format_ms(x) + " ms"; }
 std::string threshold_text(double t) {  // 0.0167, 0.01, 0.00714
   char buf[32];
@@ -381,10 +373,6 @@ std::vector<std::string> study_findings(const StudySummary& s) {
   kruskal_counts(s, out);
   failures(s, out);
   return out;
-}
-
-std::vector<std::string> study_findings(const nlohmann::json& summary) {
-  return study_findings(parse_study_summary(summary));
 }
 
 }  // namespace edgeforge

@@ -10,6 +10,7 @@
 #include "edgeforge/dataset.h"
 #include "edgeforge/error.h"
 #include "edgeforge/strategy.h"
+#include "edgeforge/util.h"
 
 namespace edgeforge {
 
@@ -128,6 +129,42 @@ std::string StrategyRegistry::names() const {
   std::string list;
   for (const Strategy* s : all()) list += (list.empty() ? "" : ", ") + s->name();
   return list;
+}
+
+void StrategyRegistry::add_placement(PlacementStrategy placement) {
+  EF_ASSERT(find_placement(placement.name) == nullptr, "placement registered twice: ", placement.name);
+  placements_.push_back(std::move(placement));
+}
+
+const PlacementStrategy* StrategyRegistry::find_placement(const std::string& name) const {
+  for (const PlacementStrategy& p : placements_)
+    if (p.name == name) return &p;
+  return nullptr;
+}
+
+std::string study_strategy_forms() {
+  std::vector<std::string> forms = {"identity"};
+  for (const PlacementStrategy& p : StrategyRegistry::global().placements()) forms.push_back(p.name);
+  for (const PlacementStrategy& p : StrategyRegistry::global().placements())
+    if (p.composable) forms.push_back("P+" + p.name);
+  return join(forms, ", ");
+}
+
+StudyStrategy parse_study_strategy(const std::string& name) {
+  const StrategyRegistry& registry = StrategyRegistry::global();
+  if (const PlacementStrategy* p = registry.find_placement(name)) return {"identity", p->rule};
+  StudyStrategy out{name, PlacementRule::whole};
+  const size_t plus = name.rfind('+');
+  if (plus != std::string::npos && plus > 0) {
+    const PlacementStrategy* p = registry.find_placement(name.substr(plus + 1));
+    if (p != nullptr && p->composable) out = {name.substr(0, plus), p->rule};
+  }
+  try {
+    parse_pipeline(out.pipeline);
+  } catch (const Error& e) {
+    throw Error("strategy '" + name + "': " + e.what() + " (or " + study_strategy_forms() + ")");
+  }
+  return out;
 }
 
 std::vector<const Strategy*> parse_pipeline(const std::string& pipeline) {

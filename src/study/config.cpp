@@ -56,18 +56,12 @@ std::string at_line(const std::string& source, const toml::node& n) {
   return source + ":" + std::to_string(n.source().begin.line);
 }
 
-// Checks a strategy name: identity, partition, auto-partition, P+partition or a pipeline.
+// Checks a strategy name: a pipeline ("identity" included) or a placement of one.
 void check_strategy(const std::string& s, const std::string& where) {
-  if (s == "identity" || s == "partition" || s == "auto-partition") return;
-  std::string pipeline = s;
-  const std::string suffix = "+partition";
-  if (s.size() > suffix.size() && s.compare(s.size() - suffix.size(), suffix.size(), suffix) == 0)
-    pipeline = s.substr(0, s.size() - suffix.size());
   try {
-    parse_pipeline(pipeline);
+    parse_study_strategy(s);
   } catch (const Error& e) {
-    throw Error(where + ": strategy '" + s + "': " + e.what() +
-                " (or identity, partition, auto-partition, P+partition)");
+    throw Error(where + ": " + e.what());
   }
 }
 

@@ -29,6 +29,7 @@
 #include "edgeforge/partition.h"
 #include "edgeforge/process.h"
 #include "edgeforge/stats.h"
+#include "edgeforge/strategy.h"
 #include "edgeforge/study.h"
 #include "edgeforge/task.h"
 #include "edgeforge/agent.h"
@@ -51,28 +52,17 @@ double seconds_since(Clock::time_point t0) {
   return std::chrono::duration<double>(Clock::now() - t0).count();
 }
 
-bool ends_with(const std::string& s, const std::string& tail) {
-  return s.size() >= tail.size() && s.compare(s.size() - tail.size(), tail.size(), tail) == 0;
-}
-
 // The strategy's model: the pipeline whose output it deploys ("identity" for the model itself).
-std::string base_pipeline(const std::string& strategy) {
-  if (strategy == "identity" || strategy == "partition" || strategy == "auto-partition") return "identity";
-  if (ends_with(strategy, "+partition")) return strategy.substr(0, strategy.size() - 10);
-  return strategy;
-}
-
-bool is_partition(const std::string& strategy) {
-  return strategy == "partition" || ends_with(strategy, "+partition");
-}
+std::string base_pipeline(const std::string& strategy) { return parse_study_strategy(strategy).pipeline; }
 
 // The deployments a strategy runs on: split ones for partition strategies, "auto" for
 // auto-partition, single tiers for the rest.
 std::vector<std::string> deployments_of(const StudyConfig& c, const std::string& strategy) {
-  if (strategy == "auto-partition") return {"auto"};
+  const StudyStrategy s = parse_study_strategy(strategy);
+  if (s.automatic()) return {kAutoDeployment};
   std::vector<std::string> out;
   for (const std::string& d : c.deployments)
-    if ((d.find('-') != std::string::npos) == is_partition(strategy)) out.push_back(d);
+    if ((d.find('-') != std::string::npos) == s.split()) out.push_back(d);
   return out;
 }
 
@@ -97,19 +87,20 @@ nlohmann::json settings_json(const StudyConfig& c) {
   return j;
 }
 
-nlohmann::json environment(int threads, uint64_t seed) {
+StudyEnvironment environment(int threads, uint64_t seed) {
   const dnnl_version_t* dv = dnnl_version();
-  return {{"commit", git_commit()},
-          {"version", version()},
-          {"cpu", cpu_model()},
-          {"host_cores", host_cores()},
-          {"threads", threads},
-          {"seed", seed},
-          {"libraries",
-           {{"libtorch", TORCH_VERSION},
-            {"onednn", std::to_string(dv->major) + "." + std::to_string(dv->minor) + "." +
-                           std::to_string(dv->patch)},
-            {"sqlite", sqlite3_libversion()}}}};
+  StudyEnvironment e;
+  e.commit = git_commit();
+  e.version = version();
+  e.cpu = cpu_model();
+  e.host_cores = host_cores();
+  e.threads = threads;
+  e.seed = static_cast<int64_t>(seed);
+  e.libraries = {{"libtorch", TORCH_VERSION},
+                 {"onednn", std::to_string(dv->major) + "." + std::to_string(dv->minor) + "." +
+                                std::to_string(dv->patch)},
+                 {"sqlite", sqlite3_libversion()}};
+  return e;
 }
 
 // The last non-empty line of a log: a failed child's one-line error.
@@ -226,7 +217,7 @@ class Runner {
   // The file of a model cell that is done, or "".
   std::string model_file(const std::string& model, const std::string& pipeline) {
     const std::optional<CellRecord> r = store_->find("model", model, pipeline);
-    return r && r->status == "done" ? r->data.value("file", "") : "";
+    return r && r->status == "done" ? model_cell_from_json(r->data).file : "";
   }
   std::string model_failure(const std::string& model, const std::string& pipeline) {
     const std::optional<CellRecord> r = store_->find("model", model, pipeline);
@@ -235,10 +226,10 @@ class Runner {
   }
 
   // ---- models: child processes, teachers first, then each teacher's pipelines ----
-  struct Job {
+  // A model job: making one pipeline's model (or training a zoo teacher) in a child process.
+  struct ModelJob {
     std::string model, pipeline, out, log;
     std::vector<std::string> argv;
-    bool from_cache = false;
   };
 
   // The cache path of a pipeline's output: a hash of the input file and everything that makes it.
@@ -260,8 +251,38 @@ class Runner {
       const char* env = std::getenv("EDGEFORGE_PROGRAM");
       self = env != nullptr && *env != '\0' ? env : self_executable();
     }
-    std::deque<Job> queue;
+    JobPool pool(jobs);
     std::set<std::string> in_flight;  // model|pipeline of the jobs queued or running
+    std::function<void(const std::string&)> enqueue_pipelines;
+    // Queues a model job; when it ends, its cell is written and what starts from it is queued.
+    auto enqueue = [&](const ModelJob& j) {
+      in_flight.insert(j.model + "|" + j.pipeline);
+      Job job;
+      job.name = j.model + "/" + j.pipeline;
+      job.argv = j.argv;
+      job.stdout_path = j.log + ".json";
+      job.stderr_path = j.log;
+      job.env = {"EDGEFORGE_PARENT_PID=" + std::to_string(::getpid())};
+      job.started = [this, j] { show("making " + j.model + "/" + j.pipeline); };
+      job.ended = [this, j, &in_flight, &enqueue_pipelines](int status, double seconds) {
+        CellRecord r = cell("model", j.model, j.pipeline);
+        r.seconds = seconds;
+        if (status == 0) {
+          if (j.pipeline != "identity") fs::rename(j.out + ".part.onnx", j.out);
+          ModelCellData d{j.out, false, {}};
+          const nlohmann::json report = nlohmann::json::parse(read_file(j.log + ".json"), nullptr, false);
+          if (!report.is_discarded()) d.report = report;
+          r.data = to_json(d);
+        } else {
+          r.status = "failed";
+          r.reason = last_line(j.log);
+        }
+        in_flight.erase(j.model + "|" + j.pipeline);
+        finished(r);
+        enqueue_pipelines(j.model);  // what starts from this model can go now
+      };
+      pool.add(std::move(job));
+    };
     // Teachers.
     for (const StudyModel& m : c_.models) {
       if (!pending("model", m.name, "identity")) {
@@ -270,7 +291,7 @@ class Runner {
       }
       if (!m.file.empty()) {
         CellRecord r = cell("model", m.name, "identity");
-        r.data = {{"file", fs::absolute(m.file).string()}, {"from_cache", true}};
+        ModelCellData d{fs::absolute(m.file).string(), true, {}};
         try {
           Graph g = load_onnx(m.file);
           if (m.data) {
@@ -280,7 +301,7 @@ class Runner {
             const std::string bound = out_ + "/models/" + m.name + ".onnx";
             fs::create_directories(out_ + "/models");
             save_onnx(g, bound);
-            r.data["file"] = fs::absolute(bound).string();
+            d.file = fs::absolute(bound).string();
           } else {
             open_dataset(g);  // says, in the cell, that the model needs a data set
           }
@@ -288,10 +309,11 @@ class Runner {
           r.status = "failed";
           r.reason = e.what();
         }
+        r.data = to_json(d);
         finished(r);
         continue;
       }
-      Job j;
+      ModelJob j;
       j.model = m.name;
       j.pipeline = "identity";
       j.out = out_ + "/models/" + m.name + ".onnx";
@@ -299,15 +321,8 @@ class Runner {
       j.argv = {self, "train", "--model", m.name, "--out", j.out, "--threads", std::to_string(job_threads),
                 "--json"};
       if (c_.quick) j.argv.push_back("--quick");
-      in_flight.insert(j.model + "|" + j.pipeline);
-        queue.push_back(j);
+      enqueue(j);
     }
-    struct Running {
-      Job job;
-      ChildProcess process;
-      Clock::time_point started;
-    };
-    std::vector<Running> running;
     std::set<std::string> queued_pipelines;
     std::set<std::string> bases;
     for (const std::string& s : c_.all_strategies()) bases.insert(base_pipeline(s));
@@ -323,7 +338,7 @@ class Runner {
       }
       return {"identity", p};
     };
-    auto enqueue_pipelines = [&](const std::string& model) {
+    enqueue_pipelines = [&](const std::string& model) {
       for (const std::string& s : c_.all_strategies()) {
         const std::string p = base_pipeline(s);
         if (p == "identity" || queued_pipelines.count(model + "|" + p)) continue;
@@ -346,7 +361,7 @@ class Runner {
           finished(r);
           continue;
         }
-        Job j;
+        ModelJob j;
         j.model = model;
         j.pipeline = p;
         j.out = pipeline_cache(input, rest);
@@ -354,7 +369,7 @@ class Runner {
         j.log = out_ + "/logs/" + model + "." + p + ".log";
         if (fs::exists(j.out)) {
           CellRecord r = cell("model", model, p);
-          r.data = {{"file", j.out}, {"from_cache", true}};
+          r.data = to_json(ModelCellData{j.out, true, {}});
           finished(r);
           continue;
         }
@@ -367,52 +382,17 @@ class Runner {
         }
         if (auto o = c_.options.find(p); o != c_.options.end())
           for (const std::string& v : o->second) j.argv.insert(j.argv.end(), {"-o", v});
-        in_flight.insert(j.model + "|" + j.pipeline);
-        queue.push_back(j);
+        enqueue(j);
       }
     };
     // Models given as files (or resumed) can start their pipelines at once.
     for (const StudyModel& m : c_.models)
       if (!model_file(m.name, "identity").empty()) enqueue_pipelines(m.name);
-    while (!queue.empty() || !running.empty()) {
-      while (!queue.empty() && running.size() < static_cast<size_t>(jobs)) {
-        Job j = queue.front();
-        queue.pop_front();
-        show("making " + j.model + "/" + j.pipeline);
-        running.push_back({j, ChildProcess(j.argv, j.log + ".json", j.log,
-                                           {"EDGEFORGE_PARENT_PID=" + std::to_string(::getpid())}),
-                           Clock::now()});
-      }
-      std::this_thread::sleep_for(std::chrono::milliseconds(200));
-      for (size_t k = 0; k < running.size();) {
-        std::optional<int> status = running[k].process.poll();
-        if (!status) {
-          ++k;
-          continue;
-        }
-        const Job& j = running[k].job;
-        CellRecord r = cell("model", j.model, j.pipeline);
-        r.seconds = seconds_since(running[k].started);
-        if (*status == 0) {
-          if (j.pipeline != "identity") fs::rename(j.out + ".part.onnx", j.out);
-          r.data = {{"file", j.out}, {"from_cache", false}};
-          const nlohmann::json report = nlohmann::json::parse(read_file(j.log + ".json"), nullptr, false);
-          if (!report.is_discarded()) r.data["report"] = report;
-        } else {
-          r.status = "failed";
-          r.reason = last_line(j.log);
-        }
-        const std::string model = j.model;
-        in_flight.erase(j.model + "|" + j.pipeline);
-        running.erase(running.begin() + static_cast<std::ptrdiff_t>(k));
-        finished(r);
-        enqueue_pipelines(model);  // what starts from this model can go now
-      }
-    }
+    pool.run();
     // Models whose teacher ended before its pipelines were queued (all resumed) are covered by
     // enqueue_pipelines above; failed teachers mark their pipelines failed there too.
     for (const StudyModel& m : c_.models) enqueue_pipelines(m.name);
-    EF_ASSERT(queue.empty(), "study: model jobs left after the model phase");
+    EF_ASSERT(pool.queued() == 0, "study: model jobs left after the model phase");
   }
 
   // ---- accuracy ----
@@ -440,24 +420,22 @@ class Runner {
     return evaluate(model, eo);
   }
 
-  // The auto placement of a model, chosen once and kept as a model cell.
-  nlohmann::json auto_choice(const StudyModel& m, const std::string& file) {
-    if (const std::optional<CellRecord> r = store_->find("model", m.name, "auto-partition");
+  // The automatic placement of a model, chosen once and kept as a model cell of the strategy.
+  AutoPlacementData auto_choice(const StudyModel& m, const std::string& strategy, const std::string& file) {
+    if (const std::optional<CellRecord> r = store_->find("model", m.name, strategy);
         r && r->status == "done")
-      return r->data;
+      return auto_placement_from_json(r->data);
     const Graph g = load_onnx(file);
     PayloadOptions po;
     po.inputs = 1;
     const std::vector<PlacementEstimate> ranked =
         rank_placements(measure_placement_inputs(g, c_.topology, make_payloads(g, po).at(0)));
-    CellRecord r = cell("model", m.name, "auto-partition");
-    r.data = {{"file", file},
-              {"deploy", ranked.at(0).placement.label()},
-              {"cut", ranked.at(0).placement.cut},
-              {"estimate_ms", ranked.at(0).total_ms},
-              {"why", explain_choice(ranked)}};
+    CellRecord r = cell("model", m.name, strategy);
+    const AutoPlacementData choice{file, ranked.at(0).placement.label(), ranked.at(0).placement.cut,
+                                   ranked.at(0).total_ms, explain_choice(ranked)};
+    r.data = to_json(choice);
     store_->put(r);
-    return r.data;
+    return choice;
   }
 
   void accuracy_cell(const StudyModel& m, const std::string& strategy) {
@@ -480,12 +458,13 @@ class Runner {
       }
       EvalResult e;
       std::string cut;
-      if (is_partition(strategy)) {
+      const StudyStrategy placed = parse_study_strategy(strategy);
+      if (placed.split()) {
         std::string why;
         cut = study_cut_point(g, model_seq_len(g), &why);
         EF_CHECK(!cut.empty(), "model '", m.name, "' has no study cut point: ", why);
-      } else if (strategy == "auto-partition") {
-        cut = auto_choice(m, file).value("cut", "");
+      } else if (placed.automatic()) {
+        cut = auto_choice(m, strategy, file).cut;
       }
       if (cut.empty()) {
         EvalOptions eo;
@@ -497,13 +476,15 @@ class Runner {
         e = evaluate_parts(g, cut, reference ? &*reference : nullptr);
       }
       r.correct = e.correct;
-      r.data = {{"metric", metric_label(e.metric)},
-                {"value", e.value},
-                {"top1", e.accuracy},
-                {"samples", e.samples},
-                {"dataset", e.dataset},
-                {"cut", cut}};
-      if (e.has_f1) r.data["f1"] = e.f1;
+      AccuracyCellData d;
+      d.metric = metric_label(e.metric);
+      d.value = e.value;
+      d.top1 = e.accuracy;
+      d.samples = e.samples;
+      d.dataset = e.dataset;
+      d.cut = cut;
+      if (e.has_f1) d.f1 = e.f1;
+      r.data = to_json(d);
     } catch (const std::exception& e) {
       r.status = "failed";
       r.reason = e.what();
@@ -518,16 +499,16 @@ class Runner {
     CellRecord r = cell("latency", m.name, strategy, deploy);
     r.mode = c_.mode;
     const auto t0 = Clock::now();
+    LatencyCellData d;
     try {
       const std::string file = model_file(m.name, base_pipeline(strategy));
       EF_CHECK(!file.empty(), "no model: ", model_failure(m.name, base_pipeline(strategy)));
       const Graph g = load_onnx(file);
       Placement where;
-      if (deploy == "auto") {
-        const nlohmann::json choice = auto_choice(m, file);
-        where = parse_placement(choice.at("deploy").get<std::string>(), c_.topology);
-        where.cut = choice.value("cut", "");
-        r.data["auto"] = choice;
+      if (deploy == kAutoDeployment) {
+        d.auto_choice = auto_choice(m, strategy, file);
+        where = parse_placement(d.auto_choice->deploy, c_.topology);
+        where.cut = d.auto_choice->cut;
       } else {
         where = parse_placement(deploy, c_.topology);
         if (where.split()) {
@@ -562,11 +543,10 @@ class Runner {
             parts["link." + c_.topology.links[k].from + "-" + c_.topology.links[k].to].push_back(t.link_ms[k]);
       }
       for (const MeasuredRequest& q : s.cold) r.cold_ms.push_back(simulate(q, c_.topology, rng).total_ms);
-      nlohmann::json breakdown = nlohmann::json::object();
-      for (const auto& [k, v] : parts) breakdown[k] = v.size() == s.warm.size() ? stats::median(v) : 0.0;
+      for (const auto& [k, v] : parts)
+        d.breakdown_median_ms[k] = v.size() == s.warm.size() ? stats::median(v) : 0.0;
       // The sweep: each link at each bandwidth, the others as configured (simulated only: a
       // real request's links were measured as they were).
-      nlohmann::json sweep = nlohmann::json::array();
       for (size_t k = 0; k < c_.topology.links.size() && !remote; ++k)
         for (double bw : c_.sweep_mbps) {
           Topology t = c_.topology;
@@ -574,22 +554,17 @@ class Runner {
           std::mt19937_64 g2(c_.seed);
           std::vector<double> totals;
           for (const MeasuredRequest& q : s.warm) totals.push_back(simulate(q, t, g2).total_ms);
-          sweep.push_back({{"link", t.links[k].from + "-" + t.links[k].to},
-                           {"bandwidth_mbps", bw},
-                           {"warm_median_ms", stats::median(totals)}});
+          d.sweep.push_back({t.links[k].from + "-" + t.links[k].to, bw, stats::median(totals)});
         }
-      nlohmann::json threads = nlohmann::json::object();
       for (size_t k = 0; k < c_.topology.tiers.size(); ++k)
         if (c_.topology.tiers[k].name == where.first || c_.topology.tiers[k].name == where.second)
-          threads[c_.topology.tiers[k].name] = runner.threads_of(k);
-      r.data["placement"] = where.label();
-      r.data["cut"] = where.cut;
-      r.data["crossing_bytes"] = where.split() ? dep.cut().bytes : 0;
-      r.data["payload_bytes"] = dep.payload_bytes(payloads[0]);
-      r.data["breakdown_median_ms"] = breakdown;
-      r.data["sweep"] = sweep;
-      r.data["tier_threads"] = threads;
-      r.data["measure_seconds"] = s.seconds;
+          d.tier_threads[c_.topology.tiers[k].name] = runner.threads_of(k);
+      d.placement = where.label();
+      d.cut = where.cut;
+      d.crossing_bytes = where.split() ? dep.cut().bytes : 0;
+      d.payload_bytes = dep.payload_bytes(payloads[0]);
+      d.measure_seconds = s.seconds;
+      r.data = to_json(d);
     } catch (const std::exception& e) {
       r.status = "failed";
       r.reason = e.what();

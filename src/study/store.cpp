@@ -218,7 +218,7 @@ void Store::put(const CellRecord& c) {
     s.blob(9, c.warm_ms.data(), c.warm_ms.size() * sizeof(double));
     s.blob(10, c.cold_ms.data(), c.cold_ms.size() * sizeof(double));
     s.blob(11, c.correct.data(), c.correct.size());
-    s.text(12, c.environment.dump()).real(13, c.seconds);
+    s.text(12, to_json(c.environment).dump()).real(13, c.seconds);
     s.text(14, c.finished_utc.empty() ? utc_now() : c.finished_utc);
     s.step();
     exec("COMMIT");
@@ -249,7 +249,7 @@ std::vector<CellRecord> Store::all() const {
     c.warm_ms = s.column_blob<double>(8);
     c.cold_ms = s.column_blob<double>(9);
     c.correct = s.column_blob<uint8_t>(10);
-    c.environment = nlohmann::json::parse(s.column_text(11), nullptr, false);
+    c.environment = environment_from_json(nlohmann::json::parse(s.column_text(11), nullptr, false));
     c.seconds = s.column_real(12);
     c.finished_utc = s.column_text(13);
     out.push_back(std::move(c));

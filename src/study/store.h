@@ -12,6 +12,8 @@
 
 #include <nlohmann/json.hpp>
 
+#include "edgeforge/study_schema.h"
+
 namespace edgeforge::study {
 
 inline constexpr const char* kStoreFormat = "edgeforge-study/1";
@@ -22,10 +24,12 @@ struct CellRecord {
   std::string status = "done";          // "done" or "failed"
   std::string reason;                   // why it failed
   std::string mode;                     // latency: "simulated"
-  nlohmann::json data = nlohmann::json::object();  // the cell's figures
+  // The cell's figures: to_json() of its kind's ModelCellData (or AutoPlacementData),
+  // AccuracyCellData or LatencyCellData (edgeforge/study_schema.h).
+  nlohmann::json data = nlohmann::json::object();
   std::vector<double> warm_ms, cold_ms;            // latency samples
   std::vector<uint8_t> correct;                    // accuracy: per test sample
-  nlohmann::json environment = nlohmann::json::object();
+  StudyEnvironment environment;
   double seconds = 0;
   std::string finished_utc;
 };

@@ -7,6 +7,7 @@
 
 #include "edgeforge/error.h"
 #include "edgeforge/stats.h"
+#include "edgeforge/strategy.h"
 #include "edgeforge/study.h"
 #include "edgeforge/zoo.h"
 #include "store.h"
@@ -26,150 +27,177 @@ std::string student_of(const std::string& model) {
 
 // The baseline deployment a strategy's speedup is measured against: the same deployment, or for
 // a split (a partition) the tier where the request starts, where the model would otherwise run.
-std::string baseline_deploy(const std::string& deploy, const nlohmann::json& tiers) {
-  if (deploy.find('-') == std::string::npos && deploy != "auto") return deploy;
-  return tiers.at(0).at("name").get<std::string>();
+std::string baseline_deploy(const std::string& deploy, const std::vector<SummaryTier>& tiers) {
+  if (deploy.find('-') == std::string::npos && deploy != kAutoDeployment) return deploy;
+  return tiers.at(0).name;
+}
+
+SummaryStudy study_of(const study::Store& store, const nlohmann::json& settings,
+                      const std::vector<CellRecord>& cells) {
+  SummaryStudy st;
+  st.name = store.meta("study");
+  st.created_utc = store.meta("created_utc");
+  for (const CellRecord& c : cells) {
+    st.finished_utc = std::max(st.finished_utc, c.finished_utc);
+    if (c.kind == "latency" && c.status == "done") st.environment = c.environment;
+  }
+  st.mode = settings.value("mode", "simulated");
+  st.quick = settings.value("quick", false);
+  st.inputs = settings.value("inputs", int64_t{0});
+  st.runs = settings.value("runs", int64_t{0});
+  const nlohmann::json& topo = settings.at("topology");
+  st.topology = topo.at("name").get<std::string>();
+  for (const nlohmann::json& t : topo.at("tiers"))
+    st.tiers.push_back({t.at("name").get<std::string>(), t.at("cores").get<int64_t>(),
+                        t.at("memory_gb").get<double>(), t.at("speed").get<double>(),
+                        t.value("reference_ms", 0.0)});
+  for (const nlohmann::json& l : topo.at("links"))
+    st.links.push_back({l.at("from").get<std::string>(), l.at("to").get<std::string>(),
+                        l.at("bandwidth_mbps").get<double>(), l.at("rtt_ms").get<double>(),
+                        l.value("jitter_ms", 0.0), l.value("loss", 0.0)});
+  return st;
+}
+
+SummaryCell latency_cell(const CellRecord& c) {
+  SummaryCell j;
+  j.model = c.model;
+  j.strategy = c.strategy;
+  j.deploy = c.deploy;
+  j.status = c.status;
+  j.reason = c.reason;
+  j.mode = c.mode;
+  if (c.status == "done" && c.warm_ms.empty()) {  // cannot happen from the runner; never report it done
+    j.status = "failed";
+    j.reason = "no latency samples were recorded";
+  }
+  if (!j.done()) return j;
+  const LatencyCellData d = latency_cell_from_json(c.data);
+  const stats::Interval ci = stats::bootstrap_median_ci(c.warm_ms, 0.95, 2000, 1);
+  j.cut = d.cut;
+  j.placement = c.data.contains("placement") ? d.placement : c.deploy;
+  j.warm_samples = static_cast<int64_t>(c.warm_ms.size());
+  j.warm_median_ms = stats::median(c.warm_ms);
+  j.warm_p90_ms = stats::percentile(c.warm_ms, 0.9);
+  j.warm_p99_ms = stats::percentile(c.warm_ms, 0.99);
+  j.warm_ci_lo_ms = ci.lo;
+  j.warm_ci_hi_ms = ci.hi;
+  j.warm_samples_ms = c.warm_ms;
+  j.cold_samples = static_cast<int64_t>(c.cold_ms.size());
+  j.cold_median_ms = c.cold_ms.empty() ? 0.0 : stats::median(c.cold_ms);
+  j.breakdown_median_ms = d.breakdown_median_ms;
+  j.sweep = d.sweep;
+  return j;
 }
 
 }  // namespace
 
-nlohmann::json study_summary(const std::string& out_dir) {
+StudySummary summarize_study(const std::string& out_dir) {
   study::Store store(study_database(out_dir));
   const nlohmann::json settings = nlohmann::json::parse(store.meta("settings"), nullptr, false);
   EF_CHECK(settings.is_object(), store.path(), ": its settings are not JSON");
   const std::vector<CellRecord> cells = store.all();
 
-  nlohmann::json s;
-  s["format"] = "edgeforge.study-summary/1";
-  std::string finished;
-  nlohmann::json env = nlohmann::json::object();
-  for (const CellRecord& c : cells) {
-    finished = std::max(finished, c.finished_utc);
-    if (c.kind == "latency" && c.status == "done") env = c.environment;
-  }
-  s["study"] = {{"name", store.meta("study")},
-                {"created_utc", store.meta("created_utc")},
-                {"finished_utc", finished},
-                {"mode", settings.value("mode", "simulated")},
-                {"quick", settings.value("quick", false)},
-                {"inputs", settings.value("inputs", 0)},
-                {"runs", settings.value("runs", 0)},
-                {"environment", env},
-                {"topology", settings.at("topology")}};
+  StudySummary s;
+  s.study = study_of(store, settings, cells);
 
-  // Accuracy cells by (model, strategy).
+  // Accuracy cells by (model, strategy), with their figures.
   std::map<std::pair<std::string, std::string>, const CellRecord*> acc;
+  std::map<std::pair<std::string, std::string>, AccuracyCellData> acc_data;
   for (const CellRecord& c : cells)
-    if (c.kind == "accuracy") acc[{c.model, c.strategy}] = &c;
+    if (c.kind == "accuracy") {
+      acc[{c.model, c.strategy}] = &c;
+      acc_data[{c.model, c.strategy}] = accuracy_cell_from_json(c.data);
+    }
+  auto done_accuracy = [&](const std::string& model, const std::string& strategy) -> const AccuracyCellData* {
+    auto it = acc.find({model, strategy});
+    return it != acc.end() && it->second->status == "done" ? &acc_data.at({model, strategy}) : nullptr;
+  };
 
-  s["models"] = nlohmann::json::array();
+  std::vector<std::string> models;
   for (const auto& m : settings.at("models")) {
     const std::string name = m.at("name");
-    std::string dataset, metric;
-    if (auto it = acc.find({name, "identity"}); it != acc.end() && it->second->status == "done") {
-      dataset = it->second->data.value("dataset", "");
-      metric = it->second->data.value("metric", "");
+    models.push_back(name);
+    SummaryModel sm{name, "", "", m.at("file").get<std::string>().empty() ? student_of(name) : ""};
+    if (const AccuracyCellData* a = done_accuracy(name, "identity")) {
+      sm.dataset = a->dataset;
+      sm.metric = a->metric;
     }
-    s["models"].push_back({{"name", name}, {"dataset", dataset}, {"metric", metric},
-                           {"student", m.at("file").get<std::string>().empty() ? student_of(name) : ""}});
+    s.models.push_back(sm);
   }
-  s["strategies"] = nlohmann::json::array();
-  for (const auto& st : settings.at("strategies")) s["strategies"].push_back({{"name", st}, {"extra", false}});
   bool has_auto = false;
+  for (const auto& st : settings.at("strategies")) s.strategies.push_back({st.get<std::string>(), false});
   for (const auto& st : settings.at("extras")) {
-    s["strategies"].push_back({{"name", st}, {"extra", true}});
-    has_auto = has_auto || st == "auto-partition";
+    s.strategies.push_back({st.get<std::string>(), true});
+    try {
+      has_auto = has_auto || parse_study_strategy(st.get<std::string>()).automatic();
+    } catch (const Error&) {  // a strategy this version does not know: not placed automatically
+    }
   }
-  s["deployments"] = settings.at("deployments");
-  if (has_auto) s["deployments"].push_back("auto");
+  s.deployments = settings.at("deployments").get<std::vector<std::string>>();
+  if (has_auto) s.deployments.push_back(kAutoDeployment);
 
   // Latency cells.
-  s["cells"] = nlohmann::json::array();
   std::map<std::tuple<std::string, std::string, std::string>, const CellRecord*> lat;
   for (const CellRecord& c : cells) {
     if (c.kind != "latency") continue;
     lat[{c.model, c.strategy, c.deploy}] = &c;
-    nlohmann::json j = {{"model", c.model},   {"strategy", c.strategy}, {"deploy", c.deploy},
-                        {"status", c.status}, {"reason", c.reason},     {"mode", c.mode}};
-    if (c.status == "done" && c.warm_ms.empty()) {  // cannot happen from the runner; never report it done
-      j["status"] = "failed";
-      j["reason"] = "no latency samples were recorded";
-    }
-    if (c.status == "done" && !c.warm_ms.empty()) {
-      const stats::Interval ci = stats::bootstrap_median_ci(c.warm_ms, 0.95, 2000, 1);
-      j["cut"] = c.data.value("cut", "");
-      j["placement"] = c.data.value("placement", c.deploy);
-      j["latency"] = {
-          {"warm",
-           {{"samples", c.warm_ms.size()},
-            {"median_ms", stats::median(c.warm_ms)},
-            {"p90_ms", stats::percentile(c.warm_ms, 0.9)},
-            {"p99_ms", stats::percentile(c.warm_ms, 0.99)},
-            {"median_ci95_ms", {ci.lo, ci.hi}},
-            {"samples_ms", c.warm_ms}}},
-          {"cold",
-           {{"samples", c.cold_ms.size()},
-            {"median_ms", c.cold_ms.empty() ? 0.0 : stats::median(c.cold_ms)}}},
-          {"breakdown_median_ms", c.data.value("breakdown_median_ms", nlohmann::json::object())}};
-      j["sweep"] = c.data.value("sweep", nlohmann::json::array());
-    }
-    s["cells"].push_back(j);
+    s.cells.push_back(latency_cell(c));
   }
+  auto done_latency = [&](const std::string& model, const std::string& strategy,
+                          const std::string& deploy) -> const std::vector<double>* {
+    auto it = lat.find({model, strategy, deploy});
+    return it != lat.end() && it->second->status == "done" && !it->second->warm_ms.empty()
+               ? &it->second->warm_ms
+               : nullptr;
+  };
 
   // Accuracy, against identity's.
-  s["accuracy"] = nlohmann::json::array();
   for (const CellRecord& c : cells) {
     if (c.kind != "accuracy") continue;
-    nlohmann::json j = {{"model", c.model}, {"strategy", c.strategy}, {"status", c.status},
-                        {"reason", c.reason}};
+    SummaryAccuracy a;
+    a.model = c.model;
+    a.strategy = c.strategy;
+    a.status = c.status;
+    a.reason = c.reason;
+    a.baseline = a.drop_pt = std::nan("");
     if (c.status == "done") {
-      j["metric"] = c.data.value("metric", "");
-      j["value"] = c.data.value("value", 0.0);
-      j["samples"] = c.data.value("samples", 0);
-      auto base = acc.find({c.model, "identity"});
-      if (base != acc.end() && base->second->status == "done") {
-        const double b = base->second->data.value("value", 0.0);
-        j["baseline"] = b;
-        j["drop_pt"] = (b - c.data.value("value", 0.0)) * 100.0;
+      const AccuracyCellData& d = acc_data.at({c.model, c.strategy});
+      a.metric = d.metric;
+      a.value = d.value;
+      a.samples = d.samples;
+      if (const AccuracyCellData* base = done_accuracy(c.model, "identity")) {
+        a.baseline = base->value;
+        a.drop_pt = (base->value - d.value) * 100.0;
       }
     }
-    s["accuracy"].push_back(j);
+    s.accuracy.push_back(a);
   }
 
   // Statistics.
-  nlohmann::json st = {{"latency_tests", nlohmann::json::array()},
-                       {"mcnemar", nlohmann::json::array()},
-                       {"wilcoxon", nlohmann::json::array()},
-                       {"speedups", nlohmann::json::array()}};
   std::vector<std::string> strategies;
-  for (const auto& x : s["strategies"]) strategies.push_back(x.at("name"));
-  for (const auto& m : settings.at("models")) {
-    const std::string model = m.at("name");
-    for (const auto& d : s["deployments"]) {
+  for (const SummaryStrategy& x : s.strategies) strategies.push_back(x.name);
+  for (const std::string& model : models) {
+    for (const std::string& deploy : s.deployments) {
       std::vector<std::string> names;
       std::vector<std::vector<double>> groups;
       for (const std::string& strategy : strategies) {
-        auto it = lat.find({model, strategy, d.get<std::string>()});
+        auto it = lat.find({model, strategy, deploy});
         if (it == lat.end() || it->second->status != "done" || it->second->warm_ms.size() < 2) continue;
         names.push_back(strategy);
         groups.push_back(it->second->warm_ms);
       }
       if (groups.size() < 2) continue;
       const stats::KruskalResult k = stats::kruskal_wallis(groups);
-      nlohmann::json t = {{"model", model}, {"deploy", d}, {"strategies", names},
-                          {"kruskal", {{"h", k.h}, {"df", k.df}, {"p", k.p}}},
-                          {"pairs", nlohmann::json::array()}};
+      SummaryLatencyTest t{model, deploy, names, k.h, k.p, static_cast<int64_t>(k.df), {}};
       for (const stats::PairwiseResult& p : stats::conover(groups)) {
         const double delta = stats::cliffs_delta(groups[p.a], groups[p.b]);
-        t["pairs"].push_back({{"a", names[p.a]}, {"b", names[p.b]}, {"t", p.t}, {"p", p.p},
-                              {"p_holm", p.p_holm}, {"cliffs_delta", delta},
-                              {"magnitude", stats::cliffs_magnitude(delta)}});
+        t.pairs.push_back({names[p.a], names[p.b], stats::cliffs_magnitude(delta), p.t, p.p,
+                           p.p_holm, delta});
       }
-      st["latency_tests"].push_back(t);
+      s.latency_tests.push_back(t);
     }
   }
   // McNemar per model and strategy against identity, Bonferroni over all of them.
-  std::vector<nlohmann::json> mc;
   for (const auto& [key, c] : acc) {
     if (key.second == "identity" || c->status != "done") continue;
     auto base = acc.find({key.first, "identity"});
@@ -177,180 +205,179 @@ nlohmann::json study_summary(const std::string& out_dir) {
         base->second->correct.size() != c->correct.size())
       continue;
     const stats::McNemarResult r = stats::mcnemar(base->second->correct, c->correct);
-    mc.push_back({{"model", key.first}, {"strategy", key.second}, {"b", r.b}, {"c", r.c}, {"p", r.p}});
+    SummaryMcNemar m;
+    m.model = key.first;
+    m.strategy = key.second;
+    m.b = r.b;
+    m.c = r.c;
+    m.p = r.p;
+    s.mcnemar.push_back(m);
   }
-  for (nlohmann::json& j : mc) {
-    const double threshold = kAlpha / static_cast<double>(mc.size());
-    j["alpha"] = kAlpha;
-    j["threshold"] = threshold;
-    j["significant"] = j["p"].get<double>() < threshold;
-    st["mcnemar"].push_back(j);
+  for (SummaryMcNemar& m : s.mcnemar) {
+    m.alpha = kAlpha;
+    m.threshold = kAlpha / static_cast<double>(s.mcnemar.size());
+    m.significant = m.p < m.threshold;
   }
   // Wilcoxon per strategy across models (paired with identity's accuracy), Bonferroni over the
   // strategies tested.
-  std::vector<nlohmann::json> wx;
   for (const std::string& strategy : strategies) {
     if (strategy == "identity") continue;
     std::vector<double> base, with;
-    for (const auto& m : settings.at("models")) {
-      auto a = acc.find({m.at("name").get<std::string>(), "identity"});
-      auto b = acc.find({m.at("name").get<std::string>(), strategy});
-      if (a == acc.end() || b == acc.end() || a->second->status != "done" || b->second->status != "done")
-        continue;
-      base.push_back(a->second->data.value("value", 0.0));
-      with.push_back(b->second->data.value("value", 0.0));
+    for (const std::string& model : models) {
+      const AccuracyCellData* a = done_accuracy(model, "identity");
+      const AccuracyCellData* b = done_accuracy(model, strategy);
+      if (a == nullptr || b == nullptr) continue;
+      base.push_back(a->value);
+      with.push_back(b->value);
     }
     if (base.size() < 2) continue;
     const stats::WilcoxonResult w = stats::wilcoxon_signed_rank(base, with);
-    wx.push_back({{"strategy", strategy}, {"measure", "accuracy"}, {"n", w.n}, {"pairs", base.size()},
-                  {"statistic", w.statistic}, {"p", w.p}, {"exact", w.exact}});
+    SummaryWilcoxon x;
+    x.strategy = strategy;
+    x.measure = "accuracy";
+    x.n = w.n;
+    x.pairs = static_cast<int64_t>(base.size());
+    x.statistic = w.statistic;
+    x.p = w.p;
+    x.exact = w.exact;
+    s.wilcoxon.push_back(x);
   }
-  for (nlohmann::json& j : wx) {
-    j["alpha"] = kAlpha;
-    j["threshold"] = kAlpha / static_cast<double>(wx.size());
-    j["significant"] = j["p"].get<double>() < j["threshold"].get<double>();
-    st["wilcoxon"].push_back(j);
+  for (SummaryWilcoxon& w : s.wilcoxon) {
+    w.alpha = kAlpha;
+    w.threshold = kAlpha / static_cast<double>(s.wilcoxon.size());
+    w.significant = w.p < w.threshold;
   }
   // Speedups: the mean over models of identity's median over the strategy's.
-  const nlohmann::json& tiers = settings.at("topology").at("tiers");
   for (const std::string& strategy : strategies) {
     if (strategy == "identity") continue;
-    for (const auto& d : s["deployments"]) {
-      const std::string deploy = d;
-      const std::string base_deploy = baseline_deploy(deploy, tiers);
-      nlohmann::json per_model = nlohmann::json::object();
+    for (const std::string& deploy : s.deployments) {
+      SummarySpeedup sp{strategy, deploy, baseline_deploy(deploy, s.study.tiers), 0, {}};
       double sum = 0;
-      int n = 0;
-      for (const auto& m : settings.at("models")) {
-        const std::string model = m.at("name");
-        auto a = lat.find({model, "identity", base_deploy});
-        auto b = lat.find({model, strategy, deploy});
-        if (a == lat.end() || b == lat.end() || a->second->status != "done" ||
-            b->second->status != "done" || a->second->warm_ms.empty() || b->second->warm_ms.empty())
-          continue;
-        const double ratio = stats::median(a->second->warm_ms) / stats::median(b->second->warm_ms);
-        per_model[model] = ratio;
+      for (const std::string& model : models) {
+        const std::vector<double>* a = done_latency(model, "identity", sp.baseline_deploy);
+        const std::vector<double>* b = done_latency(model, strategy, deploy);
+        if (a == nullptr || b == nullptr) continue;
+        const double ratio = stats::median(*a) / stats::median(*b);
+        sp.per_model[model] = ratio;
         sum += ratio;
-        ++n;
       }
-      if (n == 0) continue;
-      st["speedups"].push_back({{"strategy", strategy}, {"deploy", deploy},
-                                {"baseline_deploy", base_deploy}, {"mean_ratio", sum / n},
-                                {"per_model", per_model}});
+      if (sp.per_model.empty()) continue;
+      sp.mean_ratio = sum / static_cast<double>(sp.per_model.size());
+      s.speedups.push_back(sp);
     }
   }
-  s["stats"] = st;
 
   // Pareto fronts: lower latency and higher accuracy.
-  s["pareto"] = nlohmann::json::array();
-  for (const auto& m : settings.at("models")) {
-    const std::string model = m.at("name");
-    std::vector<nlohmann::json> points;
+  for (const std::string& model : models) {
+    SummaryPareto front{model, {}};
     for (const auto& [key, c] : lat) {
       if (std::get<0>(key) != model || c->status != "done" || c->warm_ms.empty()) continue;
-      auto a = acc.find({model, std::get<1>(key)});
-      if (a == acc.end() || a->second->status != "done") continue;
-      points.push_back({{"strategy", std::get<1>(key)}, {"deploy", std::get<2>(key)},
-                        {"latency_ms", stats::median(c->warm_ms)},
-                        {"accuracy", a->second->data.value("value", 0.0)}});
+      const AccuracyCellData* a = done_accuracy(model, std::get<1>(key));
+      if (a == nullptr) continue;
+      front.points.push_back({std::get<1>(key), std::get<2>(key), stats::median(c->warm_ms), a->value, false});
     }
-    for (nlohmann::json& p : points) {
+    for (SummaryParetoPoint& p : front.points) {
       bool dominated = false;
-      for (const nlohmann::json& q : points) {
-        const double pl = p["latency_ms"], ql = q["latency_ms"], pa = p["accuracy"], qa = q["accuracy"];
-        dominated = dominated || (ql <= pl && qa >= pa && (ql < pl || qa > pa));
-      }
-      p["on_front"] = !dominated;
+      for (const SummaryParetoPoint& q : front.points)
+        dominated = dominated || (q.latency_ms <= p.latency_ms && q.accuracy >= p.accuracy &&
+                                  (q.latency_ms < p.latency_ms || q.accuracy > p.accuracy));
+      p.on_front = !dominated;
     }
-    std::sort(points.begin(), points.end(), [](const nlohmann::json& a, const nlohmann::json& b) {
-      return a["latency_ms"].get<double>() < b["latency_ms"].get<double>();
-    });
-    s["pareto"].push_back({{"model", model}, {"points", points}});
+    std::sort(front.points.begin(), front.points.end(),
+              [](const SummaryParetoPoint& a, const SummaryParetoPoint& b) { return a.latency_ms < b.latency_ms; });
+    s.pareto.push_back(front);
   }
   return s;
 }
 
-nlohmann::json recommend(const nlohmann::json& summary, const Budget& budget) {
-  // Candidates: every done latency cell with a done accuracy cell.
-  std::map<std::pair<std::string, std::string>, nlohmann::json> acc;
-  for (const auto& a : summary.at("accuracy"))
-    if (a.at("status") == "done") acc[{a.at("model"), a.at("strategy")}] = a;
+namespace {
+
+// A cell that could be recommended: done, with a done accuracy against identity's.
+struct Candidate {
+  std::string strategy, deploy, metric;
+  double latency_ms = 0, latency_p90_ms = 0, accuracy = 0, accuracy_drop_pt = 0;
+  nlohmann::json to_json() const {
+    return {{"strategy", strategy},     {"deploy", deploy},
+            {"latency_ms", latency_ms}, {"latency_p90_ms", latency_p90_ms},
+            {"accuracy", accuracy},     {"metric", metric},
+            {"accuracy_drop_pt", accuracy_drop_pt}};
+  }
+};
+
+}  // namespace
+
+nlohmann::json recommend(const StudySummary& summary, const Budget& budget) {
+  std::map<std::pair<std::string, std::string>, const SummaryAccuracy*> acc;
+  for (const SummaryAccuracy& a : summary.accuracy)
+    if (a.done()) acc[{a.model, a.strategy}] = &a;
   std::set<std::string> models;
-  for (const auto& m : summary.at("models")) models.insert(m.at("name").get<std::string>());
+  for (const SummaryModel& m : summary.models) models.insert(m.name);
   if (!budget.model.empty())
     EF_CHECK(models.count(budget.model), "--model '", budget.model, "': the study has no such model");
   nlohmann::json out = {{"budget",
                          {{"max_latency_ms", budget.max_latency_ms},
                           {"max_accuracy_drop_pt", budget.max_accuracy_drop_pt},
                           {"deploy", budget.deploy}}},
-                        {"mode", summary.at("study").value("mode", "simulated")},
+                        {"mode", summary.study.mode},
                         {"models", nlohmann::json::array()}};
   bool deploy_seen = budget.deploy.empty();
-  for (const auto& m : summary.at("models")) {
-    const std::string model = m.at("name");
-    if (!budget.model.empty() && model != budget.model) continue;
-    std::vector<nlohmann::json> cands;
-    for (const auto& c : summary.at("cells")) {
-      if (c.at("model") != model || c.at("status") != "done" || !c.contains("latency")) continue;
-      if (!budget.deploy.empty() && c.at("deploy") != budget.deploy) continue;
+  for (const SummaryModel& m : summary.models) {
+    if (!budget.model.empty() && m.name != budget.model) continue;
+    std::vector<Candidate> cands;
+    for (const SummaryCell& c : summary.cells) {
+      if (c.model != m.name || !c.done()) continue;
+      if (!budget.deploy.empty() && c.deploy != budget.deploy) continue;
       deploy_seen = true;
-      auto a = acc.find({model, c.at("strategy")});
-      if (a == acc.end() || !a->second.contains("drop_pt")) continue;
-      cands.push_back({{"strategy", c.at("strategy")}, {"deploy", c.at("deploy")},
-                       {"latency_ms", c.at("latency").at("warm").at("median_ms")},
-                       {"latency_p90_ms", c.at("latency").at("warm").at("p90_ms")},
-                       {"accuracy", a->second.at("value")}, {"metric", a->second.at("metric")},
-                       {"accuracy_drop_pt", a->second.at("drop_pt")}});
+      auto a = acc.find({m.name, c.strategy});
+      if (a == acc.end() || !std::isfinite(a->second->drop_pt)) continue;
+      cands.push_back({c.strategy, c.deploy, a->second->metric, c.warm_median_ms, c.warm_p90_ms,
+                       a->second->value, a->second->drop_pt});
     }
-    nlohmann::json r = {{"model", model}, {"candidates", cands.size()}};
-    auto fits = [&](const nlohmann::json& c) {
-      return (budget.max_latency_ms <= 0 || c["latency_ms"].get<double>() <= budget.max_latency_ms) &&
-             (budget.max_accuracy_drop_pt < 0 ||
-              c["accuracy_drop_pt"].get<double>() <= budget.max_accuracy_drop_pt);
+    nlohmann::json r = {{"model", m.name}, {"candidates", cands.size()}};
+    auto fits = [&](const Candidate& c) {
+      return (budget.max_latency_ms <= 0 || c.latency_ms <= budget.max_latency_ms) &&
+             (budget.max_accuracy_drop_pt < 0 || c.accuracy_drop_pt <= budget.max_accuracy_drop_pt);
     };
-    std::vector<nlohmann::json> ok;
-    for (const auto& c : cands)
+    std::vector<Candidate> ok;
+    for (const Candidate& c : cands)
       if (fits(c)) ok.push_back(c);
     if (!ok.empty()) {
-      std::sort(ok.begin(), ok.end(), [](const nlohmann::json& a, const nlohmann::json& b) {
-        const double la = a["latency_ms"], lb = b["latency_ms"];
-        return la != lb ? la < lb : a["accuracy"].get<double>() > b["accuracy"].get<double>();
+      std::sort(ok.begin(), ok.end(), [](const Candidate& a, const Candidate& b) {
+        return a.latency_ms != b.latency_ms ? a.latency_ms < b.latency_ms : a.accuracy > b.accuracy;
       });
       r["met"] = true;
-      r["best"] = ok.front();
+      r["best"] = ok.front().to_json();
       r["also_within_budget"] = ok.size() - 1;
     } else {
       r["met"] = false;
-      std::vector<nlohmann::json> front;
-      for (const auto& c : cands) {
+      std::vector<Candidate> front;
+      for (const Candidate& c : cands) {
         bool dominated = false;
-        for (const auto& q : cands)
-          dominated = dominated || (q["latency_ms"] <= c["latency_ms"] && q["accuracy"] >= c["accuracy"] &&
-                                    (q["latency_ms"] < c["latency_ms"] || q["accuracy"] > c["accuracy"]));
+        for (const Candidate& q : cands)
+          dominated = dominated || (q.latency_ms <= c.latency_ms && q.accuracy >= c.accuracy &&
+                                    (q.latency_ms < c.latency_ms || q.accuracy > c.accuracy));
         if (!dominated) front.push_back(c);
       }
-      std::sort(front.begin(), front.end(), [](const nlohmann::json& a, const nlohmann::json& b) {
-        return a["latency_ms"].get<double>() < b["latency_ms"].get<double>();
-      });
-      r["pareto"] = front;
+      std::sort(front.begin(), front.end(),
+                [](const Candidate& a, const Candidate& b) { return a.latency_ms < b.latency_ms; });
+      r["pareto"] = nlohmann::json::array();
+      for (const Candidate& c : front) r["pareto"].push_back(c.to_json());
       // Nearest miss: the smallest sum of relative excesses over the budgets.
       double best = 1e300;
-      for (const auto& c : cands) {
+      for (const Candidate& c : cands) {
         double miss = 0;
-        if (budget.max_latency_ms > 0)
-          miss += std::max(0.0, c["latency_ms"].get<double>() / budget.max_latency_ms - 1.0);
+        if (budget.max_latency_ms > 0) miss += std::max(0.0, c.latency_ms / budget.max_latency_ms - 1.0);
         if (budget.max_accuracy_drop_pt >= 0)
-          miss += std::max(0.0, (c["accuracy_drop_pt"].get<double>() - budget.max_accuracy_drop_pt) /
+          miss += std::max(0.0, (c.accuracy_drop_pt - budget.max_accuracy_drop_pt) /
                                     std::max(budget.max_accuracy_drop_pt, 0.1));
         if (miss < best) {
           best = miss;
-          nlohmann::json n = c;
-          n["over_latency_ms"] = budget.max_latency_ms > 0
-                                     ? std::max(0.0, c["latency_ms"].get<double>() - budget.max_latency_ms)
-                                     : 0.0;
+          nlohmann::json n = c.to_json();
+          n["over_latency_ms"] =
+              budget.max_latency_ms > 0 ? std::max(0.0, c.latency_ms - budget.max_latency_ms) : 0.0;
           n["over_accuracy_drop_pt"] =
               budget.max_accuracy_drop_pt >= 0
-                  ? std::max(0.0, c["accuracy_drop_pt"].get<double>() - budget.max_accuracy_drop_pt)
+                  ? std::max(0.0, c.accuracy_drop_pt - budget.max_accuracy_drop_pt)
                   : 0.0;
           r["nearest_miss"] = n;
         }

@@ -9,6 +9,7 @@
 #include <functional>
 
 #include "edgeforge/error.h"
+#include "edgeforge/strategy.h"
 #include "edgeforge/study.h"
 #include "../../src/study/store.h"
 #include "../common/test_util.h"
@@ -133,6 +134,29 @@ TEST(StudyConfig, BadFilesNameTheKeyAndLine) {
   EXPECT_NE(e("[[model]]\nname = \"m\"\nfile = \"/nonexistent.onnx\"\n").find("not found"), std::string::npos);
 }
 
+// A study strategy is a pipeline's model and a placement from the strategy registry.
+TEST(StudyConfig, PlacementsAreStrategyRegistryEntries) {
+  const StudyStrategy split = parse_study_strategy("sptq+partition");
+  EXPECT_EQ(split.pipeline, "sptq");
+  EXPECT_TRUE(split.split());
+  EXPECT_EQ(parse_study_strategy("partition").pipeline, "identity");
+  EXPECT_TRUE(parse_study_strategy("auto-partition").automatic());
+  EXPECT_EQ(parse_study_strategy("distill+sptq").pipeline, "distill+sptq");
+  EXPECT_EQ(parse_study_strategy("distill+sptq").rule, PlacementRule::whole);
+  // auto-partition places only the model itself; an unknown step names the valid forms.
+  EXPECT_NE(error_of([] { parse_study_strategy("sptq+auto-partition"); })
+                .find("(or identity, partition, auto-partition, P+partition)"),
+            std::string::npos);
+  EXPECT_NE(error_of([] { parse_study_strategy("partition+sptq"); }).find("unknown strategy 'partition'"),
+            std::string::npos);
+  // A new placement is one registry entry: a study file may name it, alone or after a pipeline.
+  StrategyRegistry::global().add_placement({"edge-split", "test", PlacementRule::split, true});
+  EXPECT_TRUE(parse_study_strategy("qat+edge-split").split());
+  EXPECT_EQ(parse_study_strategy("qat+edge-split").pipeline, "qat");
+  const StudyConfig c = parse_study("strategies = [\"identity\", \"edge-split\"]\n", "t.toml");
+  EXPECT_EQ(c.strategies, (std::vector<std::string>{"identity", "edge-split"}));
+}
+
 TEST(StudyStore, CellsPersistAndForeignFilesAreRefused) {
   const fs::path d = temp_dir("store");
   const std::string db = (d / "study.sqlite").string();
@@ -179,7 +203,7 @@ TEST(StudyStore, CellsPersistAndForeignFilesAreRefused) {
             0);
   EXPECT_NE(error_of([&] { study::Store(foreign, "mine", settings); }).find("no meta table"),
             std::string::npos);
-  EXPECT_NE(error_of([&] { study_summary((d / "nowhere").string()); }).find("no study database"),
+  EXPECT_NE(error_of([&] { summarize_study((d / "nowhere").string()); }).find("no study database"),
             std::string::npos);
   fs::remove_all(d);
 }
@@ -187,18 +211,29 @@ TEST(StudyStore, CellsPersistAndForeignFilesAreRefused) {
 namespace {
 
 // Two models, three strategies, two deployments; latency in ms and accuracy (drop in points).
-nlohmann::json constructed_summary() {
-  nlohmann::json s = {{"study", {{"mode", "simulated"}}},
-                      {"models", {{{"name", "a"}}, {{"name", "b"}}}},
-                      {"cells", nlohmann::json::array()},
-                      {"accuracy", nlohmann::json::array()}};
+StudySummary constructed_summary() {
+  StudySummary s;
+  s.study.mode = "simulated";
+  s.models = {{"a", "", "top-1", ""}, {"b", "", "top-1", ""}};
   auto cell = [&](const char* m, const char* st, const char* d, double ms) {
-    s["cells"].push_back({{"model", m}, {"strategy", st}, {"deploy", d}, {"status", "done"},
-                          {"latency", {{"warm", {{"median_ms", ms}, {"p90_ms", ms * 1.1}}}}}});
+    SummaryCell c;
+    c.model = m;
+    c.strategy = st;
+    c.deploy = d;
+    c.status = "done";
+    c.warm_median_ms = ms;
+    c.warm_p90_ms = ms * 1.1;
+    s.cells.push_back(c);
   };
   auto acc = [&](const char* m, const char* st, double value, double drop) {
-    s["accuracy"].push_back({{"model", m}, {"strategy", st}, {"status", "done"}, {"metric", "top-1"},
-                             {"value", value}, {"drop_pt", drop}});
+    SummaryAccuracy a;
+    a.model = m;
+    a.strategy = st;
+    a.status = "done";
+    a.metric = "top-1";
+    a.value = value;
+    a.drop_pt = drop;
+    s.accuracy.push_back(a);
   };
   cell("a", "identity", "edge", 10);
   cell("a", "sptq", "edge", 6);
@@ -211,7 +246,12 @@ nlohmann::json constructed_summary() {
   acc("a", "prune", 0.85, 5.0);
   cell("b", "identity", "edge", 30);
   cell("b", "sptq", "edge", 25);
-  s["cells"].push_back({{"model", "b"}, {"strategy", "prune"}, {"deploy", "edge"}, {"status", "failed"}});
+  SummaryCell failed;
+  failed.model = "b";
+  failed.strategy = "prune";
+  failed.deploy = "edge";
+  failed.status = "failed";
+  s.cells.push_back(failed);
   acc("b", "identity", 0.7, 0);
   acc("b", "sptq", 0.69, 1.0);
   return s;
