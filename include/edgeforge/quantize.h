@@ -41,8 +41,10 @@ struct QuantUnit {
   std::string output;   // value after the fused tail (bias Add, Relu)
 };
 
-// Units in graph order. A node whose weight is computed, shared with another node, or not
-// float is skipped. `linear_only` keeps Gemm and MatMul (dynamic quantization).
+// Units in graph order: the nodes whose op can quantize (OpCapabilities::quant in
+// edgeforge/ops.h: Conv, Gemm, MatMul). A node whose weight is computed, shared with another
+// node, or not float is skipped. `linear_only` keeps the ops whose int8 kernel also runs
+// dynamically (Gemm and MatMul: dynamic quantization).
 std::vector<QuantUnit> find_quant_units(const Graph& graph, bool linear_only = false);
 
 // The activation values static quantization observes: every unit's input and output, once

@@ -1,10 +1,15 @@
 // Element-wise ops: activations, arithmetic with ONNX (numpy) broadcasting, comparisons and
 // logic, Where, Cast and Clip. ATen broadcasts the same way ONNX multidirectional
-// broadcasting does, so the binary kernels are single ATen calls.
+// broadcasting does, so the binary kernels are single ATen calls. Their capabilities: how
+// activations and arithmetic carry prunable units, and Add's int8 lowering (QAdd).
 #include <ATen/ATen.h>
+
+#include <string>
+#include <vector>
 
 #include "edgeforge/error.h"
 #include "edgeforge/ops.h"
+#include "lowering.h"
 #include "util.h"
 
 namespace edgeforge::ops {
@@ -13,21 +18,28 @@ namespace {
 using UnaryFn = at::Tensor (*)(const at::Tensor&);
 using BinaryFn = at::Tensor (*)(const at::Tensor&, const at::Tensor&);
 
-OpDef unary_op(const char* op_type, UnaryFn fn) {
+OpDef unary_op(const char* op_type, UnaryFn fn, OpCapabilities caps = {}) {
   PrepareFn prepare = [fn](const Node&, const Graph&) -> Kernel {
     return
         [fn](const TensorList& in, TensorList& out, const KernelContext&) { out[0] = fn(in[0]); };
   };
-  return OpDef{op_type, 1, 1, prepare};
+  return OpDef{op_type, 1, 1, prepare, "", caps};
 }
 
-OpDef binary_op(const char* op_type, BinaryFn fn) {
+OpDef binary_op(const char* op_type, BinaryFn fn, OpCapabilities caps = {}) {
   PrepareFn prepare = [fn](const Node&, const Graph&) -> Kernel {
     return [fn](const TensorList& in, TensorList& out, const KernelContext&) {
       out[0] = fn(in[0], in[1]);
     };
   };
-  return OpDef{op_type, 2, 2, prepare};
+  return OpDef{op_type, 2, 2, prepare, "", caps};
+}
+
+// Arithmetic of two operands, for structured pruning.
+OpCapabilities arithmetic(UnitRole role) {
+  OpCapabilities c;
+  c.units.role = role;
+  return c;
 }
 
 at::Tensor relu_fn(const at::Tensor& x) { return at::relu(x); }
@@ -140,24 +152,72 @@ Kernel prepare_clip(const Node& node, const Graph& graph) {
   };
 }
 
-EF_REGISTER_OP(Relu, unary_op("Relu", relu_fn));
-EF_REGISTER_OP(Sigmoid, unary_op("Sigmoid", sigmoid_fn));
-EF_REGISTER_OP(Tanh, unary_op("Tanh", tanh_fn));
-EF_REGISTER_OP(Erf, unary_op("Erf", erf_fn));
+// Clip maps each unit on its own, and keeps 0, when its bounds are constants around 0 (inputs,
+// or opset 6's attributes).
+bool clip_keeps_units(const Node& n, const Graph& graph) {
+  auto scalar = [&](const std::string& name) {
+    const at::Tensor t = constant_input(graph, name);
+    return t.defined() && t.numel() == 1 ? t : at::Tensor();
+  };
+  const at::Tensor lo =
+      n.inputs.size() > 1 && !n.inputs[1].empty() ? scalar(n.inputs[1]) : at::Tensor();
+  const at::Tensor hi =
+      n.inputs.size() > 2 && !n.inputs[2].empty() ? scalar(n.inputs[2]) : at::Tensor();
+  const bool lo_ok = n.inputs.size() < 2 || n.inputs[1].empty() ||
+                     (lo.defined() && lo.item<double>() <= 0);
+  const bool hi_ok = n.inputs.size() < 3 || n.inputs[2].empty() ||
+                     (hi.defined() && hi.item<double>() >= 0);
+  return lo_ok && hi_ok && n.attr_float("min", -1.f) <= 0 && n.attr_float("max", 1.f) >= 0;
+}
+
+OpCapabilities clip_capabilities() {
+  OpCapabilities c = per_unit_op(true);
+  c.units.holds = clip_keeps_units;
+  return c;
+}
+
+// Add(DQ(qa), DQ(qb)) [-> Relu] -> Q -> qy over quantized values: one QAdd (int8.cpp).
+void int8_add(Int8Rewriter& pass, size_t i) {
+  const Node& n = pass.node(i);
+  if (n.inputs.size() != 2) return;
+  std::vector<std::string> q;
+  for (const std::string& in : n.inputs) {
+    const Node* dq = pass.producer(in);
+    if (dq == nullptr || !dq->is("DequantizeLinear") || !pass.quantized(dq->inputs[0])) return;
+    q.push_back(dq->inputs[0]);
+  }
+  std::vector<size_t> absorbed{i};
+  Node fused("QAdd", n.name, q, {});
+  fused.domain = kEdgeforgeDomain;
+  if (!pass.quantized_tail(n.outputs[0], absorbed, fused)) return;
+  pass.place_add(std::move(fused), absorbed);
+}
+
+OpCapabilities add_capabilities() {
+  OpCapabilities c = arithmetic(UnitRole::kAdd);
+  c.int8_pattern = int8_add;
+  return c;
+}
+
+EF_REGISTER_OP(Relu, unary_op("Relu", relu_fn, per_unit_op(true)));
+EF_REGISTER_OP(Sigmoid, unary_op("Sigmoid", sigmoid_fn, per_unit_op(false)));
+EF_REGISTER_OP(Tanh, unary_op("Tanh", tanh_fn, per_unit_op(true)));
+EF_REGISTER_OP(Erf, unary_op("Erf", erf_fn, per_unit_op(true)));
 EF_REGISTER_OP(Exp, unary_op("Exp", exp_fn));
 EF_REGISTER_OP(Log, unary_op("Log", log_fn));
-EF_REGISTER_OP(Neg, unary_op("Neg", neg_fn));
+EF_REGISTER_OP(Neg, unary_op("Neg", neg_fn, per_unit_op(true)));
 EF_REGISTER_OP(Abs, unary_op("Abs", abs_fn));
 EF_REGISTER_OP(Sqrt, unary_op("Sqrt", sqrt_fn));
 EF_REGISTER_OP(Not, unary_op("Not", logical_not_fn));
-EF_REGISTER_OP(LeakyRelu, OpDef{"LeakyRelu", 1, 1, prepare_leaky_relu});
-EF_REGISTER_OP(HardSigmoid, OpDef{"HardSigmoid", 1, 1, prepare_hard_sigmoid});
-EF_REGISTER_OP(HardSwish, OpDef{"HardSwish", 1, 1, prepare_hard_swish});
+EF_REGISTER_OP(LeakyRelu, OpDef{"LeakyRelu", 1, 1, prepare_leaky_relu, "", per_unit_op(true)});
+EF_REGISTER_OP(HardSigmoid,
+               OpDef{"HardSigmoid", 1, 1, prepare_hard_sigmoid, "", per_unit_op(false)});
+EF_REGISTER_OP(HardSwish, OpDef{"HardSwish", 1, 1, prepare_hard_swish, "", per_unit_op(true)});
 
-EF_REGISTER_OP(Add, binary_op("Add", add_fn));
-EF_REGISTER_OP(Sub, binary_op("Sub", sub_fn));
-EF_REGISTER_OP(Mul, binary_op("Mul", mul_fn));
-EF_REGISTER_OP(Div, binary_op("Div", div_fn));
+EF_REGISTER_OP(Add, binary_op("Add", add_fn, add_capabilities()));
+EF_REGISTER_OP(Sub, binary_op("Sub", sub_fn, arithmetic(UnitRole::kSub)));
+EF_REGISTER_OP(Mul, binary_op("Mul", mul_fn, arithmetic(UnitRole::kMul)));
+EF_REGISTER_OP(Div, binary_op("Div", div_fn, arithmetic(UnitRole::kDiv)));
 EF_REGISTER_OP(Equal, binary_op("Equal", equal_fn));
 EF_REGISTER_OP(Less, binary_op("Less", less_fn));
 EF_REGISTER_OP(Greater, binary_op("Greater", greater_fn));
@@ -166,7 +226,7 @@ EF_REGISTER_OP(Pow, OpDef{"Pow", 2, 2, prepare_pow});
 
 EF_REGISTER_OP(Where, OpDef{"Where", 3, 3, prepare_where});
 EF_REGISTER_OP(Cast, OpDef{"Cast", 1, 1, prepare_cast});
-EF_REGISTER_OP(Clip, OpDef{"Clip", 1, 3, prepare_clip});
+EF_REGISTER_OP(Clip, OpDef{"Clip", 1, 3, prepare_clip, "", clip_capabilities()});
 
 }  // namespace
 }  // namespace edgeforge::ops

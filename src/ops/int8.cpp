@@ -23,6 +23,7 @@
 #include <string>
 
 #include "edgeforge/int8.h"
+#include "lowering.h"
 #include "train_kernels.h"
 #include "util.h"
 
@@ -181,6 +182,21 @@ Kernel prepare_qadd(const Node& node, const Graph&) {
   };
 }
 
+// The int8 layers move to the plan's direct oneDNN kernels (src/runtime/plan_int8.cpp), with
+// the same inputs and attributes: DnnlQConv, DnnlQLinear, DnnlDynQLinear.
+void plan_int8_layer(PlanRewriter& pass, size_t i) {
+  Node fused = pass.node(i);
+  fused.op_type = "Dnnl" + fused.op_type;
+  pass.place(std::move(fused), {i});
+}
+
+OpCapabilities int8_layer_capabilities() {
+  OpCapabilities c;
+  c.plan = plan_int8_layer;
+  c.plan_stage = PlanStage::kAfterGelus;
+  return c;
+}
+
 }  // namespace
 
 EF_REGISTER_OP(QAdd, OpDef{"QAdd", 2, 2, prepare_qadd, kEdgeforgeDomain});
@@ -191,8 +207,11 @@ EF_REGISTER_OP(QuantizeTensor,
                OpDef{"QuantizeTensor", 1, 1, prepare_quantize_tensor, kEdgeforgeDomain});
 EF_REGISTER_OP(DequantizeTensor,
                OpDef{"DequantizeTensor", 1, 1, prepare_dequantize_tensor, kEdgeforgeDomain});
-EF_REGISTER_OP(QConv, OpDef{"QConv", 3, 4, prepare_qconv, kEdgeforgeDomain});
-EF_REGISTER_OP(QLinear, OpDef{"QLinear", 3, 4, prepare_qlinear, kEdgeforgeDomain});
-EF_REGISTER_OP(DynQLinear, OpDef{"DynQLinear", 3, 4, prepare_dyn_qlinear, kEdgeforgeDomain});
+EF_REGISTER_OP(QConv, OpDef{"QConv", 3, 4, prepare_qconv, kEdgeforgeDomain,
+                            int8_layer_capabilities()});
+EF_REGISTER_OP(QLinear, OpDef{"QLinear", 3, 4, prepare_qlinear, kEdgeforgeDomain,
+                              int8_layer_capabilities()});
+EF_REGISTER_OP(DynQLinear, OpDef{"DynQLinear", 3, 4, prepare_dyn_qlinear, kEdgeforgeDomain,
+                                 int8_layer_capabilities()});
 
 }  // namespace edgeforge::ops

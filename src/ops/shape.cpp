@@ -1,5 +1,6 @@
 // Shape and data-movement ops: Flatten, Reshape, Transpose, Gather, Concat, Slice, Split,
 // Unsqueeze, Squeeze, Shape, Size, Expand, Tile, Constant, ConstantOfShape, Identity, Range.
+// Their capabilities: how Flatten and Identity carry prunable units, Gather's plan lowering.
 //
 // Shape-like inputs (Reshape's shape, Slice's starts, Unsqueeze's axes, ...) are read once at
 // prepare time when they are constants; transformer graphs compute them with Shape chains, so
@@ -15,6 +16,7 @@
 
 #include "edgeforge/error.h"
 #include "edgeforge/ops.h"
+#include "lowering.h"
 #include "util.h"
 
 namespace edgeforge::ops {
@@ -441,10 +443,36 @@ Kernel prepare_range(const Node& node, const Graph&) {
   };
 }
 
-EF_REGISTER_OP(Flatten, OpDef{"Flatten", 1, 1, prepare_flatten});
+// Flatten takes [N, C, 1, 1] to [N, C] from axis 1 only.
+bool flattens_channels(const Node& n, const Graph&) { return n.attr_int("axis", 1) == 1; }
+
+OpCapabilities flatten_capabilities() {
+  OpCapabilities c;
+  c.units.role = UnitRole::kFlatten;
+  c.units.holds = flattens_channels;
+  return c;
+}
+
+// Gather(constant float table, indices) on axis 0 (embeddings) -> PlanGather
+// (src/runtime/plan_ops.cpp).
+void plan_gather(PlanRewriter& pass, size_t i) {
+  const Node& n = pass.node(i);
+  if (n.attr_int("axis", 0) == 0 && n.inputs.size() == 2 && pass.constant(n.inputs[0]).defined() &&
+      pass.constant(n.inputs[0]).scalar_type() == at::kFloat &&
+      pass.constant(n.inputs[0]).dim() >= 1)
+    pass.place(Node("PlanGather", n.name, {n.inputs[0], n.inputs[1]}, {n.outputs[0]}), {i});
+}
+
+OpCapabilities gather_capabilities() {
+  OpCapabilities c;
+  c.plan = plan_gather;
+  return c;
+}
+
+EF_REGISTER_OP(Flatten, OpDef{"Flatten", 1, 1, prepare_flatten, "", flatten_capabilities()});
 EF_REGISTER_OP(Reshape, OpDef{"Reshape", 2, 2, prepare_reshape});
 EF_REGISTER_OP(Transpose, OpDef{"Transpose", 1, 1, prepare_transpose});
-EF_REGISTER_OP(Gather, OpDef{"Gather", 2, 2, prepare_gather});
+EF_REGISTER_OP(Gather, OpDef{"Gather", 2, 2, prepare_gather, "", gather_capabilities()});
 EF_REGISTER_OP(Concat, OpDef{"Concat", 1, kVariadicInputs, prepare_concat});
 EF_REGISTER_OP(Slice, OpDef{"Slice", 3, 5, prepare_slice});
 EF_REGISTER_OP(Split, OpDef{"Split", 1, 2, prepare_split});
@@ -456,7 +484,7 @@ EF_REGISTER_OP(Expand, OpDef{"Expand", 2, 2, prepare_expand});
 EF_REGISTER_OP(Tile, OpDef{"Tile", 2, 2, prepare_tile});
 EF_REGISTER_OP(Constant, OpDef{"Constant", 0, 0, prepare_constant});
 EF_REGISTER_OP(ConstantOfShape, OpDef{"ConstantOfShape", 1, 1, prepare_constant_of_shape});
-EF_REGISTER_OP(Identity, OpDef{"Identity", 1, 1, prepare_identity});
+EF_REGISTER_OP(Identity, OpDef{"Identity", 1, 1, prepare_identity, "", per_unit_op(true)});
 EF_REGISTER_OP(Range, OpDef{"Range", 3, 3, prepare_range});
 
 }  // namespace

@@ -18,6 +18,15 @@ namespace edgeforge::ops {
 // An upper bound for variadic ops (Concat); the executor compares it with the input count.
 inline constexpr int kVariadicInputs = 1 << 20;
 
+// The capabilities of an op that maps each unit (channel, feature) on its own, for structured
+// pruning: `keeps_zero` when f(0) = 0, so a removed unit stays exactly 0 through it.
+inline OpCapabilities per_unit_op(bool keeps_zero) {
+  OpCapabilities c;
+  c.units.role = UnitRole::kPerUnit;
+  c.units.keeps_zero = keeps_zero;
+  return c;
+}
+
 // `in[index]` when the node has that input and it is not omitted, else an undefined tensor.
 inline const at::Tensor& optional_input(const TensorList& in, size_t index) {
   static const at::Tensor kUndefined;

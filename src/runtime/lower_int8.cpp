@@ -1,6 +1,11 @@
 // The QDQ -> int8 lowering pass (edgeforge/lower.h). It matches patterns on constants only:
 // every scale, zero point and weight it folds into a kernel is an initializer or a Constant
 // node, so the lowered graph computes what the QDQ graph computes, up to int8 rounding.
+//
+// The pass owns the QDQ form: which values travel as quint8, the quantized input of a layer,
+// its int8 weight and bias, the Relu and Q after it, the Q/DQ nodes that remain. What is
+// particular to an op is its hook (OpCapabilities::int8_layer, int8_pattern, with the op under
+// src/ops/): Conv's, Gemm's and MatMul's constraints and kernels, Add -> QAdd.
 #include "edgeforge/lower.h"
 
 #include <ATen/ATen.h>
@@ -45,9 +50,9 @@ std::optional<ActParams> activation_params(const Node& n, const Graph& g) {
   return p;
 }
 
-class Lowering : rewrite::GraphRewrite {
+class Lowering : public rewrite::HookedRewrite<Int8Rewriter> {
  public:
-  Lowering(const Graph& g, LoweringReport& report) : GraphRewrite(g), report_(report) {
+  Lowering(const Graph& g, LoweringReport& report) : HookedRewrite(g), report_(report) {
     for (const Node& n : g.nodes())
       if (n.is("QuantizeLinear") || n.is("DynamicQuantizeLinear")) ++report_.quantize_nodes;
   }
@@ -55,13 +60,120 @@ class Lowering : rewrite::GraphRewrite {
   Graph run() {
     if (report_.quantize_nodes == 0 && !has_dequantize()) return graph();
     find_quantized_values();
+    const OpRegistry& registry = OpRegistry::global();
     const auto& nodes = graph().nodes();
     for (size_t i = 0; i < nodes.size(); ++i) {
-      const Node& n = nodes[i];
-      if (n.is("Conv") || n.is("Gemm") || n.is("MatMul")) match(i);
-      if (n.is("Add")) match_add(i);
+      const OpDef* def = registry.find(nodes[i].op_type, nodes[i].domain);
+      if (def == nullptr) continue;
+      if (def->caps.int8_layer != nullptr) match(i, def->caps.int8_layer);
+      if (def->caps.int8_pattern != nullptr) def->caps.int8_pattern(*this, i);
     }
     return rebuild();
+  }
+
+  // The int8 weight behind input `index` of `n`: DQ(const int8, const scale, zero points 0).
+  std::optional<Int8Weight> weight(const Node& n, size_t index, bool in_out,
+                                   std::string* why) const override {
+    const Node* dq = index < n.inputs.size() ? producer(n.inputs[index]) : nullptr;
+    if (dq == nullptr || !dq->is("DequantizeLinear")) {
+      *why = "its weight is not quantized";
+      return std::nullopt;
+    }
+    const at::Tensor w = constant(dq->inputs[0]);
+    const at::Tensor s = dq->inputs.size() > 1 ? constant(dq->inputs[1]) : at::Tensor();
+    if (!w.defined() || w.scalar_type() != at::kChar || !s.defined()) {
+      *why = "its weight is not a constant int8 tensor with a constant scale";
+      return std::nullopt;
+    }
+    if (dq->inputs.size() > 2 && !dq->inputs[2].empty()) {
+      const at::Tensor zp = constant(dq->inputs[2]);
+      if (!zp.defined() || !zp.eq(0).all().item<bool>()) {
+        *why = "its weight zero points are not all 0 (the int8 kernels take symmetric weights)";
+        return std::nullopt;
+      }
+    }
+    Int8Weight r;
+    r.values = dq->inputs[0];
+    r.scale = dq->inputs[1];
+    r.in_out = in_out;
+    const int64_t out_axis = in_out ? 1 : 0;
+    if (w.dim() < 2) {
+      *why = "its weight has rank " + std::to_string(w.dim());
+      return std::nullopt;
+    }
+    r.out_channels = w.size(out_axis);
+    if (s.numel() != 1) {
+      int64_t axis = dq->attr_int("axis", 1);
+      if (axis < 0) axis += w.dim();
+      if (s.dim() != 1 || axis != out_axis || s.size(0) != r.out_channels) {
+        *why = "its weight scales are not per output channel";
+        return std::nullopt;
+      }
+    }
+    return r;
+  }
+
+  bool quantized(const std::string& v) const override { return quantized_.count(v) != 0; }
+
+  // What follows `tail` in a static int8 pattern: an optional Relu, then the only reader, a Q
+  // into a quantized value. On a match, the nodes join `absorbed` and `fused` gets the Q's
+  // output and the output parameters; false (nothing changed) otherwise.
+  bool quantized_tail(std::string tail, std::vector<size_t>& absorbed,
+                      Node& fused) const override {
+    std::vector<size_t> taken;
+    bool relu = false;
+    std::optional<size_t> c = only_consumer(tail);
+    if (c && node(*c).is("Relu")) {
+      relu = true;
+      taken.push_back(*c);
+      tail = node(*c).outputs[0];
+      c = only_consumer(tail);
+    }
+    if (!c || !node(*c).is("QuantizeLinear") || !quantized_.count(node(*c).outputs[0])) return false;
+    taken.push_back(*c);
+    const ActParams& out = quantized_.at(node(*c).outputs[0]);
+    absorbed.insert(absorbed.end(), taken.begin(), taken.end());
+    fused.outputs = {node(*c).outputs[0]};
+    fused.set("y_scale", out.scale).set("y_zero_point", out.zero_point).set("relu", int64_t{relu});
+    return true;
+  }
+
+  // A bias the kernels take: a float constant of `channels` values, or DQ of an int32 one
+  // (dequantized here into a new initializer). "" with `why` set otherwise.
+  std::string float_bias(const std::string& v, int64_t channels, std::string* why) override {
+    at::Tensor b = constant(v);
+    std::string name = v;
+    if (!b.defined()) {
+      const Node* dq = producer(v);
+      at::Tensor values = dq && dq->is("DequantizeLinear") ? constant(dq->inputs[0])
+                                                                : at::Tensor();
+      at::Tensor scale = values.defined() ? constant(dq->inputs[1]) : at::Tensor();
+      if (values.defined() && scale.defined() && values.scalar_type() == at::kInt &&
+          !(dq->inputs.size() > 2 && !dq->inputs[2].empty())) {
+        b = values.to(at::kFloat) * scale.to(at::kFloat);
+        name = v + ".float";
+        add_initializer(name, b);
+      }
+    }
+    if (!b.defined() || !at::isFloatingType(b.scalar_type()) || b.numel() != channels) {
+      *why = "its bias is not a constant of one value per output channel";
+      return "";
+    }
+    if (b.dim() != 1 || b.scalar_type() != at::kFloat) {
+      name = v + ".bias1d";
+      add_initializer(name, b.reshape({channels}).to(at::kFloat));
+    }
+    return name;
+  }
+
+  bool keep_float(const Node& n, const std::string& why) override {
+    report_.kept_float.emplace_back(n.name, why);
+    return false;
+  }
+
+  void place_add(Node fused, const std::vector<size_t>& absorbed) override {
+    place(std::move(fused), absorbed);
+    ++report_.int8_adds;
   }
 
  private:
@@ -109,65 +221,19 @@ class Lowering : rewrite::GraphRewrite {
     }
   }
 
-  struct Weight {
-    std::string values, scale;  // names of the int8 constant and its scale
-    bool in_out = false;        // stored [in, out] (MatMul, Gemm without transB)
-    int64_t out_channels = 0;
-  };
-
-  // The int8 weight behind input `index` of `n`: DQ(const int8, const scale, zero points 0).
-  std::optional<Weight> weight(const Node& n, size_t index, bool in_out, std::string* why) const {
-    const Node* dq = index < n.inputs.size() ? producer(n.inputs[index]) : nullptr;
-    if (dq == nullptr || !dq->is("DequantizeLinear")) {
-      *why = "its weight is not quantized";
-      return std::nullopt;
-    }
-    const at::Tensor w = constant(dq->inputs[0]);
-    const at::Tensor s = dq->inputs.size() > 1 ? constant(dq->inputs[1]) : at::Tensor();
-    if (!w.defined() || w.scalar_type() != at::kChar || !s.defined()) {
-      *why = "its weight is not a constant int8 tensor with a constant scale";
-      return std::nullopt;
-    }
-    if (dq->inputs.size() > 2 && !dq->inputs[2].empty()) {
-      const at::Tensor zp = constant(dq->inputs[2]);
-      if (!zp.defined() || !zp.eq(0).all().item<bool>()) {
-        *why = "its weight zero points are not all 0 (the int8 kernels take symmetric weights)";
-        return std::nullopt;
-      }
-    }
-    Weight r;
-    r.values = dq->inputs[0];
-    r.scale = dq->inputs[1];
-    r.in_out = in_out;
-    const int64_t out_axis = in_out ? 1 : 0;
-    if (w.dim() < 2) {
-      *why = "its weight has rank " + std::to_string(w.dim());
-      return std::nullopt;
-    }
-    r.out_channels = w.size(out_axis);
-    if (s.numel() != 1) {
-      int64_t axis = dq->attr_int("axis", 1);
-      if (axis < 0) axis += w.dim();
-      if (s.dim() != 1 || axis != out_axis || s.size(0) != r.out_channels) {
-        *why = "its weight scales are not per output channel";
-        return std::nullopt;
-      }
-    }
-    return r;
-  }
-
-  void keep_float(const Node& n, const std::string& why) {
-    report_.kept_float.emplace_back(n.name, why);
-  }
-
-  void match(size_t i) {
+  // A node whose op has an int8 layer hook: QDQ around it, its weight quantized, becomes one
+  // int8 kernel; the hook states the op's constraints, weight layout and kernel.
+  void match(size_t i, Int8LayerHook hook) {
     const Node& n = node(i);
     const Node* dq_in = producer(n.inputs[0]);
     const Node* w_dq = n.inputs.size() > 1 ? producer(n.inputs[1]) : nullptr;
     const bool input_quantized = dq_in != nullptr && dq_in->is("DequantizeLinear");
     const bool weight_quantized = w_dq != nullptr && w_dq->is("DequantizeLinear");
     if (!input_quantized && !weight_quantized) return;  // a float node: nothing to say
-    if (!input_quantized) return keep_float(n, "its input is not quantized");
+    if (!input_quantized) {
+      keep_float(n, "its input is not quantized");
+      return;
+    }
 
     // Static (Q -> DQ) or dynamic (DynamicQuantizeLinear -> DQ) input.
     const std::string& q = dq_in->inputs[0];
@@ -181,153 +247,39 @@ class Lowering : rewrite::GraphRewrite {
                dq_in->inputs[2] == q_producer->outputs[2]) {
       dynamic = true;
     } else {
-      return keep_float(n, "its input is not a uint8 tensor with constant per-tensor parameters");
+      keep_float(n, "its input is not a uint8 tensor with constant per-tensor parameters");
+      return;
     }
 
-    // The op's own constraints, and the weight layout.
-    std::string why;
-    std::optional<Weight> w;
-    std::string bias;  // a float constant, "" for none
-    std::vector<size_t> absorbed{i};
-    std::string tail = n.outputs[0];
-    if (n.is("Conv")) {
-      if (dynamic) return keep_float(n, "dynamic quantization covers MatMul and Gemm only");
-      const at::Tensor wv = w_dq ? constant(w_dq->inputs[0]) : at::Tensor();
-      if (!wv.defined() || wv.dim() != 4)
-        return keep_float(n, "only 2-D convolutions have an int8 kernel");
-      if (n.attr_string("auto_pad", "NOTSET") != "NOTSET")
-        return keep_float(n, "auto_pad is not supported by the int8 kernel");
-      const auto pads = n.attr_ints("pads", {0, 0, 0, 0});
-      if (pads.size() != 4 || pads[0] != pads[2] || pads[1] != pads[3])
-        return keep_float(n, "asymmetric padding is not supported by the int8 kernel");
-      if (!(w = weight(n, 1, false, &why))) return keep_float(n, why);
-      if (n.inputs.size() > 2 && !n.inputs[2].empty()) {
-        if (!(bias = float_bias(n.inputs[2], w->out_channels, &why)).size())
-          return keep_float(n, why);
-      }
-    } else if (n.is("Gemm")) {
-      if (n.attr_int("transA", 0) != 0 || n.attr_float("alpha", 1.0f) != 1.0f ||
-          n.attr_float("beta", 1.0f) != 1.0f)
-        return keep_float(n, "only Gemm with transA = 0, alpha = 1 and beta = 1 is lowered");
-      if (!(w = weight(n, 1, n.attr_int("transB", 0) == 0, &why))) return keep_float(n, why);
-      if (n.inputs.size() > 2 && !n.inputs[2].empty()) {
-        if (!(bias = float_bias(n.inputs[2], w->out_channels, &why)).size())
-          return keep_float(n, why);
-      }
-    } else {  // MatMul by a constant [in, out] weight, then an optional bias Add
-      if (!(w = weight(n, 1, true, &why))) return keep_float(n, why);
-      if (std::optional<size_t> c = only_consumer(tail); c && node(*c).is("Add")) {
-        const Node& add = node(*c);
-        const std::string& other = add.inputs[0] == tail ? add.inputs[1] : add.inputs[0];
-        std::string ignored;
-        std::string b = float_bias(other, w->out_channels, &ignored);
-        if (!b.empty()) {
-          bias = b;
-          absorbed.push_back(*c);
-          tail = add.outputs[0];
-        }
-      }
-    }
+    // The op's own constraints, the weight layout and what the kernel takes after the node.
+    Int8Layer layer;
+    layer.absorbed = {i};
+    layer.tail = n.outputs[0];
+    if (!hook(*this, i, dynamic, &layer)) return;  // kept float, the hook said why
 
     Node fused;
     fused.domain = kEdgeforgeDomain;
     fused.name = n.name;
-    fused.inputs = {dynamic ? q_producer->inputs[0] : q, w->values, w->scale};
-    if (!bias.empty()) fused.inputs.push_back(bias);
+    fused.inputs = {dynamic ? q_producer->inputs[0] : q, layer.weight.values, layer.weight.scale};
+    if (!layer.bias.empty()) fused.inputs.push_back(layer.bias);
     if (dynamic) {
       fused.op_type = "DynQLinear";
-      fused.set("weight_in_out", int64_t{w->in_out});
-      fused.outputs = {tail};
-      place(fused, absorbed);
+      fused.set("weight_in_out", int64_t{layer.weight.in_out});
+      fused.outputs = {layer.tail};
+      place(fused, layer.absorbed);
       report_.dynamic_nodes.push_back(n.name);
       return;
     }
 
     // Static: an optional Relu, then a Q into a quantized value.
-    if (!quantized_tail(tail, absorbed, fused))
-      return keep_float(n, "its output is not quantized to uint8 right after it");
-    if (n.is("Conv")) {
-      const auto pads = n.attr_ints("pads", {0, 0, 0, 0});
-      fused.op_type = "QConv";
-      fused.set("strides", n.attr_ints("strides", {1, 1}))
-          .set("pads", pads)
-          .set("dilations", n.attr_ints("dilations", {1, 1}))
-          .set("group", n.attr_int("group", 1));
-    } else {
-      fused.op_type = "QLinear";
-      fused.set("weight_in_out", int64_t{w->in_out});
+    if (!quantized_tail(layer.tail, layer.absorbed, fused)) {
+      keep_float(n, "its output is not quantized to uint8 right after it");
+      return;
     }
-    place(fused, absorbed);
+    fused.op_type = layer.kernel;
+    for (const auto& [key, value] : layer.attributes) fused.set(key, value);
+    place(fused, layer.absorbed);
     report_.int8_nodes.push_back(n.name);
-  }
-
-  // Add(DQ(qa), DQ(qb)) [-> Relu] -> Q -> qy over quantized values: one QAdd.
-  void match_add(size_t i) {
-    const Node& n = node(i);
-    if (n.inputs.size() != 2) return;
-    std::vector<std::string> q;
-    for (const std::string& in : n.inputs) {
-      const Node* dq = producer(in);
-      if (dq == nullptr || !dq->is("DequantizeLinear") || !quantized_.count(dq->inputs[0]))
-        return;
-      q.push_back(dq->inputs[0]);
-    }
-    std::vector<size_t> absorbed{i};
-    Node fused("QAdd", n.name, q, {});
-    fused.domain = kEdgeforgeDomain;
-    if (!quantized_tail(n.outputs[0], absorbed, fused)) return;
-    place(fused, absorbed);
-    ++report_.int8_adds;
-  }
-
-  // What follows `tail` in a static int8 pattern: an optional Relu, then the only reader, a Q
-  // into a quantized value. On a match, the nodes join `absorbed` and `fused` gets the Q's
-  // output and the output parameters; false (nothing changed) otherwise.
-  bool quantized_tail(std::string tail, std::vector<size_t>& absorbed, Node& fused) const {
-    std::vector<size_t> taken;
-    bool relu = false;
-    std::optional<size_t> c = only_consumer(tail);
-    if (c && node(*c).is("Relu")) {
-      relu = true;
-      taken.push_back(*c);
-      tail = node(*c).outputs[0];
-      c = only_consumer(tail);
-    }
-    if (!c || !node(*c).is("QuantizeLinear") || !quantized_.count(node(*c).outputs[0])) return false;
-    taken.push_back(*c);
-    const ActParams& out = quantized_.at(node(*c).outputs[0]);
-    absorbed.insert(absorbed.end(), taken.begin(), taken.end());
-    fused.outputs = {node(*c).outputs[0]};
-    fused.set("y_scale", out.scale).set("y_zero_point", out.zero_point).set("relu", int64_t{relu});
-    return true;
-  }
-
-  // A bias the kernels take: a float constant of `channels` values, or DQ of an int32 one
-  // (dequantized here into a new initializer). "" with `why` set otherwise.
-  std::string float_bias(const std::string& v, int64_t channels, std::string* why) {
-    at::Tensor b = constant(v);
-    std::string name = v;
-    if (!b.defined()) {
-      const Node* dq = producer(v);
-      at::Tensor values = dq && dq->is("DequantizeLinear") ? constant(dq->inputs[0])
-                                                                : at::Tensor();
-      at::Tensor scale = values.defined() ? constant(dq->inputs[1]) : at::Tensor();
-      if (values.defined() && scale.defined() && values.scalar_type() == at::kInt &&
-          !(dq->inputs.size() > 2 && !dq->inputs[2].empty())) {
-        b = values.to(at::kFloat) * scale.to(at::kFloat);
-        name = v + ".float";
-        add_initializer(name, b);
-      }
-    }
-    if (!b.defined() || !at::isFloatingType(b.scalar_type()) || b.numel() != channels) {
-      *why = "its bias is not a constant of one value per output channel";
-      return "";
-    }
-    if (b.dim() != 1 || b.scalar_type() != at::kFloat) {
-      name = v + ".bias1d";
-      add_initializer(name, b.reshape({channels}).to(at::kFloat));
-    }
-    return name;
   }
 
   // Activation Q / DQ nodes of quantized values become the internal ops; the rest stays. A

@@ -1,6 +1,7 @@
 // The scaffolding the runtime's lowering passes share (lower_int8.cpp, lower_plan.cpp): an
 // index of who produces and who reads each value, the replacement of matched node groups by one
-// fused node, and the rebuild of the graph without what nothing reads any more.
+// fused node, and the rebuild of the graph without what nothing reads any more. HookedRewrite
+// answers the queries of the view the ops' lowering hooks get (src/ops/lowering.h) from it.
 #pragma once
 
 #include <ATen/ATen.h>
@@ -14,6 +15,7 @@
 #include <string>
 #include <vector>
 
+#include "../ops/lowering.h"
 #include "edgeforge/graph.h"
 #include "edgeforge/ops.h"
 
@@ -160,6 +162,44 @@ class GraphRewrite {
   std::set<size_t> taken_;
   std::map<size_t, Node> replacement_;
   std::map<std::string, at::Tensor> new_initializers_;
+};
+
+// A GraphRewrite seen through `View` (PlanRewriter or Int8Rewriter): the index answers the
+// graph queries; the pass deriving from this implements the view's actions.
+template <typename View>
+class HookedRewrite : public GraphRewrite, public View {
+ public:
+  explicit HookedRewrite(const Graph& g) : GraphRewrite(g) {}
+
+  const Node& node(size_t i) const override { return GraphRewrite::node(i); }
+  std::optional<size_t> producer_index(const std::string& v) const override {
+    return GraphRewrite::producer_index(v);
+  }
+  const Node* producer(const std::string& v) const override { return GraphRewrite::producer(v); }
+  const std::vector<size_t>& consumers(const std::string& v) const override {
+    return GraphRewrite::consumers(v);
+  }
+  bool is_graph_output(const std::string& v) const override {
+    return GraphRewrite::is_graph_output(v);
+  }
+  bool is_graph_input(const std::string& v) const override {
+    return GraphRewrite::is_graph_input(v);
+  }
+  std::optional<size_t> only_consumer(const std::string& v) const override {
+    return GraphRewrite::only_consumer(v);
+  }
+  bool taken(size_t i) const override { return GraphRewrite::taken(i); }
+  at::Tensor constant(const std::string& v) const override { return GraphRewrite::constant(v); }
+  std::optional<float> scalar(const std::string& v) const override {
+    return GraphRewrite::scalar(v);
+  }
+  std::optional<std::string> exact_gelu(const std::string& y,
+                                        std::vector<size_t>* nodes) const override {
+    return GraphRewrite::exact_gelu(y, nodes);
+  }
+  std::string add_initializer(const std::string& name, const at::Tensor& t) override {
+    return GraphRewrite::add_initializer(name, t);
+  }
 };
 
 }  // namespace edgeforge::rewrite

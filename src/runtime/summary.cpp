@@ -17,33 +17,20 @@ namespace edgeforge {
 namespace {
 using ShapeMap = std::map<std::string, std::vector<int64_t>>;
 
-int64_t product(const std::vector<int64_t>& dims, size_t from = 0) {
-  int64_t p = 1;
-  for (size_t i = from; i < dims.size(); ++i) p *= dims[i];
-  return p;
-}
-
 const std::vector<int64_t>* shape_of(const ShapeMap& shapes, const std::string& name) {
   auto it = shapes.find(name);
   return it == shapes.end() ? nullptr : &it->second;
 }
 
+// The op's MACs (OpCapabilities::macs), found by op type alone: a node of another domain with
+// the name of an ONNX op counts as that op, as edgeforge info always counted it.
 int64_t node_macs(const ShapeMap& shapes, const Node& n) {
-  if (n.op_type == "Conv") {
-    const auto* w = shape_of(shapes, n.inputs.at(1));
-    const auto* y = shape_of(shapes, n.outputs.at(0));
-    if (w == nullptr || y == nullptr || w->size() < 3) return 0;
-    return product(*y) * product(*w, 1);  // each output: (C_in / groups) * kernel MACs
-  }
-  if (n.op_type == "Gemm" || n.op_type == "MatMul") {
-    const auto* a = shape_of(shapes, n.inputs.at(0));
-    const auto* y = shape_of(shapes, n.outputs.at(0));
-    if (a == nullptr || y == nullptr || a->empty()) return 0;
-    const bool trans_a = n.op_type == "Gemm" && n.attr_int("transA", 0) != 0;
-    const int64_t k = a->size() == 1 ? (*a)[0] : (trans_a ? a->front() : a->back());
-    return product(*y) * k;
-  }
-  return 0;
+  const OpDef* def = OpRegistry::global().find(n.op_type);
+  if (def == nullptr || def->caps.macs == nullptr) return 0;
+  ValueShapes inputs, outputs;
+  for (const std::string& v : n.inputs) inputs.push_back(shape_of(shapes, v));
+  for (const std::string& v : n.outputs) outputs.push_back(shape_of(shapes, v));
+  return def->caps.macs(n, inputs, outputs);
 }
 
 // Concrete shapes of every value for one sample: by running the graph on zeros when the

@@ -7,6 +7,7 @@
 #include "edgeforge/dataset.h"
 #include "edgeforge/error.h"
 #include "edgeforge/lower.h"
+#include "edgeforge/ops.h"
 #include "edgeforge/runtime.h"
 
 namespace edgeforge::strategies {
@@ -113,7 +114,9 @@ std::string unprunable_weights_reason(const Graph& model) {
   for (const Node& n : model.nodes())
     for (const std::string& in : n.inputs) ++uses[in];
   for (const Node& n : model.nodes()) {
-    if (!(n.is("Conv") || n.is("Gemm") || n.is("MatMul")) || n.inputs.size() < 2) continue;
+    const OpDef* def = OpRegistry::global().find(n.op_type, n.domain);
+    if (def == nullptr || def->caps.units.role != UnitRole::kWeighted || n.inputs.size() < 2)
+      continue;
     ++weighted;
     const std::string& w = n.inputs[1];
     if (!model.has_initializer(w) || uses[w] > 1) ++shared;

@@ -14,6 +14,7 @@
 #include <algorithm>
 #include <cmath>
 #include <map>
+#include <optional>
 #include <set>
 
 #include "common.h"
@@ -170,64 +171,48 @@ class UnitAnalysis {
     return s;
   }
 
+  // What `n` does to the units reaching it, by its op's role (OpCapabilities::units).
   void visit(const Node& n, int index) {
     auto in = [&](size_t i) -> const Carried* { return i < n.inputs.size() ? carried(n.inputs[i]) : nullptr; };
     const std::string out = n.outputs.empty() ? std::string() : n.outputs[0];
-    if (n.is("Conv")) {
+    const OpDef* def = OpRegistry::global().find(n.op_type, n.domain);
+    const UnitFlow flow = def != nullptr ? def->caps.units : UnitFlow{};
+    const UnitRole role = flow.role;
+    if (role == UnitRole::kWeighted) {
+      const std::optional<WeightedUnits> spec =
+          flow.weighted != nullptr ? flow.weighted(n) : std::nullopt;
       const at::Tensor w = own_constant(n.inputs.size() > 1 ? n.inputs[1] : "");
-      const int64_t group = n.attr_int("group", 1);
       const Carried* x = in(0);
-      const std::string bias = n.inputs.size() > 2 ? n.inputs[2] : "";
-      if (!w.defined() || w.dim() != 4) {
+      if (!spec || !w.defined() || w.dim() != spec->rank || in(1) != nullptr) {
         block_inputs(n);
         return;
       }
-      const int64_t units = w.size(0);
-      if (x != nullptr && (x->layout != Layout::kChannels || w.size(1) * group != space(x->space).dim.units)) {
+      const Layout layout = spec->channels ? Layout::kChannels : Layout::kLast;
+      const int64_t units = w.size(spec->out_axis), group = spec->group;
+      if (x != nullptr &&
+          (x->layout != layout || w.size(spec->in_axis) * group != space(x->space).dim.units)) {
         block_inputs(n);
         return;
       }
-      if (x != nullptr && group > 1 && group == units && w.size(1) == 1) {
+      if (x != nullptr && group > 1 && group == units && w.size(spec->in_axis) == 1) {
         // Depthwise: unit c of the output is made from unit c of the input alone.
         Space& sp = space(x->space);
-        sp.dim.produced.push_back({n.inputs[1], 0, 1});
+        sp.dim.produced.push_back({n.inputs[1], spec->out_axis, 1});
         sp.dim.depthwise.push_back(n.name);
-        if (!bias.empty()) {
-          if (unit_vector(bias, units)) sp.dim.zeroed.push_back(bias);
+        if (!spec->bias.empty()) {
+          if (unit_vector(spec->bias, units)) sp.dim.zeroed.push_back(spec->bias);
           else sp.blocked = true;
         }
-        carry(out, x->space, Layout::kChannels, x->zero);
+        carry(out, x->space, layout, x->zero);
         return;
       }
-      if (x != nullptr) consume(*x, n, n.inputs[1], 1, group);
-      const int s = produce(n, index, n.inputs[1], 0, units, bias, true);
+      if (x != nullptr) consume(*x, n, n.inputs[1], spec->in_axis, group);
+      const int s = produce(n, index, n.inputs[1], spec->out_axis, units, spec->bias, true);
       if (group > 1) space(s).group_constraints.push_back(group);
-      carry(out, s, Layout::kChannels, true);
+      carry(out, s, layout, true);
       return;
     }
-    if (n.is("MatMul") || n.is("Gemm")) {
-      const bool gemm = n.is("Gemm");
-      const at::Tensor w = own_constant(n.inputs.size() > 1 ? n.inputs[1] : "");
-      const Carried* x = in(0);
-      const bool trans_b = gemm && n.attr_int("transB", 0) != 0;
-      if (!w.defined() || w.dim() != 2 || (gemm && n.attr_int("transA", 0) != 0) || in(1) != nullptr) {
-        block_inputs(n);
-        return;
-      }
-      const int64_t in_axis = trans_b ? 1 : 0, out_axis = trans_b ? 0 : 1;
-      if (x != nullptr) {
-        if (x->layout != Layout::kLast || w.size(in_axis) != space(x->space).dim.units) {
-          block_inputs(n);
-          return;
-        }
-        consume(*x, n, n.inputs[1], in_axis, 1);
-      }
-      const std::string bias = gemm && n.inputs.size() > 2 ? n.inputs[2] : "";
-      const int s = produce(n, index, n.inputs[1], out_axis, w.size(out_axis), bias, true);
-      carry(out, s, Layout::kLast, true);
-      return;
-    }
-    if (n.is("BatchNormalization")) {
+    if (role == UnitRole::kNorm) {
       const Carried* x = in(0);
       if (x == nullptr) return;
       Space& sp = space(x->space);
@@ -249,16 +234,18 @@ class UnitAnalysis {
     for (const std::string& v : n.inputs) any = any || carried(v) != nullptr;
     if (!any) return;  // no units reach this node
     // Element-wise with two operands.
-    if ((n.is("Add") || n.is("Sub") || n.is("Mul") || n.is("Div")) && n.inputs.size() == 2) {
+    const bool add = role == UnitRole::kAdd, sub = role == UnitRole::kSub,
+               mul = role == UnitRole::kMul, div = role == UnitRole::kDiv;
+    if ((add || sub || mul || div) && n.inputs.size() == 2) {
       const Carried* a = in(0);
       const Carried* b = in(1);
       if (a != nullptr && b != nullptr) {
-        if (a->layout != b->layout || n.is("Div") || n.is("Sub")) {
+        if (a->layout != b->layout || div || sub) {
           block_inputs(n);
           return;
         }
         const int s = join(a->space, b->space);
-        const bool zero = n.is("Mul") ? (a->zero || b->zero) : (a->zero && b->zero);
+        const bool zero = mul ? (a->zero || b->zero) : (a->zero && b->zero);
         carry(out, s, a->layout, zero, a->spatial_one && b->spatial_one);
         return;
       }
@@ -267,45 +254,34 @@ class UnitAnalysis {
       const Carried* c = first ? a : b;
       const std::string& other = n.inputs[first ? 1 : 0];
       const at::Tensor k = scalar(other);
-      if (k.defined() && (first || n.is("Add") || n.is("Mul"))) {
-        const bool zero = n.is("Mul") || n.is("Div") ? c->zero : (c->zero && k.item<double>() == 0);
+      if (k.defined() && (first || add || mul)) {
+        const bool zero = mul || div ? c->zero : (c->zero && k.item<double>() == 0);
         carry(out, c->space, c->layout, zero, c->spatial_one);
         return;
       }
-      if (n.is("Add") && c->layout == Layout::kLast && unit_vector(other, space(c->space).dim.units)) {
+      if (add && c->layout == Layout::kLast && unit_vector(other, space(c->space).dim.units)) {
         space(c->space).dim.zeroed.push_back(other);
         carry(out, c->space, c->layout, c->zero);
         return;
       }
     }
-    // Per-unit ops of one operand.
+    // Ops of one operand that keep the units where they are.
     const Carried* x = in(0);
     if (x == nullptr) {
       block_inputs(n);  // a later operand carrying units into something unknown
       return;
     }
-    const bool keeps_zero = n.is("Relu") || n.is("LeakyRelu") || n.is("HardSwish") || n.is("Tanh") ||
-                            n.is("Erf") || n.is("Neg") || n.is("Identity") || n.is("Dropout") ||
-                            n.is("AveragePool") || n.is("MaxPool");
-    if ((keeps_zero || n.is("Sigmoid") || n.is("HardSigmoid")) && n.outputs.size() == 1 && n.inputs.size() == 1) {
-      carry(out, x->space, x->layout, keeps_zero && x->zero, x->spatial_one);
+    if (role == UnitRole::kPerUnit && n.outputs.size() == 1 &&
+        (flow.holds != nullptr ? flow.holds(n, g_) : n.inputs.size() == 1)) {
+      carry(out, x->space, x->layout, flow.keeps_zero && x->zero, x->spatial_one);
       return;
     }
-    if (n.is("Clip") && n.outputs.size() == 1) {
-      const at::Tensor lo = n.inputs.size() > 1 && !n.inputs[1].empty() ? scalar(n.inputs[1]) : at::Tensor();
-      const at::Tensor hi = n.inputs.size() > 2 && !n.inputs[2].empty() ? scalar(n.inputs[2]) : at::Tensor();
-      const bool lo_ok = n.inputs.size() < 2 || n.inputs[1].empty() || (lo.defined() && lo.item<double>() <= 0);
-      const bool hi_ok = n.inputs.size() < 3 || n.inputs[2].empty() || (hi.defined() && hi.item<double>() >= 0);
-      if (lo_ok && hi_ok && n.attr_float("min", -1.f) <= 0 && n.attr_float("max", 1.f) >= 0) {
-        carry(out, x->space, x->layout, x->zero, x->spatial_one);
-        return;
-      }
-    }
-    if (n.is("GlobalAveragePool") && x->layout == Layout::kChannels) {
+    if (role == UnitRole::kGlobalPool && x->layout == Layout::kChannels) {
       carry(out, x->space, x->layout, x->zero, true);
       return;
     }
-    if (n.is("Flatten") && x->spatial_one && n.attr_int("axis", 1) == 1) {
+    if (role == UnitRole::kFlatten && x->spatial_one &&
+        (flow.holds == nullptr || flow.holds(n, g_))) {
       carry(out, x->space, Layout::kLast, x->zero);
       return;
     }

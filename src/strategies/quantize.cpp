@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <optional>
 #include <set>
 
 #include "edgeforge/error.h"
@@ -127,38 +128,35 @@ int fold_batch_norm(Graph& graph) {
   return folded;
 }
 
+// The op registry says which ops quantize and how (OpCapabilities::quant).
 std::vector<QuantUnit> find_quant_units(const Graph& graph, bool linear_only) {
   std::vector<QuantUnit> units;
   const std::map<std::string, int> readers = reader_counts(graph);
   const auto& nodes = graph.nodes();
   for (const Node& n : nodes) {
-    const bool conv = n.is("Conv"), gemm = n.is("Gemm"), matmul = n.is("MatMul");
-    if (!(conv || gemm || matmul) || (conv && linear_only) || n.inputs.size() < 2) continue;
+    const OpDef* def = OpRegistry::global().find(n.op_type, n.domain);
+    if (def == nullptr || def->caps.quant.weight_axis == nullptr) continue;
+    const QuantCapability& quant = def->caps.quant;
+    if ((linear_only && !quant.dynamic) || n.inputs.size() < 2) continue;
     const at::Tensor w = float_initializer(graph, n.inputs[1]);
     if (!w.defined() || readers.at(n.inputs[1]) != 1) continue;
     if (graph.has_initializer(n.inputs[0])) continue;
+    const std::optional<int64_t> axis = quant.weight_axis(n, w);
+    if (!axis) continue;  // no int8 kernel for this node
     QuantUnit u;
     u.node = n.name;
     u.op_type = n.op_type;
     u.input = n.inputs[0];
     u.weight = n.inputs[1];
     u.output = n.outputs[0];
-    if (conv) {
-      if (w.dim() != 4) continue;  // only 2-D convolutions have an int8 kernel
-    } else if (gemm) {
-      if (w.dim() != 2 || n.attr_int("transA", 0) != 0 || n.attr_float("alpha", 1.0f) != 1.0f ||
-          n.attr_float("beta", 1.0f) != 1.0f)
-        continue;
-      u.weight_in_out = n.attr_int("transB", 0) == 0;
-    } else {
-      if (w.dim() != 2) continue;
-      u.weight_in_out = true;
+    u.weight_in_out = *axis == 1;
+    if (quant.bias_add) {
       const int r = only_reader(graph, u.output);
       if (r >= 0 && nodes[r].is("Add")) {
         const Node& add = nodes[r];
         const std::string& other = add.inputs[0] == u.output ? add.inputs[1] : add.inputs[0];
         const at::Tensor b = float_initializer(graph, other);
-        if (b.defined() && b.numel() == w.size(1)) u.output = add.outputs[0];
+        if (b.defined() && b.numel() == w.size(*axis)) u.output = add.outputs[0];
       }
     }
     if (!linear_only) {
