@@ -35,6 +35,7 @@
 #include "edgeforge/graph.h"
 #include "edgeforge/partition.h"
 #include "edgeforge/tiers.h"
+#include "edgeforge/wire.h"  // the messages a deployment's tiers exchange
 
 namespace edgeforge {
 
@@ -72,15 +73,6 @@ class Preprocessor {
   struct Impl;
   std::unique_ptr<Impl> impl_;
 };
-
-// ---------------------------------------------------------------------------------------------
-// Messages between tiers: tensors as raw bytes with their type and shape.
-
-// [u32 count] then per tensor [u8 type][u8 rank][i64 dims...][raw bytes, row-major].
-std::string encode_tensors(const std::vector<at::Tensor>& tensors);
-// Error naming `what` when the message is truncated, has trailing bytes, an unknown type or a
-// byte count that does not match its type and shape.
-std::vector<at::Tensor> decode_tensors(const std::string& message, const std::string& what);
 
 // ---------------------------------------------------------------------------------------------
 // Device speed

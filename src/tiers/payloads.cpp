@@ -1,0 +1,49 @@
+// What a deployment is sent (edgeforge/deploy.h): payloads from the model's data set, and the
+// preprocessing that turns one into the model's inputs.
+#include <optional>
+
+#include "edgeforge/data.h"
+#include "edgeforge/dataset.h"
+#include "edgeforge/deploy.h"
+#include "edgeforge/error.h"
+
+namespace edgeforge {
+
+std::vector<Payload> make_payloads(const Graph& model, const PayloadOptions& opts) {
+  EF_CHECK(opts.inputs >= 1, "inputs: ", opts.inputs, " must be at least 1");
+  std::optional<DataSpec> spec = model_data_spec(model);
+  std::unique_ptr<Dataset> data;
+  if (spec && (spec->kind == kDatasetFashionMnist || spec->kind == kDatasetSpam)) {
+    EF_CHECK(opts.frame_height >= 1 && opts.frame_width >= 1 && opts.frame_height <= 8192 &&
+                 opts.frame_width <= 8192,
+             "frame size ", opts.frame_width, "x", opts.frame_height, " must be 1..8192 a side");
+    if (spec->kind == kDatasetFashionMnist) {
+      spec->fields["frame_height"] = opts.frame_height;
+      spec->fields["frame_width"] = opts.frame_width;
+    }
+    if (!opts.data_dir.empty()) spec->fields["dir"] = opts.data_dir;
+    data = find_data_kind(spec->kind)->open(*spec, model, "");
+  } else {
+    data = open_dataset(model);
+  }
+  std::vector<Payload> out = data->payloads(opts.split, opts.inputs);
+  EF_CHECK(!out.empty(), "the ", opts.split, " split of ", data->spec().name(), " has no samples");
+  return out;
+}
+
+struct Preprocessor::Impl {
+  std::unique_ptr<Dataset> data;
+};
+
+Preprocessor::Preprocessor(const Graph& model) : impl_(std::make_unique<Impl>()) {
+  impl_->data = open_dataset(model);
+}
+
+Preprocessor::~Preprocessor() = default;
+Preprocessor::Preprocessor(Preprocessor&&) noexcept = default;
+
+std::vector<at::Tensor> Preprocessor::operator()(const Payload& p) const {
+  return impl_->data->preprocess(p);
+}
+
+}  // namespace edgeforge
