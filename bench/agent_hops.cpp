@@ -7,10 +7,11 @@
 // 8 bytes: the kernel's two copies and nothing else. Like a new frame per request, each bare
 // transfer sends from and receives into one of 32 buffers in turn, so neither is in the
 // core's cache. The protocol's overhead per hop is the hop's median less the bare median.
-// Each request is also sent with its bulk copied by protobuf's serialisation, alternately with
-// the by-reference send agents use, and the ratio printed. Also printed: the payload encoded
-// and decoded as a tensor message in one process (what simulated mode charges as
-// serialisation).
+// Each request is also sent with its bulk copied by protobuf's serialisation, beside the
+// by-reference send agents use, and the ratio printed. Also printed: the payload encoded and
+// decoded as a tensor message in one process (what simulated mode charges as serialisation).
+// All of them take turns request by request, in alternating order (bench_util.h's
+// time_side_by_side).
 //
 //   build/agent_hops [--mb 1] [--reps 200] [--json out.json]
 #include <netinet/in.h>
@@ -19,10 +20,10 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
-#include <chrono>
 #include <cmath>
 #include <cstdio>
 #include <cstring>
+#include <memory>
 #include <string>
 #include <thread>
 
@@ -62,50 +63,64 @@ void read_all(int fd, char* p, size_t n) {
 }
 
 // Round trips of `bytes` over a bare loopback TCP socket, answered with 8 bytes (see above).
-std::vector<double> bare_tcp_ms(size_t bytes, int warmup, int reps) {
-  const int listener = ::socket(AF_INET, SOCK_STREAM, 0);
-  check(listener >= 0, "agent_hops: socket");
-  sockaddr_in addr{};
-  addr.sin_family = AF_INET;
-  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  check(::bind(listener, reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0, "agent_hops: bind");
-  check(::listen(listener, 1) == 0, "agent_hops: listen");
-  socklen_t len = sizeof addr;
-  check(::getsockname(listener, reinterpret_cast<sockaddr*>(&addr), &len) == 0, "agent_hops: getsockname");
-  const int total = warmup + reps;
-  constexpr int kBuffers = 32;
-  std::thread server([&] {
-    const int fd = ::accept(listener, nullptr, nullptr);
-    check(fd >= 0, "agent_hops: accept");
+class BareTcp {
+ public:
+  explicit BareTcp(size_t bytes) : bytes_(bytes), out_(kBuffers, std::string(bytes, '\x40')) {
+    listener_ = ::socket(AF_INET, SOCK_STREAM, 0);
+    check(listener_ >= 0, "agent_hops: socket");
+    sockaddr_in addr{};
+    addr.sin_family = AF_INET;
+    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    check(::bind(listener_, reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0, "agent_hops: bind");
+    check(::listen(listener_, 1) == 0, "agent_hops: listen");
+    socklen_t len = sizeof addr;
+    check(::getsockname(listener_, reinterpret_cast<sockaddr*>(&addr), &len) == 0,
+          "agent_hops: getsockname");
+    server_ = std::thread([this] {
+      const int fd = ::accept(listener_, nullptr, nullptr);
+      check(fd >= 0, "agent_hops: accept");
+      const int one = 1;
+      ::setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+      std::vector<std::string> in(kBuffers, std::string(bytes_, '\0'));
+      char ack[8] = {};
+      char first;
+      // Until the client closes: each request's first byte, then the rest.
+      for (int r = 0; ::read(fd, &first, 1) == 1; ++r) {
+        read_all(fd, in[r % kBuffers].data() + 1, bytes_ - 1);
+        write_all(fd, ack, sizeof ack);
+      }
+      ::close(fd);
+    });
+    fd_ = ::socket(AF_INET, SOCK_STREAM, 0);
+    check(fd_ >= 0 && ::connect(fd_, reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0,
+          "agent_hops: connect");
     const int one = 1;
-    ::setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
-    std::vector<std::string> in(kBuffers, std::string(bytes, '\0'));
-    char ack[8] = {};
-    for (int r = 0; r < total; ++r) {
-      read_all(fd, in[r % kBuffers].data(), bytes);
-      write_all(fd, ack, sizeof ack);
-    }
-    ::close(fd);
-  });
-  const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
-  check(fd >= 0 && ::connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0, "agent_hops: connect");
-  const int one = 1;
-  ::setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
-  std::vector<std::string> out(kBuffers, std::string(bytes, '\x40'));
-  std::vector<double> ms;
-  char ack[8];
-  for (int r = 0; r < total; ++r) {
-    const auto t0 = std::chrono::steady_clock::now();
-    write_all(fd, out[r % kBuffers].data(), bytes);
-    read_all(fd, ack, sizeof ack);
-    if (r >= warmup)
-      ms.push_back(std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count());
+    ::setsockopt(fd_, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
   }
-  ::close(fd);
-  server.join();
-  ::close(listener);
-  return ms;
-}
+  ~BareTcp() {
+    ::close(fd_);
+    server_.join();
+    ::close(listener_);
+  }
+  BareTcp(const BareTcp&) = delete;
+  BareTcp& operator=(const BareTcp&) = delete;
+
+  // Like a new frame per request, each sends from one of kBuffers buffers in turn and the
+  // server receives into one of as many, so neither is in the core's cache.
+  void round_trip() {
+    char ack[8];
+    write_all(fd_, out_[next_++ % kBuffers].data(), bytes_);
+    read_all(fd_, ack, sizeof ack);
+  }
+
+ private:
+  static constexpr int kBuffers = 32;
+  size_t bytes_;
+  std::vector<std::string> out_;
+  size_t next_ = 0;
+  int listener_ = -1, fd_ = -1;
+  std::thread server_;
+};
 
 }  // namespace
 
@@ -153,34 +168,46 @@ int main(int argc, char** argv) {
   std::printf("agent_hops: commit %s, %s, payload %.2f MB (%lldx%lld RGB frame), %d requests\n",
               bench::git_commit().c_str(), bench::cpu_model().c_str(), p.bytes.size() / 1e6,
               static_cast<long long>(p.width), static_cast<long long>(p.height), reps);
-  // Per hop: mobile -> edge (deploy edge, link 0), edge -> cloud (deploy cloud, link 1). Each
-  // request is sent twice in turn: the bulk by reference (what agents do) and through
-  // protobuf's serialisation (the copying reference, agent_wire.h).
-  std::vector<double> hop_ms, copying_ms;
+  // Per hop: mobile -> edge (deploy edge, link 0), edge -> cloud (deploy cloud, link 1); each
+  // request sent with the bulk by reference (what agents do) and through protobuf's
+  // serialisation (the copying reference, agent_wire.h). Beside them the bare transfer and,
+  // in process, the payload as a tensor message, encoded and decoded. All take turns request
+  // by request, in alternating order (bench_util.h's time_side_by_side).
+  std::vector<std::unique_ptr<RemoteDeployment>> deployments;
+  std::vector<bench::Contender> contenders;
   for (const char* tier : {"edge", "cloud"}) {
-    RemoteDeployment dep(model, topo, parse_placement(tier, topo), eps);
-    for (int w = 0; w < 10; ++w) dep.run(p);
-    for (int r = 0; r < reps; ++r)
-      for (bool copy : {false, true}) {
+    deployments.push_back(
+        std::make_unique<RemoteDeployment>(model, topo, parse_placement(tier, topo), eps));
+    RemoteDeployment* dep = deployments.back().get();
+    for (const bool copy : {false, true}) {
+      contenders.push_back({[dep, copy, &p](int n) {
         send_infer_by_copy(copy);
-        const MeasuredRequest m = dep.run(p);
-        for (double l : m.link_ms)
-          if (l > 0) (copy ? copying_ms : hop_ms).push_back(l);
-      }
-    send_infer_by_copy(false);
+        std::vector<double> ms;  // what each hop took beyond the next tier's own work
+        for (int r = 0; r < n; ++r)
+          for (double l : dep->run(p).link_ms)
+            if (l > 0) ms.push_back(l);
+        send_infer_by_copy(false);
+        return ms;
+      }});
+    }
   }
-  // In process: the payload as a tensor message, encoded and decoded.
-  std::vector<double> local_ms;
+  BareTcp bare_tcp(p.bytes.size());
+  contenders.push_back({bench::timed([&] { bare_tcp.round_trip(); })});
   at::Tensor raw = at::empty({static_cast<int64_t>(p.bytes.size())}, at::kByte);
   std::memcpy(raw.data_ptr(), p.bytes.data(), p.bytes.size());
-  for (int r = 0; r < reps; ++r) {
-    const auto t0 = std::chrono::steady_clock::now();
+  contenders.push_back({bench::timed([&] {
     const std::string msg = encode_tensors({raw});
     const auto back = decode_tensors(msg, "bench");
-    local_ms.push_back(std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count());
-  }
-  const bench::Timing hops{hop_ms}, copying{copying_ms}, local{local_ms},
-      bare{bare_tcp_ms(p.bytes.size(), 10, reps)};
+  })});
+  const std::vector<bench::Timing> t =
+      bench::time_side_by_side(contenders, {/*rounds=*/reps, /*block=*/1, /*settle=*/0, /*warmup=*/10});
+  auto merged = [](const bench::Timing& a, const bench::Timing& b) {
+    bench::Timing m = a;
+    m.samples_ms.insert(m.samples_ms.end(), b.samples_ms.begin(), b.samples_ms.end());
+    return m;
+  };
+  const bench::Timing hops = merged(t[0], t[2]), copying = merged(t[1], t[3]), bare = t[4],
+                      local = t[5];
   const double overhead = hops.median() - bare.median();
   std::printf("%-40s %10s %10s\n", "", "median ms", "p90 ms");
   std::printf("%-40s %10.3f %10.3f\n", "per hop, agents on loopback", hops.median(), hops.percentile(0.9));

@@ -2,12 +2,15 @@
 // Writes the Fashion-MNIST test split as an image folder (one 8-bit grey PNG per image, class
 // folders "0_T-shirt_top" ... "9_Ankle_boot" so they sort in label order) and the spam test
 // split as JSONL (text, label "ham"/"spam"), then evaluates each zoo teacher both ways and
-// prints the accuracy through each and the difference. It also times, on one thread, the image
-// folder's decode + preprocessing per image and the text kind's tokenisation per sample, each
-// beside the model's own inference per sample (batch 1).
+// prints the accuracy through each and the difference (also in the report's context). Then
+// Google Benchmark times, on one thread, the image folder's decode + preprocessing per image
+// and the text kind's tokenisation per sample beside the model's own inference per sample
+// (batch 1), the cases' repetitions randomly interleaved in one run, and prints the ratio
+// preprocess / inference per model.
 //
 //   build/data_adapters --zoo-dir out/zoo [--out-dir out/adapters] [--models resnet,bert]
-//                       [--limit N] [--json out.json]
+//                       [--limit N] [Google Benchmark flags: --json out.json ...]
+// Cases: per_sample/preprocess/<model> and per_sample/inference/<model>; counter samples/s.
 // The zoo models come from `edgeforge zoo --train --out-dir out/zoo`.
 #include <ATen/ATen.h>
 #include <ATen/Parallel.h>
@@ -15,11 +18,11 @@
 
 #include <nlohmann/json.hpp>
 
-#include <chrono>
 #include <cstdio>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <memory>
 
 #include "bench_util.h"
 #include "edgeforge/data.h"
@@ -88,88 +91,93 @@ std::string export_spam(const std::string& dir, int64_t limit) {
   return spec;
 }
 
-double median_ms(const std::function<void()>& f, int reps) {
-  bench::Timing t;
-  for (int i = 0; i < reps; ++i) {
-    const auto t0 = std::chrono::steady_clock::now();
-    f();
-    t.samples_ms.push_back(std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count());
+std::string zoo_dir = "out/zoo", out_dir = "out/adapters";
+std::vector<std::string> models = {"resnet", "resnext", "bert", "roberta"};
+int64_t limit = 0;
+
+// A model read through its adapter: 50 test payloads and the session, alive until the run ends.
+struct Case {
+  Graph bound;
+  std::unique_ptr<Dataset> data;
+  std::vector<Payload> payloads;
+  std::unique_ptr<InferenceSession> session;
+  std::vector<at::Tensor> one;  // the first payload, preprocessed
+  RunOptions run;
+};
+std::vector<std::unique_ptr<Case>> cases;
+
+void register_cases() {
+  at::set_num_threads(1);
+  benchmark::AddCustomContext("threads", "1");
+  const std::string fashion_spec = export_fashion(out_dir + "/fashion-mnist", limit);
+  const std::string spam_spec = export_spam(out_dir + "/spam", limit);
+  std::FILE* out = bench::notes();
+  std::fprintf(out, "exported to %s\n", out_dir.c_str());
+  std::fprintf(out, "%-10s %-22s %10s %10s %12s\n", "model", "metric", "built-in", "adapter", "difference");
+  for (const std::string& name : models) {
+    const std::string path = zoo_dir + "/" + name + ".onnx";
+    const Graph model = load_onnx(path);
+    const bool text = open_dataset(model)->modality() == "text";
+    EvalOptions eo;
+    eo.limit = limit;
+    eo.threads = 1;
+    const EvalResult builtin = evaluate(model, eo);
+    eo.dataset = text ? spam_spec : fashion_spec;
+    const EvalResult adapter = evaluate(model, eo);
+    char line[160];
+    std::snprintf(line, sizeof line, "%s built-in %.4f, adapter %.4f, difference %+.6f (%lld and %lld samples)",
+                  metric_label(builtin.metric).c_str(), builtin.value, adapter.value,
+                  adapter.value - builtin.value, static_cast<long long>(builtin.samples),
+                  static_cast<long long>(adapter.samples));
+    benchmark::AddCustomContext("accuracy " + name, line);
+    std::fprintf(out, "%-10s %-22s %10.4f %10.4f %+12.6f\n", name.c_str(), metric_label(builtin.metric).c_str(),
+                 builtin.value, adapter.value, adapter.value - builtin.value);
+    // Per-sample cost of reading one input through the adapter, beside the model's compute.
+    auto c = std::make_unique<Case>();
+    c->bound = model;
+    attach_data_spec(c->bound, parse_data_spec(eo.dataset), path);
+    c->data = open_dataset(c->bound);
+    c->payloads = c->data->payloads("test", 50);
+    c->session = std::make_unique<InferenceSession>(c->bound);
+    c->run.threads = 1;
+    c->one = c->data->preprocess(c->payloads[0]);
+    Case* p = c.get();
+    cases.push_back(std::move(c));
+    benchmark::RegisterBenchmark(("per_sample/preprocess/" + name).c_str(), [p](benchmark::State& state) {
+      size_t k = 0;
+      for (int i = 0; i < 5; ++i) p->data->preprocess(p->payloads[k++ % p->payloads.size()]);
+      for (auto _ : state) benchmark::DoNotOptimize(p->data->preprocess(p->payloads[k++ % p->payloads.size()]));
+      state.counters["samples"] = benchmark::Counter(1, benchmark::Counter::kIsIterationInvariantRate);
+    })->UseRealTime()->Unit(benchmark::kMicrosecond);
+    benchmark::RegisterBenchmark(("per_sample/inference/" + name).c_str(), [p](benchmark::State& state) {
+      for (int i = 0; i < 5; ++i) p->session->run(p->one, p->run);
+      for (auto _ : state) benchmark::DoNotOptimize(p->session->run(p->one, p->run));
+      state.counters["samples"] = benchmark::Counter(1, benchmark::Counter::kIsIterationInvariantRate);
+    })->UseRealTime()->Unit(benchmark::kMicrosecond);
   }
-  return t.median();
+  std::fprintf(out, "per sample below, 1 thread, batch 1: preprocess (images: decode + preprocessing; "
+                    "texts: tokenisation) beside inference\n");
 }
 
 }  // namespace
 
 int main(int argc, char** argv) {
-  std::string zoo_dir = "out/zoo", out_dir = "out/adapters", json_path;
-  std::vector<std::string> models = {"resnet", "resnext", "bert", "roberta"};
-  int64_t limit = 0;
-  for (int i = 1; i < argc; ++i) {
-    auto next = [&]() -> std::string {
-      if (i + 1 >= argc) {
-        std::fprintf(stderr, "data_adapters: %s needs a value\n", argv[i]);
-        std::exit(2);
-      }
-      return argv[++i];
-    };
-    if (!std::strcmp(argv[i], "--zoo-dir")) zoo_dir = next();
-    else if (!std::strcmp(argv[i], "--out-dir")) out_dir = next();
-    else if (!std::strcmp(argv[i], "--models")) models = bench::split_list(next());
-    else if (!std::strcmp(argv[i], "--limit")) limit = std::stoll(next());
-    else if (!std::strcmp(argv[i], "--json")) json_path = next();
-    else {
-      std::fprintf(stderr, "usage: data_adapters [--zoo-dir DIR] [--out-dir DIR] [--models a,b] "
-                           "[--limit N] [--json F]\n");
-      return 2;
-    }
-  }
-  try {
-    at::set_num_threads(1);
-    const std::string fashion_spec = export_fashion(out_dir + "/fashion-mnist", limit);
-    const std::string spam_spec = export_spam(out_dir + "/spam", limit);
-    std::printf("exported to %s (commit %s, %s, 1 thread)\n", out_dir.c_str(),
-                bench::git_commit().c_str(), bench::cpu_model().c_str());
-    std::printf("%-10s %-22s %10s %10s %12s\n", "model", "metric", "built-in", "adapter", "difference");
-    nlohmann::json all = nlohmann::json::array();
-    for (const std::string& name : models) {
-      const std::string path = zoo_dir + "/" + name + ".onnx";
-      const Graph model = load_onnx(path);
-      const bool text = open_dataset(model)->modality() == "text";
-      EvalOptions eo;
-      eo.limit = limit;
-      eo.threads = 1;
-      const EvalResult builtin = evaluate(model, eo);
-      eo.dataset = text ? spam_spec : fashion_spec;
-      const EvalResult adapter = evaluate(model, eo);
-      std::printf("%-10s %-22s %10.4f %10.4f %+12.6f\n", name.c_str(), metric_label(builtin.metric).c_str(),
-                  builtin.value, adapter.value, adapter.value - builtin.value);
-      // Per-sample cost of reading one input through the adapter, beside the model's compute.
-      Graph bound = model;
-      attach_data_spec(bound, parse_data_spec(eo.dataset), path);
-      const std::unique_ptr<Dataset> data = open_dataset(bound);
-      const std::vector<Payload> payloads = data->payloads("test", 50);
-      size_t k = 0;
-      const double prep_ms = median_ms([&] { data->preprocess(payloads[k++ % payloads.size()]); }, 200);
-      InferenceSession session(bound);
-      RunOptions run;
-      run.threads = 1;
-      const std::vector<at::Tensor> one = data->preprocess(payloads[0]);
-      const double infer_ms = median_ms([&] { session.run(one, run); }, 200);
-      std::printf("%-10s   %s per sample %.4f ms, inference %.4f ms\n", "",
-                  text ? "tokenisation" : "decode + preprocess", prep_ms, infer_ms);
-      all.push_back({{"model", name}, {"metric", builtin.metric}, {"builtin", builtin.value},
-                     {"adapter", adapter.value}, {"samples", builtin.samples},
-                     {"adapter_samples", adapter.samples}, {"preprocess_ms", prep_ms},
-                     {"inference_ms", infer_ms}});
-    }
-    if (!json_path.empty())
-      std::ofstream(json_path) << nlohmann::json{{"commit", bench::git_commit()},
-                                                 {"cpu", bench::cpu_model()},
-                                                 {"threads", 1},
-                                                 {"rows", all}}.dump(2);
-  } catch (const std::exception& e) {
-    std::fprintf(stderr, "data_adapters: %s\n", e.what());
-    return 1;
-  }
-  return 0;
+  bench::Suite suite;
+  suite.name = "data_adapters";
+  suite.usage = "data_adapters options: [--zoo-dir DIR] [--out-dir DIR] [--models a,b] [--limit N]";
+  suite.parse_options = [](const std::vector<std::string>& args) {
+    return bench::each_option(args, [](const std::string& name, const std::string& value) {
+      if (name == "--zoo-dir") zoo_dir = value;
+      else if (name == "--out-dir") out_dir = value;
+      else if (name == "--models") models = bench::split_list(value);
+      else if (name == "--limit") limit = std::stoll(value);
+      else return false;
+      return true;
+    });
+  };
+  suite.comparisons = {{"preprocess", "inference"}};
+  suite.setup = register_cases;
+  const int status = bench::run_benchmarks(argc, argv, suite);
+  cases.clear();
+  return status;
 }

@@ -1,19 +1,21 @@
 // Benchmark: the reference graph executor against the same network written directly as LibTorch
-// modules, batch 1, one thread, warm, timed side by side in one run. Prints the latency ratio
-// (executor / modules) per model; the target is <= 1.10. Both paths get the same weights and
-// the same input, and their outputs are compared so the two really are the same network.
+// modules, batch 1, one thread, warm; Google Benchmark, the cases' repetitions randomly
+// interleaved in one run. Prints the latency ratio executor / modules per model; the target is
+// <= 1.10. Both paths get the same weights and the same input, and their outputs are compared
+// first (printed, and in the report's context) so the two really are the same network.
 //
-//   build/executor_vs_modules [--reps 300] [--json out.json]
+//   build/executor_vs_modules [Google Benchmark flags: --json out.json ...]
+// Cases: executor/<model> and modules/<model>; counters inferences/s and MACs/s.
 #include <torch/torch.h>
 
-#include <nlohmann/json.hpp>
-
-#include <cstdio>
 #include <algorithm>
-#include <cstring>
+#include <cstdio>
+#include <memory>
+#include <stdexcept>
 
 #include "bench_util.h"
 #include "edgeforge/runtime.h"
+#include "edgeforge/summary.h"
 #include "edgeforge/zoo.h"
 
 using namespace edgeforge;
@@ -23,8 +25,7 @@ namespace {
 at::Tensor init(const Graph& g, const std::string& name) {
   auto it = g.initializers().find(name);
   if (it == g.initializers().end()) {
-    std::fprintf(stderr, "executor_vs_modules: the zoo graph has no initializer '%s'\n", name.c_str());
-    std::exit(1);
+    throw std::runtime_error("the zoo graph has no initializer '" + name + "'");
   }
   return it->second;
 }
@@ -99,59 +100,70 @@ struct ResNetModule : torch::nn::Module {
   }
 };
 
+// One model both ways, with its input.
+struct Case {
+  Graph graph;
+  std::unique_ptr<Executor> exec;
+  std::unique_ptr<ResNetModule> module;
+  at::Tensor x;
+  RunOptions opts;
+  double macs = 0;
+};
+
+std::vector<std::unique_ptr<Case>> cases;  // alive until the run ends
+
+void register_cases() {
+  at::set_num_threads(1);
+  benchmark::AddCustomContext("threads", "1");
+  benchmark::AddCustomContext("batch", "1");
+  benchmark::AddCustomContext("seed", "1");
+  for (const char* name : {"resnet", "resnet-small"}) {
+    auto c = std::make_unique<Case>();
+    ZooBuildOptions bo;
+    bo.seed = 1;
+    c->graph = build_zoo_model(name, bo);
+    // Non-trivial batch-norm statistics, so a mismatch in either path shows in the outputs.
+    for (auto& [k, t] : c->graph.initializers())
+      if (k.find("bn") != std::string::npos && t.dim() == 1) t.uniform_(0.5, 1.5);
+    c->exec = std::make_unique<Executor>(c->graph);
+    c->module = std::make_unique<ResNetModule>(c->graph);
+    c->x = at::randn({1, 1, 28, 28});
+    c->opts.threads = 1;
+    c->macs = static_cast<double>(summarize(c->graph).macs);
+    torch::NoGradGuard no_grad;
+    const double diff =
+        (c->exec->run({c->x}, c->opts)[0] - c->module->forward(c->x)).abs().max().item<double>();
+    char text[64];
+    std::snprintf(text, sizeof text, "%.2e", diff);
+    std::fprintf(bench::notes(), "%s: executor and modules agree to max |diff| %s\n", name, text);
+    benchmark::AddCustomContext(std::string("max_abs_diff ") + name, text);
+    Case* p = c.get();
+    cases.push_back(std::move(c));
+    for (const bool executor : {true, false}) {
+      benchmark::RegisterBenchmark((std::string(executor ? "executor/" : "modules/") + name).c_str(),
+                                   [p, executor](benchmark::State& state) {
+        torch::NoGradGuard no_grad;
+        auto once = [&] {
+          if (executor) benchmark::DoNotOptimize(p->exec->run({p->x}, p->opts));
+          else benchmark::DoNotOptimize(p->module->forward(p->x));
+        };
+        for (int i = 0; i < 5; ++i) once();  // caches refilled after the other cases
+        for (auto _ : state) once();
+        state.counters["inferences"] = benchmark::Counter(1, benchmark::Counter::kIsIterationInvariantRate);
+        state.counters["MACs"] = benchmark::Counter(p->macs, benchmark::Counter::kIsIterationInvariantRate);
+      })->UseRealTime()->Unit(benchmark::kMillisecond);
+    }
+  }
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
-  int reps = 300;
-  std::string json_path;
-  for (int i = 1; i < argc; ++i) {
-    if (!std::strcmp(argv[i], "--reps") && i + 1 < argc) reps = std::atoi(argv[++i]);
-    else if (!std::strcmp(argv[i], "--json") && i + 1 < argc) json_path = argv[++i];
-    else {
-      std::fprintf(stderr, "usage: executor_vs_modules [--reps N] [--json FILE]\n");
-      return 2;
-    }
-  }
-  at::set_num_threads(1);
-  torch::NoGradGuard no_grad;
-  nlohmann::json records = nlohmann::json::array();
-  std::printf("%-14s %12s %12s %12s %12s %8s %10s\n", "model", "exec p50 ms", "exec p90 ms",
-              "torch p50 ms", "torch p90 ms", "ratio", "max |diff|");
-  for (const char* name : {"resnet", "resnet-small"}) {
-    ZooBuildOptions bo;
-    bo.seed = 1;
-    Graph g = build_zoo_model(name, bo);
-    // Non-trivial batch-norm statistics, so a mismatch in either path shows in the outputs.
-    for (auto& [k, t] : g.initializers())
-      if (k.find("bn") != std::string::npos && t.dim() == 1) t.uniform_(0.5, 1.5);
-    Executor exec(g);
-    ResNetModule module(g);
-    at::Tensor x = at::randn({1, 1, 28, 28});
-    RunOptions opts;
-    opts.threads = 1;
-    const double diff = (exec.run({x}, opts)[0] - module.forward(x)).abs().max().item<double>();
-    auto [te, tm] = bench::time_side_by_side([&] { exec.run({x}, opts); }, [&] { module.forward(x); },
-                                      20, reps);
-    const double ratio = te.median() / tm.median();
-    std::printf("%-14s %12.3f %12.3f %12.3f %12.3f %8.3f %10.2e\n", name, te.median(),
-                te.percentile(0.9), tm.median(), tm.percentile(0.9), ratio, diff);
-    nlohmann::json rec;
-    rec["model"] = name;
-    rec["executor_p50_ms"] = te.median();
-    rec["executor_p90_ms"] = te.percentile(0.9);
-    rec["modules_p50_ms"] = tm.median();
-    rec["modules_p90_ms"] = tm.percentile(0.9);
-    rec["ratio"] = ratio;
-    rec["max_abs_diff"] = diff;
-    records.push_back(rec);
-  }
-  nlohmann::json out = {{"benchmark", "executor_vs_modules"}, {"commit", bench::git_commit()},
-                        {"cpu", bench::cpu_model()}, {"threads", 1}, {"batch", 1},
-                        {"reps", reps}, {"seed", 1}, {"results", records}};
-  std::printf("commit %s, cpu %s, 1 thread, batch 1, %d reps each, interleaved\n",
-              out["commit"].get<std::string>().c_str(), out["cpu"].get<std::string>().c_str(), reps);
-  if (!json_path.empty()) {
-    std::ofstream(json_path) << out.dump(2) << "\n";
-  }
-  return 0;
+  bench::Suite suite;
+  suite.name = "executor_vs_modules";
+  suite.comparisons = {{"executor", "modules"}};
+  suite.setup = register_cases;
+  const int status = bench::run_benchmarks(argc, argv, suite);
+  cases.clear();
+  return status;
 }

@@ -1,13 +1,18 @@
 // Benchmark: one JPEG through torchvision's evaluation preprocessing (src/data/image_io.h) on
-// one thread: decode, Resize(256) + CenterCrop(224), Normalize into a 3x224x224 float tensor.
-// Prints the median ms per image of each step and of the whole, then the same with the opt-in
-// DCT-scaled decode (DecodeOptions::jpeg_min_shorter_side = 256) and how much that changes the
-// 224x224 crop against the exact path.
+// one thread: decode, Resize(256) + CenterCrop(224), Normalize into a 3x224x224 float tensor,
+// each step and the whole; then the same with the opt-in DCT-scaled decode
+// (DecodeOptions::jpeg_min_shorter_side = 256), and how much that changes the 224x224 crop
+// against the exact path. Google Benchmark, the cases' repetitions randomly interleaved in one
+// run, timed in this thread's CPU time (on a shared machine other processes then add less
+// noise; the work is single-threaded, so wall time agrees on an idle one). Prints the ratio
+// fast / exact per step and image.
 //
-//   build/image_decode [--reps 300] [--file photo.jpg ...]
+//   build/image_decode [--file photo.jpg ...] [Google Benchmark flags: --json out.json ...]
 // Without --file it encodes two synthetic photo-like JPEGs at quality 90 (4:2:0) with libjpeg:
 // 500x375, ImageNet's typical size, where the fast mode does not apply (375 < 2 * 256), and
 // 1000x750, where it decodes at 1/2.
+// Cases: decode|resize_crop|pipeline/exact|fast/<image> and normalize/<image>; counters
+// images/s and, for decode and pipeline, the JPEG's bytes/s.
 #include <cstdio>  // before jpeglib.h, which uses FILE and size_t without including them
 
 #include <jpeglib.h>
@@ -15,41 +20,24 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdlib>
-#include <ctime>
 #include <fstream>
 #include <functional>
 #include <iterator>
+#include <memory>
+#include <stdexcept>
 #include <string>
 #include <vector>
 
 #include "../src/data/image_io.h"
+#include "bench_util.h"
 
 namespace img = edgeforge::image;
+namespace bench = edgeforge::bench;
 
 namespace {
 
 constexpr int64_t kResize = 256;
 constexpr int64_t kCrop = 224;
-
-// This thread's CPU time, not wall time: on a shared machine, other processes then add less
-// noise (the work is single-threaded, so the two agree on an idle machine).
-double thread_cpu_ms() {
-  timespec ts;
-  clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
-  return ts.tv_sec * 1e3 + ts.tv_nsec / 1e6;
-}
-
-double median_ms(int reps, const std::function<void()>& f) {
-  std::vector<double> ms;
-  for (int i = 0; i < reps + 5; ++i) {
-    const double t0 = thread_cpu_ms();
-    f();
-    const double t = thread_cpu_ms() - t0;
-    if (i >= 5) ms.push_back(t);  // the first runs warm the caches
-  }
-  std::nth_element(ms.begin(), ms.begin() + ms.size() / 2, ms.end());
-  return ms[ms.size() / 2];
-}
 
 // Gradients, hard edges, fine texture and sensor-like noise, so the entropy-coded size per pixel
 // is close to a photo's (about 2-3 bits per pixel at quality 90).
@@ -118,77 +106,105 @@ void pipeline(const std::string& bytes, const std::string& label, const img::Dec
                       img::NormalizeOptions{}, out);
 }
 
-void run(const std::string& label, const std::string& bytes, int reps) {
-  std::vector<float> tensor(static_cast<size_t>(3 * kCrop * kCrop));
-  const img::NormalizeOptions norm;
+
+// One JPEG and what each step starts from, on both paths.
+struct Case {
+  std::string id, bytes;
+  img::Image decoded, cropped, small;  // small: the DCT-scaled decode
   img::DecodeOptions fast;
-  fast.jpeg_min_shorter_side = kResize;
+  std::vector<float> tensor = std::vector<float>(static_cast<size_t>(3 * kCrop * kCrop));
 
-  const img::Image decoded = img::to_rgb(img::decode(bytes, label));
-  const img::Image cropped = resize_crop(decoded);
-  const double t_decode = median_ms(reps, [&] { img::decode(bytes, label); });
-  const double t_resize = median_ms(reps, [&] { resize_crop(decoded); });
-  const double t_norm = median_ms(reps, [&] { img::normalize_into(cropped, norm, tensor.data()); });
-  const double t_total = median_ms(reps, [&] { pipeline(bytes, label, {}, tensor.data()); });
-
-  const img::Image small = img::to_rgb(img::decode(bytes, label, fast));
-  const img::Image fast_cropped = resize_crop(small);
-  const double f_decode = median_ms(reps, [&] { img::decode(bytes, label, fast); });
-  const double f_resize = median_ms(reps, [&] { resize_crop(small); });
-  const double f_total = median_ms(reps, [&] { pipeline(bytes, label, fast, tensor.data()); });
-
-  int max_diff = 0;
-  double sum = 0;
-  int64_t differing = 0;
-  for (size_t i = 0; i < cropped.pixels.size(); ++i) {
-    const int d = std::abs(int{cropped.pixels[i]} - int{fast_cropped.pixels[i]});
-    max_diff = std::max(max_diff, d);
-    sum += d;
-    differing += d != 0;
+  Case(std::string name, std::string jpeg) : id(std::move(name)), bytes(std::move(jpeg)) {
+    fast.jpeg_min_shorter_side = kResize;
+    decoded = img::to_rgb(img::decode(bytes, id));
+    cropped = resize_crop(decoded);
+    small = img::to_rgb(img::decode(bytes, id, fast));
   }
-  std::printf("%s: %lldx%lld, %zu bytes\n", label.c_str(), static_cast<long long>(decoded.width),
-              static_cast<long long>(decoded.height), bytes.size());
-  std::printf("  exact:      decode %.3f  resize+crop %.3f  normalize %.3f  total %.3f ms\n",
-              t_decode, t_resize, t_norm, t_total);
-  std::printf("  fast (DCT): decoded %lldx%lld  decode %.3f  resize+crop %.3f  total %.3f ms\n",
-              static_cast<long long>(small.width), static_cast<long long>(small.height), f_decode,
-              f_resize, f_total);
-  std::printf(
-      "  fast vs exact 224x224x3 uint8: %.1f%% differ, max %d, mean %.3f (max %.4f after "
-      "Normalize with std 0.225)\n",
-      100.0 * differing / static_cast<double>(cropped.pixels.size()), max_diff,
-      sum / static_cast<double>(cropped.pixels.size()), max_diff / 255.0 / 0.225);
+
+  // How far the fast path's 224x224 crop is from the exact one.
+  std::string difference() const {
+    const img::Image fast_cropped = resize_crop(small);
+    int max_diff = 0;
+    double sum = 0;
+    int64_t differing = 0;
+    for (size_t i = 0; i < cropped.pixels.size(); ++i) {
+      const int d = std::abs(int{cropped.pixels[i]} - int{fast_cropped.pixels[i]});
+      max_diff = std::max(max_diff, d);
+      sum += d;
+      differing += d != 0;
+    }
+    const double n = static_cast<double>(cropped.pixels.size());
+    char text[256];
+    std::snprintf(text, sizeof text,
+                  "%lldx%lld, %zu bytes; fast decodes %lldx%lld; fast vs exact 224x224x3 uint8: "
+                  "%.1f%% differ, max %d, mean %.3f (max %.4f after Normalize with std 0.225)",
+                  static_cast<long long>(decoded.width), static_cast<long long>(decoded.height),
+                  bytes.size(), static_cast<long long>(small.width),
+                  static_cast<long long>(small.height), 100.0 * differing / n, max_diff, sum / n,
+                  max_diff / 255.0 / 0.225);
+    return text;
+  }
+};
+
+std::vector<std::unique_ptr<Case>> cases;  // alive until the run ends
+std::vector<std::string> files;
+
+template <class F>
+void add(const std::string& name, const Case* c, bool count_bytes, F step) {
+  benchmark::RegisterBenchmark((name + "/" + c->id).c_str(), [c, count_bytes, step](benchmark::State& state) {
+    for (int i = 0; i < 3; ++i) step();  // caches refilled after the other cases
+    for (auto _ : state) step();
+    state.counters["images"] = benchmark::Counter(1, benchmark::Counter::kIsIterationInvariantRate);
+    if (count_bytes) state.SetBytesProcessed(static_cast<int64_t>(state.iterations() * c->bytes.size()));
+  })->Unit(benchmark::kMicrosecond);
+}
+
+void register_cases() {
+  if (files.empty()) {
+    cases.push_back(std::make_unique<Case>("synthetic_500x375_q90", synthetic_jpeg(500, 375)));
+    cases.push_back(std::make_unique<Case>("synthetic_1000x750_q90", synthetic_jpeg(1000, 750)));
+  }
+  for (const std::string& f : files) {
+    std::ifstream in(f, std::ios::binary);
+    if (!in) throw std::runtime_error("cannot read " + f);
+    std::string id = f.substr(f.find_last_of('/') + 1);
+    cases.push_back(std::make_unique<Case>(
+        id, std::string(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>())));
+  }
+  benchmark::AddCustomContext("threads", "1");
+  for (const auto& owned : cases) {
+    const Case* c = owned.get();
+    Case* m = owned.get();  // the output tensor is written
+    const std::string diff = c->difference();
+    std::fprintf(bench::notes(), "%s: %s\n", c->id.c_str(), diff.c_str());
+    benchmark::AddCustomContext("image " + c->id, diff);
+    add("decode/exact", c, true, [c] { benchmark::DoNotOptimize(img::decode(c->bytes, c->id)); });
+    add("decode/fast", c, true, [c] { benchmark::DoNotOptimize(img::decode(c->bytes, c->id, c->fast)); });
+    add("resize_crop/exact", c, false, [c] { benchmark::DoNotOptimize(resize_crop(c->decoded)); });
+    add("resize_crop/fast", c, false, [c] { benchmark::DoNotOptimize(resize_crop(c->small)); });
+    add("normalize", c, false, [m] { img::normalize_into(m->cropped, {}, m->tensor.data()); });
+    add("pipeline/exact", c, true, [m] { pipeline(m->bytes, m->id, {}, m->tensor.data()); });
+    add("pipeline/fast", c, true, [m] { pipeline(m->bytes, m->id, m->fast, m->tensor.data()); });
+  }
 }
 
 }  // namespace
 
 int main(int argc, char** argv) {
-  int reps = 300;
-  std::vector<std::string> files;
-  for (int i = 1; i < argc; ++i) {
-    const std::string a = argv[i];
-    if (a == "--reps" && i + 1 < argc) {
-      reps = std::atoi(argv[++i]);
-    } else if (a == "--file" && i + 1 < argc) {
-      files.push_back(argv[++i]);
-    } else {
-      std::fprintf(stderr, "usage: image_decode [--reps N] [--file photo.jpg ...]\n");
-      return 2;
-    }
-  }
-  try {
-    if (files.empty()) {
-      run("synthetic 500x375 q90", synthetic_jpeg(500, 375), reps);
-      run("synthetic 1000x750 q90", synthetic_jpeg(1000, 750), reps);
-    }
-    for (const std::string& f : files) {
-      std::ifstream in(f, std::ios::binary);
-      run(f, std::string(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>()),
-          reps);
-    }
-  } catch (const std::exception& e) {
-    std::fprintf(stderr, "image_decode: %s\n", e.what());
-    return 1;
-  }
-  return 0;
+  bench::Suite suite;
+  suite.name = "image_decode";
+  suite.usage = "image_decode options: [--file photo.jpg ...]";
+  suite.parse_options = [](const std::vector<std::string>& args) {
+    return bench::each_option(args, [](const std::string& name, const std::string& value) {
+      if (name != "--file") return false;
+      files.push_back(value);
+      return true;
+    });
+  };
+  // This thread's CPU time: the cases are single-threaded (see the top).
+  suite.comparisons = {{"fast", "exact", /*cpu_time=*/true}};
+  suite.setup = register_cases;
+  const int status = bench::run_benchmarks(argc, argv, suite);
+  cases.clear();
+  return status;
 }

@@ -1,10 +1,12 @@
 // Benchmark: edgeforge against ONNX Runtime on the same ONNX files. For every zoo model
 // (teachers and students) and its sptq int8 file, both runtimes run the same real test sample
-// at batch 1 on one thread, warm, in alternating rounds (ONNX Runtime in a Node.js process,
-// bench/ort/run.mjs, then edgeforge in this one), and the table gives each runtime's median,
-// the latency ratio (the median over rounds of the two runtimes' ratio in that round, as this
-// shared machine's speed shifts between rounds) and the largest output difference; and edgeforge without its inference
-// plan (the reference ATen kernels), to show what the plan gains.
+// at batch 1 on one thread, warm, in rounds (ONNX Runtime's block in a Node.js process,
+// bench/ort/run.mjs, edgeforge's in this one and edgeforge's without its inference plan, in
+// alternating order: bench_util.h's time_side_by_side; the first 20 runs of each block are not
+// recorded), and the table gives each runtime's median, the latency ratio (the median over
+// rounds of the two runtimes' ratio in that round, as this shared machine's speed shifts
+// between rounds) and the largest output difference; and edgeforge without its inference plan
+// (the reference ATen kernels), to show what the plan gains.
 //
 //   build/ort --zoo-dir out/zoo --int8-dir out/strategies [--models resnet,bert]
 //             [--rounds 3] [--reps 100] [--json out.json]
@@ -77,12 +79,13 @@ struct OrtRun {
   at::Tensor output;  // the first output, float
 };
 
-// One Node.js process: loads `model` in ONNX Runtime, runs warm-up and `reps` timed runs.
+// One Node.js process: loads `model` in ONNX Runtime and times `reps` runs (the first ones,
+// which warm up, are dropped by time_side_by_side's settle).
 OrtRun run_ort(const std::string& model, const Graph& g, const std::vector<at::Tensor>& inputs,
                int reps, const std::string& work, const std::string& ort_dir,
                const std::string& script) {
   nlohmann::json spec = {{"model", fs::absolute(model).string()},
-                         {"warmup", 20},
+                         {"warmup", 0},
                          {"reps", reps},
                          {"outputs_dir", work}};
   for (size_t i = 0; i < inputs.size(); ++i) {
@@ -121,10 +124,14 @@ OrtRun run_ort(const std::string& model, const Graph& g, const std::vector<at::T
 struct Entry {
   std::string model, variant, path;
   bench::Timing ours, ort, reference;
-  bench::Timing round_ratios;  // edgeforge / ORT per round (not a time)
+  std::vector<double> round_ratios;  // edgeforge / ORT per round
   double max_diff = 0;
   bool same_class = true;
 };
+
+// Runs not recorded at the start of each runtime's block in a round: they warm it up again
+// after the other runtime ran.
+constexpr int kSettle = 20;
 
 }  // namespace
 
@@ -175,11 +182,12 @@ int main(int argc, char** argv) {
       fb.output(fb.op("Identity", "identity", {x}).outputs[0], at::kFloat, {1, 1});
     }
     save_onnx(floor_graph, work + "/floor.onnx");
-    bench::Timing floor_t;
-    for (int r = 0; r < rounds; ++r) {
-      OrtRun f = run_ort(work + "/floor.onnx", floor_graph, {at::ones({1, 1})}, reps, work, ort_dir, script);
-      floor_t.samples_ms.insert(floor_t.samples_ms.end(), f.ms.begin(), f.ms.end());
-    }
+    const bench::Timing floor_t =
+        bench::time_side_by_side({{[&](int n) {
+                                   return run_ort(work + "/floor.onnx", floor_graph, {at::ones({1, 1})},
+                                                  n, work, ort_dir, script).ms;
+                                 }}},
+                                 {rounds, reps, kSettle})[0];
     const double floor_ms = floor_t.median();
     std::printf("ONNX Runtime call overhead from Node.js (one Identity node): %.4f ms, subtracted below\n",
                 floor_ms);
@@ -207,35 +215,35 @@ int main(int argc, char** argv) {
         run.threads = 1;
         at::NoGradGuard no_grad;
         Entry e{model, variant, path};
+        // Rounds of ORT's block (a Node.js process), edgeforge's and edgeforge's without the
+        // plan (a quarter of the runs), in alternating order.
+        std::vector<at::Tensor> ort_outputs;
         at::Tensor ours_out;
-        for (int r = 0; r < rounds; ++r) {
-          OrtRun o = run_ort(path, g, inputs, reps, work, ort_dir, script);
-          for (double ms : o.ms) e.ort.samples_ms.push_back(std::max(ms - floor_ms, 0.0));
-          for (int w = 0; w < 20; ++w) session.run(inputs, run);
-          for (int i = 0; i < reps; ++i) {
-            const auto t0 = std::chrono::steady_clock::now();
-            ours_out = session.run(inputs, run)[0];
-            e.ours.samples_ms.push_back(
-                std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count());
-          }
-          ours_out = ours_out.clone();
-          // The ratio of this round's medians: adjacent blocks share the machine's state, which
-          // on a shared host can change between rounds by 2x for both runtimes alike.
-          bench::Timing ours_round, ort_round;
-          ours_round.samples_ms.assign(e.ours.samples_ms.end() - reps, e.ours.samples_ms.end());
-          ort_round.samples_ms.assign(e.ort.samples_ms.end() - reps, e.ort.samples_ms.end());
-          e.round_ratios.samples_ms.push_back(ours_round.median() / ort_round.median());
-          for (int w = 0; w < 5; ++w) reference.run(inputs, run);
-          for (int i = 0; i < reps / 4; ++i) {
-            const auto t0 = std::chrono::steady_clock::now();
-            reference.run(inputs, run);
-            e.reference.samples_ms.push_back(
-                std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count());
-          }
-          e.max_diff = std::max(e.max_diff, (ours_out - o.output).abs().max().item<double>());
-          e.same_class = e.same_class && ours_out.argmax(-1).equal(o.output.argmax(-1));
+        const bench::Runs ort_runs = [&](int n) {
+          OrtRun o = run_ort(path, g, inputs, n, work, ort_dir, script);
+          ort_outputs.push_back(o.output);
+          std::vector<double> ms;
+          for (double t : o.ms) ms.push_back(std::max(t - floor_ms, 0.0));
+          return ms;
+        };
+        std::vector<bench::Timing> t = bench::time_side_by_side(
+            {{ort_runs},
+             {bench::timed([&] { ours_out = session.run(inputs, run)[0]; })},
+             {bench::timed([&] { reference.run(inputs, run); }), std::max(reps / 4, 1)}},
+            {rounds, reps, kSettle});
+        e.ort = std::move(t[0]);
+        e.ours = std::move(t[1]);
+        e.reference = std::move(t[2]);
+        for (size_t r = 0; r < e.ours.round_medians_ms.size(); ++r)
+          e.round_ratios.push_back(e.ours.round_medians_ms[r] / e.ort.round_medians_ms[r]);
+        ours_out = ours_out.clone();
+        for (const at::Tensor& o : ort_outputs) {
+          e.max_diff = std::max(e.max_diff, (ours_out - o).abs().max().item<double>());
+          e.same_class = e.same_class && ours_out.argmax(-1).equal(o.argmax(-1));
         }
-        const double ratio = e.round_ratios.median();
+        // The ratio of each round's medians: adjacent blocks share the machine's state, which
+        // on a shared host can change between rounds by 2x for both runtimes alike.
+        const double ratio = bench::round_ratio(e.ours, e.ort);
         const double step = output_step(g);
         const double tolerance = variant == "float" || step == 0 ? kFloatLogitTolerance
                                                                  : kInt8OutputSteps * step;
@@ -256,7 +264,7 @@ int main(int argc, char** argv) {
                         {"ort_ms_p90", e.ort.percentile(0.9)},
                         {"reference_ms_median", e.reference.median()},
                         {"ratio", ratio},
-                        {"round_ratios", e.round_ratios.samples_ms},
+                        {"round_ratios", e.round_ratios},
                         {"max_abs_diff", e.max_diff},
                         {"same_class", e.same_class},
                         {"output_step", step},
@@ -268,7 +276,7 @@ int main(int argc, char** argv) {
                 "faster); 'no plan' is edgeforge without its "
                 "inference plan (the reference ATen kernels, a quarter of the runs) and 'gain' the "
                 "plan's speedup over it. Batch 1, 1 thread, median of "
-                "%d runs each in %d alternating rounds. float tolerance %.0e on the logits; int8: "
+                "%d runs each in %d rounds, in alternating order. float tolerance %.0e on the logits; int8: "
                 "%.0f steps of the output's quantization, and the same predicted class.\n",
                 rounds * reps, rounds, kFloatLogitTolerance, kInt8OutputSteps);
     if (!json_path.empty()) {

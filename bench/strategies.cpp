@@ -1,6 +1,7 @@
 // Benchmark: every deployment strategy on each zoo teacher, side by side in one run. For each
 // teacher it makes (or reuses) the strategy's model, then times all of them in turns at batch 1
-// on one thread, warm (blocks of consecutive runs, median of --reps runs each), and reports
+// on one thread, warm (blocks of 10 consecutive runs in alternating order, bench_util.h's
+// time_side_by_side; median of --reps runs each, rounded up to whole blocks), and reports
 // test accuracy (spam F1 for text), size on disk, the share of MACs that run in int8, and
 // speedup over identity. Every model runs on the inference plan (oneDNN, edgeforge/lower.h).
 // Latency and accuracy are both measured on the deployed model: QDQ files run on the int8
@@ -53,7 +54,6 @@ struct Row {
   EvalResult eval;
   double bytes = 0;
   double int8_share = 0;
-  double make_seconds = 0;
 };
 
 }  // namespace
@@ -107,9 +107,7 @@ int main(int argc, char** argv) {
           StrategyContext ctx;
           ctx.threads = threads;
           ctx.log = [](const std::string& line) { std::fprintf(stderr, "  %s\n", line.c_str()); };
-          const auto t0 = std::chrono::steady_clock::now();
           PipelineResult p = run_pipeline(teacher, s, {}, ctx);
-          r.make_seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
           save_onnx(p.graph, r.path);
         }
         const Graph g = load_onnx(r.path);
@@ -130,28 +128,20 @@ int main(int argc, char** argv) {
       at::NoGradGuard no_grad;
       std::vector<std::vector<at::Tensor>> inputs;
       for (Row& r : rows) inputs.push_back(sample.batch_inputs(r.session->graph(), at::zeros({1}, at::kLong)));
-      for (int w = 0; w < 20; ++w)
-        for (size_t k = 0; k < rows.size(); ++k) rows[k].session->run(inputs[k], run);
-      // Warm, as a deployed model serving requests: blocks of kBlock consecutive runs of one
-      // model (the first of each block, which refills the caches after the other models, is
-      // not recorded), the models taking turns block by block, in alternating order.
-      constexpr int kBlock = 11;
-      for (int i = 0; i * (kBlock - 1) < reps; ++i)
-        for (size_t j = 0; j < rows.size(); ++j) {
-          const size_t k = (i % 2 == 0) ? j : rows.size() - 1 - j;
-          for (int b = 0; b < kBlock; ++b) {
-            const auto t0 = std::chrono::steady_clock::now();
-            rows[k].session->run(inputs[k], run);
-            const double ms =
-                std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
-            if (b > 0 && static_cast<int>(rows[k].timing.samples_ms.size()) < reps)
-              rows[k].timing.samples_ms.push_back(ms);
-          }
-        }
+      // Warm, as a deployed model serving requests: blocks of consecutive runs of one model
+      // (the first of each block, which refills the caches after the other models, is not
+      // recorded), the models taking turns block by block, in alternating order.
+      constexpr int kBlock = 10;
+      std::vector<bench::Contender> contenders;
+      for (size_t k = 0; k < rows.size(); ++k)
+        contenders.push_back({bench::timed([&, k] { rows[k].session->run(inputs[k], run); })});
+      std::vector<bench::Timing> timings = bench::time_side_by_side(
+          contenders, {/*rounds=*/(reps + kBlock - 1) / kBlock, kBlock, /*settle=*/1, /*warmup=*/20});
+      for (size_t k = 0; k < rows.size(); ++k) rows[k].timing = std::move(timings[k]);
       const double base = rows[0].timing.median();
       const double base_acc = modality == "text" ? rows[0].eval.f1 : rows[0].eval.accuracy;
-      std::printf("\n%s (%s, batch 1, 1 thread, median of %d runs)\n", model.c_str(),
-                  modality.c_str(), reps);
+      std::printf("\n%s (%s, batch 1, 1 thread, median of %zu runs in blocks of %d)\n",
+                  model.c_str(), modality.c_str(), rows[0].timing.samples_ms.size(), kBlock);
       std::printf("%-18s %10s %8s %9s %8s %9s %8s\n", "strategy", "latency", "speedup",
                   modality == "text" ? "F1" : "top-1", "delta", "size MB", "int8");
       for (Row& r : rows) {
