@@ -20,6 +20,7 @@
 
 #include "edgeforge/build_info.h"
 #include "edgeforge/error.h"
+#include "edgeforge/graph_simplify.h"
 #include "edgeforge/ops.h"
 #include "onnx_tensor.h"
 
@@ -346,6 +347,7 @@ Graph model_to_graph(const onnx::ModelProto& model, const std::string& label) {
     }
     graph.add_node(std::move(node));
   }
+  simplify_graph(graph);  // every pass sees the weights PyTorch shares through Identity nodes
   return graph;
 }
 
