@@ -20,6 +20,7 @@
 
 #include "edgeforge/build_info.h"
 #include "edgeforge/error.h"
+#include "edgeforge/fold_constants.h"
 #include "edgeforge/graph_simplify.h"
 #include "edgeforge/ops.h"
 #include "onnx_tensor.h"
@@ -347,7 +348,9 @@ Graph model_to_graph(const onnx::ModelProto& model, const std::string& label) {
     }
     graph.add_node(std::move(node));
   }
-  simplify_graph(graph);  // every pass sees the weights PyTorch shares through Identity nodes
+  // Every pass sees the weights PyTorch shares through Identity nodes or computes at run time.
+  simplify_graph(graph);
+  if (fold_constants(graph) > 0) simplify_graph(graph);  // the Constants only they read
   return graph;
 }
 
