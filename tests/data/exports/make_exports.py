@@ -808,7 +808,8 @@ def write_readme(out_dir, rows, descs):
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--full", action="store_true",
-                    help="export full-size ResNet-50 (224x224) and a BERT-base-shaped encoder instead")
+                    help="export full-size ResNet-50 (224x224), a BERT-base-shaped encoder and an "
+                         "nn.TransformerEncoder of the same shape instead")
     ap.add_argument("--out-dir", default=None, help="default: this folder, or /tmp/exports-full with --full")
     ap.add_argument("--only", default=None, help="comma-separated model names (for debugging)")
     a = ap.parse_args()
@@ -829,6 +830,16 @@ def main():
         files = export_text("bert_base", m, "bert", c, seed, ["input_ids", "attention_mask", "token_type_ids"],
                             "BERT-base-shaped (12 layers, d 768, 12 heads, vocab 30522), random weights, "
                             "exported at sequence 128", out, opsets=(17,), lengths=(128, 100))
+        rows += [describe(p) for p in files]
+        # The nn.TransformerEncoder classifier at BERT-base's shape: its deep-copied layers are
+        # equal until trained, so the exporter shares their weights through Identity nodes.
+        c = Cfg(vocab_size=30522)
+        torch.manual_seed(23)
+        m = TorchEncoderClassifier(30522, 768, 12, 12, 512, 2)
+        files = export_text("torch_encoder_full", m, "bert", c, 23, ["input_ids", "attention_mask"],
+                            "nn.TransformerEncoder at BERT-base's shape (12 layers, d 768, 12 heads), "
+                            "random weights, exported at sequence 128", out, opsets=(17,),
+                            lengths=(128, 100))
         rows += [describe(p) for p in files]
         write_json(os.path.join(out, "manifest.json"), rows)
         for r in rows:
