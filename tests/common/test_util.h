@@ -31,6 +31,16 @@ std::string error_of(F&& f) {
   return "<no edgeforge::Error thrown>";
 }
 
+// A float value with a fixed shape, for graphs built by hand.
+inline ValueInfo float_value(const std::string& name, const std::vector<int64_t>& shape) {
+  ValueInfo v;
+  v.name = name;
+  v.dtype = at::kFloat;
+  v.has_shape = true;
+  for (int64_t d : shape) v.shape.push_back(Dim(d));
+  return v;
+}
+
 // Untrained resnet-small, labelled as trained on Fashion-MNIST.
 inline Graph small_image_model() {
   Graph g = build_zoo_model("resnet-small", ZooBuildOptions{});

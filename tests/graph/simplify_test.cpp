@@ -13,20 +13,13 @@
 #include "edgeforge/partition.h"
 #include "edgeforge/quantize.h"
 #include "edgeforge/runtime.h"
+#include "../common/test_util.h"
 #include "edgeforge/summary.h"
 
 using namespace edgeforge;
+using test_util::float_value;
 
 namespace {
-
-ValueInfo float_value(const std::string& name, std::vector<int64_t> shape) {
-  ValueInfo v;
-  v.name = name;
-  v.dtype = at::kFloat;
-  v.has_shape = true;
-  for (int64_t d : shape) v.shape.push_back(Dim(d));
-  return v;
-}
 
 // y = x @ W + b, with W reached through a chain of two Identities and b through one, as the
 // PyTorch exporter shares equal weights; a Relu nobody reads; z = Identity(y) is an output too.

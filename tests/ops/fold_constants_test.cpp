@@ -7,19 +7,12 @@
 #include "edgeforge/fold_constants.h"
 #include "edgeforge/onnx_io.h"
 #include "edgeforge/runtime.h"
+#include "../common/test_util.h"
 
 using namespace edgeforge;
+using test_util::float_value;
 
 namespace {
-
-ValueInfo float_value(const std::string& name, std::vector<int64_t> shape) {
-  ValueInfo v;
-  v.name = name;
-  v.dtype = at::kFloat;
-  v.has_shape = true;
-  for (int64_t d : shape) v.shape.push_back(Dim(d));
-  return v;
-}
 
 // y = x @ reshape(transpose(W) * 2, [4, 3]) + deq(Wq) @ ..., as exporters write weights they
 // compute at run time; plus an int8 weight behind DequantizeLinear and an Expand to a large
