@@ -9,7 +9,13 @@
 // (the reference ATen kernels), to show what the plan gains.
 //
 //   build/ort --zoo-dir out/zoo --int8-dir out/strategies [--models resnet,bert]
-//             [--rounds 3] [--reps 100] [--json out.json]
+//             [--rounds 3] [--reps 100] [--threads 1] [--json out.json]
+//   build/ort --files resnet50.onnx,bert.onnx [--threads 4] ...   # any ONNX files
+//
+// With --files, each file runs as it is (no int8 variant is made) on inputs made from its
+// declared inputs: batch 1, other symbolic sizes 128; floats from a seeded normal, int64
+// inputs named like ids from 3..999, masks all ones, anything else zeros. --threads sets both
+// runtimes' intra-op threads.
 //
 // ONNX Runtime is npm's onnxruntime-node 1.30, installed by scripts/setup under
 // bench/ort/node_modules. Its figure is the wall time of `await session.run()` in Node, less
@@ -26,6 +32,7 @@
 #include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <optional>
 #include <sstream>
 
 #include "bench_util.h"
@@ -83,10 +90,11 @@ struct OrtRun {
 // which warm up, are dropped by time_side_by_side's settle).
 OrtRun run_ort(const std::string& model, const Graph& g, const std::vector<at::Tensor>& inputs,
                int reps, const std::string& work, const std::string& ort_dir,
-               const std::string& script) {
+               const std::string& script, int threads) {
   nlohmann::json spec = {{"model", fs::absolute(model).string()},
                          {"warmup", 0},
                          {"reps", reps},
+                         {"threads", threads},
                          {"outputs_dir", work}};
   for (size_t i = 0; i < inputs.size(); ++i) {
     const std::string file = work + "/input" + std::to_string(i) + ".bin";
@@ -121,6 +129,25 @@ OrtRun run_ort(const std::string& model, const Graph& g, const std::vector<at::T
   return run;
 }
 
+// Inputs for a file without a data set, from its declared inputs (see the top of this file).
+std::vector<at::Tensor> synthetic_inputs(const Graph& g) {
+  at::manual_seed(0);
+  std::vector<at::Tensor> out;
+  for (const ValueInfo& v : g.inputs()) {
+    std::vector<int64_t> shape;
+    for (size_t d = 0; d < v.shape.size(); ++d)
+      shape.push_back(v.shape[d].is_fixed() ? v.shape[d].size : (d == 0 ? 1 : 128));
+    std::string name = v.name;
+    std::transform(name.begin(), name.end(), name.begin(), ::tolower);
+    if (v.dtype == at::kFloat) out.push_back(at::randn(shape));
+    else if (v.dtype == at::kLong && name.find("mask") != std::string::npos) out.push_back(at::ones(shape, at::kLong));
+    else if (v.dtype == at::kLong && name.find("ids") != std::string::npos && name.find("type") == std::string::npos)
+      out.push_back(at::randint(3, 1000, shape, at::kLong));
+    else out.push_back(at::zeros(shape, at::TensorOptions().dtype(v.dtype)));
+  }
+  return out;
+}
+
 struct Entry {
   std::string model, variant, path;
   bench::Timing ours, ort, reference;
@@ -137,6 +164,8 @@ constexpr int kSettle = 20;
 
 int main(int argc, char** argv) {
   std::string zoo_dir = "out/zoo", int8_dir = "out/strategies", json_path;
+  std::vector<std::string> files;
+  int threads = 1;
   std::vector<std::string> models = {"resnet",       "resnext",       "bert",       "roberta",
                                      "resnet-small", "resnext-small", "bert-small", "roberta-small"};
   int rounds = 3, reps = 100;
@@ -157,10 +186,12 @@ int main(int argc, char** argv) {
     else if (!std::strcmp(argv[i], "--reps")) reps = std::stoi(next());
     else if (!std::strcmp(argv[i], "--ort-dir")) ort_dir = next();
     else if (!std::strcmp(argv[i], "--json")) json_path = next();
+    else if (!std::strcmp(argv[i], "--files")) files = bench::split_list(next());
+    else if (!std::strcmp(argv[i], "--threads")) threads = std::stoi(next());
     else {
       std::fprintf(stderr,
-                   "usage: ort [--zoo-dir DIR] [--int8-dir DIR] [--models a,b] [--rounds N] "
-                   "[--reps N] [--ort-dir DIR] [--json F]\n");
+                   "usage: ort [--zoo-dir DIR] [--int8-dir DIR] [--models a,b | --files a.onnx,b.onnx] "
+                   "[--rounds N] [--reps N] [--threads N] [--ort-dir DIR] [--json F]\n");
       return 2;
     }
   }
@@ -185,7 +216,7 @@ int main(int argc, char** argv) {
     const bench::Timing floor_t =
         bench::time_side_by_side({{[&](int n) {
                                    return run_ort(work + "/floor.onnx", floor_graph, {at::ones({1, 1})},
-                                                  n, work, ort_dir, script).ms;
+                                                  n, work, ort_dir, script, threads).ms;
                                  }}},
                                  {rounds, reps, kSettle})[0];
     const double floor_ms = floor_t.median();
@@ -193,26 +224,44 @@ int main(int argc, char** argv) {
                 floor_ms);
     std::printf("\n%-15s %-6s %11s %11s %8s %11s%-13s %-5s %11s %7s\n", "model", "file",
                 "edgeforge", "ORT", "ratio", "max |diff|", "", "class", "no plan", "gain");
-    for (const std::string& model : models) {
-      const std::string float_path = zoo_dir + "/" + model + ".onnx";
-      const Graph teacher = load_onnx(float_path);
-      std::string int8_path = int8_dir + "/" + model + ".sptq.onnx";
-      if (!fs::exists(int8_path)) {
-        std::fprintf(stderr, "ort: making %s with sptq\n", int8_path.c_str());
-        StrategyContext ctx;
-        ctx.threads = 1;
-        fs::create_directories(int8_dir);
-        save_onnx(run_pipeline(teacher, "sptq", {}, ctx).graph, int8_path);
+    // What to measure: (label, variant, file); a zoo model's float file and its sptq file, or
+    // each file given.
+    struct Job {
+      std::string model, variant, path;
+      std::optional<TaskData> sample;  // a zoo model's test sample; none: synthetic inputs
+    };
+    std::vector<Job> jobs;
+    if (!files.empty()) {
+      for (const std::string& f : files) jobs.push_back({fs::path(f).filename().string(), "file", f, {}});
+    } else {
+      for (const std::string& model : models) {
+        const std::string float_path = zoo_dir + "/" + model + ".onnx";
+        const Graph teacher = load_onnx(float_path);
+        std::string int8_path = int8_dir + "/" + model + ".sptq.onnx";
+        if (!fs::exists(int8_path)) {
+          std::fprintf(stderr, "ort: making %s with sptq\n", int8_path.c_str());
+          StrategyContext ctx;
+          ctx.threads = 1;
+          fs::create_directories(int8_dir);
+          save_onnx(run_pipeline(teacher, "sptq", {}, ctx).graph, int8_path);
+        }
+        const TaskData sample = open_dataset(teacher)->load("test", 1);
+        jobs.push_back({model, "float", float_path, sample});
+        jobs.push_back({model, "int8", int8_path, sample});
       }
-      const TaskData sample = open_dataset(teacher)->load("test", 1);
-      for (const auto& [variant, path] : {std::pair<std::string, std::string>{"float", float_path},
-                                          {"int8", int8_path}}) {
+    }
+    for (const Job& job : jobs) {
+      const std::string& model = job.model;
+      const std::string& variant = job.variant;
+      const std::string& path = job.path;
+      {
         const Graph g = load_onnx(path);
         InferenceSession session(g);
         InferenceSession reference(g, SessionOptions{false});  // no plan: the ATen kernels
-        const std::vector<at::Tensor> inputs = sample.batch_inputs(g, at::zeros({1}, at::kLong));
+        const std::vector<at::Tensor> inputs =
+            job.sample ? job.sample->batch_inputs(g, at::zeros({1}, at::kLong)) : synthetic_inputs(g);
         RunOptions run;
-        run.threads = 1;
+        run.threads = threads;
         at::NoGradGuard no_grad;
         Entry e{model, variant, path};
         // Rounds of ORT's block (a Node.js process), edgeforge's and edgeforge's without the
@@ -220,7 +269,7 @@ int main(int argc, char** argv) {
         std::vector<at::Tensor> ort_outputs;
         at::Tensor ours_out;
         const bench::Runs ort_runs = [&](int n) {
-          OrtRun o = run_ort(path, g, inputs, n, work, ort_dir, script);
+          OrtRun o = run_ort(path, g, inputs, n, work, ort_dir, script, threads);
           ort_outputs.push_back(o.output);
           std::vector<double> ms;
           for (double t : o.ms) ms.push_back(std::max(t - floor_ms, 0.0));
@@ -275,13 +324,13 @@ int main(int argc, char** argv) {
     std::printf("\nratio: the median over rounds of edgeforge / ORT in that round (< 1: edgeforge is "
                 "faster); 'no plan' is edgeforge without its "
                 "inference plan (the reference ATen kernels, a quarter of the runs) and 'gain' the "
-                "plan's speedup over it. Batch 1, 1 thread, median of "
+                "plan's speedup over it. Batch 1, %d thread(s), median of "
                 "%d runs each in %d rounds, in alternating order. float tolerance %.0e on the logits; int8: "
                 "%.0f steps of the output's quantization, and the same predicted class.\n",
-                rounds * reps, rounds, kFloatLogitTolerance, kInt8OutputSteps);
+                threads, rounds * reps, rounds, kFloatLogitTolerance, kInt8OutputSteps);
     if (!json_path.empty()) {
       nlohmann::json doc = {{"commit", bench::git_commit()}, {"cpu", bench::cpu_model()},
-                            {"threads", 1}, {"rounds", rounds}, {"reps", reps},
+                            {"threads", threads}, {"rounds", rounds}, {"reps", reps},
                             {"ort_call_overhead_ms", floor_ms}, {"rows", rows}};
       std::ofstream(json_path) << doc.dump(2) << "\n";
     }

@@ -9,7 +9,8 @@
 //             "outputs_dir": "DIR"}
 // Prints one JSON line on stdout: {"ms": [per-run milliseconds...], "outputs": [{"name", "shape",
 // "file"}]}; each output is written raw (float32, little endian) to outputs_dir/NAME.bin.
-// One thread (intra and inter op), sequential execution, default graph optimisations ('all').
+// spec.threads intra-op threads (default 1), one inter-op thread, sequential execution, default
+// graph optimisations ('all').
 import fs from 'node:fs';
 import path from 'node:path';
 import { createRequire } from 'node:module';
@@ -24,7 +25,7 @@ const ort = require(path.join(ortDir, 'node_modules', 'onnxruntime-node'));
 
 const spec = JSON.parse(fs.readFileSync(process.argv[2], 'utf8'));
 const session = await ort.InferenceSession.create(spec.model, {
-  intraOpNumThreads: 1,
+  intraOpNumThreads: spec.threads || 1,
   interOpNumThreads: 1,
   executionMode: 'sequential',
   graphOptimizationLevel: 'all',
