@@ -334,7 +334,7 @@ int main(int argc, char** argv) {
                             {"ort_call_overhead_ms", floor_ms}, {"rows", rows}};
       std::ofstream(json_path) << doc.dump(2) << "\n";
     }
-  } catch (const Error& e) {
+  } catch (const std::exception& e) {  // edgeforge's errors and the file system's
     std::fprintf(stderr, "ort: error: %s\n", e.what());
     fs::remove_all(work);
     return 1;
