@@ -131,6 +131,14 @@ inline double round_ratio(const Timing& a, const Timing& b) {
 // component, `numerator` in one and `denominator` in the other ("conv/QNNPACK/in:16/..." and
 // "conv/ONEDNN/in:16/..."). The ratio is of the medians over repetitions of the time per
 // iteration (a single run's when there is one repetition); below 1 the numerator is faster.
+// The counters of a bench that trains once per iteration: samples/s over the pass and the loss
+// it ended at (edgeforge/train.h's TrainReport).
+inline void training_counters(benchmark::State& state, int64_t samples_seen, double final_loss) {
+  state.counters["samples"] = benchmark::Counter(static_cast<double>(samples_seen),
+                                                 benchmark::Counter::kIsIterationInvariantRate);
+  state.counters["final_loss"] = final_loss;
+}
+
 struct Comparison {
   std::string numerator, denominator;
   bool cpu_time = false;  // compare this thread's CPU time instead of wall time

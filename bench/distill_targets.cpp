@@ -102,9 +102,7 @@ void register_cases() {
         }
         TrainReport result;
         for (auto _ : state) result = distill(name, *t, once);
-        state.counters["samples"] = benchmark::Counter(static_cast<double>(result.samples_seen),
-                                                       benchmark::Counter::kIsIterationInvariantRate);
-        state.counters["final_loss"] = result.final_loss;
+        bench::training_counters(state, result.samples_seen, result.final_loss);
       })->Iterations(1)->UseRealTime()->Unit(benchmark::kSecond);
     }
   }

@@ -54,9 +54,7 @@ void register_cases() {
         if (warmed.insert({model, channels_last}).second) pass(model, channels_last);
         TrainReport result;
         for (auto _ : state) result = pass(model, channels_last);
-        state.counters["samples"] = benchmark::Counter(static_cast<double>(result.samples_seen),
-                                                       benchmark::Counter::kIsIterationInvariantRate);
-        state.counters["final_loss"] = result.final_loss;
+        bench::training_counters(state, result.samples_seen, result.final_loss);
       })->Iterations(1)->UseRealTime()->Unit(benchmark::kSecond);
     }
   }

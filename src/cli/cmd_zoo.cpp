@@ -2,14 +2,12 @@
 
 #include <algorithm>
 #include <chrono>
-#include <deque>
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
 #include <map>
 #include <optional>
 #include <regex>
-#include <thread>
 
 #include <nlohmann/json.hpp>
 

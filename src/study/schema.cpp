@@ -136,6 +136,15 @@ void check_declared(const Field& f, const std::string& name, const std::vector<s
   f.fail(detail::concat("'", name, "' is not one of ", list, " (", join(known, ", "), ")"));
 }
 
+// The string member `key` of `parent`, which must be one of `known` (declared at `list`).
+std::string declared(const Field& parent, const std::string& key,
+                     const std::vector<std::string>& known, const char* list) {
+  const Field f = parent.at(key);
+  const std::string name = f.str();
+  check_declared(f, name, known, list);
+  return name;
+}
+
 void unique_names(const Field& list, const std::vector<std::string>& names) {
   std::set<std::string> seen;
   for (size_t i = 0; i < names.size(); ++i) {
@@ -182,12 +191,9 @@ SummaryCell read_cell(const Field& c, const StudySummary& s,
                        const std::vector<std::string>& strategy_names,
                        const std::vector<std::string>& link_names) {
   SummaryCell cell;
-  cell.model = c.at("model").str();
-  check_declared(c.at("model"), cell.model, model_names, "models");
-  cell.strategy = c.at("strategy").str();
-  check_declared(c.at("strategy"), cell.strategy, strategy_names, "strategies");
-  cell.deploy = c.at("deploy").str();
-  check_declared(c.at("deploy"), cell.deploy, s.deployments, "deployments");
+  cell.model = declared(c, "model", model_names, "models");
+  cell.strategy = declared(c, "strategy", strategy_names, "strategies");
+  cell.deploy = declared(c, "deploy", s.deployments, "deployments");
   cell.status = c.at("status").str();
   cell.reason = str_or(c, "reason", "");
   cell.mode = cell.done() ? c.at("mode").str() : str_or(c, "mode", "");
@@ -271,10 +277,8 @@ StudySummary parse_study_summary(const json& summary) {
 
   for (const Field& a : root.at("accuracy").items()) {
     SummaryAccuracy r;
-    r.model = a.at("model").str();
-    check_declared(a.at("model"), r.model, model_names, "models");
-    r.strategy = a.at("strategy").str();
-    check_declared(a.at("strategy"), r.strategy, strategy_names, "strategies");
+    r.model = declared(a, "model", model_names, "models");
+    r.strategy = declared(a, "strategy", strategy_names, "strategies");
     r.status = a.at("status").str();
     r.reason = str_or(a, "reason", "");
     std::string model_metric;
@@ -294,10 +298,8 @@ StudySummary parse_study_summary(const json& summary) {
   const Field stats = root.at("stats");
   for (const Field& t : stats.at("latency_tests").items()) {
     SummaryLatencyTest test;
-    test.model = t.at("model").str();
-    check_declared(t.at("model"), test.model, model_names, "models");
-    test.deploy = t.at("deploy").str();
-    check_declared(t.at("deploy"), test.deploy, s.deployments, "deployments");
+    test.model = declared(t, "model", model_names, "models");
+    test.deploy = declared(t, "deploy", s.deployments, "deployments");
     for (const Field& st : t.at("strategies").items()) {
       test.strategies.push_back(st.str());
       check_declared(st, test.strategies.back(), strategy_names, "strategies");
@@ -308,10 +310,8 @@ StudySummary parse_study_summary(const json& summary) {
     test.p = kw.nullable("p");
     for (const Field& p : t.at("pairs").items()) {
       SummaryPair pair;
-      pair.a = p.at("a").str();
-      check_declared(p.at("a"), pair.a, strategy_names, "strategies");
-      pair.b = p.at("b").str();
-      check_declared(p.at("b"), pair.b, strategy_names, "strategies");
+      pair.a = declared(p, "a", strategy_names, "strategies");
+      pair.b = declared(p, "b", strategy_names, "strategies");
       pair.t = p.nullable("t");
       pair.p = p.nullable("p");
       pair.p_holm = p.nullable("p_holm");
@@ -323,10 +323,8 @@ StudySummary parse_study_summary(const json& summary) {
   }
   for (const Field& m : stats.at("mcnemar").items()) {
     SummaryMcNemar test;
-    test.model = m.at("model").str();
-    check_declared(m.at("model"), test.model, model_names, "models");
-    test.strategy = m.at("strategy").str();
-    check_declared(m.at("strategy"), test.strategy, strategy_names, "strategies");
+    test.model = declared(m, "model", model_names, "models");
+    test.strategy = declared(m, "strategy", strategy_names, "strategies");
     test.b = m.at("b").integer();
     test.c = m.at("c").integer();
     test.p = m.nullable("p");
@@ -337,8 +335,7 @@ StudySummary parse_study_summary(const json& summary) {
   }
   for (const Field& w : stats.at("wilcoxon").items()) {
     SummaryWilcoxon test;
-    test.strategy = w.at("strategy").str();
-    check_declared(w.at("strategy"), test.strategy, strategy_names, "strategies");
+    test.strategy = declared(w, "strategy", strategy_names, "strategies");
     test.measure = str_or(w, "measure", "accuracy");
     if (test.measure != "latency" && test.measure != "accuracy")
       w.at("measure").fail("is '" + test.measure + "', expected 'latency' or 'accuracy'");
@@ -354,10 +351,8 @@ StudySummary parse_study_summary(const json& summary) {
   }
   for (const Field& sp : stats.at("speedups").items()) {
     SummarySpeedup speedup;
-    speedup.strategy = sp.at("strategy").str();
-    check_declared(sp.at("strategy"), speedup.strategy, strategy_names, "strategies");
-    speedup.deploy = sp.at("deploy").str();
-    check_declared(sp.at("deploy"), speedup.deploy, s.deployments, "deployments");
+    speedup.strategy = declared(sp, "strategy", strategy_names, "strategies");
+    speedup.deploy = declared(sp, "deploy", s.deployments, "deployments");
     speedup.mean_ratio = sp.nullable("mean_ratio");
     speedup.baseline_deploy = str_or(sp, "baseline_deploy", speedup.deploy);
     check_declared(sp.get("baseline_deploy"), speedup.baseline_deploy, s.deployments,
@@ -370,8 +365,7 @@ StudySummary parse_study_summary(const json& summary) {
   }
   for (const Field& f : root.at("pareto").items()) {
     SummaryPareto front;
-    front.model = f.at("model").str();
-    check_declared(f.at("model"), front.model, model_names, "models");
+    front.model = declared(f, "model", model_names, "models");
     for (const Field& p : f.at("points").items()) {
       SummaryParetoPoint point{p.at("strategy").str(), p.at("deploy").str(), p.at("latency_ms").num(),
                         p.at("accuracy").num(), p.at("on_front").boolean()};

@@ -32,6 +32,16 @@ std::string baseline_deploy(const std::string& deploy, const std::vector<Summary
   return tiers.at(0).name;
 }
 
+// Bonferroni over a family of tests: each is significant when p < alpha / the family's size.
+template <typename Test>
+void bonferroni(std::vector<Test>& tests) {
+  for (Test& t : tests) {
+    t.alpha = kAlpha;
+    t.threshold = kAlpha / static_cast<double>(tests.size());
+    t.significant = t.p < t.threshold;
+  }
+}
+
 SummaryStudy study_of(const study::Store& store, const nlohmann::json& settings,
                       const std::vector<CellRecord>& cells) {
   SummaryStudy st;
@@ -213,11 +223,7 @@ StudySummary summarize_study(const std::string& out_dir) {
     m.p = r.p;
     s.mcnemar.push_back(m);
   }
-  for (SummaryMcNemar& m : s.mcnemar) {
-    m.alpha = kAlpha;
-    m.threshold = kAlpha / static_cast<double>(s.mcnemar.size());
-    m.significant = m.p < m.threshold;
-  }
+  bonferroni(s.mcnemar);
   // Wilcoxon per strategy across models (paired with identity's accuracy), Bonferroni over the
   // strategies tested.
   for (const std::string& strategy : strategies) {
@@ -242,11 +248,7 @@ StudySummary summarize_study(const std::string& out_dir) {
     x.exact = w.exact;
     s.wilcoxon.push_back(x);
   }
-  for (SummaryWilcoxon& w : s.wilcoxon) {
-    w.alpha = kAlpha;
-    w.threshold = kAlpha / static_cast<double>(s.wilcoxon.size());
-    w.significant = w.p < w.threshold;
-  }
+  bonferroni(s.wilcoxon);
   // Speedups: the mean over models of identity's median over the strategy's.
   for (const std::string& strategy : strategies) {
     if (strategy == "identity") continue;
