@@ -24,6 +24,7 @@
 #include "edgeforge/graph_simplify.h"
 #include "edgeforge/ops.h"
 #include "onnx_tensor.h"
+#include "opset.h"
 
 namespace edgeforge {
 
@@ -301,7 +302,9 @@ void upgrade_to_current_opset(onnx::ModelProto& model, const std::string& label)
     std::set<std::string> recorded;
     for (const onnx::ValueInfoProto& v : model.graph().value_info()) recorded.insert(v.name());
     onnx::shape_inference::InferShapes(model);
+    const int hidden = onnx_detail::hide_unconvertible_nodes(model, from, label);
     model = onnx::version_conversion::ConvertVersion(model, static_cast<int>(kOpsetVersion));
+    if (hidden > 0) onnx_detail::restore_hidden_nodes(model, label);
     auto* value_info = model.mutable_graph()->mutable_value_info();
     for (int i = value_info->size() - 1; i >= 0; --i)
       if (!recorded.count(value_info->Get(i).name())) value_info->DeleteSubrange(i, 1);
@@ -383,10 +386,13 @@ Graph graph_from_onnx_bytes(const std::string& bytes, const std::string& what) {
   EF_CHECK(model.ParseFromString(bytes), label,
            ": not a valid ONNX model (protobuf parsing failed; truncated or corrupt file?)");
   // Checked before the checker, whose message for a too-new opset does not say what to do.
-  for (const onnx::OperatorSetIdProto& o : model.opset_import())
-    EF_CHECK(!is_default_domain(o.domain()) || o.version() <= kOpsetVersion, label,
-             ": uses opset ", o.version(), " of the default ONNX domain; edgeforge supports opsets "
-             "up to ", kOpsetVersion, " (re-export the model with opset <= ", kOpsetVersion, ")");
+  // Opsets 18 to 21, which ONNX 1.12 does not know, are read in their opset-17 form.
+  const int64_t opset = default_opset(model);
+  EF_CHECK(opset <= onnx_detail::kNewestReadableOpset, label, ": uses opset ", opset,
+           " of the default ONNX domain; edgeforge reads opsets up to ",
+           onnx_detail::kNewestReadableOpset, " (re-export the model with opset <= ",
+           onnx_detail::kNewestReadableOpset, ")");
+  if (opset > kOpsetVersion) onnx_detail::rewrite_to_opset17(model, opset, label);
   EF_CHECK(model.functions_size() == 0, label, ": defines ", model.functions_size(),
            " model-local functions, which edgeforge does not support");
   EF_CHECK(model.graph().sparse_initializer_size() == 0, label,

@@ -15,26 +15,6 @@
 namespace edgeforge::ops {
 namespace {
 
-using UnaryFn = at::Tensor (*)(const at::Tensor&);
-using BinaryFn = at::Tensor (*)(const at::Tensor&, const at::Tensor&);
-
-OpDef unary_op(const char* op_type, UnaryFn fn, OpCapabilities caps = {}) {
-  PrepareFn prepare = [fn](const Node&, const Graph&) -> Kernel {
-    return
-        [fn](const TensorList& in, TensorList& out, const KernelContext&) { out[0] = fn(in[0]); };
-  };
-  return OpDef{op_type, 1, 1, prepare, "", caps};
-}
-
-OpDef binary_op(const char* op_type, BinaryFn fn, OpCapabilities caps = {}) {
-  PrepareFn prepare = [fn](const Node&, const Graph&) -> Kernel {
-    return [fn](const TensorList& in, TensorList& out, const KernelContext&) {
-      out[0] = fn(in[0], in[1]);
-    };
-  };
-  return OpDef{op_type, 2, 2, prepare, "", caps};
-}
-
 // Arithmetic of two operands, for structured pruning.
 OpCapabilities arithmetic(UnitRole role) {
   OpCapabilities c;

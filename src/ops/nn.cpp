@@ -119,18 +119,6 @@ bool pads_symmetric(const std::vector<int64_t>& pads) {
   return true;
 }
 
-// The pad list of at::constant_pad_nd: last dimension first, (begin, end) pairs.
-std::vector<int64_t> pad_nd_list(const std::vector<int64_t>& pads) {
-  const size_t n = pads.size() / 2;
-  std::vector<int64_t> out;
-  out.reserve(2 * n);
-  for (size_t i = n; i-- > 0;) {
-    out.push_back(pads[i]);
-    out.push_back(pads[n + i]);
-  }
-  return out;
-}
-
 std::vector<int64_t> pad_begins(const std::vector<int64_t>& pads) {
   return std::vector<int64_t>(pads.begin(), pads.begin() + pads.size() / 2);
 }

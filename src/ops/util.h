@@ -27,6 +27,41 @@ inline OpCapabilities per_unit_op(bool keeps_zero) {
   return c;
 }
 
+// An element-wise op of one ATen call on its one operand (unary_op) or two (binary_op, which
+// broadcasts as ATen does: ONNX's multidirectional broadcasting).
+using UnaryFn = at::Tensor (*)(const at::Tensor&);
+using BinaryFn = at::Tensor (*)(const at::Tensor&, const at::Tensor&);
+
+inline OpDef unary_op(const char* op_type, UnaryFn fn, OpCapabilities caps = {}) {
+  PrepareFn prepare = [fn](const Node&, const Graph&) -> Kernel {
+    return
+        [fn](const TensorList& in, TensorList& out, const KernelContext&) { out[0] = fn(in[0]); };
+  };
+  return OpDef{op_type, 1, 1, prepare, "", caps};
+}
+
+inline OpDef binary_op(const char* op_type, BinaryFn fn, OpCapabilities caps = {}) {
+  PrepareFn prepare = [fn](const Node&, const Graph&) -> Kernel {
+    return [fn](const TensorList& in, TensorList& out, const KernelContext&) {
+      out[0] = fn(in[0], in[1]);
+    };
+  };
+  return OpDef{op_type, 2, 2, prepare, "", caps};
+}
+
+// The pad list of at::constant_pad_nd (last dimension first, (begin, end) pairs) for ONNX pads
+// [x1_begin, x2_begin, ..., x1_end, x2_end, ...] on the last pads.size() / 2 dimensions.
+inline std::vector<int64_t> pad_nd_list(const std::vector<int64_t>& pads) {
+  const size_t n = pads.size() / 2;
+  std::vector<int64_t> out;
+  out.reserve(2 * n);
+  for (size_t i = n; i-- > 0;) {
+    out.push_back(pads[i]);
+    out.push_back(pads[n + i]);
+  }
+  return out;
+}
+
 // `in[index]` when the node has that input and it is not omitted, else an undefined tensor.
 inline const at::Tensor& optional_input(const TensorList& in, size_t index) {
   static const at::Tensor kUndefined;

@@ -35,6 +35,8 @@ namespace fs = std::filesystem;
 namespace {
 
 constexpr double kFloatRtol = 1e-4;
+// Node cases passing with libonnx-testdata 1.12 (of 932); raise it as ops are added.
+constexpr int kNodeCasesPassing = 737;
 constexpr double kFloatAtol = 1e-5;
 
 // Every node case is in scope unless its model uses an op type below, each left out for the
@@ -92,6 +94,8 @@ bool selected_by_filter(const std::string& name) {
 
 // Allow-listed cases that fail for a reason accepted for now, one line each. A listed case
 // that starts passing fails the test, so the list never hides a fixed gap.
+constexpr const char* kNoUint = "UINT16/32/64 tensors have no ATen 1.13 equivalent";
+constexpr const char* kPiOff = "ONNX 1.12 made the expected data with pi = 3.1415 (7e-5 off)";
 const std::map<std::string, std::string> kKnownFailures = {
     {"test_batchnorm_epsilon_training_mode",
      "BatchNormalization ignores training_mode=1 (training comes from RunOptions only)"},
@@ -102,6 +106,12 @@ const std::map<std::string, std::string> kKnownFailures = {
     {"test_cast_FLOAT_to_BFLOAT16",
      "the test data holds bfloat16 bits as a UINT16 tensor, a type ATen 1.13 lacks"},
     {"test_cast_FLOAT_to_STRING", "STRING tensors have no ATen equivalent"},
+    {"test_castlike_BFLOAT16_to_FLOAT",
+     "the test data holds bfloat16 bits as a UINT16 tensor, a type ATen 1.13 lacks"},
+    {"test_castlike_FLOAT_to_BFLOAT16",
+     "the test data holds bfloat16 bits as a UINT16 tensor, a type ATen 1.13 lacks"},
+    {"test_castlike_FLOAT_to_STRING", "STRING tensors have no ATen equivalent"},
+    {"test_castlike_STRING_to_FLOAT", "STRING tensors have no ATen equivalent"},
     {"test_castlike_BFLOAT16_to_FLOAT_expanded",
      "the test data holds bfloat16 bits as a UINT16 tensor, a type ATen 1.13 lacks"},
     {"test_castlike_FLOAT_to_BFLOAT16_expanded",
@@ -109,6 +119,9 @@ const std::map<std::string, std::string> kKnownFailures = {
     {"test_castlike_FLOAT_to_STRING_expanded", "STRING tensors have no ATen equivalent"},
     {"test_castlike_STRING_to_FLOAT_expanded", "STRING tensors have no ATen equivalent"},
     {"test_cast_STRING_to_FLOAT", "STRING tensors have no ATen equivalent"},
+    {"test_gridsample_bicubic", "the expected data is rounded to 4 decimals (-0.1406 for -0.140625)"},
+    {"test_roialign_aligned_false", "the expected data is rounded to 4 decimals (8.4e-5 off)"},
+    {"test_roialign_aligned_true", "the expected data is rounded to 4 decimals (5e-5 off)"},
     {"test_identity_opt", "optional values are not tensors; the Graph holds tensors only"},
     {"test_identity_sequence", "sequence values are not tensors; the Graph holds tensors only"},
     {"test_maxpool_2d_uint8", "ATen 1.13 has no uint8 max_pool2d kernel"},
@@ -116,8 +129,35 @@ const std::map<std::string, std::string> kKnownFailures = {
      "MaxPool's optional Indices output is not implemented"},
     {"test_maxpool_with_argmax_2d_precomputed_strides",
      "MaxPool's optional Indices output is not implemented"},
-    {"test_pow_types_float32_uint32", "UINT32 tensors have no ATen 1.13 equivalent"},
-    {"test_pow_types_float32_uint64", "UINT64 tensors have no ATen 1.13 equivalent"},
+    {"test_pow_types_float32_uint32", kNoUint},
+    {"test_bitshift_left_uint16", kNoUint},
+    {"test_bitshift_left_uint32", kNoUint},
+    {"test_bitshift_left_uint64", kNoUint},
+    {"test_bitshift_right_uint16", kNoUint},
+    {"test_bitshift_right_uint32", kNoUint},
+    {"test_bitshift_right_uint64", kNoUint},
+    {"test_max_uint16", kNoUint},
+    {"test_max_uint32", kNoUint},
+    {"test_max_uint64", kNoUint},
+    {"test_min_uint16", kNoUint},
+    {"test_min_uint32", kNoUint},
+    {"test_min_uint64", kNoUint},
+    {"test_mod_uint16", kNoUint},
+    {"test_mod_uint32", kNoUint},
+    {"test_mod_uint64", kNoUint},
+    {"test_blackmanwindow", kPiOff},
+    {"test_blackmanwindow_expanded", kPiOff},
+    {"test_blackmanwindow_symmetric", kPiOff},
+    {"test_blackmanwindow_symmetric_expanded", kPiOff},
+    {"test_hammingwindow", kPiOff},
+    {"test_hammingwindow_expanded", kPiOff},
+    {"test_hammingwindow_symmetric", kPiOff},
+    {"test_hammingwindow_symmetric_expanded", kPiOff},
+    {"test_hannwindow", kPiOff},
+    {"test_hannwindow_expanded", kPiOff},
+    {"test_hannwindow_symmetric", kPiOff},
+    {"test_hannwindow_symmetric_expanded", kPiOff},
+    {"test_pow_types_float32_uint64", kNoUint},
     {"test_training_dropout", "training-mode Dropout draws a random mask (numpy's, in the data)"},
     {"test_training_dropout_default",
      "training-mode Dropout draws a random mask (numpy's, in the data)"},
@@ -323,6 +363,8 @@ TEST(OnnxConformance, NodeTestsOfRegisteredOps) {
   const SuiteResult r = run_suite(root / "node", kKnownFailures);
   report(r);
   EXPECT_GT(r.ran, 0) << "no node test in scope uses only registered ops";
+  if (std::getenv("EDGEFORGE_CONFORMANCE_FILTER") == nullptr)
+    EXPECT_GE(r.passed, kNodeCasesPassing) << "fewer node cases pass than before";
 }
 
 // Small models exported by PyTorch at opset 6: they exercise the upgrade of old models to

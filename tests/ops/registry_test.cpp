@@ -1,6 +1,11 @@
 // The op registry: every op the runtime promises is registered, and constant_input() reads
 // initializers and Constant nodes of every value form.
 #include <gtest/gtest.h>
+#include <onnx/defs/schema.h>
+
+#include <map>
+#include <set>
+#include <string>
 
 #include "edgeforge/ops.h"
 #include "op_test_util.h"
@@ -10,63 +15,50 @@ using namespace edgeforge::testing;
 
 namespace {
 
-TEST(OpRegistry, HasEveryOpsetSeventeenOpTheRuntimePromises) {
-  const char* const kPromised[] = {"Abs",
-                                   "Add",
-                                   "And",
-                                   "AveragePool",
-                                   "BatchNormalization",
-                                   "Cast",
-                                   "Clip",
-                                   "Concat",
-                                   "Constant",
-                                   "ConstantOfShape",
-                                   "Conv",
-                                   "Div",
-                                   "Dropout",
-                                   "Equal",
-                                   "Erf",
-                                   "Exp",
-                                   "Expand",
-                                   "Flatten",
-                                   "Gather",
-                                   "Gemm",
-                                   "GlobalAveragePool",
-                                   "Greater",
-                                   "Identity",
-                                   "LayerNormalization",
-                                   "LeakyRelu",
-                                   "Less",
-                                   "Log",
-                                   "LogSoftmax",
-                                   "MatMul",
-                                   "MaxPool",
-                                   "Mul",
-                                   "Neg",
-                                   "Not",
-                                   "Pow",
-                                   "Range",
-                                   "ReduceMax",
-                                   "ReduceMean",
-                                   "ReduceSum",
-                                   "Relu",
-                                   "Reshape",
-                                   "Shape",
-                                   "Sigmoid",
-                                   "Size",
-                                   "Slice",
-                                   "Softmax",
-                                   "Split",
-                                   "Sqrt",
-                                   "Squeeze",
-                                   "Sub",
-                                   "Tanh",
-                                   "Tile",
-                                   "Transpose",
-                                   "Unsqueeze",
-                                   "Where"};
-  for (const char* op : kPromised) EXPECT_NE(OpRegistry::global().find(op), nullptr) << op;
-  EXPECT_EQ(OpRegistry::global().find("Einsum"), nullptr);
+// Every op of ONNX's default domain up to opset 17 (libonnx's schemas, deprecated ones aside)
+// is registered, except those below, each for its reason.
+TEST(OpRegistry, HasEveryOpsetSeventeenOpButTheOnesItStatesWhy) {
+  const std::map<std::string, std::string> kNotRegistered = {
+      {"Bernoulli", "random"},
+      {"Multinomial", "random"},
+      {"RandomNormal", "random"},
+      {"RandomNormalLike", "random"},
+      {"RandomUniform", "random"},
+      {"RandomUniformLike", "random"},
+      {"If", "subgraph"},
+      {"Loop", "subgraph"},
+      {"Scan", "subgraph"},
+      {"ConcatFromSequence", "sequence"},
+      {"SequenceAt", "sequence"},
+      {"SequenceConstruct", "sequence"},
+      {"SequenceEmpty", "sequence"},
+      {"SequenceErase", "sequence"},
+      {"SequenceInsert", "sequence"},
+      {"SequenceLength", "sequence"},
+      {"SequenceMap", "sequence"},
+      {"SplitToSequence", "sequence"},
+      {"Optional", "optional"},
+      {"OptionalGetElement", "optional"},
+      {"OptionalHasElement", "optional"},
+      {"NegativeLogLikelihoodLoss", "training loss"},
+      {"SoftmaxCrossEntropyLoss", "training loss"},
+      {"StringNormalizer", "strings"},
+      {"TfIdfVectorizer", "not yet: no model edgeforge serves uses it"},
+      {"GlobalLpPool", "not yet: no ONNX backend test, no model edgeforge serves uses it"},
+      {"LpNormalization", "not yet: no ONNX backend test, no model edgeforge serves uses it"},
+      {"LpPool", "not yet: no ONNX backend test, no model edgeforge serves uses it"},
+      {"MaxRoiPool", "not yet: no ONNX backend test, no model edgeforge serves uses it"},
+  };
+  std::set<std::string> onnx_ops;
+  for (const onnx::OpSchema& s : onnx::OpSchemaRegistry::get_all_schemas())
+    if (s.domain().empty() && !s.deprecated() && s.SinceVersion() <= 17) onnx_ops.insert(s.Name());
+  ASSERT_GT(onnx_ops.size(), 150u);
+  for (const std::string& op : onnx_ops) {
+    const bool registered = OpRegistry::global().find(op) != nullptr;
+    EXPECT_EQ(registered, kNotRegistered.count(op) == 0)
+        << op << (registered ? " is registered now: remove it from kNotRegistered"
+                             : " is not registered and not listed with a reason");
+  }
 }
 
 TEST(OpRegistry, ConstantInputReadsInitializersAndEveryConstantForm) {
