@@ -8,7 +8,8 @@
 // under src/ops/); this pass offers every node to its op's hook in the hook's stage, and keeps
 // what spans ops: the exact GELU anywhere, merging parallel linear layers, blocked layouts.
 //
-//   Conv [-> BatchNormalization] [-> Relu]                       -> DnnlConv (BN folded)
+//   Conv [-> BatchNormalization] [-> Relu | Clip | HardSwish | HardSigmoid | Sigmoid | SiLU]
+//                                                                -> DnnlConv (BN folded)
 //   Conv [-> BatchNormalization] -> Add(residual) [-> Relu]      -> DnnlConv, sum post-op
 //   MatMul(x, W) | Gemm [-> Add bias] [-> Relu | exact GELU] [-> Dropout] [-> Add(residual)]
 //                                                                -> DnnlLinear

@@ -3,8 +3,10 @@
 // reordered once into the layout the primitive chose.
 //
 //   DnnlConv(x, w, [b], [residual])   2-D convolution; batch norm already folded into w and b
-//       attributes strides, pads (4), dilations, group; relu (ReLU on the convolution),
-//       residual_relu (ReLU after adding the residual), residual_inplace (the residual has no
+//       attributes strides, pads (4), dilations, group; activation (on the convolution: "",
+//       relu, clip, hardswish, hardsigmoid, sigmoid, swish; with activation_alpha and
+//       activation_beta: clip's bounds, hardsigmoid's slope and offset), residual_relu (ReLU
+//       after adding the residual), residual_inplace (the residual has no
 //       other reader, so the sum is written into its buffer), blocked_out (the output may stay
 //       in oneDNN's blocked layout: every reader is a DnnlConv, see dnnl_util.h)
 //   DnnlLinear(x, w, [b], [residual]) y = act(x W + b) [+ residual] over the last axis;
@@ -68,12 +70,28 @@ void check_float(const at::Tensor& t, const std::string& where, const char* what
 
 // ---- DnnlConv ----
 
+// The post-ops of a convolution's activation (ConvState::activation).
+void append_activation(dnnl::post_ops& ops, const std::string& kind, float alpha, float beta) {
+  using A = dnnl::algorithm;
+  if (kind == "relu") ops.append_eltwise(1.f, A::eltwise_relu, 0.f, 0.f);
+  if (kind == "clip") ops.append_eltwise(1.f, A::eltwise_clip, alpha, beta);
+  if (kind == "hardswish") ops.append_eltwise(1.f, A::eltwise_hardswish, 0.f, 0.f);
+  if (kind == "sigmoid") ops.append_eltwise(1.f, A::eltwise_logistic, 0.f, 0.f);
+  if (kind == "swish") ops.append_eltwise(1.f, A::eltwise_swish, alpha, 0.f);
+  if (kind == "hardsigmoid") {  // max(0, min(1, alpha x + beta))
+    ops.append_eltwise(1.f, A::eltwise_linear, alpha, beta);
+    ops.append_eltwise(1.f, A::eltwise_clip, 0.f, 1.f);
+  }
+}
+
 struct ConvState {
   std::string where;
   at::Tensor weight, bias;  // float, [C_out, C_in / group, kH, kW] and [C_out] (or undefined)
   Dims strides, dilations, pad_l, pad_r;
   int64_t group = 1;
-  bool relu = false, residual_relu = false, residual_inplace = false, blocked_out = false;
+  std::string activation;
+  float alpha = 0.f, beta = 0.f;
+  bool residual_relu = false, residual_inplace = false, blocked_out = false;
 
   struct Prim {
     plan::Bound conv;
@@ -95,7 +113,7 @@ struct ConvState {
                                               dilations, pad_l, pad_r, where);
     const memory::desc b_md = bias.defined() ? memory::desc({c_out}, kF32, Tag::x) : memory::desc();
     dnnl::post_ops ops;
-    if (relu) ops.append_eltwise(1.f, dnnl::algorithm::eltwise_relu, 0.f, 0.f);
+    append_activation(ops, activation, alpha, beta);
     // The residual is a sum post-op: the output buffer holds it before the convolution adds
     // into it (the residual's own buffer when nothing else reads it, else a copy). A binary
     // add post-op would skip the copy but moves oneDNN 2.6 off its brgemm kernels (measured
@@ -221,7 +239,13 @@ Kernel prepare_dnnl_conv(const Node& node, const Graph& graph) {
   s->pad_l = {pads[0], pads[1]};
   s->pad_r = {pads[2], pads[3]};
   s->group = node.attr_int("group", 1);
-  s->relu = node.attr_int("relu", 0) != 0;
+  s->activation = node.attr_string("activation", "");
+  s->alpha = node.attr_float("activation_alpha", 0.f);
+  s->beta = node.attr_float("activation_beta", 0.f);
+  EF_CHECK(s->activation.empty() || s->activation == "relu" || s->activation == "clip" ||
+               s->activation == "hardswish" || s->activation == "hardsigmoid" ||
+               s->activation == "sigmoid" || s->activation == "swish",
+           s->where, ": unknown activation '", s->activation, "'");
   s->residual_relu = node.attr_int("residual_relu", 0) != 0;
   s->residual_inplace = node.attr_int("residual_inplace", 0) != 0;
   s->blocked_out = node.attr_int("blocked_out", 0) != 0;

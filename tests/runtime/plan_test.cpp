@@ -112,6 +112,45 @@ TEST(Plan, ConvolutionsWithFoldedBatchNormAndReluMatchTheReference) {
   }
 }
 
+// The activations real exports put after a convolution, each a oneDNN post-op: ReLU6 as Clip
+// (MobileNetV2), HardSwish and HardSigmoid (MobileNetV3), SiLU as x * Sigmoid(x) and Sigmoid
+// (EfficientNet's blocks and squeeze-excitation).
+TEST(Plan, ConvolutionActivationsOfRealExportsAreFused) {
+  for (const std::string act : {"clip", "hardswish", "hardsigmoid", "sigmoid", "silu", "clip-min"}) {
+    Graph g = conv_graph(1, 1, {1, 1, 1, 1}, 1, true, true, false);
+    const std::string y = g.outputs()[0].name;
+    const std::string out = y + ".act";
+    if (act == "clip" || act == "clip-min") {
+      g.add_initializer("lo", at::scalar_tensor(0.f));
+      g.add_initializer("hi", at::scalar_tensor(6.f));
+      g.add_node(Node("Clip", "act", {y, "lo", act == "clip" ? "hi" : ""}, {out}));
+    } else if (act == "hardswish") {
+      g.add_node(Node("HardSwish", "act", {y}, {out}));
+    } else if (act == "hardsigmoid") {
+      g.add_node(Node("HardSigmoid", "act", {y}, {out}).set("alpha", 1.f / 6).set("beta", 0.5f));
+    } else if (act == "sigmoid") {
+      g.add_node(Node("Sigmoid", "act", {y}, {out}));
+    } else {
+      g.add_node(Node("Sigmoid", "sig", {y}, {y + ".sig"}));
+      g.add_node(Node("Mul", "act", {y, y + ".sig"}, {out}));
+    }
+    g.outputs()[0].name = out;
+    InferenceSession session(g);
+    EXPECT_EQ(session.graph().nodes().size(), 1u) << act << " is fused into the convolution";
+    for (int64_t n : {1, 2})
+      EXPECT_LE(plan_vs_reference(g, image(n, 8, 9, 40 + n), &session), kFloatRelativeTolerance)
+          << act << " batch " << n;
+  }
+  // Clip bounds computed at run time are not a post-op: the Clip stays on its own.
+  Graph g = conv_graph(1, 1, {1, 1, 1, 1}, 1, true, false, false);
+  const std::string y = g.outputs()[0].name;
+  g.add_input({"hi", at::kFloat, {}});
+  g.add_node(Node("Clip", "act", {y, "", "hi"}, {y + ".act"}));
+  g.outputs()[0].name = y + ".act";
+  InferenceSession session(g);
+  EXPECT_EQ(count(session.graph(), "Clip"), 1);
+}
+
 TEST(Plan, ResidualBlocksFuseTheAddAndKeepLayoutsBetweenConvolutions) {
   const Graph g = small_cnn();  // stem, block with a residual add and ReLU, pool, gemm
   InferenceSession session(g);
