@@ -33,6 +33,7 @@
 #include <vector>
 
 #include "edgeforge/build_info.h"
+#include "edgeforge/lower.h"
 #include "edgeforge/stats.h"
 
 namespace edgeforge::bench {
@@ -367,6 +368,7 @@ inline int run_benchmarks(int argc, char** argv, const Suite& suite) {
   }
   benchmark::AddCustomContext("git_commit", git_commit());
   benchmark::AddCustomContext("cpu_model", cpu_model());
+  benchmark::AddCustomContext("cpu_isa", edgeforge::plan_cpu_isa());
   try {
     if (suite.setup) suite.setup();
   } catch (const std::exception& e) {

@@ -17,6 +17,11 @@
 // inputs named like ids from 3..999, masks all ones, anything else zeros. --threads sets both
 // runtimes' intra-op threads.
 //
+// A second table gives each model's load cost in a process of its own: the time to read,
+// optimise, lower and prepack it and its first run, and the process's peak resident memory
+// (edgeforge: `ort --load-only FILE`, a child of this program; ORT: bench/ort/run.mjs). The
+// header names the CPU and the instruction set oneDNN dispatches to (VNNI, AMX).
+//
 // ONNX Runtime is npm's onnxruntime-node 1.30, installed by scripts/setup under
 // bench/ort/node_modules. Its figure is the wall time of `await session.run()` in Node, less
 // the same call's time on a one-node model (the JavaScript and binding overhead, measured in
@@ -24,10 +29,12 @@
 // files of students are made with the sptq strategy's defaults.
 #include <ATen/ATen.h>
 #include <ATen/CPUGeneratorImpl.h>
+#include <sys/resource.h>
 #include <unistd.h>
 
 #include <nlohmann/json.hpp>
 
+#include <chrono>
 #include <cstdio>
 #include <cstring>
 #include <filesystem>
@@ -81,9 +88,17 @@ void write_raw(const at::Tensor& t, const std::string& path) {
   EF_CHECK(out.good(), "ort bench: cannot write ", path);
 }
 
+// The cost of getting a model ready, in a process of its own: creating the session (read,
+// optimise, lower, prepack) and its first run; resident memory before the model was read (the
+// runtime's libraries) and at its peak.
+struct LoadCost {
+  double load_ms = 0, first_run_ms = 0, rss_before_mb = 0, peak_rss_mb = 0;
+};
+
 struct OrtRun {
   std::vector<double> ms;
   at::Tensor output;  // the first output, float
+  LoadCost load;
 };
 
 // One Node.js process: loads `model` in ONNX Runtime and times `reps` runs (the first ones,
@@ -120,6 +135,8 @@ OrtRun run_ort(const std::string& model, const Graph& g, const std::vector<at::T
   const nlohmann::json r = nlohmann::json::parse(std::ifstream(out_path));
   OrtRun run;
   run.ms = r["ms"].get<std::vector<double>>();
+  run.load = {r["load_ms"].get<double>(), r["first_run_ms"].get<double>(),
+              r["rss_before_mb"].get<double>(), r["peak_rss_mb"].get<double>()};
   const auto& o = r["outputs"][0];
   std::ifstream in(o["file"].get<std::string>(), std::ios::binary);
   std::vector<int64_t> shape = o["shape"].get<std::vector<int64_t>>();
@@ -148,12 +165,69 @@ std::vector<at::Tensor> synthetic_inputs(const Graph& g) {
   return out;
 }
 
+// This process's resident memory now, from /proc/self/status, in MiB.
+double rss_now_mb() {
+  std::ifstream status("/proc/self/status");
+  std::string line;
+  while (std::getline(status, line))
+    if (line.rfind("VmRSS:", 0) == 0) return std::stod(line.substr(6)) / 1024.0;
+  return 0.0;
+}
+
+// `ort --load-only FILE --threads N`: edgeforge's LoadCost of FILE, one JSON line on stdout.
+int load_only(const std::string& path, int threads) {
+  LoadCost c;
+  c.rss_before_mb = rss_now_mb();
+  const auto t0 = std::chrono::steady_clock::now();
+  const Graph g = load_onnx(path);
+  InferenceSession session(g);
+  const auto t1 = std::chrono::steady_clock::now();
+  const std::vector<at::Tensor> inputs = synthetic_inputs(g);
+  RunOptions run;
+  run.threads = threads;
+  at::NoGradGuard no_grad;
+  const auto t2 = std::chrono::steady_clock::now();
+  session.run(inputs, run);
+  const auto t3 = std::chrono::steady_clock::now();
+  c.load_ms = std::chrono::duration<double, std::milli>(t1 - t0).count();
+  c.first_run_ms = std::chrono::duration<double, std::milli>(t3 - t2).count();
+  rusage usage{};
+  getrusage(RUSAGE_SELF, &usage);
+  c.peak_rss_mb = static_cast<double>(usage.ru_maxrss) / 1024.0;
+  std::printf("%s\n", nlohmann::json({{"load_ms", c.load_ms},
+                                      {"first_run_ms", c.first_run_ms},
+                                      {"rss_before_mb", c.rss_before_mb},
+                                      {"peak_rss_mb", c.peak_rss_mb}})
+                          .dump()
+                          .c_str());
+  return 0;
+}
+
+// edgeforge's LoadCost of `path`, measured by this program in a child process.
+LoadCost edgeforge_load(const std::string& self, const std::string& path, int threads,
+                        const std::string& work) {
+  const std::string out = work + "/load.json", err = work + "/load.err";
+  ChildProcess child({self, "--load-only", path, "--threads", std::to_string(threads)}, out, err);
+  const int status = child.wait();
+  if (status != 0) {
+    std::ifstream in(err);
+    std::string first;
+    std::getline(in, first);
+    throw Error(edgeforge::detail::concat("ort bench: loading ", path, " in a child failed (exit ",
+                                          status, "): ", first));
+  }
+  const nlohmann::json r = nlohmann::json::parse(std::ifstream(out));
+  return {r["load_ms"].get<double>(), r["first_run_ms"].get<double>(),
+          r["rss_before_mb"].get<double>(), r["peak_rss_mb"].get<double>()};
+}
+
 struct Entry {
   std::string model, variant, path;
   bench::Timing ours, ort, reference;
   std::vector<double> round_ratios;  // edgeforge / ORT per round
   double max_diff = 0;
   bool same_class = true;
+  LoadCost ours_load, ort_load;
 };
 
 // Runs not recorded at the start of each runtime's block in a round: they warm it up again
@@ -165,6 +239,7 @@ constexpr int kSettle = 20;
 int main(int argc, char** argv) {
   std::string zoo_dir = "out/zoo", int8_dir = "out/strategies", json_path;
   std::vector<std::string> files;
+  std::string load_only_path;
   int threads = 1;
   std::vector<std::string> models = {"resnet",       "resnext",       "bert",       "roberta",
                                      "resnet-small", "resnext-small", "bert-small", "roberta-small"};
@@ -188,11 +263,20 @@ int main(int argc, char** argv) {
     else if (!std::strcmp(argv[i], "--json")) json_path = next();
     else if (!std::strcmp(argv[i], "--files")) files = bench::split_list(next());
     else if (!std::strcmp(argv[i], "--threads")) threads = std::stoi(next());
+    else if (!std::strcmp(argv[i], "--load-only")) load_only_path = next();
     else {
       std::fprintf(stderr,
                    "usage: ort [--zoo-dir DIR] [--int8-dir DIR] [--models a,b | --files a.onnx,b.onnx] "
                    "[--rounds N] [--reps N] [--threads N] [--ort-dir DIR] [--json F]\n");
       return 2;
+    }
+  }
+  if (!load_only_path.empty()) {
+    try {
+      return load_only(load_only_path, threads);
+    } catch (const std::exception& e) {
+      std::fprintf(stderr, "ort: error: %s\n", e.what());
+      return 1;
     }
   }
   if (!fs::exists(ort_dir + "/node_modules/onnxruntime-node")) {
@@ -220,6 +304,7 @@ int main(int argc, char** argv) {
                                  }}},
                                  {rounds, reps, kSettle})[0];
     const double floor_ms = floor_t.median();
+    std::printf("CPU %s; oneDNN ISA %s\n", bench::cpu_model().c_str(), plan_cpu_isa().c_str());
     std::printf("ONNX Runtime call overhead from Node.js (one Identity node): %.4f ms, subtracted below\n",
                 floor_ms);
     std::printf("\n%-15s %-6s %11s %11s %8s %11s%-13s %-5s %11s %7s\n", "model", "file",
@@ -264,12 +349,14 @@ int main(int argc, char** argv) {
         run.threads = threads;
         at::NoGradGuard no_grad;
         Entry e{model, variant, path};
+        e.ours_load = edgeforge_load(self_executable(), path, threads, work);
         // Rounds of ORT's block (a Node.js process), edgeforge's and edgeforge's without the
         // plan (a quarter of the runs), in alternating order.
         std::vector<at::Tensor> ort_outputs;
         at::Tensor ours_out;
         const bench::Runs ort_runs = [&](int n) {
           OrtRun o = run_ort(path, g, inputs, n, work, ort_dir, script, threads);
+          if (ort_outputs.empty()) e.ort_load = o.load;
           ort_outputs.push_back(o.output);
           std::vector<double> ms;
           for (double t : o.ms) ms.push_back(std::max(t - floor_ms, 0.0));
@@ -318,9 +405,26 @@ int main(int argc, char** argv) {
                         {"same_class", e.same_class},
                         {"output_step", step},
                         {"tolerance", tolerance},
-                        {"within_tolerance", ok}});
+                        {"within_tolerance", ok},
+                        {"edgeforge_load_ms", e.ours_load.load_ms},
+                        {"edgeforge_first_run_ms", e.ours_load.first_run_ms},
+                        {"edgeforge_rss_before_mb", e.ours_load.rss_before_mb},
+                        {"edgeforge_peak_rss_mb", e.ours_load.peak_rss_mb},
+                        {"ort_load_ms", e.ort_load.load_ms},
+                        {"ort_first_run_ms", e.ort_load.first_run_ms},
+                        {"ort_rss_before_mb", e.ort_load.rss_before_mb},
+                        {"ort_peak_rss_mb", e.ort_load.peak_rss_mb}});
+        entries.push_back(std::move(e));
       }
     }
+    std::printf("\n%-15s %-6s %21s %21s %23s %23s\n", "model", "file", "load + 1st run ef",
+                "load + 1st run ORT", "peak MB (before) ef", "peak MB (before) ORT");
+    for (const Entry& e : entries)
+      std::printf("%-15s %-6s %9.0f + %7.0fms %9.0f + %7.0fms %13.0f (%5.0f) %15.0f (%5.0f)\n",
+                  e.model.c_str(), e.variant.c_str(), e.ours_load.load_ms,
+                  e.ours_load.first_run_ms, e.ort_load.load_ms, e.ort_load.first_run_ms,
+                  e.ours_load.peak_rss_mb, e.ours_load.rss_before_mb, e.ort_load.peak_rss_mb,
+                  e.ort_load.rss_before_mb);
     std::printf("\nratio: the median over rounds of edgeforge / ORT in that round (< 1: edgeforge is "
                 "faster); 'no plan' is edgeforge without its "
                 "inference plan (the reference ATen kernels, a quarter of the runs) and 'gain' the "
@@ -328,8 +432,14 @@ int main(int argc, char** argv) {
                 "%d runs each in %d rounds, in alternating order. float tolerance %.0e on the logits; int8: "
                 "%.0f steps of the output's quantization, and the same predicted class.\n",
                 threads, rounds * reps, rounds, kFloatLogitTolerance, kInt8OutputSteps);
+    std::printf("load: reading, optimising, lowering and prepacking the model (edgeforge: load_onnx "
+                "and InferenceSession; ORT: InferenceSession.create), then its first run; each "
+                "in a process of its own. peak MB: the process's peak resident memory, with the "
+                "memory it held before reading the model (the runtime's libraries; Node.js for "
+                "ORT) in brackets.\n");
     if (!json_path.empty()) {
       nlohmann::json doc = {{"commit", bench::git_commit()}, {"cpu", bench::cpu_model()},
+                            {"cpu_isa", plan_cpu_isa()},
                             {"threads", threads}, {"rounds", rounds}, {"reps", reps},
                             {"ort_call_overhead_ms", floor_ms}, {"rows", rows}};
       std::ofstream(json_path) << doc.dump(2) << "\n";

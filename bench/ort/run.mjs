@@ -8,7 +8,10 @@
 //                         "file": "input.bin"}],
 //             "outputs_dir": "DIR"}
 // Prints one JSON line on stdout: {"ms": [per-run milliseconds...], "outputs": [{"name", "shape",
-// "file"}]}; each output is written raw (float32, little endian) to outputs_dir/NAME.bin.
+// "file"}], "load_ms", "first_run_ms", "rss_before_mb", "peak_rss_mb"}; each output is written
+// raw (float32, little endian) to outputs_dir/NAME.bin. load_ms is the session's creation (read,
+// optimise, prepack), first_run_ms the first run; rss_before_mb the process's resident memory
+// before the model was loaded (Node.js and ONNX Runtime's library), peak_rss_mb its peak.
 // spec.threads intra-op threads (default 1), one inter-op thread, sequential execution, default
 // graph optimisations ('all').
 import fs from 'node:fs';
@@ -24,12 +27,15 @@ if (!ortDir) {
 const ort = require(path.join(ortDir, 'node_modules', 'onnxruntime-node'));
 
 const spec = JSON.parse(fs.readFileSync(process.argv[2], 'utf8'));
+const rssBeforeMb = process.memoryUsage().rss / 1048576;
+const loadStart = process.hrtime.bigint();
 const session = await ort.InferenceSession.create(spec.model, {
   intraOpNumThreads: spec.threads || 1,
   interOpNumThreads: 1,
   executionMode: 'sequential',
   graphOptimizationLevel: 'all',
 });
+const loadMs = Number(process.hrtime.bigint() - loadStart) / 1e6;
 const feeds = {};
 for (const inp of spec.inputs) {
   const buf = fs.readFileSync(inp.file);
@@ -40,7 +46,9 @@ for (const inp of spec.inputs) {
   else throw new Error(`run.mjs: input '${inp.name}': unsupported dtype '${inp.dtype}'`);
   feeds[inp.name] = new ort.Tensor(inp.dtype, data, inp.shape);
 }
-let results;
+const firstStart = process.hrtime.bigint();
+let results = await session.run(feeds);
+const firstRunMs = Number(process.hrtime.bigint() - firstStart) / 1e6;
 for (let i = 0; i < spec.warmup; ++i) results = await session.run(feeds);
 const ms = [];
 for (let i = 0; i < spec.reps; ++i) {
@@ -48,7 +56,6 @@ for (let i = 0; i < spec.reps; ++i) {
   results = await session.run(feeds);
   ms.push(Number(process.hrtime.bigint() - t0) / 1e6);
 }
-if (!results) results = await session.run(feeds);
 const outputs = [];
 for (const name of session.outputNames) {
   const t = results[name];
@@ -57,4 +64,6 @@ for (const name of session.outputNames) {
   fs.writeFileSync(file, Buffer.from(t.data.buffer, t.data.byteOffset, t.data.byteLength));
   outputs.push({ name, shape: t.dims, file });
 }
-console.log(JSON.stringify({ ms, outputs }));
+const peakRssMb = process.resourceUsage().maxRSS / 1024;
+console.log(JSON.stringify({ ms, outputs, load_ms: loadMs, first_run_ms: firstRunMs,
+                             rss_before_mb: rssBeforeMb, peak_rss_mb: peakRssMb }));

@@ -60,6 +60,11 @@ Graph lower_int8(const Graph& graph, LoweringReport* report = nullptr);
 // when it is one of the planned op types.
 Graph lower_plan(const Graph& graph, LoweringReport* report = nullptr);
 
+// The instruction set oneDNN dispatches the plan's kernels to on this CPU, detected at run time,
+// and what int8 products run on, e.g. "avx512_core_vnni (int8 dot products: AVX-512 VNNI)".
+// oneDNN takes AMX or VNNI whenever the CPU has them; `info` and the benches print this.
+std::string plan_cpu_isa();
+
 struct SessionOptions {
   // false: only the int8 lowering, every float op on the reference ATen kernels (the path
   // the plan is tested against, and the "before" of bench/plan_vs_reference).

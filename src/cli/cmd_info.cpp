@@ -4,6 +4,7 @@
 #include <nlohmann/json.hpp>
 
 #include "commands.h"
+#include "edgeforge/lower.h"
 #include "edgeforge/onnx_io.h"
 #include "edgeforge/summary.h"
 
@@ -77,7 +78,8 @@ Action add_info(CLI::App& app) {
       j["unsupported_ops"] = s.unsupported_ops;
       j["plan"] = {{"kernels", s.plan_kernels},
                    {"reference_nodes", s.reference_nodes},
-                   {"fallback", s.plan_fallback}};
+                   {"fallback", s.plan_fallback},
+                   {"cpu_isa", plan_cpu_isa()}};
       for (const auto& [k, v] : graph.metadata())
         if (k != kMetaTokenizer) j["metadata"][k] = shown_metadata(k, v);
       std::printf("%s\n", j.dump(2).c_str());
@@ -116,6 +118,7 @@ Action add_info(CLI::App& app) {
       for (const auto& [op, c] : s.plan_kernels) std::printf(" %s x%lld", op.c_str(), static_cast<long long>(c));
       std::printf("; %lld nodes on the reference kernels\n", static_cast<long long>(s.reference_nodes));
       for (const std::string& k : s.plan_fallback) std::printf("fell back   %s\n", k.c_str());
+      std::printf("cpu         %s\n", plan_cpu_isa().c_str());
     }
     std::printf("ops        ");
     for (const auto& [op, c] : s.op_counts) std::printf(" %s x%lld", op.c_str(), static_cast<long long>(c));

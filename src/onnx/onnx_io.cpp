@@ -21,6 +21,7 @@
 #include "edgeforge/build_info.h"
 #include "edgeforge/error.h"
 #include "edgeforge/fold_constants.h"
+#include "edgeforge/graph_fuse.h"
 #include "edgeforge/graph_simplify.h"
 #include "edgeforge/ops.h"
 #include "onnx_tensor.h"
@@ -354,6 +355,7 @@ Graph model_to_graph(const onnx::ModelProto& model, const std::string& label) {
   // Every pass sees the weights PyTorch shares through Identity nodes or computes at run time.
   simplify_graph(graph);
   if (fold_constants(graph) > 0) simplify_graph(graph);  // the Constants only they read
+  if (fuse_decompositions(graph).total() > 0) simplify_graph(graph);
   return graph;
 }
 

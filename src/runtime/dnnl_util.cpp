@@ -115,3 +115,27 @@ memory prepack(const memory::desc& user, const void* data, const memory::desc& w
 }
 
 }  // namespace edgeforge::plan
+
+namespace edgeforge {
+
+std::string plan_cpu_isa() {
+  using dnnl::cpu_isa;
+  switch (dnnl::get_effective_cpu_isa()) {
+    case cpu_isa::avx512_core_amx:
+      return "avx512_core_amx (int8 and bf16 on AMX tiles, AVX-512 VNNI elsewhere)";
+    case cpu_isa::avx512_core_bf16:
+      return "avx512_core_bf16 (int8 dot products: AVX-512 VNNI)";
+    case cpu_isa::avx512_core_vnni:
+      return "avx512_core_vnni (int8 dot products: AVX-512 VNNI)";
+    case cpu_isa::avx2_vnni:
+      return "avx2_vnni (int8 dot products: AVX-VNNI)";
+    case cpu_isa::avx512_core:
+      return "avx512_core (int8 without a dot-product instruction)";
+    case cpu_isa::avx2:
+      return "avx2 (int8 without a dot-product instruction)";
+    default:
+      return "below avx2 (oneDNN's reference kernels for much of the plan)";
+  }
+}
+
+}  // namespace edgeforge
