@@ -29,7 +29,6 @@
 // files of students are made with the sptq strategy's defaults.
 #include <ATen/ATen.h>
 #include <ATen/CPUGeneratorImpl.h>
-#include <sys/resource.h>
 #include <unistd.h>
 
 #include <nlohmann/json.hpp>
@@ -165,19 +164,20 @@ std::vector<at::Tensor> synthetic_inputs(const Graph& g) {
   return out;
 }
 
-// This process's resident memory now, from /proc/self/status, in MiB.
-double rss_now_mb() {
+// A figure of this process's memory from /proc/self/status, in MiB: VmRSS (resident now) or
+// VmHWM (its peak; getrusage's ru_maxrss would carry the parent's peak across execve).
+double status_mb(const std::string& field) {
   std::ifstream status("/proc/self/status");
   std::string line;
   while (std::getline(status, line))
-    if (line.rfind("VmRSS:", 0) == 0) return std::stod(line.substr(6)) / 1024.0;
+    if (line.rfind(field + ":", 0) == 0) return std::stod(line.substr(field.size() + 1)) / 1024.0;
   return 0.0;
 }
 
 // `ort --load-only FILE --threads N`: edgeforge's LoadCost of FILE, one JSON line on stdout.
 int load_only(const std::string& path, int threads) {
   LoadCost c;
-  c.rss_before_mb = rss_now_mb();
+  c.rss_before_mb = status_mb("VmRSS");
   const auto t0 = std::chrono::steady_clock::now();
   const Graph g = load_onnx(path);
   InferenceSession session(g);
@@ -191,9 +191,7 @@ int load_only(const std::string& path, int threads) {
   const auto t3 = std::chrono::steady_clock::now();
   c.load_ms = std::chrono::duration<double, std::milli>(t1 - t0).count();
   c.first_run_ms = std::chrono::duration<double, std::milli>(t3 - t2).count();
-  rusage usage{};
-  getrusage(RUSAGE_SELF, &usage);
-  c.peak_rss_mb = static_cast<double>(usage.ru_maxrss) / 1024.0;
+  c.peak_rss_mb = status_mb("VmHWM");
   std::printf("%s\n", nlohmann::json({{"load_ms", c.load_ms},
                                       {"first_run_ms", c.first_run_ms},
                                       {"rss_before_mb", c.rss_before_mb},

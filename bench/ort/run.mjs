@@ -64,6 +64,8 @@ for (const name of session.outputNames) {
   fs.writeFileSync(file, Buffer.from(t.data.buffer, t.data.byteOffset, t.data.byteLength));
   outputs.push({ name, shape: t.dims, file });
 }
-const peakRssMb = process.resourceUsage().maxRSS / 1024;
+// VmHWM, not resourceUsage().maxRSS, which Linux carries over from the parent across execve.
+const hwm = /VmHWM:\s+(\d+) kB/.exec(fs.readFileSync('/proc/self/status', 'utf8'));
+const peakRssMb = hwm ? Number(hwm[1]) / 1024 : 0;
 console.log(JSON.stringify({ ms, outputs, load_ms: loadMs, first_run_ms: firstRunMs,
                              rss_before_mb: rssBeforeMb, peak_rss_mb: peakRssMb }));

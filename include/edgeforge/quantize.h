@@ -38,7 +38,9 @@ struct QuantUnit {
   std::string input;    // activation input value
   std::string weight;   // float initializer
   bool weight_in_out = false;  // weight stored [in, out] (MatMul, Gemm without transB)
-  std::string output;   // value after the fused tail (bias Add, Relu)
+  std::string output;   // value after the fused tail (bias Add, then an activation the int8
+                        // kernels apply: Relu, ReLU6 as Clip, HardSwish, HardSigmoid,
+                        // Sigmoid, SiLU)
 };
 
 // Units in graph order: the nodes whose op can quantize (OpCapabilities::quant in

@@ -169,7 +169,7 @@ void int8_add(Int8Rewriter& pass, size_t i) {
   std::vector<size_t> absorbed{i};
   Node fused("QAdd", n.name, q, {});
   fused.domain = kEdgeforgeDomain;
-  if (!pass.quantized_tail(n.outputs[0], absorbed, fused)) return;
+  if (!pass.quantized_tail(n.outputs[0], absorbed, fused, /*relu_only=*/true)) return;
   pass.place_add(std::move(fused), absorbed);
 }
 

@@ -6,9 +6,11 @@
 //                                      wrapped as quint8 with them, unchanged)
 //   DequantizeTensor(q)                quint8 -> float
 //   QConv(q, w_int8, w_scale[, bias])  quint8 -> quint8; Conv attributes (2-D, explicit pads),
-//                                      y_scale, y_zero_point, relu
+//                                      y_scale, y_zero_point, relu, activation (lowering.h:
+//                                      activation, activation_alpha, activation_beta)
 //   QLinear(q, w_int8, w_scale[, b])   quint8 [..., in] -> quint8 [..., out]; y_scale,
-//                                      y_zero_point, relu, weight_in_out (w is [in, out])
+//                                      y_zero_point, relu, activation, weight_in_out (w is
+//                                      [in, out])
 //   DynQLinear(x, w_int8, w_scale[, b]) float -> float, activation range taken at run time
 //   QAdd(qa, qb)                       quint8 + quint8 -> quint8; y_scale, y_zero_point, relu
 //                                      (the float arithmetic of DQ -> Add [-> Relu] -> Q)
@@ -77,7 +79,36 @@ Kernel prepare_dequantize_tensor(const Node&, const Graph&) {
   };
 }
 
+// A QConv or QLinear with an activation other than ReLU, which LibTorch's int8 kernels do not
+// fuse: QDQ's float arithmetic itself, act(conv(dequantize(x), dequantize(w)) + b) quantized to
+// the output parameters. The reference of the plan's fused oneDNN kernels.
+Kernel qdq_layer_with_activation(const Node& node, const Graph& graph, bool conv) {
+  const Activation act = activation_of(node);
+  const bool in_out = node.attr_int("weight_in_out", 0) != 0;
+  const at::Tensor w = lowered_weight(node, graph, !conv && in_out).dequantize();
+  at::Tensor b = prepared_input(node, graph, 3);
+  if (b.defined()) b = b.to(at::kFloat).reshape({-1});
+  const QuantParams y = output_params(node);
+  std::vector<int64_t> strides, pads, dilations;
+  int64_t group = 1;
+  if (conv) {
+    strides = node.attr_ints("strides");
+    const std::vector<int64_t> p = node.attr_ints("pads");
+    EF_CHECK(p.size() == 4, node.describe(), ": pads must have 4 values");
+    pads = {p[0], p[1]};
+    dilations = node.attr_ints("dilations");
+    group = node.attr_int("group");
+  }
+  return [=](const TensorList& in, TensorList& out, const KernelContext&) {
+    const at::Tensor x = dequantize_uint8(in[0]);
+    const at::Tensor v = conv ? at::conv2d(x, w, b, strides, pads, dilations, group)
+                              : at::linear(x, w, b);
+    out[0] = quantize_uint8(apply_activation(v, act), y);
+  };
+}
+
 Kernel prepare_qconv(const Node& node, const Graph& graph) {
+  if (!activation_of(node).kind.empty()) return qdq_layer_with_activation(node, graph, true);
   use_int8_engine();
   const std::vector<int64_t> pads = node.attr_ints("pads");
   EF_CHECK(pads.size() == 4, node.describe(), ": pads must have 4 values");
@@ -100,6 +131,7 @@ at::Tensor linear_any_rank(const at::Tensor& x, const std::function<at::Tensor(c
 }
 
 Kernel prepare_qlinear(const Node& node, const Graph& graph) {
+  if (!activation_of(node).kind.empty()) return qdq_layer_with_activation(node, graph, false);
   use_int8_engine();
   auto linear = std::make_shared<Int8Linear>(
       lowered_weight(node, graph, node.attr_int("weight_in_out", 0) != 0),

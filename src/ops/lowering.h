@@ -46,6 +46,29 @@ class GraphMatcher {
   ~GraphMatcher() = default;
 };
 
+// An activation a layer kernel applies to its result before writing it (a oneDNN post-op), as
+// real exports write it after a convolution or linear layer: Relu; Clip with constant bounds
+// (ReLU6); HardSwish; HardSigmoid; Sigmoid; and SiLU as x * Sigmoid(x).
+struct Activation {
+  std::string kind;  // relu, clip, hardswish, hardsigmoid, sigmoid, swish
+  float alpha = 0.f, beta = 0.f;  // clip: bounds; hardsigmoid: slope and offset; swish: 1
+};
+
+// The activation that reads `tail` and nothing else does, if any: its nodes join `absorbed`
+// and `tail` becomes its output (src/ops/activation.cpp).
+std::optional<Activation> fusable_activation(const GraphMatcher& pass, std::string& tail,
+                                             std::vector<size_t>& absorbed);
+
+// The activation on `y` with ATen, as the nodes compute it: the reference of the fused kernels.
+at::Tensor apply_activation(const at::Tensor& y, const Activation& activation);
+
+// The activation of a fused node's attributes `activation`, `activation_alpha` and
+// `activation_beta` (kind "" when it has none); throws naming the node for an unknown kind.
+Activation activation_of(const Node& node);
+
+// Writes `activation` into a fused node's attributes (kind "" for none).
+void set_activation(Node& node, const std::optional<Activation>& activation);
+
 // lower_plan (edgeforge/lower.h), for PlanHook.
 class PlanRewriter : public GraphMatcher {
  public:
@@ -93,11 +116,12 @@ class Int8Rewriter : public GraphMatcher {
   virtual std::string float_bias(const std::string& v, int64_t channels, std::string* why) = 0;
   // `v` is a uint8 activation that travels as quint8 between int8 kernels.
   virtual bool quantized(const std::string& v) const = 0;
-  // What follows `tail` in a static int8 pattern: an optional Relu, then the only reader, a Q
-  // into a quantized value. On a match the nodes join `absorbed` and `fused` gets the Q's
-  // output and the output parameters; false (nothing changed) otherwise.
-  virtual bool quantized_tail(std::string tail, std::vector<size_t>& absorbed,
-                              Node& fused) const = 0;
+  // What follows `tail` in a static int8 pattern: an optional activation (`relu_only`: only a
+  // Relu), then the only reader, a Q into a quantized value. On a match the nodes join
+  // `absorbed` and `fused` gets the Q's output, the output parameters and the activation (a
+  // Relu as attribute relu, another with set_activation); false (nothing changed) otherwise.
+  virtual bool quantized_tail(std::string tail, std::vector<size_t>& absorbed, Node& fused,
+                              bool relu_only = false) const = 0;
   // `n` stays float for the reason `why` (LoweringReport::kept_float). Returns false, for
   // `return pass.keep_float(...)` in an Int8LayerHook.
   virtual bool keep_float(const Node& n, const std::string& why) = 0;

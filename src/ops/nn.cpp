@@ -228,59 +228,6 @@ std::optional<WeightedUnits> conv_units(const Node& n) {
   return u;
 }
 
-// The activation right after a convolution that oneDNN applies as a post-op, as the exporters
-// write it: Relu; Clip with constant bounds (ReLU6); HardSwish; HardSigmoid; Sigmoid; and SiLU
-// as x * Sigmoid(x). On a match its nodes join `absorbed` and `tail` becomes its output.
-struct ConvActivation {
-  std::string kind;  // relu, clip, hardswish, hardsigmoid, sigmoid, swish
-  float alpha = 0.f, beta = 0.f;
-};
-
-std::optional<ConvActivation> conv_activation(const GraphMatcher& pass, std::string& tail,
-                                              std::vector<size_t>& absorbed) {
-  const std::vector<size_t>& readers = pass.consumers(tail);
-  if (readers.size() == 2 && !pass.is_graph_output(tail) && !pass.taken(readers[0]) &&
-      !pass.taken(readers[1])) {  // SiLU: Mul(tail, Sigmoid(tail))
-    size_t sig = readers[0], mul = readers[1];
-    if (!pass.node(sig).is("Sigmoid")) std::swap(sig, mul);
-    const Node& m = pass.node(mul);
-    if (!pass.node(sig).is("Sigmoid") || !m.is("Mul") || m.inputs.size() != 2) return std::nullopt;
-    const std::string& s = pass.node(sig).outputs[0];
-    if (!((m.inputs[0] == tail && m.inputs[1] == s) || (m.inputs[1] == tail && m.inputs[0] == s)))
-      return std::nullopt;
-    if (pass.only_consumer(s) != mul) return std::nullopt;
-    absorbed.insert(absorbed.end(), {sig, mul});
-    tail = m.outputs[0];
-    return ConvActivation{"swish", 1.f, 0.f};
-  }
-  const auto c = pass.only_consumer(tail);
-  if (!c) return std::nullopt;
-  const Node& a = pass.node(*c);
-  ConvActivation act;
-  if (a.is("Relu")) {
-    act.kind = "relu";
-  } else if (a.is("HardSwish")) {
-    act.kind = "hardswish";
-  } else if (a.is("Sigmoid")) {
-    act.kind = "sigmoid";
-  } else if (a.is("HardSigmoid")) {
-    act = {"hardsigmoid", a.attr_float("alpha", 0.2f), a.attr_float("beta", 0.5f)};
-  } else if (a.is("Clip")) {
-    act = {"clip", -std::numeric_limits<float>::max(), std::numeric_limits<float>::max()};
-    for (size_t k : {size_t{1}, size_t{2}}) {
-      if (a.inputs.size() <= k || a.inputs[k].empty()) continue;
-      const auto bound = pass.scalar(a.inputs[k]);
-      if (!bound) return std::nullopt;
-      (k == 1 ? act.alpha : act.beta) = *bound;
-    }
-  } else {
-    return std::nullopt;
-  }
-  absorbed.push_back(*c);
-  tail = a.outputs[0];
-  return act;
-}
-
 // Conv [-> BN] [-> activation | -> Add(residual) [-> Relu]] -> DnnlConv
 // (src/runtime/plan_ops.cpp).
 void plan_conv(PlanRewriter& pass, size_t i) {
@@ -321,7 +268,7 @@ void plan_conv(PlanRewriter& pass, size_t i) {
   }
   bool residual_relu = false, inplace = false;
   std::string residual;
-  const std::optional<ConvActivation> act = conv_activation(pass, tail, absorbed);
+  const std::optional<Activation> act = fusable_activation(pass, tail, absorbed);
   if (!act) {
     if (auto r = pass.residual_add(tail, absorbed)) {
       residual = *r;
@@ -344,12 +291,10 @@ void plan_conv(PlanRewriter& pass, size_t i) {
       .set("pads", n.attr_ints("pads", {0, 0, 0, 0}))
       .set("dilations", n.attr_ints("dilations", {1, 1}))
       .set("group", n.attr_int("group", 1))
-      .set("activation", act ? act->kind : std::string())
-      .set("activation_alpha", act ? act->alpha : 0.f)
-      .set("activation_beta", act ? act->beta : 0.f)
       .set("residual_relu", int64_t{residual_relu})
       .set("residual_inplace", int64_t{inplace})
       .set("blocked_out", int64_t{0});
+  set_activation(fused, act);
   pass.place(std::move(fused), absorbed);
 }
 

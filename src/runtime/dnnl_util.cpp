@@ -114,6 +114,28 @@ memory prepack(const memory::desc& user, const void* data, const memory::desc& w
   return packed;
 }
 
+void append_activation(dnnl::post_ops& ops, const Activation& a, float scale) {
+  using A = dnnl::algorithm;
+  if (a.kind == "hardsigmoid" && a.alpha > 0.f) {
+    // alpha * clip(x, -beta / alpha, (1 - beta) / alpha) + beta: the bounds first, then one
+    // linear post-op that also takes `scale` (a linear post-op before a clip gives wrong int8
+    // results in oneDNN 2.6).
+    ops.append_eltwise(1.f, A::eltwise_clip, -a.beta / a.alpha, (1.f - a.beta) / a.alpha);
+    ops.append_eltwise(1.f, A::eltwise_linear, a.alpha * scale, a.beta * scale);
+    return;
+  }
+  if (a.kind == "hardsigmoid") {  // max(0, min(1, alpha x + beta))
+    ops.append_eltwise(1.f, A::eltwise_linear, a.alpha, a.beta);
+    ops.append_eltwise(1.f, A::eltwise_clip, 0.f, 1.f);
+  }
+  if (a.kind == "relu") ops.append_eltwise(1.f, A::eltwise_relu, 0.f, 0.f);
+  if (a.kind == "clip") ops.append_eltwise(1.f, A::eltwise_clip, a.alpha, a.beta);
+  if (a.kind == "hardswish") ops.append_eltwise(1.f, A::eltwise_hardswish, 0.f, 0.f);
+  if (a.kind == "sigmoid") ops.append_eltwise(1.f, A::eltwise_logistic, 0.f, 0.f);
+  if (a.kind == "swish") ops.append_eltwise(1.f, A::eltwise_swish, a.alpha, 0.f);
+  if (scale != 1.f) ops.append_eltwise(1.f, A::eltwise_linear, scale, 0.f);
+}
+
 }  // namespace edgeforge::plan
 
 namespace edgeforge {

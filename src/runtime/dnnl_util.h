@@ -19,6 +19,7 @@
 #include <unordered_map>
 #include <vector>
 
+#include "../ops/lowering.h"
 #include "edgeforge/error.h"
 
 namespace edgeforge::plan {
@@ -114,5 +115,9 @@ inline Dims conv_dst_dims(const Dims& src, int64_t c_out, const Dims& kernel, co
   return dst;
 }
 
+
+// The post-ops of a fused node's activation (lowering.h), on the values the primitive computes,
+// and a multiplication of the result by `scale` (an int8 kernel's 1 / output scale).
+void append_activation(dnnl::post_ops& ops, const Activation& activation, float scale = 1.f);
 
 }  // namespace edgeforge::plan

@@ -115,26 +115,29 @@ class Lowering : public rewrite::HookedRewrite<Int8Rewriter> {
 
   bool quantized(const std::string& v) const override { return quantized_.count(v) != 0; }
 
-  // What follows `tail` in a static int8 pattern: an optional Relu, then the only reader, a Q
-  // into a quantized value. On a match, the nodes join `absorbed` and `fused` gets the Q's
-  // output and the output parameters; false (nothing changed) otherwise.
-  bool quantized_tail(std::string tail, std::vector<size_t>& absorbed,
-                      Node& fused) const override {
+  // See lowering.h. A Relu stays attribute relu, which the reference int8 kernels fuse too.
+  bool quantized_tail(std::string tail, std::vector<size_t>& absorbed, Node& fused,
+                      bool relu_only) const override {
     std::vector<size_t> taken;
-    bool relu = false;
-    std::optional<size_t> c = only_consumer(tail);
-    if (c && node(*c).is("Relu")) {
-      relu = true;
-      taken.push_back(*c);
-      tail = node(*c).outputs[0];
-      c = only_consumer(tail);
+    std::optional<Activation> act;
+    if (relu_only) {
+      if (auto c = only_consumer(tail); c && node(*c).is("Relu")) {
+        act = Activation{"relu"};
+        taken.push_back(*c);
+        tail = node(*c).outputs[0];
+      }
+    } else {
+      act = fusable_activation(*this, tail, taken);
     }
+    std::optional<size_t> c = only_consumer(tail);
     if (!c || !node(*c).is("QuantizeLinear") || !quantized_.count(node(*c).outputs[0])) return false;
     taken.push_back(*c);
     const ActParams& out = quantized_.at(node(*c).outputs[0]);
     absorbed.insert(absorbed.end(), taken.begin(), taken.end());
     fused.outputs = {node(*c).outputs[0]};
+    const bool relu = act && act->kind == "relu";
     fused.set("y_scale", out.scale).set("y_zero_point", out.zero_point).set("relu", int64_t{relu});
+    if (act && !relu) set_activation(fused, act);
     return true;
   }
 
@@ -271,8 +274,8 @@ class Lowering : public rewrite::HookedRewrite<Int8Rewriter> {
       return;
     }
 
-    // Static: an optional Relu, then a Q into a quantized value.
-    if (!quantized_tail(layer.tail, layer.absorbed, fused)) {
+    // Static: an optional activation, then a Q into a quantized value.
+    if (!quantized_tail(layer.tail, layer.absorbed, fused, false)) {
       keep_float(n, "its output is not quantized to uint8 right after it");
       return;
     }

@@ -7,10 +7,12 @@
 //   DnnlQLinear(q, w_int8, w_scale, [bias])  quint8 [..., in] -> quint8 [..., out]
 //   DnnlDynQLinear(x, w_int8, w_scale, [bias]) float -> float, input quantized at run time
 //
-// The arithmetic is QDQ's: y = relu?(sx * sw[c] * sum((x - zx) * w) + b[c]), then
+// The arithmetic is QDQ's: y = act(sx * sw[c] * sum((x - zx) * w) + b[c]), then
 // q = saturate(round_half_even(y / sy) + zy). oneDNN takes it as an int32 accumulation of
 // (x - zx) * w plus b / (sx * sw[c]), scaled by sx * sw[c] / sy per output channel, ReLU, and
-// the output zero point; its default rounding is half to even.
+// the output zero point; its default rounding is half to even. Another activation (HardSwish,
+// ReLU6, ...; attributes activation, activation_alpha, activation_beta) is not scale-free: the
+// scales are sx * sw[c], the activation and a multiplication by 1 / sy are post-ops.
 #include <ATen/ATen.h>
 
 #include <cmath>
@@ -57,12 +59,16 @@ struct QState {
   double y_scale = 1.0;
   int64_t y_zero_point = 0;
   bool relu = false;
+  Activation activation;  // other than relu: applied to y before it is requantized
 
-  // Output scales sx * sw[c] / sy and the bias in accumulator units b[c] / (sx * sw[c]).
+  // Output scales sx * sw[c] / sy and the bias in accumulator units b[c] / (sx * sw[c]). With
+  // an activation other than ReLU, which is not scale-free, the scales give y itself
+  // (sx * sw[c]) and a last linear post-op divides by sy.
   std::vector<float> output_scales(float sx) const {
+    const double sy = activation.kind.empty() ? y_scale : 1.0;
     std::vector<float> s(w_scale.size());
     for (size_t c = 0; c < s.size(); ++c)
-      s[c] = static_cast<float>(static_cast<double>(sx) * w_scale[c] / y_scale);
+      s[c] = static_cast<float>(static_cast<double>(sx) * w_scale[c] / sy);
     return s;
   }
   at::Tensor scaled_bias(float sx) const {
@@ -75,11 +81,11 @@ struct QState {
     a.set_output_scales(mask, output_scales(sx));
     a.set_zero_points(DNNL_ARG_SRC, 0, {zx});
     a.set_zero_points(DNNL_ARG_DST, 0, {static_cast<int32_t>(y_zero_point)});
-    if (relu) {
-      dnnl::post_ops ops;
-      ops.append_eltwise(1.f, dnnl::algorithm::eltwise_relu, 0.f, 0.f);
-      a.set_post_ops(ops);
-    }
+    dnnl::post_ops ops;
+    if (relu) ops.append_eltwise(1.f, dnnl::algorithm::eltwise_relu, 0.f, 0.f);
+    if (!activation.kind.empty())
+      plan::append_activation(ops, activation, static_cast<float>(1.0 / y_scale));
+    a.set_post_ops(ops);
     return a;
   }
   at::Tensor output(plan::Buffer& cache, at::IntArrayRef sizes, at::MemoryFormat format) {
@@ -116,6 +122,7 @@ void read_common(QState& s, const Node& node, const Graph& graph, int64_t out_ax
   s.y_scale = node.attr_float("y_scale");
   s.y_zero_point = node.attr_int("y_zero_point");
   s.relu = node.attr_int("relu", 0) != 0;
+  s.activation = activation_of(node);
   s.weight = s.weight.contiguous();
 }
 

@@ -38,6 +38,7 @@
 #include <string>
 #include <vector>
 
+#include "../ops/lowering.h"
 #include "../ops/util.h"
 #include "dnnl_util.h"
 
@@ -70,27 +71,12 @@ void check_float(const at::Tensor& t, const std::string& where, const char* what
 
 // ---- DnnlConv ----
 
-// The post-ops of a convolution's activation (ConvState::activation).
-void append_activation(dnnl::post_ops& ops, const std::string& kind, float alpha, float beta) {
-  using A = dnnl::algorithm;
-  if (kind == "relu") ops.append_eltwise(1.f, A::eltwise_relu, 0.f, 0.f);
-  if (kind == "clip") ops.append_eltwise(1.f, A::eltwise_clip, alpha, beta);
-  if (kind == "hardswish") ops.append_eltwise(1.f, A::eltwise_hardswish, 0.f, 0.f);
-  if (kind == "sigmoid") ops.append_eltwise(1.f, A::eltwise_logistic, 0.f, 0.f);
-  if (kind == "swish") ops.append_eltwise(1.f, A::eltwise_swish, alpha, 0.f);
-  if (kind == "hardsigmoid") {  // max(0, min(1, alpha x + beta))
-    ops.append_eltwise(1.f, A::eltwise_linear, alpha, beta);
-    ops.append_eltwise(1.f, A::eltwise_clip, 0.f, 1.f);
-  }
-}
-
 struct ConvState {
   std::string where;
   at::Tensor weight, bias;  // float, [C_out, C_in / group, kH, kW] and [C_out] (or undefined)
   Dims strides, dilations, pad_l, pad_r;
   int64_t group = 1;
-  std::string activation;
-  float alpha = 0.f, beta = 0.f;
+  Activation activation;
   bool residual_relu = false, residual_inplace = false, blocked_out = false;
 
   struct Prim {
@@ -113,7 +99,7 @@ struct ConvState {
                                               dilations, pad_l, pad_r, where);
     const memory::desc b_md = bias.defined() ? memory::desc({c_out}, kF32, Tag::x) : memory::desc();
     dnnl::post_ops ops;
-    append_activation(ops, activation, alpha, beta);
+    plan::append_activation(ops, activation);
     // The residual is a sum post-op: the output buffer holds it before the convolution adds
     // into it (the residual's own buffer when nothing else reads it, else a copy). A binary
     // add post-op would skip the copy but moves oneDNN 2.6 off its brgemm kernels (measured
@@ -239,13 +225,7 @@ Kernel prepare_dnnl_conv(const Node& node, const Graph& graph) {
   s->pad_l = {pads[0], pads[1]};
   s->pad_r = {pads[2], pads[3]};
   s->group = node.attr_int("group", 1);
-  s->activation = node.attr_string("activation", "");
-  s->alpha = node.attr_float("activation_alpha", 0.f);
-  s->beta = node.attr_float("activation_beta", 0.f);
-  EF_CHECK(s->activation.empty() || s->activation == "relu" || s->activation == "clip" ||
-               s->activation == "hardswish" || s->activation == "hardsigmoid" ||
-               s->activation == "sigmoid" || s->activation == "swish",
-           s->where, ": unknown activation '", s->activation, "'");
+  s->activation = activation_of(node);
   s->residual_relu = node.attr_int("residual_relu", 0) != 0;
   s->residual_inplace = node.attr_int("residual_inplace", 0) != 0;
   s->blocked_out = node.attr_int("blocked_out", 0) != 0;

@@ -128,6 +128,45 @@ int fold_batch_norm(Graph& graph) {
   return folded;
 }
 
+namespace {
+
+// The value after the activation that reads `v` alone, when it is one the int8 kernels apply
+// before requantizing (lowering.h's Activation: Relu, Clip with constant bounds, HardSwish,
+// HardSigmoid, Sigmoid, and SiLU as Mul(v, Sigmoid(v))); else `v`. Quantizing after it, not
+// between the layer and it, is what lets the layer and its activation run as one int8 kernel.
+std::string after_fusable_activation(const Graph& g, const std::string& v) {
+  const int r = only_reader(g, v);
+  if (r >= 0) {
+    const Node& a = g.nodes()[r];
+    bool fusable = a.is("Relu") || a.is("HardSwish") || a.is("HardSigmoid") || a.is("Sigmoid");
+    if (a.is("Clip")) {
+      fusable = true;
+      for (size_t k = 1; k < a.inputs.size(); ++k)
+        if (!a.inputs[k].empty() && !constant_input(g, a.inputs[k]).defined()) fusable = false;
+    }
+    return fusable ? a.outputs[0] : v;
+  }
+  // SiLU: v read by Sigmoid(v) and by Mul(v, Sigmoid(v)), the Sigmoid's only reader.
+  std::vector<size_t> readers;
+  for (size_t i = 0; i < g.nodes().size(); ++i)
+    for (const std::string& in : g.nodes()[i].inputs)
+      if (in == v && (readers.empty() || readers.back() != i)) readers.push_back(i);
+  if (readers.size() != 2) return v;
+  for (const ValueInfo& o : g.outputs())
+    if (o.name == v) return v;
+  const Node* sig = &g.nodes()[readers[0]];
+  const Node* mul = &g.nodes()[readers[1]];
+  if (!sig->is("Sigmoid")) std::swap(sig, mul);
+  if (!sig->is("Sigmoid") || !mul->is("Mul") || mul->inputs.size() != 2) return v;
+  const std::string& s = sig->outputs[0];
+  const bool pair = (mul->inputs[0] == v && mul->inputs[1] == s) ||
+                    (mul->inputs[1] == v && mul->inputs[0] == s);
+  const int sr = only_reader(g, s);
+  return pair && sr >= 0 && &g.nodes()[sr] == mul ? mul->outputs[0] : v;
+}
+
+}  // namespace
+
 // The op registry says which ops quantize and how (OpCapabilities::quant).
 std::vector<QuantUnit> find_quant_units(const Graph& graph, bool linear_only) {
   std::vector<QuantUnit> units;
@@ -159,10 +198,7 @@ std::vector<QuantUnit> find_quant_units(const Graph& graph, bool linear_only) {
         if (b.defined() && b.numel() == w.size(*axis)) u.output = add.outputs[0];
       }
     }
-    if (!linear_only) {
-      const int r = only_reader(graph, u.output);
-      if (r >= 0 && nodes[r].is("Relu")) u.output = nodes[r].outputs[0];
-    }
+    if (!linear_only) u.output = after_fusable_activation(graph, u.output);
     units.push_back(std::move(u));
   }
   return units;

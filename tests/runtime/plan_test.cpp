@@ -291,6 +291,49 @@ TEST(Plan, Int8KernelsMatchTheReferenceInt8Path) {
   }
 }
 
+// The same activations after an int8 convolution: fused into DnnlQConv before requantization,
+// against the reference int8 path (QDQ's float arithmetic for them) and the QDQ graph itself.
+TEST(Plan, Int8ConvolutionActivationsAreFused) {
+  for (const std::string act : {"clip", "hardswish", "hardsigmoid", "sigmoid", "silu"}) {
+    Graph g = small_cnn();
+    std::vector<Node> nodes;
+    for (Node& n : g.nodes()) {
+      if (n.name != "b.relu1") {
+        nodes.push_back(n);
+        continue;
+      }
+      const std::string x = n.inputs[0], y = n.outputs[0];
+      if (act == "clip") {
+        g.add_initializer("lo", at::scalar_tensor(0.f));
+        g.add_initializer("hi", at::scalar_tensor(6.f));
+        nodes.push_back(Node("Clip", "act", {x, "lo", "hi"}, {y}));
+      } else if (act == "hardswish") {
+        nodes.push_back(Node("HardSwish", "act", {x}, {y}));
+      } else if (act == "hardsigmoid") {
+        nodes.push_back(Node("HardSigmoid", "act", {x}, {y}).set("alpha", 1.f / 6).set("beta", 0.5f));
+      } else if (act == "sigmoid") {
+        nodes.push_back(Node("Sigmoid", "act", {x}, {y}));
+      } else {
+        nodes.push_back(Node("Sigmoid", "sig", {x}, {x + ".sig"}));
+        nodes.push_back(Node("Mul", "act", {x, x + ".sig"}, {y}));
+      }
+    }
+    g.nodes() = nodes;
+    const Graph qdq = static_qdq(g);
+    InferenceSession plan(qdq), reference(qdq, SessionOptions{false});
+    EXPECT_EQ(count(plan.graph(), "DnnlQConv"), 3) << act;
+    for (const char* op : {"Clip", "HardSwish", "HardSigmoid", "Sigmoid", "Mul"})
+      EXPECT_EQ(count(plan.graph(), op), 0) << act << ": " << op << " is fused";
+    const double step = output_step(qdq);
+    at::NoGradGuard no_grad;
+    for (const auto& in : batches(qdq, 2, 83)) {
+      const at::Tensor ref = reference.run(in, RunOptions{})[0], got = plan.run(in, RunOptions{})[0];
+      EXPECT_LE(max_diff(ref, got), kMaxInt8OutputSteps * step + 1e-6) << act;
+      EXPECT_LE(max_diff(run(qdq, in), got), kMaxInt8OutputSteps * step + 1e-6) << act << " vs QDQ";
+    }
+  }
+}
+
 TEST(Plan, DynamicInt8FollowsDynamicQuantizeLinearExactly) {
   // The plan quantizes the input exactly as the QDQ graph's DynamicQuantizeLinear does, so it
   // matches the fake-quant form up to float summation order (LibTorch's dynamic kernel, the
