@@ -21,6 +21,7 @@
 // optimise, lower and prepack it and its first run, and the process's peak resident memory
 // (edgeforge: `ort --load-only FILE`, a child of this program; ORT: bench/ort/run.mjs). The
 // header names the CPU and the instruction set oneDNN dispatches to (VNNI, AMX).
+// `ort --load-only FILE [--threads N]` prints edgeforge's load cost of FILE alone.
 //
 // ONNX Runtime is npm's onnxruntime-node 1.30, installed by scripts/setup under
 // bench/ort/node_modules. Its figure is the wall time of `await session.run()` in Node, less
@@ -265,7 +266,9 @@ int main(int argc, char** argv) {
     else {
       std::fprintf(stderr,
                    "usage: ort [--zoo-dir DIR] [--int8-dir DIR] [--models a,b | --files a.onnx,b.onnx] "
-                   "[--rounds N] [--reps N] [--threads N] [--ort-dir DIR] [--json F]\n");
+                   "[--rounds N] [--reps N] [--threads N] [--ort-dir DIR] [--json F]\n"
+                   "       ort --load-only FILE [--threads N]   # edgeforge's load cost of FILE, "
+                   "one JSON line\n");
       return 2;
     }
   }
