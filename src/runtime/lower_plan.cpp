@@ -18,6 +18,7 @@
 //   MatMul(activation, activation) [-> Transpose]                -> DnnlMatMul
 //   DnnlLinears of the same input (query, key, value)            -> one DnnlLinear, split
 //   the exact GELU (Div, Erf, Add, Mul, Mul) anywhere else       -> DnnlGelu
+//   the tanh GELU (Mul, Mul, Mul, Add, Mul, Tanh, Add, Mul, Mul)   -> DnnlGelu, approximate tanh
 //   GlobalAveragePool                                            -> PlanGlobalAveragePool
 //   Gather(constant float table, indices) on axis 0 (embeddings) -> PlanGather
 //   QConv, QLinear, DynQLinear (from lower_int8)                 -> DnnlQConv, DnnlQLinear,
@@ -60,6 +61,16 @@ class PlanLowering : public rewrite::HookedRewrite<PlanRewriter> {
         }
       }
     }
+    // The tanh GELU anywhere (nn.GELU(approximate="tanh"), GPT-2's gelu_new).
+    for (size_t i = 0; i < nodes.size(); ++i) {
+      std::vector<size_t> g;
+      if (taken(i) || !nodes[i].is("Tanh")) continue;
+      if (auto xy = tanh_gelu(i, &g)) {
+        Node fused("DnnlGelu", nodes[i].name, {xy->first}, {xy->second});
+        fused.set("approximate", std::string("tanh"));
+        place(std::move(fused), g);
+      }
+    }
     offer(PlanStage::kAfterGelus);
     offer(PlanStage::kLast);
     merge_parallel_linears();
@@ -96,6 +107,68 @@ class PlanLowering : public rewrite::HookedRewrite<PlanRewriter> {
           def->caps.plan_stage == stage)
         def->caps.plan(*this, i);
     }
+  }
+
+  // The tanh GELU torch.onnx writes, 0.5 * (x * (1 + tanh(k * (x + c * x * x * x)))) with
+  // k = sqrt(2 / pi) and c = 0.044715, around Tanh node `t`: its input x and output, and its
+  // nodes appended to `nodes`, when every value between is read only inside the pattern.
+  std::optional<std::pair<std::string, std::string>> tanh_gelu(size_t t,
+                                                               std::vector<size_t>* nodes) const {
+    auto near = [&](const std::string& v, double want, double tol) {
+      const auto f = scalar(v);
+      return f && std::abs(*f - want) <= tol;
+    };
+    // The other operand of binary node `n` (one of them is `v`), or "".
+    auto other = [&](const Node& n, const std::string& v) -> std::string {
+      if (n.inputs.size() != 2) return "";
+      return n.inputs[0] == v ? n.inputs[1] : n.inputs[1] == v ? n.inputs[0] : "";
+    };
+    // The producer of `v` when it has type `op` and `v` has no other reader.
+    auto made_by = [&](const std::string& v, const char* op) -> std::optional<size_t> {
+      const auto p = producer_index(v);
+      if (!p || taken(*p) || !node(*p).is(op) || consumers(v).size() != 1 || is_graph_output(v))
+        return std::nullopt;
+      return p;
+    };
+    const std::string& u = node(t).inputs[0];
+    const auto scale = made_by(u, "Mul");  // k * a
+    if (!scale) return std::nullopt;
+    const Node& sm = node(*scale);
+    std::string a;
+    for (const std::string& in : sm.inputs)
+      if (!near(in, 0.7978845608, 1e-5)) a = in;
+    if (a.empty() || !near(other(sm, a), 0.7978845608, 1e-5)) return std::nullopt;
+    const auto add = made_by(a, "Add");  // x + c * cube
+    if (!add) return std::nullopt;
+    for (const std::string& x : node(*add).inputs) {
+      const std::string m = other(node(*add), x);
+      const auto cm = made_by(m, "Mul");  // c * cube
+      if (!cm) continue;
+      std::string cube;
+      for (const std::string& in : node(*cm).inputs)
+        if (!near(in, 0.044715, 1e-7)) cube = in;
+      if (cube.empty() || !near(other(node(*cm), cube), 0.044715, 1e-7)) continue;
+      const auto cube_node = made_by(cube, "Mul");  // x * sq
+      if (!cube_node) continue;
+      const std::string sq = other(node(*cube_node), x);
+      const auto sq_node = sq.empty() ? std::nullopt : made_by(sq, "Mul");
+      if (!sq_node || node(*sq_node).inputs[0] != x || node(*sq_node).inputs[1] != x) continue;
+      // After the Tanh: 1 + t, x * that, 0.5 * that.
+      const auto one = only_consumer(node(t).outputs[0]);
+      if (!one || !node(*one).is("Add") || !near(other(node(*one), node(t).outputs[0]), 1.0, 0))
+        return std::nullopt;
+      const auto times_x = only_consumer(node(*one).outputs[0]);
+      if (!times_x || !node(*times_x).is("Mul") || other(node(*times_x), node(*one).outputs[0]) != x)
+        return std::nullopt;
+      const auto half = only_consumer(node(*times_x).outputs[0]);
+      if (!half || !node(*half).is("Mul") ||
+          !near(other(node(*half), node(*times_x).outputs[0]), 0.5, 0))
+        return std::nullopt;
+      nodes->insert(nodes->end(),
+                    {*sq_node, *cube_node, *cm, *add, *scale, t, *one, *times_x, *half});
+      return std::make_pair(x, node(*half).outputs[0]);
+    }
+    return std::nullopt;
   }
 
   // Linear layers that read the same value with the same activation and no residual (the

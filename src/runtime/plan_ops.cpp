@@ -14,7 +14,8 @@
 //       2 gelu (erf); splits: several layers of the same input merged (attention's query,
 //       key and value), one output per layer, each a slice of the one product
 //   DnnlLayerNorm(x, scale, bias)     over the last axis; attribute epsilon
-//   DnnlGelu(x)                       the exact (erf) GELU
+//   DnnlGelu(x)                       the exact (erf) GELU, or with approximate "tanh" its tanh
+//                                     form
 //   PlanGlobalAveragePool(x)          GlobalAveragePool read in either plain 4-D layout
 //   PlanGather(table, indices)        Gather on axis 0 of a constant float table (embeddings)
 //   DnnlMatMul(a, b)                  activation x activation, see below
@@ -428,9 +429,15 @@ Kernel prepare_dnnl_gelu(const Node& node, const Graph&) {
     std::string where;
     std::map<std::vector<int64_t>, dnnl::eltwise_forward> prims;
     plan::Buffer out_cache;
+    dnnl::algorithm algorithm = dnnl::algorithm::eltwise_gelu_erf;
   };
   auto s = std::make_shared<State>();
   s->where = node.describe();
+  const std::string approximate = node.attr_string("approximate", "none");
+  EF_CHECK(approximate == "none" || approximate == "tanh", s->where, ": approximate '",
+           approximate, "' is not 'none' or 'tanh'");
+  s->algorithm = approximate == "tanh" ? dnnl::algorithm::eltwise_gelu_tanh
+                                       : dnnl::algorithm::eltwise_gelu_erf;
   return [s](const TensorList& in, TensorList& out, const KernelContext&) {
     check_float(in[0], s->where, "input");
     const at::Tensor x = in[0].contiguous();
@@ -442,8 +449,8 @@ Kernel prepare_dnnl_gelu(const Node& node, const Graph&) {
     const std::vector<int64_t> key = {x.numel()};
     auto it = s->prims.find(key);
     if (it == s->prims.end()) {
-      dnnl::eltwise_forward::desc d(dnnl::prop_kind::forward_inference,
-                                    dnnl::algorithm::eltwise_gelu_erf, md, 0.f, 0.f);
+      dnnl::eltwise_forward::desc d(dnnl::prop_kind::forward_inference, s->algorithm, md, 0.f,
+                                    0.f);
       it = s->prims.emplace(key, dnnl::eltwise_forward(dnnl::eltwise_forward::primitive_desc(
                                      d, plan::cpu_engine())))
                .first;

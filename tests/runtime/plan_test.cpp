@@ -173,6 +173,37 @@ TEST(Plan, LinearLayersWithGeluResidualLayerNormAndDropoutMatchTheReference) {
     EXPECT_LE(plan_vs_reference(g, batches(g, 1, 40 + seed)[0], &session), kGeluRelativeTolerance);
 }
 
+// nn.GELU(approximate="tanh") as torch.onnx writes it (GPT-2's gelu_new has the same formula):
+// nine nodes, one DnnlGelu with oneDNN's tanh GELU.
+TEST(Plan, TanhGeluIsOneKernel) {
+  Graph g("tanh_gelu");
+  g.add_input({"x", at::kFloat, {Dim::symbol("N"), Dim(64)}});
+  g.add_output({"y", at::kFloat, {Dim::symbol("N"), Dim(64)}});
+  g.add_initializer("c", at::scalar_tensor(0.044715f));
+  g.add_initializer("k", at::scalar_tensor(0.7978845608f));
+  g.add_initializer("one", at::scalar_tensor(1.f));
+  g.add_initializer("half", at::scalar_tensor(0.5f));
+  g.add_node(Node("Mul", "sq", {"x", "x"}, {"sq"}));
+  g.add_node(Node("Mul", "cube", {"x", "sq"}, {"cube"}));
+  g.add_node(Node("Mul", "cm", {"c", "cube"}, {"cm"}));
+  g.add_node(Node("Add", "a", {"x", "cm"}, {"a"}));
+  g.add_node(Node("Mul", "u", {"k", "a"}, {"u"}));
+  g.add_node(Node("Tanh", "t", {"u"}, {"t"}));
+  g.add_node(Node("Add", "p", {"one", "t"}, {"p"}));
+  g.add_node(Node("Mul", "q", {"x", "p"}, {"q"}));
+  g.add_node(Node("Mul", "y", {"half", "q"}, {"y"}));
+  InferenceSession session(g);
+  EXPECT_EQ(count(session.graph(), "DnnlGelu"), 1);
+  EXPECT_EQ(session.graph().nodes().size(), 1u);
+  for (int64_t n : {1, 5}) {
+    at::manual_seed(90 + n);
+    EXPECT_LE(plan_vs_reference(g, {at::randn({n, 64}) * 4}, &session), kGeluRelativeTolerance);
+  }
+  // Another constant than 0.044715: not the GELU, left alone.
+  g.initializers()["c"] = at::scalar_tensor(0.05f);
+  EXPECT_EQ(count(InferenceSession(g).graph(), "DnnlGelu"), 0);
+}
+
 TEST(Plan, GeluIsTheExactErfFormOverItsWholeRange) {
   // Pre-activations spread over [-4, 4], where the tanh approximation of GELU is up to 1e-3
   // off: the fused post-op must be the erf form the graph spells out.
