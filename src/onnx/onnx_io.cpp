@@ -29,6 +29,7 @@
 
 namespace edgeforge {
 
+using onnx_detail::is_default_domain;
 using onnx_detail::one_line;
 using onnx_detail::onnx_type_name;
 using onnx_detail::supported_onnx_types;
@@ -38,10 +39,6 @@ namespace {
 constexpr int64_t kIrVersion = 8;
 constexpr int64_t kOpsetVersion = 17;  // the highest opset ONNX 1.12 knows
 constexpr const char* kProducerName = "edgeforge";
-
-bool is_default_domain(const std::string& domain) {
-  return domain.empty() || domain == "ai.onnx";
-}
 
 // The Graph keeps a node's domain but not the domain's opset version, so export picks the
 // current one; the runtime only executes the default domain anyway.
@@ -368,14 +365,20 @@ Graph model_to_graph(onnx::ModelProto& model, const std::string& label) {
   return graph;
 }
 
-// Reads a whole file; `label` names it in errors.
-std::string read_file(const std::string& path, const std::string& label) {
+// Opens a file to read; `label` names it in errors (not found, a directory, not readable).
+std::ifstream open_file(const std::string& path, const std::string& label) {
   std::error_code ec;
   const std::filesystem::file_status status = std::filesystem::status(path, ec);
   EF_CHECK(std::filesystem::exists(status), label, ": file not found");
   EF_CHECK(!std::filesystem::is_directory(status), label, ": is a directory, not a file");
   std::ifstream in(path, std::ios::binary);
   EF_CHECK(in, label, ": cannot open the file: ", std::strerror(errno));
+  return in;
+}
+
+// Reads a whole file; `label` names it in errors.
+std::string read_file(const std::string& path, const std::string& label) {
+  std::ifstream in = open_file(path, label);
   std::string bytes;
   in.seekg(0, std::ios::end);
   const std::streamoff size = in.tellg();
@@ -425,12 +428,7 @@ Graph graph_from_onnx_bytes(const std::string& bytes, const std::string& what) {
 // less at the peak of loading.
 Graph load_onnx(const std::string& path) {
   const std::string label = model_label(path);
-  std::error_code ec;
-  const std::filesystem::file_status status = std::filesystem::status(path, ec);
-  EF_CHECK(std::filesystem::exists(status), label, ": file not found");
-  EF_CHECK(!std::filesystem::is_directory(status), label, ": is a directory, not a file");
-  std::ifstream in(path, std::ios::binary);
-  EF_CHECK(in, label, ": cannot open the file: ", std::strerror(errno));
+  std::ifstream in = open_file(path, label);
   EF_CHECK(in.peek() != std::ifstream::traits_type::eof(), label, ": the file is empty");
   onnx::ModelProto model;
   EF_CHECK(model.ParseFromIstream(&in), label, kNotOnnx);

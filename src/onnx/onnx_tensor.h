@@ -29,6 +29,11 @@ at::Tensor tensor_from_proto(const onnx::TensorProto& proto, const std::string& 
 void tensor_to_proto(const at::Tensor& tensor, const std::string& name, onnx::TensorProto* proto,
                      const std::string& context);
 
+// ONNX's default domain, by either of its names.
+inline bool is_default_domain(const std::string& domain) {
+  return domain.empty() || domain == "ai.onnx";
+}
+
 // `message` with every run of whitespace (libonnx messages span lines) made one space.
 std::string one_line(const std::string& message);
 

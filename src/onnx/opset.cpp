@@ -21,10 +21,6 @@ constexpr int64_t kTargetOpset = 17;
 constexpr int64_t kTargetIrVersion = 8;  // the newest IR version ONNX 1.12's checker takes
 constexpr const char* kHiddenOpAttr = "edgeforge_hidden_op";
 
-bool is_default_domain(const std::string& domain) {
-  return domain.empty() || domain == "ai.onnx";
-}
-
 std::string describe(const onnx::NodeProto& node, int index, int64_t opset) {
   const std::string at = " (opset " + std::to_string(opset) + ")";
   if (!node.name().empty()) return "node '" + node.name() + "' (" + node.op_type() + at + ")";

@@ -8,13 +8,13 @@
 // output zero point, saturated to its type.
 #include <ATen/ATen.h>
 
-#include <algorithm>
 #include <string>
 #include <vector>
 
 #include "edgeforge/error.h"
 #include "edgeforge/ops.h"
 #include "util.h"
+#include "window.h"
 
 namespace edgeforge::ops {
 namespace {
@@ -76,35 +76,20 @@ at::Tensor requantize(const at::Tensor& acc, const at::Tensor& multiplier,
 
 // ---- convolutions ----
 
-// The Conv attributes (kernel_shape, strides, dilations, pads, auto_pad, group), checked
-// against the weight at run time.
+// The Conv attributes of a ConvInteger or QLinearConv node: its window (window.h), checked
+// against the weight at run time, and its group.
 struct ConvAttributes {
   std::string where;
-  std::string auto_pad;
-  std::vector<int64_t> kernel, strides, dilations, pads;
+  Window window;
   int64_t group = 1;
 };
 
 ConvAttributes parse_conv(const Node& node) {
-  ConvAttributes c;
-  c.where = node.describe();
-  c.auto_pad = node.attr_string("auto_pad", "NOTSET");
-  EF_CHECK(c.auto_pad == "NOTSET" || c.auto_pad == "SAME_UPPER" || c.auto_pad == "SAME_LOWER" ||
-               c.auto_pad == "VALID",
-           c.where, ": auto_pad '", c.auto_pad,
-           "' is not one of NOTSET, SAME_UPPER, SAME_LOWER, VALID");
-  c.kernel = node.attr_ints("kernel_shape", {});
-  c.strides = node.attr_ints("strides", {});
-  c.dilations = node.attr_ints("dilations", {});
-  c.pads = node.attr_ints("pads", {});
-  c.group = node.attr_int("group", 1);
+  ConvAttributes c{node.describe(), parse_window(node, false, 0), node.attr_int("group", 1)};
   EF_CHECK(c.group >= 1, c.where, ": group ", c.group, " is not positive");
-  for (int64_t s : c.strides) EF_CHECK(s >= 1, c.where, ": strides value ", s, " is not positive");
-  for (int64_t d : c.dilations)
-    EF_CHECK(d >= 1, c.where, ": dilations value ", d, " is not positive");
-  for (int64_t p : c.pads) EF_CHECK(p >= 0, c.where, ": pads value ", p, " is negative");
-  EF_CHECK(c.auto_pad == "NOTSET" || c.pads.empty(), c.where, ": auto_pad '", c.auto_pad,
-           "' with explicit pads");
+  // Stricter than Conv, which takes all-zero pads beside auto_pad: none at all, as ONNX says.
+  EF_CHECK(c.window.auto_pad == AutoPad::kNotSet || node.attr_ints("pads", {}).empty(), c.where,
+           ": auto_pad '", c.window.auto_pad_name, "' with explicit pads");
   return c;
 }
 
@@ -116,37 +101,17 @@ at::Tensor conv(const ConvAttributes& c, const at::Tensor& x, const at::Tensor& 
            " and weight shape ", w.sizes(), " are not a convolution with 1 to 3 spatial axes");
   EF_CHECK(x.size(1) == w.size(1) * c.group && w.size(0) % c.group == 0, c.where, ": input shape ",
            x.sizes(), " and weight shape ", w.sizes(), " do not match group ", c.group);
-  if (!c.kernel.empty())
-    EF_CHECK(at::IntArrayRef(c.kernel) == w.sizes().slice(2), c.where, ": kernel_shape ",
-             at::IntArrayRef(c.kernel), " does not match the weight shape ", w.sizes());
-  const std::vector<int64_t> ones(static_cast<size_t>(rank), 1);
-  const std::vector<int64_t> strides = c.strides.empty() ? ones : c.strides;
-  const std::vector<int64_t> dilations = c.dilations.empty() ? ones : c.dilations;
-  std::vector<int64_t> pads =
-      c.pads.empty() ? std::vector<int64_t>(static_cast<size_t>(2 * rank), 0) : c.pads;
-  EF_CHECK(static_cast<int64_t>(strides.size()) == rank &&
-               static_cast<int64_t>(dilations.size()) == rank &&
-               static_cast<int64_t>(pads.size()) == 2 * rank,
-           c.where, ": strides, dilations and pads must have ", rank, ", ", rank, " and ", 2 * rank,
-           " values for ", rank, " spatial axes");
-  // SAME keeps ceil(in / stride) outputs; SAME_UPPER puts an odd pad at the end.
-  if (c.auto_pad == "SAME_UPPER" || c.auto_pad == "SAME_LOWER") {
-    for (int64_t i = 0; i < rank; ++i) {
-      const int64_t in = x.size(2 + i), s = strides[i];
-      const int64_t extent = (w.size(2 + i) - 1) * dilations[i] + 1;
-      const int64_t total = std::max<int64_t>(0, ((in + s - 1) / s - 1) * s + extent - in);
-      pads[i] = c.auto_pad == "SAME_UPPER" ? total / 2 : total - total / 2;
-      pads[rank + i] = total - pads[i];
-    }
-  }
-  std::vector<int64_t> pad_nd;  // last axis first, (begin, end) pairs
-  for (int64_t i = rank; i-- > 0;) {
-    pad_nd.push_back(pads[i]);
-    pad_nd.push_back(pads[rank + i]);
-  }
+  Window win = c.window;
+  if (win.rank == 0) fill_window(win, rank, c.where);
+  EF_CHECK(win.rank == rank, c.where, ": strides, dilations and pads are for ", win.rank,
+           " spatial axes, the weight has ", rank);
+  if (!win.kernel.empty())
+    EF_CHECK(at::IntArrayRef(win.kernel) == w.sizes().slice(2), c.where, ": kernel_shape ",
+             at::IntArrayRef(win.kernel), " does not match the weight shape ", w.sizes());
+  const std::vector<int64_t> pads = resolve_pads(win, x.sizes(), w.sizes().slice(2));
   const std::vector<int64_t> zeros(static_cast<size_t>(rank), 0);
-  return at::convolution(at::constant_pad_nd(x, pad_nd), w, {}, strides, zeros, dilations, false,
-                         zeros, c.group);
+  return at::convolution(at::constant_pad_nd(x, pad_nd_list(pads)), w, {}, win.strides, zeros,
+                         win.dilations, false, zeros, c.group);
 }
 
 // ConvInteger: (x - x_zero_point) conv (w - w_zero_point) in int32; w's zero point is per
