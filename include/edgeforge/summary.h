@@ -33,6 +33,9 @@ struct ModelSummary {
   std::vector<std::string> plan_fallback;
 };
 
+// Builds the model's inference session and runs it once on sample inputs (zeros, as
+// sample_values); throws Error naming the model when the plan cannot run it, so a model that
+// `info` accepts is one every command runs.
 // Counts MACs of Conv, Gemm and MatMul from shapes inferred with batch 1 (symbolic sequence
 // lengths take `seq_len`), and how many of them run in int8 once QDQ patterns are lowered.
 // `graph` is not modified.

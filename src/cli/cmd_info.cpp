@@ -42,7 +42,9 @@ Action add_info(CLI::App& app) {
               "multiply-accumulates (MACs) per sample, and for a quantized (QDQ) model the\n"
               "share of MACs that run on int8 kernels and which quantized nodes stay float;\n"
               "the inference plan's oneDNN kernels and the nodes that fall back to the\n"
-              "reference kernels, with the reason.");
+              "reference kernels, with the reason. The model is run once, on the reference\n"
+              "kernels and in the inference session every command uses, on zeros (batch 1,\n"
+              "other free sizes --seq-len): a model info accepts is one the commands run.");
   struct Args {
     std::string model;
     int64_t seq_len = 128;

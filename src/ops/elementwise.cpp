@@ -1,9 +1,11 @@
 // Element-wise ops: activations, arithmetic with ONNX (numpy) broadcasting, comparisons and
 // logic, Where, Cast and Clip. ATen broadcasts the same way ONNX multidirectional
 // broadcasting does, so the binary kernels are single ATen calls. Their capabilities: how
-// activations and arithmetic carry prunable units, and Add's int8 lowering (QAdd).
+// activations and arithmetic carry prunable units, Add's and Mul's int8 lowering (QAdd, QMul)
+// and the plan's PlanChannelMul.
 #include <ATen/ATen.h>
 
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -170,12 +172,107 @@ void int8_add(Int8Rewriter& pass, size_t i) {
   Node fused("QAdd", n.name, q, {});
   fused.domain = kEdgeforgeDomain;
   if (!pass.quantized_tail(n.outputs[0], absorbed, fused, /*relu_only=*/true)) return;
-  pass.place_add(std::move(fused), absorbed);
+  pass.place_int8(std::move(fused), absorbed);
 }
 
 OpCapabilities add_capabilities() {
   OpCapabilities c = arithmetic(UnitRole::kAdd);
   c.int8_pattern = int8_add;
+  return c;
+}
+
+// Mul(DQ(qa), DQ(qb)) [-> Relu] -> Q -> qy over quantized values (squeeze-excitation's
+// x * gate between int8 convolutions): one QMul (int8.cpp).
+void int8_mul(Int8Rewriter& pass, size_t i) {
+  const Node& n = pass.node(i);
+  if (n.inputs.size() != 2) return;
+  std::vector<std::string> q;
+  for (const std::string& in : n.inputs) {
+    const Node* dq = pass.producer(in);
+    if (dq == nullptr || !dq->is("DequantizeLinear") || !pass.quantized(dq->inputs[0])) return;
+    q.push_back(dq->inputs[0]);
+  }
+  std::vector<size_t> absorbed{i};
+  Node fused("QMul", n.name, q, {});
+  fused.domain = kEdgeforgeDomain;
+  if (!pass.quantized_tail(n.outputs[0], absorbed, fused, /*relu_only=*/true)) return;
+  pass.place_int8(std::move(fused), absorbed);
+}
+
+// ---- PlanChannelMul ----
+// Mul of two values computed at run time, as squeeze-excitation writes x * gate: when one is a
+// 4-D float activation [N, C, H, W] in either plain layout and the other its gate
+// [N or 1, C, 1, 1], one pass into a buffer kept between runs. ATen's broadcasting mul
+// allocates its result on every call and runs its generic strided loop. Any other operands
+// get ATen's mul, the reference. The product is the same float multiplication either way.
+
+__attribute__((target_clones("avx512f", "avx2", "default"))) void scale_channels_last(
+    const float* __restrict x, const float* __restrict gate, float* __restrict y, int64_t pixels,
+    int64_t channels) {
+  for (int64_t p = 0; p < pixels; ++p)
+    for (int64_t c = 0; c < channels; ++c) y[p * channels + c] = x[p * channels + c] * gate[c];
+}
+
+__attribute__((target_clones("avx512f", "avx2", "default"))) void scale_planes(
+    const float* __restrict x, const float* __restrict gate, float* __restrict y, int64_t planes,
+    int64_t pixels) {
+  for (int64_t c = 0; c < planes; ++c)
+    for (int64_t p = 0; p < pixels; ++p) y[c * pixels + p] = x[c * pixels + p] * gate[c];
+}
+
+// `gate` is [N or 1, C, 1, 1] for the 4-D `x` [N, C, H, W].
+bool channel_gate(const at::Tensor& gate, const at::Tensor& x) {
+  return x.dim() == 4 && gate.dim() == 4 && gate.size(1) == x.size(1) && gate.size(2) == 1 &&
+         gate.size(3) == 1 && (gate.size(0) == 1 || gate.size(0) == x.size(0));
+}
+
+Kernel prepare_plan_channel_mul(const Node& node, const Graph&) {
+  auto cache = std::make_shared<at::Tensor>();
+  return [cache](const TensorList& in, TensorList& out, const KernelContext&) {
+    const bool a_gate = channel_gate(in[0], in[1]), b_gate = channel_gate(in[1], in[0]);
+    const at::Tensor& x = b_gate ? in[0] : in[1];
+    const at::Tensor& g = b_gate ? in[1] : in[0];
+    const bool channels_last = x.dim() == 4 && !x.is_contiguous() &&
+                               x.is_contiguous(at::MemoryFormat::ChannelsLast);
+    if ((!a_gate && !b_gate) || x.scalar_type() != at::kFloat || g.scalar_type() != at::kFloat ||
+        (!x.is_contiguous() && !channels_last) || x.numel() == 0) {
+      out[0] = at::mul(in[0], in[1]);
+      return;
+    }
+    const at::MemoryFormat format =
+        channels_last ? at::MemoryFormat::ChannelsLast : at::MemoryFormat::Contiguous;
+    at::Tensor& y = *cache;
+    if (!(y.defined() && y.use_count() == 1 && y.storage().use_count() == 1 &&
+          y.sizes() == x.sizes() && y.is_contiguous(format)))
+      y = at::empty(x.sizes(), x.options().memory_format(format));
+    const at::Tensor gate = g.contiguous();
+    const int64_t n = x.size(0), c = x.size(1), pixels = x.size(2) * x.size(3);
+    for (int64_t b = 0; b < n; ++b) {
+      const float* gb = gate.data_ptr<float>() + (gate.size(0) == 1 ? 0 : b * c);
+      const float* xb = x.data_ptr<float>() + b * c * pixels;
+      float* yb = y.data_ptr<float>() + b * c * pixels;
+      if (channels_last) scale_channels_last(xb, gb, yb, pixels, c);
+      else scale_planes(xb, gb, yb, c, pixels);
+    }
+    out[0] = y;
+  };
+}
+
+// Mul of two values computed at run time -> PlanChannelMul. A Mul by a constant stays: the
+// layer fusions take those they can.
+void plan_mul(PlanRewriter& pass, size_t i) {
+  const Node& n = pass.node(i);
+  if (n.inputs.size() != 2 || n.inputs[0] == n.inputs[1]) return;
+  for (const std::string& in : n.inputs)
+    if (pass.constant(in).defined()) return;
+  pass.place(Node("PlanChannelMul", n.name, n.inputs, n.outputs), {i});
+}
+
+OpCapabilities mul_capabilities() {
+  OpCapabilities c = arithmetic(UnitRole::kMul);
+  c.int8_pattern = int8_mul;
+  c.plan = plan_mul;
+  c.plan_stage = PlanStage::kLast;
   return c;
 }
 
@@ -196,7 +293,9 @@ EF_REGISTER_OP(HardSwish, OpDef{"HardSwish", 1, 1, prepare_hard_swish, "", per_u
 
 EF_REGISTER_OP(Add, binary_op("Add", add_fn, add_capabilities()));
 EF_REGISTER_OP(Sub, binary_op("Sub", sub_fn, arithmetic(UnitRole::kSub)));
-EF_REGISTER_OP(Mul, binary_op("Mul", mul_fn, arithmetic(UnitRole::kMul)));
+EF_REGISTER_OP(Mul, binary_op("Mul", mul_fn, mul_capabilities()));
+EF_REGISTER_OP(PlanChannelMul,
+               OpDef{"PlanChannelMul", 2, 2, prepare_plan_channel_mul, kEdgeforgeDomain});
 EF_REGISTER_OP(Div, binary_op("Div", div_fn, arithmetic(UnitRole::kDiv)));
 EF_REGISTER_OP(Equal, binary_op("Equal", equal_fn));
 EF_REGISTER_OP(Less, binary_op("Less", less_fn));

@@ -14,6 +14,11 @@
 //   DynQLinear(x, w_int8, w_scale[, b]) float -> float, activation range taken at run time
 //   QAdd(qa, qb)                       quint8 + quint8 -> quint8; y_scale, y_zero_point, relu
 //                                      (the float arithmetic of DQ -> Add [-> Relu] -> Q)
+//   QMul(qa, qb)                       quint8 * quint8 -> quint8; y_scale, y_zero_point, relu
+//                                      (the float arithmetic of DQ -> Mul [-> Relu] -> Q)
+//   QMaxPool(q)                        quint8 -> quint8; 2-D kernel_shape, strides, dilations,
+//                                      symmetric pads, ceil_mode; y_scale, y_zero_point, relu
+//                                      (DQ -> MaxPool [-> Relu] -> Q exactly)
 //   FakeQuant(x, scale, zero_point)    float -> float, uint8 fake quantization (QAT training)
 //   FakeQuantWeight(w)                 float -> float, int8 symmetric fake quantization (QAT)
 //
@@ -21,8 +26,10 @@
 #include <ATen/ATen.h>
 #include <ATen/Parallel.h>
 
+#include <algorithm>
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "edgeforge/int8.h"
 #include "lowering.h"
@@ -214,12 +221,205 @@ Kernel prepare_qadd(const Node& node, const Graph&) {
   };
 }
 
+// QMul: DQ -> Mul [-> Relu] -> Q in QDQ's float arithmetic, bit for bit: each operand
+// dequantized ((q - z) * s, float), their product, then QuantizeLinear's rounding. Operands of
+// one shape, or a 4-D value and its per-channel gate [N or 1, C, 1, 1] (squeeze-excitation),
+// run in vectorised passes; other broadcasts take the reference path.
+struct MulRequant {
+  float sx, zx, sy, zy, lo, hi;  // lo, hi: the output steps' bounds, as in QAdd
+};
+
+// y[i] = Q(DQ(x[i]) * gate[i]) for the float gate values of `gate`.
+__attribute__((target_clones("avx512f", "avx2", "default"))) void requantize_product(
+    const uint8_t* __restrict x, const float* __restrict gate, uint8_t* __restrict y, int64_t n,
+    MulRequant m) {
+  for (int64_t i = 0; i < n; ++i) {
+    const float v = ((static_cast<float>(x[i]) - m.zx) * m.sx) * gate[i];
+    float r = std::min(std::max(v / m.sy, m.lo), m.hi);
+    r = (r + 12582912.0f) - 12582912.0f;  // half to even, as in quantize_uint8
+    y[i] = static_cast<uint8_t>(static_cast<int32_t>(r + m.zy));
+  }
+}
+
+// The same with one gate value for all n.
+__attribute__((target_clones("avx512f", "avx2", "default"))) void requantize_scaled(
+    const uint8_t* __restrict x, float gate, uint8_t* __restrict y, int64_t n, MulRequant m) {
+  for (int64_t i = 0; i < n; ++i) {
+    const float v = ((static_cast<float>(x[i]) - m.zx) * m.sx) * gate;
+    float r = std::min(std::max(v / m.sy, m.lo), m.hi);
+    r = (r + 12582912.0f) - 12582912.0f;
+    y[i] = static_cast<uint8_t>(static_cast<int32_t>(r + m.zy));
+  }
+}
+
+Kernel prepare_qmul(const Node& node, const Graph&) {
+  const QuantParams y = output_params(node);
+  const bool relu = node.attr_int("relu", 0) != 0;
+  auto kept = std::make_shared<at::Tensor>();  // the output buffer, reused once nothing holds it
+  return [y, relu, kept](const TensorList& in, TensorList& out, const KernelContext&) {
+    const auto gate_of = [](const at::Tensor& g, const at::Tensor& x) {
+      return x.dim() == 4 && g.dim() == 4 && g.size(1) == x.size(1) && g.size(2) == 1 &&
+             g.size(3) == 1 && (g.size(0) == 1 || g.size(0) == x.size(0));
+    };
+    const bool same = in[0].sizes() == in[1].sizes();
+    const bool b_gate = !same && gate_of(in[1], in[0]), a_gate = !same && gate_of(in[0], in[1]);
+    if (!same && !a_gate && !b_gate) {
+      at::Tensor product = dequantize_uint8(in[0]) * dequantize_uint8(in[1]);
+      out[0] = quantize_uint8(relu ? at::relu(product) : product, y);
+      return;
+    }
+    const at::Tensor& x_in = a_gate ? in[1] : in[0];
+    const at::Tensor& g_in = a_gate ? in[0] : in[1];
+    const at::MemoryFormat layout = int8_layout(x_in);
+    const at::Tensor x = x_in.contiguous(layout);
+    // The other operand dequantized, as DequantizeLinear computes it.
+    const at::Tensor g = same ? dequantize_uint8(g_in).contiguous(layout)
+                              : dequantize_uint8(g_in).contiguous();
+    at::Tensor& q = *kept;
+    if (!(q.defined() && q.use_count() == 1 && q.storage().use_count() == 1 &&
+          q.sizes() == x.sizes() && q.is_contiguous(layout)))
+      q = at::_empty_affine_quantized(x.sizes(), at::device(at::kCPU).dtype(at::kQUInt8), y.scale,
+                                      y.zero_point, layout);
+    const auto* px = reinterpret_cast<const uint8_t*>(x.data_ptr<c10::quint8>());
+    const float* pg = g.data_ptr<float>();
+    auto* pq = reinterpret_cast<uint8_t*>(q.data_ptr<c10::quint8>());
+    MulRequant m;
+    m.sx = static_cast<float>(x.q_scale());
+    m.zx = static_cast<float>(x.q_zero_point());
+    m.sy = static_cast<float>(y.scale);
+    m.zy = static_cast<float>(y.zero_point);
+    m.lo = relu ? std::max(-m.zy, 0.0f) : -m.zy;
+    m.hi = 255.0f - m.zy;
+    if (same) {
+      at::parallel_for(0, x.numel(), 1 << 15, [&](int64_t begin, int64_t end) {
+        requantize_product(px + begin, pg + begin, pq + begin, end - begin, m);
+      });
+      out[0] = q;
+      return;
+    }
+    // Rows of one gate vector (a pixel's channels) or one gate value (a channel's pixels).
+    const int64_t n = x.size(0), c = x.size(1), pixels = x.size(2) * x.size(3);
+    const bool channels_last = layout == at::MemoryFormat::ChannelsLast;
+    const int64_t rows = channels_last ? n * pixels : n * c, row = channels_last ? c : pixels;
+    const bool shared_gate = g.size(0) == 1;
+    at::parallel_for(0, rows, std::max<int64_t>(1, (1 << 15) / std::max<int64_t>(row, 1)),
+                     [&](int64_t begin, int64_t end) {
+      for (int64_t r = begin; r < end; ++r) {
+        if (channels_last) {
+          const float* gb = pg + (shared_gate ? 0 : (r / pixels) * c);
+          requantize_product(px + r * c, gb, pq + r * c, c, m);
+        } else {
+          const float gk = pg[shared_gate ? r % c : r];
+          requantize_scaled(px + r * pixels, gk, pq + r * pixels, pixels, m);
+        }
+      }
+    });
+    out[0] = q;
+  };
+}
+
+// QMaxPool: ATen's max pool on the quint8 values, then each value mapped through a table of
+// what DQ -> [Relu ->] Q computes for it. Max commutes with that non-decreasing map, so the
+// result is DQ -> MaxPool -> [Relu] -> Q exactly, at a quarter of the bytes.
+Kernel prepare_qmax_pool(const Node& node, const Graph&) {
+  const std::string where = node.describe();
+  const std::vector<int64_t> kernel = node.attr_ints("kernel_shape");
+  const std::vector<int64_t> strides = node.attr_ints("strides");
+  const std::vector<int64_t> dilations = node.attr_ints("dilations");
+  const std::vector<int64_t> pads = node.attr_ints("pads");
+  EF_CHECK(kernel.size() == 2 && strides.size() == 2 && dilations.size() == 2 && pads.size() == 4,
+           where, ": kernel_shape, strides, dilations and pads must have 2, 2, 2 and 4 values");
+  EF_CHECK(pads[0] == pads[2] && pads[1] == pads[3], where, ": pads must be symmetric");
+  const bool ceil_mode = node.attr_int("ceil_mode", 0) != 0;
+  const QuantParams y = output_params(node);
+  const bool relu = node.attr_int("relu", 0) != 0;
+  struct Table {
+    double scale = 0;
+    int64_t zero_point = -1;
+    bool identity = false;
+    at::Tensor values;  // uint8 [256]
+  };
+  auto table = std::make_shared<Table>();
+  return [=](const TensorList& in, TensorList& out, const KernelContext&) {
+    const at::Tensor& q = in[0];
+    EF_CHECK(q.scalar_type() == at::kQUInt8 && q.qscheme() == at::kPerTensorAffine, where,
+             ": input must be a per-tensor quint8 tensor");
+    EF_CHECK(q.dim() == 4, where, ": input has shape ", q.sizes(), ", expected 4-D");
+    const at::Tensor pooled = at::max_pool2d(q, kernel, strides, {pads[0], pads[1]}, dilations,
+                                             ceil_mode);
+    if (table->scale != q.q_scale() || table->zero_point != q.q_zero_point()) {
+      const at::Tensor all = at::_make_per_tensor_quantized_tensor(
+          at::arange(256, at::kInt).to(at::kByte), q.q_scale(), q.q_zero_point());
+      at::Tensor v = dequantize_uint8(all);
+      if (relu) v = at::relu(v);
+      table->values = quantize_uint8(v, y).int_repr().contiguous();
+      table->identity = at::equal(table->values, all.int_repr());
+      table->scale = q.q_scale();
+      table->zero_point = q.q_zero_point();
+    }
+    if (table->identity && y.scale == q.q_scale() && y.zero_point == q.q_zero_point()) {
+      out[0] = pooled;
+      return;
+    }
+    const at::Tensor from = pooled.contiguous(int8_layout(pooled));
+    at::Tensor result = at::_empty_affine_quantized(
+        from.sizes(), at::device(at::kCPU).dtype(at::kQUInt8), y.scale, y.zero_point,
+        int8_layout(from));
+    const auto* __restrict src = reinterpret_cast<const uint8_t*>(from.data_ptr<c10::quint8>());
+    auto* __restrict dst = reinterpret_cast<uint8_t*>(result.data_ptr<c10::quint8>());
+    const uint8_t* map = table->values.data_ptr<uint8_t>();
+    for (int64_t i = 0, n = from.numel(); i < n; ++i) dst[i] = map[src[i]];
+    out[0] = result;
+  };
+}
+
 // The int8 layers move to the plan's direct oneDNN kernels (src/runtime/plan_int8.cpp), with
 // the same inputs and attributes: DnnlQConv, DnnlQLinear, DnnlDynQLinear.
+// A QConv whose only reader is a QAdd of it and another quantized value (a residual block's
+// last convolution, with no activation but ReLU) takes the add as well: DnnlQConv's
+// residual input (index 4) and the attributes add_y_scale, add_y_zero_point, add_relu,
+// add_inplace (the residual has no other reader: the sum is written into its buffer). A
+// QConv or QLinear read only by a DequantizeTensor takes that (dequantize_output).
 void plan_int8_layer(PlanRewriter& pass, size_t i) {
   Node fused = pass.node(i);
   fused.op_type = "Dnnl" + fused.op_type;
-  pass.place(std::move(fused), {i});
+  std::vector<size_t> absorbed{i};
+  const std::string y = fused.outputs[0];
+  const auto c = pass.only_consumer(y);
+  const auto internal = [](const Node& n, const char* type) {
+    return n.op_type == type && n.domain == kEdgeforgeDomain;
+  };
+  if (fused.op_type == "DnnlQConv" && activation_of(fused).kind.empty() && c &&
+      internal(pass.node(*c), "QAdd")) {
+    const Node& add = pass.node(*c);
+    const std::string& other = add.inputs[0] == y ? add.inputs[1] : add.inputs[0];
+    if (other != y) {
+      fused.inputs.resize(4);  // no bias: ""
+      fused.inputs.push_back(other);
+      fused.outputs = add.outputs;
+      // In place only over a buffer an int8 kernel made for this value alone.
+      const Node* from = pass.producer(other);
+      const bool inplace = pass.consumers(other).size() == 1 && !pass.is_graph_output(other) &&
+                           from != nullptr && (internal(*from, "QConv") ||
+                                               internal(*from, "QAdd") ||
+                                               internal(*from, "QMaxPool"));
+      fused.set("add_y_scale", add.attr_float("y_scale"))
+          .set("add_y_zero_point", add.attr_int("y_zero_point"))
+          .set("add_relu", add.attr_int("relu", 0))
+          .set("add_inplace", int64_t{inplace});
+      absorbed.push_back(*c);
+    }
+  }
+  // A static layer whose only reader is the DequantizeTensor of its output (the value goes on
+  // in float: to a LayerNorm, a reshape, a GELU) writes the float values itself.
+  const auto dq = pass.only_consumer(fused.outputs[0]);
+  if ((fused.op_type == "DnnlQConv" || fused.op_type == "DnnlQLinear") && absorbed.size() == 1 &&
+      dq && internal(pass.node(*dq), "DequantizeTensor")) {
+    fused.outputs = pass.node(*dq).outputs;
+    fused.set("dequantize_output", int64_t{1});
+    absorbed.push_back(*dq);
+  }
+  pass.place(std::move(fused), absorbed);
 }
 
 OpCapabilities int8_layer_capabilities() {
@@ -232,6 +432,8 @@ OpCapabilities int8_layer_capabilities() {
 }  // namespace
 
 EF_REGISTER_OP(QAdd, OpDef{"QAdd", 2, 2, prepare_qadd, kEdgeforgeDomain});
+EF_REGISTER_OP(QMaxPool, OpDef{"QMaxPool", 1, 1, prepare_qmax_pool, kEdgeforgeDomain});
+EF_REGISTER_OP(QMul, OpDef{"QMul", 2, 2, prepare_qmul, kEdgeforgeDomain});
 EF_REGISTER_OP(FakeQuant, OpDef{"FakeQuant", 3, 3, prepare_fake_quant, kEdgeforgeDomain});
 EF_REGISTER_OP(FakeQuantWeight,
                OpDef{"FakeQuantWeight", 1, 1, prepare_fake_quant_weight, kEdgeforgeDomain});

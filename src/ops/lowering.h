@@ -125,8 +125,9 @@ class Int8Rewriter : public GraphMatcher {
   // `n` stays float for the reason `why` (LoweringReport::kept_float). Returns false, for
   // `return pass.keep_float(...)` in an Int8LayerHook.
   virtual bool keep_float(const Node& n, const std::string& why) = 0;
-  // The element-wise int8 kernel `fused` (QAdd) replaces `absorbed` (LoweringReport::int8_adds).
-  virtual void place_add(Node fused, const std::vector<size_t>& absorbed) = 0;
+  // The int8 kernel `fused` of a pattern (QAdd, QMaxPool) replaces `absorbed`; a QAdd counts
+  // in LoweringReport::int8_adds.
+  virtual void place_int8(Node fused, const std::vector<size_t>& absorbed) = 0;
 
  protected:
   ~Int8Rewriter() = default;

@@ -339,8 +339,40 @@ PrepareFn prepare_pool(PoolKind kind) {
   };
 }
 
+// DQ(q) -> MaxPool [-> Relu] -> Q -> qy over quantized values: one QMaxPool (int8.cpp), for a
+// 2-D window with explicit pads ATen's pool takes (symmetric, at most half a kernel).
+void int8_max_pool(Int8Rewriter& pass, size_t i) {
+  const Node& n = pass.node(i);
+  const Node* dq = pass.producer(n.inputs[0]);
+  if (dq == nullptr || !dq->is("DequantizeLinear") || !pass.quantized(dq->inputs[0])) return;
+  if (n.outputs.size() > 1 && !n.outputs[1].empty()) return;
+  Window w;
+  try {
+    w = parse_window(n, true, 0);
+  } catch (const Error&) {
+    return;  // the float kernel reports it
+  }
+  if (w.rank != 2 || w.auto_pad != AutoPad::kNotSet || !aten_can_pad(w, w.pads)) return;
+  std::vector<size_t> absorbed{i};
+  Node fused("QMaxPool", n.name, {dq->inputs[0]}, {});
+  fused.domain = kEdgeforgeDomain;
+  fused.set("kernel_shape", w.kernel)
+      .set("strides", w.strides)
+      .set("dilations", w.dilations)
+      .set("pads", w.pads)
+      .set("ceil_mode", n.attr_int("ceil_mode", 0));
+  if (!pass.quantized_tail(n.outputs[0], absorbed, fused, /*relu_only=*/true)) return;
+  pass.place_int8(std::move(fused), absorbed);
+}
+
+OpCapabilities max_pool_capabilities() {
+  OpCapabilities c = per_unit_op(true);
+  c.int8_pattern = int8_max_pool;
+  return c;
+}
+
 EF_REGISTER_OP(MaxPool,
-               OpDef{"MaxPool", 1, 1, prepare_pool(PoolKind::kMax), "", per_unit_op(true)});
+               OpDef{"MaxPool", 1, 1, prepare_pool(PoolKind::kMax), "", max_pool_capabilities()});
 EF_REGISTER_OP(AveragePool, OpDef{"AveragePool", 1, 1, prepare_pool(PoolKind::kAverage), "",
                                   per_unit_op(true)});
 
@@ -355,10 +387,20 @@ Kernel prepare_global_average_pool(const Node& node, const Graph&) {
   };
 }
 
-// GlobalAveragePool -> PlanGlobalAveragePool (src/runtime/plan_ops.cpp).
+// GlobalAveragePool -> PlanGlobalAveragePool (src/runtime/plan_ops.cpp); of a dequantized
+// int8 value read by nothing else (squeeze-excitation in an int8 model), the pool reads the
+// uint8 values and the DequantizeTensor goes.
 void plan_global_average_pool(PlanRewriter& pass, size_t i) {
   const Node& n = pass.node(i);
-  pass.place(Node("PlanGlobalAveragePool", n.name, {n.inputs[0]}, {n.outputs[0]}), {i});
+  std::vector<size_t> absorbed{i};
+  std::string x = n.inputs[0];
+  const auto p = pass.producer_index(x);
+  if (p && !pass.taken(*p) && pass.node(*p).op_type == "DequantizeTensor" &&
+      pass.node(*p).domain == kEdgeforgeDomain && pass.only_consumer(x) == i) {
+    absorbed.push_back(*p);
+    x = pass.node(*p).inputs[0];
+  }
+  pass.place(Node("PlanGlobalAveragePool", n.name, {x}, {n.outputs[0]}), absorbed);
 }
 
 OpCapabilities global_average_pool_capabilities() {

@@ -174,9 +174,9 @@ class Lowering : public rewrite::HookedRewrite<Int8Rewriter> {
     return false;
   }
 
-  void place_add(Node fused, const std::vector<size_t>& absorbed) override {
+  void place_int8(Node fused, const std::vector<size_t>& absorbed) override {
+    if (fused.op_type == "QAdd") ++report_.int8_adds;
     place(std::move(fused), absorbed);
-    ++report_.int8_adds;
   }
 
  private:

@@ -3,8 +3,11 @@
 // reordered once. Same inputs and attributes as QConv / QLinear (src/ops/int8.cpp), whose
 // LibTorch kernels remain the reference:
 //
-//   DnnlQConv(q, w_int8, w_scale, [bias])    quint8 NHWC -> quint8 NHWC
+//   DnnlQConv(q, w_int8, w_scale, [bias], [residual])    quint8 NHWC -> quint8 NHWC
 //   DnnlQLinear(q, w_int8, w_scale, [bias])  quint8 [..., in] -> quint8 [..., out]
+//   (attribute dequantize_output: the output is float instead, the DequantizeTensor that was
+//   its only reader taken in as Q's clip and rounding then DQ's scale, as post-ops: bit for
+//   bit DQ(Q(y)))
 //   DnnlDynQLinear(x, w_int8, w_scale, [bias]) float -> float, input quantized at run time
 //
 // The arithmetic is QDQ's: y = act(sx * sw[c] * sum((x - zx) * w) + b[c]), then
@@ -13,7 +16,17 @@
 // the output zero point; its default rounding is half to even. Another activation (HardSwish,
 // ReLU6, ...; attributes activation, activation_alpha, activation_beta) is not scale-free: the
 // scales are sx * sw[c], the activation and a multiplication by 1 / sy are post-ops.
+//
+// A residual add fused into DnnlQConv (QAdd after it, src/ops/int8.cpp) keeps QDQ's two
+// roundings: the convolution's result is clipped and rounded to its own output steps
+// (y_scale, y_zero_point) as the Q between them does, then scaled to the sum's steps, and the
+// residual (scale sr, zero point zr) is a sum post-op: with the sum's scale sa,
+//   qa = saturate(round_half_even(clamp(round(y / sy), -zy, 255 - zy) * sy / sa
+//                                 + (qr - zr) * sr / sa) + za),
+// ReLU after the sum when the add has one. The residual is read from the output buffer, its
+// own buffer when nothing else reads it (add_inplace).
 #include <ATen/ATen.h>
+#include <ATen/quantized/Quantizer.h>
 
 #include <cmath>
 #include <cstring>
@@ -60,6 +73,9 @@ struct QState {
   int64_t y_zero_point = 0;
   bool relu = false;
   Activation activation;  // other than relu: applied to y before it is requantized
+  // The output's only reader was a DequantizeTensor, now part of the kernel: the output is
+  // float, (q - y_zero_point) * y_scale of the q the kernel would write.
+  bool dequantize_out = false;
 
   // Output scales sx * sw[c] / sy and the bias in accumulator units b[c] / (sx * sw[c]). With
   // an activation other than ReLU, which is not scale-free, the scales give y itself
@@ -80,20 +96,42 @@ struct QState {
     dnnl::primitive_attr a;
     a.set_output_scales(mask, output_scales(sx));
     a.set_zero_points(DNNL_ARG_SRC, 0, {zx});
-    a.set_zero_points(DNNL_ARG_DST, 0, {static_cast<int32_t>(y_zero_point)});
+    if (!dequantize_out) a.set_zero_points(DNNL_ARG_DST, 0, {static_cast<int32_t>(y_zero_point)});
     dnnl::post_ops ops;
     if (relu) ops.append_eltwise(1.f, dnnl::algorithm::eltwise_relu, 0.f, 0.f);
     if (!activation.kind.empty())
       plan::append_activation(ops, activation, static_cast<float>(1.0 / y_scale));
+    if (dequantize_out) {  // y / sy so far: Q's saturation and rounding, then DQ's scale
+      const auto zy = static_cast<float>(y_zero_point);
+      ops.append_eltwise(1.f, dnnl::algorithm::eltwise_clip, -zy, 255.f - zy);
+      ops.append_eltwise(1.f, dnnl::algorithm::eltwise_round, 0.f, 0.f);
+      ops.append_eltwise(1.f, dnnl::algorithm::eltwise_linear, static_cast<float>(y_scale), 0.f);
+    }
     a.set_post_ops(ops);
     return a;
   }
-  at::Tensor output(plan::Buffer& cache, at::IntArrayRef sizes, at::MemoryFormat format) {
+  memory::data_type dst_type() const { return dequantize_out ? kF32 : kU8; }
+  // The output buffer: quint8 with the output parameters, or float when dequantize_out.
+  at::Tensor output_of(plan::Buffer& cache, at::IntArrayRef sizes, at::MemoryFormat format) {
+    if (!dequantize_out) return output(cache, sizes, format);
     at::Tensor& t = cache.tensor;
-    if (plan::unshared(t) && t.sizes() == sizes && t.is_contiguous(format))
+    if (plan::unshared(t) && t.scalar_type() == at::kFloat && t.sizes() == sizes &&
+        t.is_contiguous(format))
       return t;
-    t = at::_empty_affine_quantized(sizes, at::device(at::kCPU).dtype(at::kQUInt8), y_scale,
-                                    y_zero_point, format);
+    t = at::empty(sizes, at::TensorOptions().dtype(at::kFloat).memory_format(format));
+    return t;
+  }
+  at::Tensor output(plan::Buffer& cache, at::IntArrayRef sizes, at::MemoryFormat format) {
+    return output(cache, sizes, format, y_scale, y_zero_point);
+  }
+  static at::Tensor output(plan::Buffer& cache, at::IntArrayRef sizes, at::MemoryFormat format,
+                           double scale, int64_t zero_point) {
+    at::Tensor& t = cache.tensor;
+    if (plan::unshared(t) && t.sizes() == sizes && t.is_contiguous(format) &&
+        t.q_scale() == scale && t.q_zero_point() == zero_point)
+      return t;
+    t = at::_empty_affine_quantized(sizes, at::device(at::kCPU).dtype(at::kQUInt8), scale,
+                                    zero_point, format);
     return t;
   }
 };
@@ -123,6 +161,7 @@ void read_common(QState& s, const Node& node, const Graph& graph, int64_t out_ax
   s.y_zero_point = node.attr_int("y_zero_point");
   s.relu = node.attr_int("relu", 0) != 0;
   s.activation = activation_of(node);
+  s.dequantize_out = node.attr_int("dequantize_output", 0) != 0;
   s.weight = s.weight.contiguous();
 }
 
@@ -131,15 +170,54 @@ void read_common(QState& s, const Node& node, const Graph& graph, int64_t out_ax
 struct QConvState : QState {
   Dims strides, dilations, pad_l, pad_r;
   int64_t group = 1;
+  // The fused residual add: the sum's output parameters, its ReLU, and whether the residual's
+  // buffer may take the sum.
+  bool fused_add = false, add_relu = false, add_inplace = false;
+  double add_y_scale = 1.0;
+  int64_t add_y_zero_point = 0;
   struct Prim {
     plan::Bound conv;
     memory::desc src, given, dst;
     at::Tensor bias_values;
   };
   std::map<std::vector<int64_t>, Prim> prims;
-  plan::Buffer out_cache, src_cache;
+  plan::Buffer out_cache, src_cache, sum_cache;
 
-  at::Tensor run(const at::Tensor& q_in) {
+  // The post-ops of the fused add, after the output scales sx * sw[c] / y_scale.
+  dnnl::primitive_attr add_attr(float sx, int32_t zx, const QuantInput& r) const {
+    dnnl::primitive_attr a;
+    a.set_output_scales(1 << 1, output_scales(sx));
+    a.set_zero_points(DNNL_ARG_SRC, 0, {zx});
+    a.set_zero_points(DNNL_ARG_DST, 0, {static_cast<int32_t>(add_y_zero_point)});
+    dnnl::post_ops ops;
+    const auto zy = static_cast<float>(y_zero_point);
+    // ReLU before the Q is a lower bound of 0 on its steps (zy >= 0).
+    ops.append_eltwise(1.f, dnnl::algorithm::eltwise_clip, relu ? 0.f : -zy, 255.f - zy);
+    ops.append_eltwise(1.f, dnnl::algorithm::eltwise_round, 0.f, 0.f);
+    ops.append_eltwise(1.f, dnnl::algorithm::eltwise_linear,
+                       static_cast<float>(y_scale / add_y_scale), 0.f);
+    ops.append_sum(static_cast<float>(r.scale / add_y_scale), r.zero_point, kU8);
+    if (add_relu) ops.append_eltwise(1.f, dnnl::algorithm::eltwise_relu, 0.f, 0.f);
+    a.set_post_ops(ops);
+    return a;
+  }
+
+  // DQ -> Add [-> Relu] -> Q on the convolution's output and the residual, as QAdd computes
+  // it: the path of a residual of another shape (a broadcast).
+  at::Tensor add_unfused(const at::Tensor& y, const at::Tensor& residual) const {
+    at::Tensor sum = dequantize_uint8(y) + dequantize_uint8(residual);
+    if (add_relu) sum = at::relu(sum);
+    return quantize_uint8(sum, QuantParams{add_y_scale, add_y_zero_point});
+  }
+
+  at::Tensor run(const at::Tensor& q_in, const at::Tensor& residual) {
+    if (!fused_add) return run(q_in, residual, nullptr);
+    EF_CHECK(residual.defined(), where, ": the residual input is missing");
+    const QuantInput r = input_params(residual, where + " (residual)");
+    return run(q_in, residual, &r);
+  }
+
+  at::Tensor run(const at::Tensor& q_in, const at::Tensor& residual, const QuantInput* r) {
     const QuantInput in = input_params(q_in, where);
     EF_CHECK(q_in.dim() == 4, where, ": input has shape ", q_in.sizes(), ", expected 4-D");
     const at::Tensor q = q_in.contiguous(at::MemoryFormat::ChannelsLast);
@@ -150,12 +228,25 @@ struct QConvState : QState {
       const Dims d = plan::conv_dst_dims(plan::dims_of(q.sizes()), c_out,
                                          {weight.size(2), weight.size(3)}, strides, dilations,
                                          pad_l, pad_r, where);
-      return output(out_cache, {d[0], d[1], d[2], d[3]}, at::MemoryFormat::ChannelsLast);
+      return r != nullptr ? output(sum_cache, {d[0], d[1], d[2], d[3]}, at::MemoryFormat::ChannelsLast,
+                                   add_y_scale, add_y_zero_point)
+                          : output_of(out_cache, {d[0], d[1], d[2], d[3]}, at::MemoryFormat::ChannelsLast);
+    }
+    if (r != nullptr) {
+      const Dims d = plan::conv_dst_dims(plan::dims_of(q.sizes()), c_out,
+                                         {weight.size(2), weight.size(3)}, strides, dilations,
+                                         pad_l, pad_r, where);
+      if (residual.sizes() != at::IntArrayRef(d))
+        return add_unfused(run(q_in, residual, nullptr), residual);
     }
     std::vector<int64_t> key(q.sizes().begin(), q.sizes().end());
     const float sx = in.scale;
     key.push_back(in.scale_bits);
     key.push_back(in.zero_point);
+    if (r != nullptr) {
+      key.push_back(r->scale_bits);
+      key.push_back(r->zero_point);
+    }
     auto it = prims.find(key);
     if (it == prims.end()) {
       const Dims dst_dims =
@@ -172,9 +263,11 @@ struct QConvState : QState {
       dnnl::convolution_forward::desc d(
           dnnl::prop_kind::forward_inference, dnnl::algorithm::convolution_direct,
           memory::desc(plan::dims_of(q.sizes()), kU8, Tag::any), memory::desc(w_dims, kS8, Tag::any),
-          b_md, memory::desc(dst_dims, kU8, Tag::nhwc), strides, dilations, pad_l, pad_r);
+          b_md, memory::desc(dst_dims, r != nullptr ? kU8 : dst_type(), Tag::nhwc), strides,
+          dilations, pad_l, pad_r);
       dnnl::convolution_forward::primitive_desc pd(
-          d, attr(sx, in.zero_point, 1 << 1), plan::cpu_engine());
+          d, r != nullptr ? add_attr(sx, in.zero_point, *r) : attr(sx, in.zero_point, 1 << 1),
+          plan::cpu_engine());
       p.conv.prim = dnnl::convolution_forward(pd);
       p.src = pd.src_desc();
       p.dst = pd.dst_desc();
@@ -187,7 +280,20 @@ struct QConvState : QState {
     }
     Prim& p = it->second;
     const Dims dd = p.dst.dims();
-    at::Tensor y = output(out_cache, {dd[0], dd[1], dd[2], dd[3]}, at::MemoryFormat::ChannelsLast);
+    at::Tensor y;
+    if (r == nullptr) {
+      y = output_of(out_cache, {dd[0], dd[1], dd[2], dd[3]}, at::MemoryFormat::ChannelsLast);
+    } else if (add_inplace && residual.is_contiguous(at::MemoryFormat::ChannelsLast)) {
+      // The sum goes into the residual's buffer, relabelled with the sum's parameters.
+      y = at::from_blob_quantized_per_tensor_affine(
+          residual.data_ptr(), residual.sizes(), residual.strides(), [keep = residual](void*) {},
+          static_cast<float>(add_y_scale), add_y_zero_point, residual.options());
+    } else {
+      y = output(sum_cache, {dd[0], dd[1], dd[2], dd[3]}, at::MemoryFormat::ChannelsLast,
+                 add_y_scale, add_y_zero_point);
+      const at::Tensor from = residual.contiguous(at::MemoryFormat::ChannelsLast);
+      std::memcpy(y.data_ptr(), from.data_ptr(), static_cast<size_t>(from.numel()));
+    }
     p.conv.set(DNNL_ARG_SRC, p.src,
                plan::in_layout(src_cache, p.given, p.src, q.data_ptr(), at::kByte));
     p.conv.set(DNNL_ARG_DST, p.dst, y.data_ptr());
@@ -210,8 +316,20 @@ Kernel prepare_dnnl_qconv(const Node& node, const Graph& graph) {
   s->pad_l = {pads[0], pads[1]};
   s->pad_r = {pads[2], pads[3]};
   s->group = node.attr_int("group", 1);
+  s->fused_add = node.inputs.size() > 4 && !node.inputs[4].empty();
+  if (s->fused_add) {
+    EF_CHECK(s->activation.kind.empty(), s->where,
+             ": a fused residual add takes no activation but relu before it");
+    s->add_y_scale = node.attr_float("add_y_scale");
+    s->add_y_zero_point = node.attr_int("add_y_zero_point");
+    EF_CHECK(s->add_y_scale > 0 && std::isfinite(s->add_y_scale) && s->add_y_zero_point >= 0 &&
+                 s->add_y_zero_point <= 255,
+             s->where, ": add_y_scale must be finite and positive, add_y_zero_point in [0, 255]");
+    s->add_relu = node.attr_int("add_relu", 0) != 0;
+    s->add_inplace = node.attr_int("add_inplace", 0) != 0;
+  }
   return [s](const TensorList& in, TensorList& out, const KernelContext&) {
-    out[0] = s->run(in[0]);
+    out[0] = s->run(in[0], optional_input(in, 4));
   };
 }
 
@@ -236,7 +354,7 @@ struct QLinearState : QState {
     if (rows == 0) {
       std::vector<int64_t> shape(q.sizes().begin(), q.sizes().end());
       shape.back() = n;
-      return output(out_cache, shape, at::MemoryFormat::Contiguous);
+      return output_of(out_cache, shape, at::MemoryFormat::Contiguous);
     }
     const float sx = in.scale;
     const std::vector<int64_t> key = {rows, in.scale_bits, in.zero_point};
@@ -244,7 +362,7 @@ struct QLinearState : QState {
     if (it == prims.end()) {
       Prim p;
       p.src = memory::desc({rows, k}, kU8, Tag::ab);
-      p.dst = memory::desc({rows, n}, kU8, Tag::ab);
+      p.dst = memory::desc({rows, n}, dst_type(), Tag::ab);
       p.bias_values = scaled_bias(sx);
       const memory::desc b_md = bias.defined() ? memory::desc({1, n}, kF32, Tag::ab) : memory::desc();
       dnnl::matmul::desc d(p.src, memory::desc({k, n}, kS8, Tag::any), b_md, p.dst);
@@ -259,7 +377,7 @@ struct QLinearState : QState {
     Prim& p = it->second;
     std::vector<int64_t> shape(q.sizes().begin(), q.sizes().end());
     shape.back() = n;
-    at::Tensor y = output(out_cache, shape, at::MemoryFormat::Contiguous);
+    at::Tensor y = output_of(out_cache, shape, at::MemoryFormat::Contiguous);
     p.mm.set(DNNL_ARG_SRC, p.src, q.data_ptr());
     p.mm.set(DNNL_ARG_DST, p.dst, y.data_ptr());
     p.mm.run();
@@ -378,7 +496,7 @@ Kernel prepare_dnnl_dyn_qlinear(const Node& node, const Graph& graph) {
 
 }  // namespace
 
-EF_REGISTER_OP(DnnlQConv, OpDef{"DnnlQConv", 3, 4, prepare_dnnl_qconv, kEdgeforgeDomain});
+EF_REGISTER_OP(DnnlQConv, OpDef{"DnnlQConv", 3, 5, prepare_dnnl_qconv, kEdgeforgeDomain});
 EF_REGISTER_OP(DnnlQLinear, OpDef{"DnnlQLinear", 3, 4, prepare_dnnl_qlinear, kEdgeforgeDomain});
 EF_REGISTER_OP(DnnlDynQLinear,
                OpDef{"DnnlDynQLinear", 3, 4, prepare_dnnl_dyn_qlinear, kEdgeforgeDomain});

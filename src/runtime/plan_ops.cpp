@@ -16,7 +16,8 @@
 //   DnnlLayerNorm(x, scale, bias)     over the last axis; attribute epsilon
 //   DnnlGelu(x)                       the exact (erf) GELU, or with approximate "tanh" its tanh
 //                                     form
-//   PlanGlobalAveragePool(x)          GlobalAveragePool read in either plain 4-D layout
+//   PlanGlobalAveragePool(x)          GlobalAveragePool read in either plain 4-D layout (or
+//                                     of quint8 x: the mean of its dequantized values)
 //   PlanGather(table, indices)        Gather on axis 0 of a constant float table (embeddings)
 //   DnnlMatMul(a, b)                  activation x activation, see below
 //   DnnlSoftmax(x, [mask])            softmax over the last axis of x * scale [+ mask];
@@ -467,10 +468,44 @@ Kernel prepare_dnnl_gelu(const Node& node, const Graph&) {
 // The mean over H and W of a 4-D float activation in either plain layout, straight from its
 // strides (ATen's adaptive pooling costs tens of microseconds at batch 1 on a 2x2 map).
 
+// A quint8 input (the pool took its DequantizeTensor): the mean of the dequantized values,
+// (sum(q) - hw * z) * s / hw, from exact integer sums.
+at::Tensor quantized_mean(const at::Tensor& x, const std::string& where) {
+  EF_CHECK(x.dim() == 4 && x.qscheme() == at::kPerTensorAffine, where,
+           ": a quantized input must be 4-D and per tensor, got ", x.sizes());
+  const int64_t n = x.size(0), c = x.size(1), hw = x.size(2) * x.size(3);
+  const bool nhwc = !x.is_contiguous() && x.is_contiguous(at::MemoryFormat::ChannelsLast);
+  const at::Tensor src = nhwc ? x : x.contiguous();
+  const auto* __restrict p = reinterpret_cast<const uint8_t*>(src.data_ptr<c10::quint8>());
+  at::Tensor y = at::empty({n, c, 1, 1}, at::kFloat);
+  float* __restrict q = y.data_ptr<float>();
+  std::vector<int64_t> sums(static_cast<size_t>(c));
+  const double scale = x.q_scale() / static_cast<double>(std::max<int64_t>(hw, 1));
+  const auto zero = static_cast<int64_t>(x.q_zero_point());
+  for (int64_t b = 0; b < n; ++b) {
+    const uint8_t* pb = p + b * c * hw;
+    std::fill(sums.begin(), sums.end(), 0);
+    if (nhwc) {
+      for (int64_t i = 0; i < hw; ++i)
+        for (int64_t k = 0; k < c; ++k) sums[k] += pb[i * c + k];
+    } else {
+      for (int64_t k = 0; k < c; ++k)
+        for (int64_t i = 0; i < hw; ++i) sums[k] += pb[k * hw + i];
+    }
+    for (int64_t k = 0; k < c; ++k)
+      q[b * c + k] = static_cast<float>(static_cast<double>(sums[k] - hw * zero) * scale);
+  }
+  return y;
+}
+
 Kernel prepare_global_average_pool(const Node& node, const Graph&) {
   const std::string where = node.describe();
   return [where](const TensorList& in, TensorList& out, const KernelContext&) {
     const at::Tensor& x = in[0];
+    if (x.scalar_type() == at::kQUInt8) {
+      out[0] = quantized_mean(x, where);
+      return;
+    }
     check_float(x, where, "input");
     if (x.dim() != 4) {  // other ranks: the reference op's arithmetic
       std::vector<int64_t> dims;

@@ -5,8 +5,10 @@
 
 #include <ATen/ATen.h>
 
+#include <memory>
 #include <set>
 
+#include "edgeforge/error.h"
 #include "edgeforge/lower.h"
 #include "edgeforge/onnx_io.h"
 #include "edgeforge/ops.h"
@@ -65,17 +67,26 @@ ShapeMap concrete_shapes(const Graph& graph, int64_t seq_len, bool runnable) {
 }
 }  // namespace
 
-std::map<std::string, SampleValue> sample_values(const Graph& graph, int64_t seq_len,
-                                                 int64_t batch) {
-  std::map<std::string, SampleValue> out;
+namespace {
+// Zeros for every graph input, symbolic dimensions fixed as sample_values says.
+std::vector<at::Tensor> sample_inputs(const Graph& graph, int64_t seq_len, int64_t batch) {
   std::vector<at::Tensor> inputs;
   for (const ValueInfo& v : graph.inputs()) {
     std::vector<int64_t> dims;
     for (size_t d = 0; d < v.shape.size(); ++d)
       dims.push_back(v.shape[d].is_fixed() ? v.shape[d].size : (d == 0 ? batch : seq_len));
     inputs.push_back(at::zeros(dims, at::TensorOptions().dtype(v.dtype)));
-    out[v.name] = {v.dtype, dims};
   }
+  return inputs;
+}
+}  // namespace
+
+std::map<std::string, SampleValue> sample_values(const Graph& graph, int64_t seq_len,
+                                                 int64_t batch) {
+  std::map<std::string, SampleValue> out;
+  const std::vector<at::Tensor> inputs = sample_inputs(graph, seq_len, batch);
+  for (size_t i = 0; i < inputs.size(); ++i)
+    out[graph.inputs()[i].name] = {inputs[i].scalar_type(), inputs[i].sizes().vec()};
   std::vector<std::string> fetch;
   for (const Node& n : graph.nodes())
     for (const std::string& o : n.outputs)
@@ -108,7 +119,26 @@ ModelSummary summarize(const Graph& graph, int64_t seq_len) {
   const ShapeMap shapes = concrete_shapes(graph, seq_len, s.unsupported_ops.empty());
   LoweringReport lowering;
   if (s.unsupported_ops.empty()) {
-    const Graph planned = lower_plan(lower_int8(graph, &lowering), &lowering);
+    // The session every command runs the model in, built and run once on the sample inputs:
+    // a model `info` accepts is one the other commands can run, and its outputs have the
+    // shapes the reference kernels give them.
+    std::unique_ptr<InferenceSession> session;
+    try {
+      session = std::make_unique<InferenceSession>(graph);
+      at::NoGradGuard no_grad;
+      const std::vector<at::Tensor> out = session->run(sample_inputs(graph, seq_len, 1), RunOptions{});
+      for (size_t i = 0; i < out.size() && i < graph.outputs().size(); ++i) {
+        const auto want = shapes.find(graph.outputs()[i].name);
+        EF_CHECK(want == shapes.end() || out[i].sizes().vec() == want->second, "output '",
+                 graph.outputs()[i].name, "' has shape ", out[i].sizes(),
+                 ", the reference kernels give ", at::IntArrayRef(want->second));
+      }
+    } catch (const std::exception& e) {
+      throw Error(detail::concat("model '", graph.name(), "': the inference plan cannot run it on ",
+                                 "sample inputs: ", e.what()));
+    }
+    lowering = session->lowering();
+    const Graph& planned = session->graph();
     for (const Node& n : planned.nodes()) {
       if (n.domain == kEdgeforgeDomain && (n.op_type.rfind("Dnnl", 0) == 0 || n.op_type.rfind("Plan", 0) == 0))
         ++s.plan_kernels[n.op_type];

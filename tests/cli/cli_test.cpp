@@ -4,6 +4,7 @@
 #include <signal.h>
 #include <sys/wait.h>
 
+#include <algorithm>
 #include <cstdio>
 #include <filesystem>
 #include <chrono>
@@ -148,6 +149,32 @@ TEST_F(Cli, InfoNamesWhatFallsBackFromTheInferencePlanAndWhy) {
   Outcome e = run("eval --model " + path("padded.onnx") + " --limit 8 --threads 1",
                   "EDGEFORGE_FASHION_MNIST_DIR='" + kFixtures + "/fashion-mnist'");
   EXPECT_EQ(e.exit_code, 0) << e.err;
+}
+
+TEST_F(Cli, InfoRefusesAModelItsInferencePlanCannotRun) {
+  // A QDQ convolution whose weight has a negative scale: the reference kernels compute it,
+  // the int8 plan refuses it. `info` builds and runs the plan every command uses, so it names
+  // the problem and fails, as eval does, instead of accepting the model.
+  Graph g("negative_scale");
+  g.add_input({"input", at::kFloat, {Dim::symbol("N"), Dim(1), Dim(8), Dim(8)}});
+  g.add_initializer("sx", at::full({}, 0.02f));
+  g.add_initializer("zx", at::full({}, 128, at::kByte));
+  g.add_initializer("w", at::ones({2, 1, 3, 3}, at::kChar));
+  g.add_initializer("ws", at::tensor({0.1f, -0.1f}));
+  g.add_initializer("wz", at::zeros({2}, at::kChar));
+  g.add_node(Node("QuantizeLinear", "qx", {"input", "sx", "zx"}, {"x.q"}));
+  g.add_node(Node("DequantizeLinear", "dqx", {"x.q", "sx", "zx"}, {"x.dq"}));
+  g.add_node(Node("DequantizeLinear", "dqw", {"w", "ws", "wz"}, {"w.dq"}).set("axis", int64_t{0}));
+  g.add_node(Node("Conv", "conv", {"x.dq", "w.dq"}, {"c"}).set("pads", std::vector<int64_t>{1, 1, 1, 1}));
+  g.add_node(Node("QuantizeLinear", "qc", {"c", "sx", "zx"}, {"c.q"}));
+  g.add_node(Node("DequantizeLinear", "dqc", {"c.q", "sx", "zx"}, {"out"}));
+  g.add_output({"out", at::kFloat, {Dim::symbol("N"), Dim(2), Dim(8), Dim(8)}});
+  save_onnx(g, path("negative.onnx"));
+  const Outcome info = run("info " + path("negative.onnx"));
+  EXPECT_NE(info.exit_code, 0) << info.out;
+  EXPECT_NE(info.err.find("the inference plan cannot run it"), std::string::npos) << info.err;
+  EXPECT_NE(info.err.find("weight scales must be positive"), std::string::npos) << info.err;
+  EXPECT_EQ(std::count(info.err.begin(), info.err.end(), '\n'), 1) << info.err;
 }
 
 TEST_F(Cli, PartitionListsCutPointsAndWritesTwoRunnableParts) {

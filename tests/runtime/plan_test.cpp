@@ -322,6 +322,59 @@ TEST(Plan, Int8KernelsMatchTheReferenceInt8Path) {
   }
 }
 
+// A residual block behind a max pool, its shortcut the pool's output (read twice) or a 1x1
+// convolution (read once): the residual add is fused into the block's last convolution (into
+// the shortcut's own buffer when nothing else reads it) and the pool runs on uint8 values,
+// against the reference int8 path and the QDQ graph.
+TEST(Plan, Int8ResidualAddsAndMaxPoolsStayInt8) {
+  for (bool conv_shortcut : {false, true}) {
+    Graph g("block");
+    GraphBuilder b(g, seeded_generator(9));
+    std::string x = b.input("input", at::kFloat, {Dim::symbol("N"), 3, 16, 16});
+    x = b.relu("stem.relu", b.batch_norm("stem.bn", b.conv("stem.conv", x, 3, 8, 3, 1, 1), 8));
+    Node& pool = b.op("MaxPool", "pool", {x});
+    pool.set("kernel_shape", std::vector<int64_t>{3, 3})
+        .set("strides", std::vector<int64_t>{2, 2})
+        .set("pads", std::vector<int64_t>{1, 1, 1, 1});
+    x = pool.outputs[0];
+    std::string y = b.relu("b.relu1", b.batch_norm("b.bn1", b.conv("b.conv1", x, 8, 8, 3, 1, 1), 8));
+    y = b.batch_norm("b.bn2", b.conv("b.conv2", y, 8, 8, 3, 1, 1), 8);
+    const std::string skip =
+        conv_shortcut ? b.batch_norm("b.down_bn", b.conv("b.down", x, 8, 8, 1), 8) : x;
+    x = b.relu("b.relu2", b.add("b.add", y, skip));
+    x = b.conv("head", x, 8, 8, 1);  // reads the block's output: quantized
+    x = b.gemm("fc", b.flatten("flat", b.global_average_pool("gap", x)), 8, 5);
+    b.output(x, at::kFloat, {Dim::symbol("N"), 5});
+    at::manual_seed(4);
+    for (auto& [name, t] : g.initializers()) {
+      if (name.find("running_var") != std::string::npos) t.uniform_(0.5, 2.0);
+      if (name.find("running_mean") != std::string::npos) t.normal_(0, 0.3);
+    }
+    const Graph qdq = static_qdq(g);
+    InferenceSession plan(qdq), reference(qdq, SessionOptions{false});
+    EXPECT_EQ(count(reference.graph(), "QAdd"), 1);
+    EXPECT_EQ(count(plan.graph(), "QAdd"), 0) << "fused into the convolution";
+    EXPECT_EQ(count(plan.graph(), "QMaxPool"), 1);
+    EXPECT_EQ(count(plan.graph(), "MaxPool"), 0);
+    int fused = 0;
+    for (const Node& n : plan.graph().nodes())
+      if (n.op_type == "DnnlQConv" && n.inputs.size() == 5) {
+        ++fused;
+        EXPECT_EQ(n.attr_int("add_inplace"), conv_shortcut ? 1 : 0) << n.name;
+      }
+    EXPECT_EQ(fused, 1);
+    const double step = output_step(qdq);
+    at::NoGradGuard no_grad;
+    for (const auto& in : batches(qdq, 3, 84)) {
+      const at::Tensor ref = reference.run(in, RunOptions{})[0];
+      const at::Tensor got = plan.run(in, RunOptions{})[0].clone();
+      EXPECT_LE(max_diff(ref, got), kMaxInt8OutputSteps * step + 1e-6) << conv_shortcut;
+      EXPECT_LE(max_diff(run(qdq, in), got), kMaxInt8OutputSteps * step + 1e-6) << "vs QDQ";
+      EXPECT_TRUE(at::equal(plan.run(in, RunOptions{})[0], got)) << "the same again";
+    }
+  }
+}
+
 // The same activations after an int8 convolution: fused into DnnlQConv before requantization,
 // against the reference int8 path (QDQ's float arithmetic for them) and the QDQ graph itself.
 TEST(Plan, Int8ConvolutionActivationsAreFused) {
@@ -456,6 +509,76 @@ TEST(Plan, AnAddThatBroadcastsIsNotTakenForAResidual) {
   at::manual_seed(7);
   EXPECT_LE(plan_vs_reference(g, {at::randn({2, 8, 9, 9}), at::randn({2, 16, 1, 1})}, &session),
             kFloatRelativeTolerance);
+}
+
+// Squeeze-excitation as torchvision writes it: conv -> SiLU -> h; GlobalAveragePool(h) -> 1x1
+// conv -> ReLU -> 1x1 conv -> Sigmoid -> gate; h * gate -> 1x1 conv.
+Graph squeeze_excitation() {
+  Graph g("se");
+  GraphBuilder b(g, seeded_generator(12));
+  std::string x = b.input("x", at::kFloat, {Dim::symbol("N"), 8, 10, 10});
+  const std::string c = b.conv("conv", x, 8, 16, 3, 1, 1, 1, true);
+  const std::string h = b.mul("silu", c, b.op("Sigmoid", "silu_gate", {c}).outputs[0]);
+  std::string gate = b.relu("fc1_relu", b.conv("fc1", b.global_average_pool("gap", h), 16, 4, 1, 1, 0, 1, true));
+  gate = b.op("Sigmoid", "gate", {b.conv("fc2", gate, 4, 16, 1, 1, 0, 1, true)}).outputs[0];
+  b.output(b.conv("proj", b.mul("scale", h, gate), 16, 8, 1), at::kFloat,
+           {Dim::symbol("N"), 8, 10, 10});
+  return g;
+}
+
+// The gate's Mul is one pass into a kept buffer (PlanChannelMul), bit for bit ATen's product;
+// a Mul of other shapes takes ATen's; a held output is never overwritten by the next run.
+TEST(Plan, SqueezeExcitationScaleIsOnePass) {
+  const Graph g = squeeze_excitation();
+  InferenceSession session(g);
+  EXPECT_EQ(count(session.graph(), "PlanChannelMul"), 1);
+  EXPECT_EQ(count(session.graph(), "Mul"), 0);
+  for (const auto& in : batches(g, 2, 85))
+    EXPECT_LE(plan_vs_reference(g, in, &session), kFloatRelativeTolerance);
+
+  Graph m("gate");
+  GraphBuilder b(m, seeded_generator(1));
+  const std::string x = b.input("x", at::kFloat, {Dim(), Dim(), Dim(), Dim()});
+  const std::string s = b.input("s", at::kFloat, {Dim(), Dim(), Dim(), Dim()});
+  b.output(b.mul("m", s, x), at::kFloat, {Dim(), Dim(), Dim(), Dim()});
+  InferenceSession plan(m);
+  ASSERT_EQ(count(plan.graph(), "PlanChannelMul"), 1);
+  at::manual_seed(13);
+  at::NoGradGuard no_grad;
+  const at::Tensor x0 = at::randn({2, 6, 5, 3});
+  for (const at::Tensor& xi : {x0, x0.contiguous(at::MemoryFormat::ChannelsLast),
+                               x0.transpose(2, 3)}) {  // NCHW, NHWC, neither: ATen's
+    for (const std::vector<int64_t>& gs : std::vector<std::vector<int64_t>>{
+             {2, 6, 1, 1}, {1, 6, 1, 1}, {1, 1, 1, xi.size(3)}, {2, 6, xi.size(2), xi.size(3)}}) {
+      const at::Tensor gate = at::rand(gs);
+      const at::Tensor want = at::mul(gate, xi);
+      const at::Tensor got = plan.run({xi, gate}, RunOptions{})[0];
+      EXPECT_TRUE(at::equal(got, want)) << gs;
+      const at::Tensor kept = got.clone();
+      plan.run({at::randn(xi.sizes()), gate}, RunOptions{});
+      EXPECT_TRUE(at::equal(got, kept)) << "a held output was overwritten";
+    }
+  }
+}
+
+// In int8 the gate's Mul between quantized values is one QMul and no value is dequantized
+// but by a kernel that reads it, against the reference int8 path and the QDQ graph.
+TEST(Plan, Int8SqueezeExcitationStaysInt8) {
+  const Graph qdq = static_qdq(squeeze_excitation());
+  InferenceSession plan(qdq), reference(qdq, SessionOptions{false});
+  EXPECT_EQ(count(reference.graph(), "QMul"), 1);
+  EXPECT_EQ(count(plan.graph(), "QMul"), 1);
+  EXPECT_EQ(count(plan.graph(), "Mul"), 0);
+  // The pool reads the uint8 values; the last convolution writes the dequantized output.
+  EXPECT_EQ(count(reference.graph(), "DequantizeTensor"), 2);
+  EXPECT_EQ(count(plan.graph(), "DequantizeTensor"), 0);
+  const double step = output_step(qdq);
+  at::NoGradGuard no_grad;
+  for (const auto& in : batches(qdq, 3, 86)) {
+    const at::Tensor ref = reference.run(in, RunOptions{})[0], got = plan.run(in, RunOptions{})[0];
+    EXPECT_LE(max_diff(ref, got), kMaxInt8OutputSteps * step + 1e-6);
+    EXPECT_LE(max_diff(run(qdq, in), got), kMaxInt8OutputSteps * step + 1e-6) << "vs QDQ";
+  }
 }
 
 TEST(Plan, GlobalAveragePoolReadsEitherPlainLayout) {

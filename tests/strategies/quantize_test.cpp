@@ -193,6 +193,109 @@ TEST(Quantize, InternalOpsCannotComeFromAFile) {
   }
 }
 
+TEST(Int8Loops, MaxPoolOnUint8MatchesTheQdqGraphExactly) {
+  // x -> Q -> DQ -> MaxPool [-> Relu] -> Q -> DQ: lowered to one QMaxPool (pool on uint8, then
+  // a table of DQ -> [Relu] -> Q), bit for bit the QDQ graph; with other output parameters
+  // and with the input's own (the table is the identity). Asymmetric pads stay float.
+  struct Case {
+    float so;
+    int64_t zo;
+    bool relu, ceil_mode;
+    std::vector<int64_t> pads;
+  };
+  for (const Case& c : {Case{0.031f, 3, false, false, {1, 1, 1, 1}},
+                        Case{0.02f, 128, false, true, {0, 0, 0, 0}},
+                        Case{0.017f, 90, true, false, {1, 0, 1, 0}},
+                        Case{0.02f, 128, false, false, {0, 0, 1, 1}}}) {
+    Graph g("qpool");
+    g.add_input({"x", at::kFloat, {Dim(2), Dim(3), Dim(9), Dim(8)}});
+    g.add_initializer("sx", at::full({}, 0.02f));
+    g.add_initializer("zx", at::full({}, 128, at::kByte));
+    g.add_initializer("so", at::full({}, c.so));
+    g.add_initializer("zo", at::full({}, c.zo, at::kByte));
+    g.add_node(Node("QuantizeLinear", "qx", {"x", "sx", "zx"}, {"x.q"}));
+    g.add_node(Node("DequantizeLinear", "dqx", {"x.q", "sx", "zx"}, {"x.dq"}));
+    g.add_node(Node("MaxPool", "pool", {"x.dq"}, {"p"})
+                   .set("kernel_shape", std::vector<int64_t>{3, 3})
+                   .set("strides", std::vector<int64_t>{2, 2})
+                   .set("pads", c.pads)
+                   .set("ceil_mode", int64_t{c.ceil_mode}));
+    std::string tail = "p";
+    if (c.relu) {
+      g.add_node(Node("Relu", "relu", {"p"}, {"r"}));
+      tail = "r";
+    }
+    g.add_node(Node("QuantizeLinear", "qo", {tail, "so", "zo"}, {"o.q"}));
+    g.add_node(Node("DequantizeLinear", "dqo", {"o.q", "so", "zo"}, {"out"}));
+    g.add_output({"out", at::kFloat, {}, false});
+    const Graph lowered = lower_int8(g);
+    int pools = 0, float_pools = 0;
+    for (const Node& n : lowered.nodes()) {
+      pools += n.op_type == "QMaxPool";
+      float_pools += n.op_type == "MaxPool";
+    }
+    const bool symmetric = c.pads[0] == c.pads[2] && c.pads[1] == c.pads[3];
+    EXPECT_EQ(pools, symmetric ? 1 : 0);
+    EXPECT_EQ(float_pools, symmetric ? 0 : 1);
+    at::manual_seed(9);
+    const at::Tensor x = at::randn({2, 3, 9, 8}) * 2;
+    for (auto layout : {at::MemoryFormat::Contiguous, at::MemoryFormat::ChannelsLast}) {
+      Executor ref(g), low(lowered);
+      at::NoGradGuard no_grad;
+      const at::Tensor a = ref.run({x}, RunOptions{})[0];
+      const at::Tensor b = low.run({x.contiguous(layout)}, RunOptions{})[0];
+      EXPECT_TRUE(at::equal(a, b.contiguous())) << (a - b).abs().max().item<double>();
+    }
+  }
+}
+
+TEST(Int8Loops, MulOfQuantizedValuesMatchesTheQdqGraphExactly) {
+  // DQ(a) * DQ(b) [-> Relu] -> Q -> DQ: one QMul, bit for bit the QDQ graph, for operands of
+  // one shape, a per-channel gate on either side, and a broadcast of another kind.
+  struct Case {
+    std::vector<int64_t> a, b;
+    bool relu;
+  };
+  for (const Case& c : {Case{{2, 3, 5, 7}, {2, 3, 5, 7}, false}, Case{{2, 3, 5, 7}, {2, 3, 1, 1}, true},
+                        Case{{1, 3, 1, 1}, {2, 3, 5, 7}, false}, Case{{2, 3, 5, 7}, {1, 1, 5, 7}, false}}) {
+    Graph g("qmul");
+    g.add_input({"a", at::kFloat, {Dim(), Dim(), Dim(), Dim()}});
+    g.add_input({"b", at::kFloat, {Dim(), Dim(), Dim(), Dim()}});
+    g.add_initializer("sa", at::full({}, 0.02f));
+    g.add_initializer("za", at::full({}, 128, at::kByte));
+    g.add_initializer("sb", at::full({}, 1.f / 255));
+    g.add_initializer("zb", at::full({}, 0, at::kByte));
+    g.add_initializer("so", at::full({}, 0.013f));
+    g.add_initializer("zo", at::full({}, 120, at::kByte));
+    g.add_node(Node("QuantizeLinear", "qa", {"a", "sa", "za"}, {"a.q"}));
+    g.add_node(Node("DequantizeLinear", "dqa", {"a.q", "sa", "za"}, {"a.dq"}));
+    g.add_node(Node("QuantizeLinear", "qb", {"b", "sb", "zb"}, {"b.q"}));
+    g.add_node(Node("DequantizeLinear", "dqb", {"b.q", "sb", "zb"}, {"b.dq"}));
+    g.add_node(Node("Mul", "mul", {"a.dq", "b.dq"}, {"m"}));
+    std::string tail = "m";
+    if (c.relu) {
+      g.add_node(Node("Relu", "relu", {"m"}, {"r"}));
+      tail = "r";
+    }
+    g.add_node(Node("QuantizeLinear", "qo", {tail, "so", "zo"}, {"o.q"}));
+    g.add_node(Node("DequantizeLinear", "dqo", {"o.q", "so", "zo"}, {"out"}));
+    g.add_output({"out", at::kFloat, {}, false});
+    const Graph lowered = lower_int8(g);
+    int muls = 0;
+    for (const Node& n : lowered.nodes()) muls += n.op_type == "QMul";
+    EXPECT_EQ(muls, 1);
+    at::manual_seed(10);
+    const at::Tensor a = at::randn(c.a) * 2, b = at::rand(c.b);
+    for (auto layout : {at::MemoryFormat::Contiguous, at::MemoryFormat::ChannelsLast}) {
+      Executor ref(g), low(lowered);
+      at::NoGradGuard no_grad;
+      const at::Tensor want = ref.run({a, b}, RunOptions{})[0];
+      const at::Tensor got = low.run({a.contiguous(layout), b.contiguous(layout)}, RunOptions{})[0];
+      EXPECT_TRUE(at::equal(want, got.contiguous())) << c.a << " * " << c.b;
+    }
+  }
+}
+
 TEST(Int8Loops, QuantizeAndResidualAddMatchTheOnnxArithmeticExactly) {
   // x -> Q -> DQ -> + <- DQ <- Q <- y, then Relu -> Q -> DQ: lowered to QuantizeTensor, QAdd
   // and DequantizeTensor, which use ONNX's float32 arithmetic, so they agree bit for bit.

@@ -1,0 +1,84 @@
+#!/usr/bin/env bash
+# Top-1 agreement of each real model's sptq int8 file with its float file, on N inputs the
+# calibration never saw, measured by `edgeforge eval --reference` (the int8 model on the same
+# kernels every command uses).
+#
+#   bash bench/int8_agreement.sh [DIR] [N]     (defaults: /tmp/exports-full, 1000)
+#
+# DIR is bench/export_real_models.sh's output (NAME.op17.onnx and int8/NAME.op17.sptq.onnx).
+# Inputs: the first N images of Fashion-MNIST's test set (Debian's dataset-fashion-mnist), as
+# PNG files of an image folder (resized to 224x224 and made RGB by edgeforge's ImageNet
+# preprocessing) for the CNNs; N texts of 8-40 words drawn from BERT's vocabulary (a fixed
+# seed), tokenized with vocab.txt or RoBERTa's tokenizer.json, for the encoders. The weights
+# are random, so the logits of different inputs are often close: a low agreement can be near
+# ties, which the mean KL divergence beside it shows. Writes DIR/agreement/agreement.tsv.
+# Benchmark-only dependency: python3-pil (to write the PNG files).
+set -uo pipefail
+root=$(cd "$(dirname "$0")/.." && pwd)
+E=${EDGEFORGE:-$root/build/edgeforge}
+dir=${1:-/tmp/exports-full}
+n=${2:-1000}
+out=$dir/agreement
+fix=$root/tests/data/fixtures
+mkdir -p "$out" || exit 1
+PY=${PYTHON:-/usr/bin/python3}
+
+if [ ! -f "$out/images.$n.done" ]; then
+  rm -rf "$out/images"
+  "$PY" - "$out/images" "$n" <<'EOF' || exit 1
+import gzip, os, sys
+import numpy as np
+from PIL import Image
+out, n = sys.argv[1], int(sys.argv[2])
+base = "/usr/share/datasets/fashion-mnist/"
+with gzip.open(base + "t10k-images-idx3-ubyte.gz") as f:
+    images = np.frombuffer(f.read(), np.uint8, offset=16).reshape(-1, 28, 28)
+with gzip.open(base + "t10k-labels-idx1-ubyte.gz") as f:
+    labels = np.frombuffer(f.read(), np.uint8, offset=8)
+for split, count in (("train", 20), ("val", n)):  # val is the test split edgeforge scores
+    start = 0 if split == "val" else len(images) - count
+    for i in range(start, start + count):
+        d = os.path.join(out, split, "class%d" % labels[i])
+        os.makedirs(d, exist_ok=True)
+        Image.fromarray(images[i]).convert("RGB").save(os.path.join(d, "%05d.png" % i))
+EOF
+  touch "$out/images.$n.done"
+fi
+if [ ! -f "$out/texts.$n.done" ]; then
+  "$PY" - "$fix/tokenizers/bert_uncased/vocab.txt" "$out/texts.jsonl" "$n" <<'EOF' || exit 1
+import json, random, sys
+words = [w for w in open(sys.argv[1]).read().split("\n") if w.isalpha() and len(w) > 2]
+rng = random.Random(20)
+with open(sys.argv[2], "w") as f:
+    for i in range(int(sys.argv[3])):
+        text = " ".join(rng.choice(words) for _ in range(rng.randint(8, 40)))
+        f.write(json.dumps({"text": text, "label": ["pos", "neg"][i % 2]}) + "\n")
+EOF
+  cp "$fix/tokenizers/bert_uncased/vocab.txt" "$out/vocab.txt"
+  cp "$fix/tokenizers/roberta/tokenizer.json" "$out/roberta-tokenizer.json"
+  # Every text in the scored split.
+  printf 'kind = "text"\ntest = "texts.jsonl"\ntokenizer = "vocab.txt"\n' > "$out/bert.toml"
+  printf 'kind = "text"\ntest = "texts.jsonl"\ntokenizer = "roberta-tokenizer.json"\n' > "$out/roberta.toml"
+  touch "$out/texts.$n.done"
+fi
+
+printf 'model\tinputs\ttop-1 agreement\tmean KL\tseconds\n' > "$out/agreement.tsv"
+for f in "$dir"/*.op17.onnx; do
+  m=$(basename "$f" .op17.onnx)
+  q=$dir/int8/$m.op17.sptq.onnx
+  [ -s "$q" ] || continue
+  case "$m" in
+    roberta*) data=$out/roberta.toml;;
+    bert*|torch_encoder*) data=$out/bert.toml;;
+    *) data=imagefolder:$out/images;;
+  esac
+  start=$(date +%s)
+  if "$E" eval --model "$q" --reference "$f" --data "$data" --limit "$n" --batch-size 1 \
+       --threads "${THREADS:-2}" --json > "$out/$m.json" 2> "$out/$m.log"; then
+    row=$("$PY" -c 'import json,sys; j=json.load(open(sys.argv[1]))
+print("%s\t%.4f\t%.3g" % (j["samples"], j["agreement"], j["kl"]))' "$out/$m.json")
+  else
+    row="-\t$(head -1 "$out/$m.log")\t-"
+  fi
+  printf '%s\t%s\t%s\n' "$m" "$row" "$(( $(date +%s) - start ))" | tee -a "$out/agreement.tsv"
+done
