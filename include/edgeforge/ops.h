@@ -110,9 +110,8 @@ struct Int8Layer;
 // When lower_plan offers a node to its op's plan hook; each stage visits the nodes no pattern
 // took yet, in graph order.
 enum class PlanStage {
-  kLayers,      // the first sweep: layers, with what follows them
-  kAfterGelus,  // after the exact GELUs no layer took (the int8 kernels of lower_int8)
-  kLast,        // after every other pattern (Softmax takes its scale and mask producers)
+  kLayers,  // the first sweep: float and int8 layers, with what follows them
+  kLast,    // after every other pattern (Softmax takes its scale and mask producers)
 };
 
 // lower_plan: rewrites node `node` and what follows it into plan kernels, or says why not.

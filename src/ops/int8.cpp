@@ -379,7 +379,8 @@ Kernel prepare_qmax_pool(const Node& node, const Graph&) {
 // last convolution, with no activation but ReLU) takes the add as well: DnnlQConv's
 // residual input (index 4) and the attributes add_y_scale, add_y_zero_point, add_relu,
 // add_inplace (the residual has no other reader: the sum is written into its buffer). A
-// QConv or QLinear read only by a DequantizeTensor takes that (dequantize_output).
+// QConv or QLinear read only by a DequantizeTensor takes that (dequantize_output), and a
+// QLinear then also a residual Add after it, or an exact GELU and the QuantizeTensor after that.
 void plan_int8_layer(PlanRewriter& pass, size_t i) {
   Node fused = pass.node(i);
   fused.op_type = "Dnnl" + fused.op_type;
@@ -411,21 +412,62 @@ void plan_int8_layer(PlanRewriter& pass, size_t i) {
     }
   }
   // A static layer whose only reader is the DequantizeTensor of its output (the value goes on
-  // in float: to a LayerNorm, a reshape, a GELU) writes the float values itself.
+  // in float: to a LayerNorm, a reshape, a GELU) writes the float values itself
+  // (dequantize_output), unless a GlobalAveragePool reads them, which takes the uint8 ones.
   const auto dq = pass.only_consumer(fused.outputs[0]);
-  if ((fused.op_type == "DnnlQConv" || fused.op_type == "DnnlQLinear") && absorbed.size() == 1 &&
-      dq && internal(pass.node(*dq), "DequantizeTensor")) {
-    fused.outputs = pass.node(*dq).outputs;
-    fused.set("dequantize_output", int64_t{1});
+  const bool is_static = fused.op_type == "DnnlQConv" || fused.op_type == "DnnlQLinear";
+  if (!is_static || absorbed.size() != 1 || !dq || !internal(pass.node(*dq), "DequantizeTensor")) {
+    pass.place(std::move(fused), absorbed);
+    return;
+  }
+  const std::string v = pass.node(*dq).outputs[0];
+  const auto reader = pass.only_consumer(v);
+  if (reader && pass.node(*reader).is("GlobalAveragePool")) {
+    pass.place(std::move(fused), absorbed);
+    return;
+  }
+  // DQ -> exact GELU -> QuantizeTensor (a transformer's first feed-forward layer): the GELU and
+  // the requantization become post-ops too (gelu_y_scale, gelu_y_zero_point), uint8 out. A GELU
+  // whose output stays float is left to DnnlGelu, reading the DequantizeTensor.
+  std::vector<size_t> gelu;
+  if (const auto g = pass.exact_gelu(v, &gelu)) {
+    const auto q = pass.only_consumer(*g);
+    if (!q || !internal(pass.node(*q), "QuantizeTensor") || fused.attr_int("relu", 0) != 0 ||
+        !activation_of(fused).kind.empty()) {
+      pass.place(std::move(fused), absorbed);
+      return;
+    }
+    const Node& quantize = pass.node(*q);
+    fused.outputs = quantize.outputs;
+    fused.set("gelu_y_scale", quantize.attr_float("scale"))
+        .set("gelu_y_zero_point", quantize.attr_int("zero_point"));
     absorbed.push_back(*dq);
+    absorbed.insert(absorbed.end(), gelu.begin(), gelu.end());
+    absorbed.push_back(*q);
+    pass.place(std::move(fused), absorbed);
+    return;
+  }
+  fused.outputs = {v};
+  fused.set("dequantize_output", int64_t{1});
+  absorbed.push_back(*dq);
+  // A linear layer's float output added to another value (a transformer's residual): the add
+  // is a post-op (input 4).
+  std::string tail = v;
+  if (fused.op_type == "DnnlQLinear") {
+    if (auto r = pass.residual_add(tail, absorbed)) {
+      fused.inputs.resize(4);  // no bias: ""
+      fused.inputs.push_back(*r);
+      fused.outputs = {tail};
+    }
   }
   pass.place(std::move(fused), absorbed);
 }
 
+// At the first stage, before the GELU pass, so a dequantized GELU can join its int8 layer.
 OpCapabilities int8_layer_capabilities() {
   OpCapabilities c;
   c.plan = plan_int8_layer;
-  c.plan_stage = PlanStage::kAfterGelus;
+  c.plan_stage = PlanStage::kLayers;
   return c;
 }
 

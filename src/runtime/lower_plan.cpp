@@ -71,7 +71,6 @@ class PlanLowering : public rewrite::HookedRewrite<PlanRewriter> {
         place(std::move(fused), g);
       }
     }
-    offer(PlanStage::kAfterGelus);
     offer(PlanStage::kLast);
     merge_parallel_linears();
     mark_blocked_outputs();

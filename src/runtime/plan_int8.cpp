@@ -76,6 +76,13 @@ struct QState {
   // The output's only reader was a DequantizeTensor, now part of the kernel: the output is
   // float, (q - y_zero_point) * y_scale of the q the kernel would write.
   bool dequantize_out = false;
+  // The output's DequantizeTensor, an exact GELU and a QuantizeTensor taken in: the output is
+  // uint8 again, Q(GELU(DQ(Q(y)))) with these parameters.
+  bool gelu = false;
+  double gelu_y_scale = 1.0;
+  int64_t gelu_y_zero_point = 0;
+  bool residual = false;  // DnnlQLinear with dequantize_out: a float residual added (input 4)
+  int residual_post_op = -1;  // the binary post-op's index
 
   // Output scales sx * sw[c] / sy and the bias in accumulator units b[c] / (sx * sw[c]). With
   // an activation other than ReLU, which is not scale-free, the scales give y itself
@@ -96,17 +103,34 @@ struct QState {
     dnnl::primitive_attr a;
     a.set_output_scales(mask, output_scales(sx));
     a.set_zero_points(DNNL_ARG_SRC, 0, {zx});
-    if (!dequantize_out) a.set_zero_points(DNNL_ARG_DST, 0, {static_cast<int32_t>(y_zero_point)});
+    if (!dequantize_out)
+      a.set_zero_points(DNNL_ARG_DST, 0, {static_cast<int32_t>(gelu ? gelu_y_zero_point : y_zero_point)});
     dnnl::post_ops ops;
     if (relu) ops.append_eltwise(1.f, dnnl::algorithm::eltwise_relu, 0.f, 0.f);
     if (!activation.kind.empty())
       plan::append_activation(ops, activation, static_cast<float>(1.0 / y_scale));
-    if (dequantize_out) {  // y / sy so far: Q's saturation and rounding, then DQ's scale
+    if (dequantize_out || gelu) {  // y / sy so far: Q's saturation and rounding, then DQ's scale
       const auto zy = static_cast<float>(y_zero_point);
       ops.append_eltwise(1.f, dnnl::algorithm::eltwise_clip, -zy, 255.f - zy);
       ops.append_eltwise(1.f, dnnl::algorithm::eltwise_round, 0.f, 0.f);
       ops.append_eltwise(1.f, dnnl::algorithm::eltwise_linear, static_cast<float>(y_scale), 0.f);
     }
+    if (gelu) {  // then the GELU, and Q's scale (its rounding and zero point: the u8 output's)
+      // As pow(x, 1) * alpha: oneDNN 2.6 gives wrong u8 results for a second linear post-op
+      // in one chain (every value scaled by the first one's alpha).
+      ops.append_eltwise(1.f, dnnl::algorithm::eltwise_gelu_erf, 0.f, 0.f);
+      ops.append_eltwise(1.f, dnnl::algorithm::eltwise_pow,
+                         static_cast<float>(1.0 / gelu_y_scale), 1.f);
+    }
+    a.set_post_ops(ops);
+    return a;
+  }
+  // attr() with the residual as a binary add post-op on `dst` (DnnlQLinear's).
+  dnnl::primitive_attr attr_with_residual(float sx, int32_t zx, int mask, const memory::desc& dst) {
+    dnnl::primitive_attr a = attr(sx, zx, mask);
+    dnnl::post_ops ops = a.get_post_ops();
+    residual_post_op = ops.len();
+    ops.append_binary(dnnl::algorithm::binary_add, dst);
     a.set_post_ops(ops);
     return a;
   }
@@ -122,7 +146,8 @@ struct QState {
     return t;
   }
   at::Tensor output(plan::Buffer& cache, at::IntArrayRef sizes, at::MemoryFormat format) {
-    return output(cache, sizes, format, y_scale, y_zero_point);
+    return gelu ? output(cache, sizes, format, gelu_y_scale, gelu_y_zero_point)
+                : output(cache, sizes, format, y_scale, y_zero_point);
   }
   static at::Tensor output(plan::Buffer& cache, at::IntArrayRef sizes, at::MemoryFormat format,
                            double scale, int64_t zero_point) {
@@ -162,6 +187,15 @@ void read_common(QState& s, const Node& node, const Graph& graph, int64_t out_ax
   s.relu = node.attr_int("relu", 0) != 0;
   s.activation = activation_of(node);
   s.dequantize_out = node.attr_int("dequantize_output", 0) != 0;
+  s.gelu = node.has("gelu_y_scale");
+  if (s.gelu) {
+    s.gelu_y_scale = node.attr_float("gelu_y_scale");
+    s.gelu_y_zero_point = node.attr_int("gelu_y_zero_point");
+    EF_CHECK(s.gelu_y_scale > 0 && std::isfinite(s.gelu_y_scale) && s.gelu_y_zero_point >= 0 &&
+                 s.gelu_y_zero_point <= 255 && !s.dequantize_out,
+             s.where, ": gelu_y_scale must be finite and positive, gelu_y_zero_point in [0, 255]");
+  }
+
   s.weight = s.weight.contiguous();
 }
 
@@ -344,7 +378,7 @@ struct QLinearState : QState {
   std::map<std::vector<int64_t>, Prim> prims;
   plan::Buffer out_cache;
 
-  at::Tensor run(const at::Tensor& q_in) {
+  at::Tensor run(const at::Tensor& q_in, const at::Tensor& residual_in) {
     const QuantInput in = input_params(q_in, where);
     const int64_t k = weight.size(0), n = weight.size(1);
     EF_CHECK(q_in.dim() >= 1 && q_in.size(-1) == k, where, ": input ", q_in.sizes(),
@@ -356,8 +390,16 @@ struct QLinearState : QState {
       shape.back() = n;
       return output_of(out_cache, shape, at::MemoryFormat::Contiguous);
     }
+    std::vector<int64_t> shape_out(q.sizes().begin(), q.sizes().end());
+    shape_out.back() = n;
+    at::Tensor add;  // the residual, when it fits the output (else added after, by ATen)
+    if (residual) {
+      EF_CHECK(residual_in.defined(), where, ": the residual input is missing");
+      if (residual_in.scalar_type() == at::kFloat && residual_in.sizes().vec() == shape_out)
+        add = residual_in.contiguous();
+    }
     const float sx = in.scale;
-    const std::vector<int64_t> key = {rows, in.scale_bits, in.zero_point};
+    const std::vector<int64_t> key = {rows, in.scale_bits, in.zero_point, add.defined()};
     auto it = prims.find(key);
     if (it == prims.end()) {
       Prim p;
@@ -366,7 +408,10 @@ struct QLinearState : QState {
       p.bias_values = scaled_bias(sx);
       const memory::desc b_md = bias.defined() ? memory::desc({1, n}, kF32, Tag::ab) : memory::desc();
       dnnl::matmul::desc d(p.src, memory::desc({k, n}, kS8, Tag::any), b_md, p.dst);
-      dnnl::matmul::primitive_desc pd(d, attr(sx, in.zero_point, 1 << 1), plan::cpu_engine());
+      dnnl::matmul::primitive_desc pd(
+          d, add.defined() ? attr_with_residual(sx, in.zero_point, 1 << 1, p.dst)
+                           : attr(sx, in.zero_point, 1 << 1),
+          plan::cpu_engine());
       p.mm.prim = dnnl::matmul(pd);
       p.mm.args[DNNL_ARG_WEIGHTS] =
           plan::prepack(memory::desc({k, n}, kS8, Tag::ab), weight.data_ptr(), pd.weights_desc());
@@ -380,7 +425,11 @@ struct QLinearState : QState {
     at::Tensor y = output_of(out_cache, shape, at::MemoryFormat::Contiguous);
     p.mm.set(DNNL_ARG_SRC, p.src, q.data_ptr());
     p.mm.set(DNNL_ARG_DST, p.dst, y.data_ptr());
+    if (add.defined())
+      p.mm.set(DNNL_ARG_ATTR_MULTIPLE_POST_OP(residual_post_op) | DNNL_ARG_SRC_1, p.dst,
+               add.data_ptr());
     p.mm.run();
+    if (residual && !add.defined()) return y + residual_in;  // a broadcast: ATen's add
     return y;
   }
 };
@@ -391,8 +440,10 @@ Kernel prepare_dnnl_qlinear(const Node& node, const Graph& graph) {
   read_common(*s, node, graph, in_out ? 1 : 0);
   EF_CHECK(s->weight.dim() == 2, s->where, ": weight must be 2-D");
   if (!in_out) s->weight = s->weight.t().contiguous();  // [in, out] as the matmul reads it
+  s->residual = node.inputs.size() > 4 && !node.inputs[4].empty();
+  EF_CHECK(!s->residual || s->dequantize_out, s->where, ": a residual needs dequantize_output");
   return [s](const TensorList& in, TensorList& out, const KernelContext&) {
-    out[0] = s->run(in[0]);
+    out[0] = s->run(in[0], optional_input(in, 4));
   };
 }
 
@@ -497,7 +548,7 @@ Kernel prepare_dnnl_dyn_qlinear(const Node& node, const Graph& graph) {
 }  // namespace
 
 EF_REGISTER_OP(DnnlQConv, OpDef{"DnnlQConv", 3, 5, prepare_dnnl_qconv, kEdgeforgeDomain});
-EF_REGISTER_OP(DnnlQLinear, OpDef{"DnnlQLinear", 3, 4, prepare_dnnl_qlinear, kEdgeforgeDomain});
+EF_REGISTER_OP(DnnlQLinear, OpDef{"DnnlQLinear", 3, 5, prepare_dnnl_qlinear, kEdgeforgeDomain});
 EF_REGISTER_OP(DnnlDynQLinear,
                OpDef{"DnnlDynQLinear", 3, 4, prepare_dnnl_dyn_qlinear, kEdgeforgeDomain});
 
