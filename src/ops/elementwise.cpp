@@ -158,8 +158,8 @@ OpCapabilities clip_capabilities() {
   return c;
 }
 
-// Add(DQ(qa), DQ(qb)) [-> Relu] -> Q -> qy over quantized values: one QAdd (int8.cpp).
-void int8_add(Int8Rewriter& pass, size_t i) {
+// op(DQ(qa), DQ(qb)) [-> Relu] -> Q -> qy over quantized values: one `kernel` (int8.cpp).
+void int8_binary(Int8Rewriter& pass, size_t i, const char* kernel) {
   const Node& n = pass.node(i);
   if (n.inputs.size() != 2) return;
   std::vector<std::string> q;
@@ -169,11 +169,14 @@ void int8_add(Int8Rewriter& pass, size_t i) {
     q.push_back(dq->inputs[0]);
   }
   std::vector<size_t> absorbed{i};
-  Node fused("QAdd", n.name, q, {});
+  Node fused(kernel, n.name, q, {});
   fused.domain = kEdgeforgeDomain;
   if (!pass.quantized_tail(n.outputs[0], absorbed, fused, /*relu_only=*/true)) return;
   pass.place_int8(std::move(fused), absorbed);
 }
+
+// Residual adds between int8 layers: QAdd.
+void int8_add(Int8Rewriter& pass, size_t i) { int8_binary(pass, i, "QAdd"); }
 
 OpCapabilities add_capabilities() {
   OpCapabilities c = arithmetic(UnitRole::kAdd);
@@ -181,23 +184,8 @@ OpCapabilities add_capabilities() {
   return c;
 }
 
-// Mul(DQ(qa), DQ(qb)) [-> Relu] -> Q -> qy over quantized values (squeeze-excitation's
-// x * gate between int8 convolutions): one QMul (int8.cpp).
-void int8_mul(Int8Rewriter& pass, size_t i) {
-  const Node& n = pass.node(i);
-  if (n.inputs.size() != 2) return;
-  std::vector<std::string> q;
-  for (const std::string& in : n.inputs) {
-    const Node* dq = pass.producer(in);
-    if (dq == nullptr || !dq->is("DequantizeLinear") || !pass.quantized(dq->inputs[0])) return;
-    q.push_back(dq->inputs[0]);
-  }
-  std::vector<size_t> absorbed{i};
-  Node fused("QMul", n.name, q, {});
-  fused.domain = kEdgeforgeDomain;
-  if (!pass.quantized_tail(n.outputs[0], absorbed, fused, /*relu_only=*/true)) return;
-  pass.place_int8(std::move(fused), absorbed);
-}
+// Squeeze-excitation's x * gate between int8 convolutions: QMul.
+void int8_mul(Int8Rewriter& pass, size_t i) { int8_binary(pass, i, "QMul"); }
 
 // ---- PlanChannelMul ----
 // Mul of two values computed at run time, as squeeze-excitation writes x * gate: when one is a
