@@ -109,12 +109,8 @@ struct QState {
     if (relu) ops.append_eltwise(1.f, dnnl::algorithm::eltwise_relu, 0.f, 0.f);
     if (!activation.kind.empty())
       plan::append_activation(ops, activation, static_cast<float>(1.0 / y_scale));
-    if (dequantize_out || gelu) {  // y / sy so far: Q's saturation and rounding, then DQ's scale
-      const auto zy = static_cast<float>(y_zero_point);
-      ops.append_eltwise(1.f, dnnl::algorithm::eltwise_clip, -zy, 255.f - zy);
-      ops.append_eltwise(1.f, dnnl::algorithm::eltwise_round, 0.f, 0.f);
-      ops.append_eltwise(1.f, dnnl::algorithm::eltwise_linear, static_cast<float>(y_scale), 0.f);
-    }
+    // y / sy so far: Q's saturation and rounding, then DQ's scale.
+    if (dequantize_out || gelu) append_output_steps(ops, false, y_scale);
     if (gelu) {  // then the GELU, and Q's scale (its rounding and zero point: the u8 output's)
       // As pow(x, 1) * alpha: oneDNN 2.6 gives wrong u8 results for a second linear post-op
       // in one chain (every value scaled by the first one's alpha).
@@ -124,6 +120,14 @@ struct QState {
     }
     a.set_post_ops(ops);
     return a;
+  }
+  // On y / sy (the output in steps): Q's saturation to its 256 steps (from 0 up after a ReLU,
+  // zy >= 0) and its rounding, then a multiplication by `scale`, all as post-ops.
+  void append_output_steps(dnnl::post_ops& ops, bool after_relu, double scale) const {
+    const auto zy = static_cast<float>(y_zero_point);
+    ops.append_eltwise(1.f, dnnl::algorithm::eltwise_clip, after_relu ? 0.f : -zy, 255.f - zy);
+    ops.append_eltwise(1.f, dnnl::algorithm::eltwise_round, 0.f, 0.f);
+    ops.append_eltwise(1.f, dnnl::algorithm::eltwise_linear, static_cast<float>(scale), 0.f);
   }
   // attr() with the residual as a binary add post-op on `dst` (DnnlQLinear's).
   dnnl::primitive_attr attr_with_residual(float sx, int32_t zx, int mask, const memory::desc& dst) {
@@ -193,7 +197,8 @@ void read_common(QState& s, const Node& node, const Graph& graph, int64_t out_ax
     s.gelu_y_zero_point = node.attr_int("gelu_y_zero_point");
     EF_CHECK(s.gelu_y_scale > 0 && std::isfinite(s.gelu_y_scale) && s.gelu_y_zero_point >= 0 &&
                  s.gelu_y_zero_point <= 255 && !s.dequantize_out,
-             s.where, ": gelu_y_scale must be finite and positive, gelu_y_zero_point in [0, 255]");
+             s.where, ": gelu_y_scale must be finite and positive, gelu_y_zero_point in [0, 255], "
+             "and the output is not also dequantize_output");
   }
 
   s.weight = s.weight.contiguous();
@@ -224,12 +229,7 @@ struct QConvState : QState {
     a.set_zero_points(DNNL_ARG_SRC, 0, {zx});
     a.set_zero_points(DNNL_ARG_DST, 0, {static_cast<int32_t>(add_y_zero_point)});
     dnnl::post_ops ops;
-    const auto zy = static_cast<float>(y_zero_point);
-    // ReLU before the Q is a lower bound of 0 on its steps (zy >= 0).
-    ops.append_eltwise(1.f, dnnl::algorithm::eltwise_clip, relu ? 0.f : -zy, 255.f - zy);
-    ops.append_eltwise(1.f, dnnl::algorithm::eltwise_round, 0.f, 0.f);
-    ops.append_eltwise(1.f, dnnl::algorithm::eltwise_linear,
-                       static_cast<float>(y_scale / add_y_scale), 0.f);
+    append_output_steps(ops, relu, y_scale / add_y_scale);
     ops.append_sum(static_cast<float>(r.scale / add_y_scale), r.zero_point, kU8);
     if (add_relu) ops.append_eltwise(1.f, dnnl::algorithm::eltwise_relu, 0.f, 0.f);
     a.set_post_ops(ops);
