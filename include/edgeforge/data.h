@@ -41,6 +41,7 @@ struct ImageSet {
 // FashionMnistReal.SizesAndPixelStatistics recomputes them.
 inline constexpr double kFashionMnistMean = 0.28609;
 inline constexpr double kFashionMnistStd = 0.35302;
+inline constexpr int64_t kFashionMnistSize = 28;  // every image is 28x28
 
 // One in twelve images of the train file (5,000 of 60,000) forms the validation split.
 inline constexpr int64_t kFashionMnistValidationDivisor = 12;

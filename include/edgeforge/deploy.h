@@ -68,6 +68,9 @@ class Preprocessor {
   ~Preprocessor();
   Preprocessor(Preprocessor&&) noexcept;
   std::vector<at::Tensor> operator()(const Payload& payload) const;
+  // Equal for two models whose payloads are prepared identically: the same data set,
+  // preprocessing, tokenizer and inputs (a strategy's model usually shares its original's).
+  const std::string& key() const;
 
  private:
   struct Impl;
@@ -83,6 +86,22 @@ inline constexpr const char* kReferenceWorkload = "edgeforge-ref-1";
 // seed 0), batch 1, one thread, through the inference plan. Returns the median over `reps`
 // rounds of one resnet run plus one bert run, in milliseconds.
 double reference_workload_ms(int reps = 40);
+// The reference workload kept loaded, to measure the machine again and again (a study's drift
+// probe): a fresh one each time would also measure where its buffers landed, which moved the
+// median of 150 repetitions by up to 12% between calls on an idle machine. On one thread it
+// also measures which core the scheduler chose (on this 2-vCPU machine 1.38 or 1.87 ms, back
+// and forth); a probe on all the cores the cells use varied by 3%.
+class ReferenceWorkload {
+ public:
+  ReferenceWorkload();
+  ~ReferenceWorkload();
+  // The median of `reps` rounds of one resnet and one bert run with `threads` threads.
+  double measure_ms(int reps, int threads = 1);
+
+ private:
+  struct Impl;
+  std::unique_ptr<Impl> impl_;
+};
 // Gives every tier whose speed is 0 (a profile with reference_ms and no speed) the speed
 // reference_workload_ms() on this host / its reference_ms. The host is measured once per process.
 void resolve_speeds(Topology& topology);
@@ -164,6 +183,15 @@ class DeploymentRunner {
   virtual const Topology& topology() const = 0;
   // Thread count the tier (an index into topology().tiers) computes with.
   virtual int threads_of(size_t tier) const = 0;
+  // Preprocessing shared by deployments measured side by side (measure_interleaved): a key
+  // equal for deployments that prepare a payload identically on the same tier, "" when this
+  // one prepares its own (agents preprocess on their tier).
+  virtual std::string preprocessing_key() const { return ""; }
+  // What run() would prepare from `payload` (only when preprocessing_key() is not empty).
+  virtual std::vector<at::Tensor> preprocess(const Payload& payload) const;
+  // One warm request whose payload was prepared already: `inputs`, in `host_ms` on this host.
+  virtual MeasuredRequest run_prepared(const Payload& payload, const std::vector<at::Tensor>& inputs,
+                                       double host_ms);
 };
 
 // A placement ready to serve on this host: the model (or its two parts) loaded for its tiers.
@@ -184,14 +212,23 @@ class Deployment final : public DeploymentRunner {
   const Topology& topology() const override { return topology_; }
   // Thread count each tier computes with on this host: min(tier cores, this host's cores).
   int threads_of(size_t tier) const override;
+  std::string preprocessing_key() const override;
+  std::vector<at::Tensor> preprocess(const Payload& payload) const override;
+  MeasuredRequest run_prepared(const Payload& payload, const std::vector<at::Tensor>& inputs,
+                               double host_ms) override;
   // What crosses the cut (empty for a whole model) and the encoded size of that message.
   const CutPoint& cut() const;
   int64_t payload_bytes(const Payload& p) const;
 
  private:
   struct Part;
+  struct Prepared {
+    const std::vector<at::Tensor>* inputs;
+    double host_ms;
+  };
   MeasuredRequest serve(const Payload& payload, std::vector<std::unique_ptr<Part>>& parts,
-                        std::vector<at::Tensor>* outputs, double load_ms);
+                        std::vector<at::Tensor>* outputs, double load_ms,
+                        const Prepared* prepared = nullptr);
   Topology topology_;
   Placement placement_;
   std::vector<std::unique_ptr<Part>> parts_;
@@ -210,6 +247,40 @@ struct DeploymentSamples {
 DeploymentSamples measure_deployment(DeploymentRunner& deployment, const std::vector<Payload>& payloads,
                                      int runs,
                                      const std::function<void(int64_t, int64_t)>& progress = nullptr);
+
+// Several deployments of one model measured side by side, so that whatever else the machine
+// does hits all of them alike: `runs` rounds, the first a dropped warm-up; in each round every
+// deployment, in an order shuffled afresh per round (seeded), serves one cold request and then
+// every payload warm. Deployments with the same preprocessing_key() share it: a payload is
+// prepared once per round and key, timed, and that time and those inputs serve each of them.
+// A deployment that throws stops there (its error kept); the others go on.
+struct InterleavedSamples {
+  std::vector<DeploymentSamples> samples;  // per deployment, as measure_deployment's
+  std::vector<std::string> errors;         // per deployment: "" or why it stopped
+  std::vector<std::vector<size_t>> order;  // per round, the deployments in the order they ran
+  std::vector<bool> shared_preprocessing;  // per deployment
+  double seconds = 0;
+};
+InterleavedSamples measure_interleaved(const std::vector<DeploymentRunner*>& deployments,
+                                       const std::vector<Payload>& payloads, int runs, uint64_t seed,
+                                       const std::function<void(int64_t, int64_t)>& progress = nullptr);
+
+// What else the host was doing while something was measured: read from /proc (Linux) at the
+// start and the end; a figure that cannot be read is NaN.
+struct HostConditions {
+  double load_avg = 0;        // 1-minute load average at the end
+  double cpu_mhz = 0;         // mean current frequency of the host's CPUs (/proc/cpuinfo)
+  double steal_pct = 0;       // CPU time the hypervisor gave to others, % of all CPU time
+  double others_busy_pct = 0; // CPU time other processes used, % of all CPU time
+};
+class HostConditionsMeter {
+ public:
+  HostConditionsMeter();          // the start
+  HostConditions finish() const;  // from the start to now
+ private:
+  std::vector<long long> stat_;   // /proc/stat's cpu line at the start
+  long long self_ticks_ = 0;      // this process's CPU ticks at the start
+};
 
 // ---------------------------------------------------------------------------------------------
 // Choosing a placement (`--at auto`)

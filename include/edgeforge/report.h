@@ -46,6 +46,19 @@ std::string mode_mark(const std::vector<std::string>& modes);
 std::string format_ms(double ms);
 std::string format_p(double p);
 
+// The answer the report opens with, as plain sentences: the budgets; per model, the
+// recommended strategy and deployment (the fastest cell within the study's budgets, or why
+// none is) with its latency, accuracy change and how sure the difference to the runner-up is
+// (practical, none, or unclear; edgeforge/study_schema.h SummaryComparison); then, per
+// strategy, how its cells compare with identity (faster, slower, no practical difference,
+// unclear) against the noise floor.
+struct StudyAnswer {
+  std::string budget;                // "accuracy drop at most 1 pt, no latency budget"
+  std::vector<std::string> models;   // one sentence per model
+  std::vector<std::string> compared; // one sentence per strategy, then the noise floor
+};
+StudyAnswer study_answer(const StudySummary& summary);
+
 // Plain sentences with the numbers behind them, in this order: the fastest deployment per model
 // (and identity's latency on each), the largest mean speedup per deployment, bandwidth
 // sensitivity per link and model, accuracy changes with McNemar, the Pareto fronts, Wilcoxon
@@ -67,7 +80,8 @@ std::string render_report_markdown(const StudySummary& summary);
 // warm_p99_ms,warm_ci_lo_ms,warm_ci_hi_ms,cold_median_ms,accuracy,accuracy_drop_pt, then breakdown_<part>_ms
 // for every part of any cell, then reason), samples.csv (model,strategy,deploy,sample,latency_ms:
 // every warm sample, sample counting from 0), accuracy.csv, stats.csv (the pairwise tests with
-// their group's Kruskal-Wallis), speedups.csv and sweep.csv. Empty fields where a value does
+// their group's Kruskal-Wallis), speedups.csv, comparisons.csv (every cell against identity,
+// with its verdict) and sweep.csv. Empty fields where a value does
 // not apply. Error naming the file when one cannot be written.
 void write_report_exports(const StudySummary& summary, const std::string& dir);
 

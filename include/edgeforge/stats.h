@@ -123,4 +123,25 @@ struct Interval {
 Interval bootstrap_median_ci(const std::vector<double>& samples, double level = 0.95,
                              int resamples = 2000, uint64_t seed = 1);
 
+// Samples taken in blocks (the rounds of an interleaved measurement): `blocks[k]` are the
+// samples of block k. Measurements that share a moment are not independent, so intervals
+// resample whole blocks, not samples.
+using Blocks = std::vector<std::vector<double>>;
+// Splits `samples` into consecutive blocks of the given sizes (their sum must be its size).
+Blocks split_blocks(const std::vector<double>& samples, const std::vector<int64_t>& sizes);
+
+// Block bootstrap interval of the median: resamples blocks with replacement (`resamples`
+// times, seeded) and takes the (1 - level) / 2 and (1 + level) / 2 quantiles of the medians.
+Interval block_bootstrap_median_ci(const Blocks& blocks, double level = 0.95, int resamples = 2000,
+                                   uint64_t seed = 1);
+
+// Paired block bootstrap of median(a) / median(b), where block k of a and block k of b were
+// measured in the same round (only the first min(|a|, |b|) blocks are used): each resample
+// draws block indices with replacement and takes both medians over the same blocks. Returns
+// the sorted ratios of `resamples` draws (seeded); empty when either side has no block.
+std::vector<double> paired_block_bootstrap_ratio(const Blocks& a, const Blocks& b, int resamples = 2000,
+                                                 uint64_t seed = 1);
+// The q-quantile (0..1) of sorted values, interpolated as percentile() does.
+double quantile_of_sorted(const std::vector<double>& sorted, double q);
+
 }  // namespace edgeforge::stats

@@ -35,6 +35,8 @@ struct StudyModel {
   std::string name;  // a zoo name, or the name the report uses for `file`
   std::string file;  // "" for a zoo model (trained through the model cache)
   std::optional<DataSpec> data;  // a file's data set (`data` of its [[model]]); none: its own
+  // A latency-only study: the (untrained) student architecture "distill" deploys.
+  std::string student_file;
 };
 
 struct StudyConfig {
@@ -58,6 +60,16 @@ struct StudyConfig {
   // How latency is measured: "simulated" (on this host), "emulated" (agents in namespaces
   // behind shaped links; root) or "remote" (the topology's agents). Real modes skip the sweep.
   std::string mode = "simulated";
+  // Findings and the answer: a latency difference is practical only beyond both this and the
+  // deployment's measured noise floor; the answer's budgets (0 latency: none).
+  double min_effect_pct = 5;
+  double max_accuracy_drop_pt = 1;
+  double max_latency_ms = 0;
+  // A latency-only study (untrained weights): no accuracy cells, and "distill" deploys each
+  // model's student_file instead of training one.
+  bool latency_only = false;
+  std::string note;        // how the study was scaled, printed at the top of its report
+  int64_t frame_size = 0;  // side of an image payload's frame (RGB, 8 bits); 0 = 224
 
   // Every strategy, the study's then the extras.
   std::vector<std::string> all_strategies() const;
@@ -66,6 +78,13 @@ struct StudyConfig {
 // The study's defaults; `quick` is a small version that runs in minutes: resnet and bert
 // trained with a seconds-long recipe, fewer strategies, 20 inputs x 3 runs, 2,000 test samples.
 StudyConfig default_study(bool quick);
+
+// The built-in studies `edgeforge study --preset NAME` runs: "default", "quick" and
+// "paper-scale" (the study's four architectures at their real sizes with untrained weights,
+// latency only; docs/study.md). Its models are built on first use into the cache (minutes,
+// about 2 GB) and read from there after. Error naming the presets for another name.
+std::vector<std::string> study_presets();
+StudyConfig preset_study(const std::string& name);
 
 // A study file (TOML; docs/study.md). Every unknown key, model, strategy or deployment and every
 // bad number is an Error naming the key and its line.

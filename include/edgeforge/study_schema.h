@@ -19,6 +19,8 @@
 //   format        "edgeforge.study-summary/1"
 //   study         name, created_utc, finished_utc [optional], mode ("simulated", "emulated" or
 //                 "remote": how latency was obtained), quick [optional, false], inputs, runs,
+//                 latency_only [optional, false], note [optional], min_effect_pct [optional, 5],
+//                 max_accuracy_drop_pt [optional, 1], max_latency_ms [optional, 0: none],
 //                 environment: {commit, version, cpu, host_cores, threads, seed,
 //                               libraries: {library: version}}  (each [optional]),
 //                 topology: {name, tiers: [{name, cores, memory_gb, speed, reference_ms
@@ -36,7 +38,11 @@
 //                  placement [optional] (where it ran: the deployment, or auto's choice),
 //                  latency (status "done" only): {
 //                    warm: {samples, median_ms, p90_ms, p99_ms, median_ci95_ms: [lo, hi],
-//                           samples_ms: [every warm sample]},
+//                           samples_ms: [every warm sample], rounds [optional]: [samples per
+//                           round], outliers [optional]: count beyond the Tukey fences},
+//                    conditions [optional]: {load_avg, cpu_mhz, steal_pct, others_busy_pct,
+//                           reference_before_ms, reference_after_ms, drift_pct, attempts,
+//                           unstable, group_cells, shared_preprocessing} (NaN as null),
 //                    cold: {samples, median_ms},
 //                    breakdown_median_ms [optional]: {part: ms}  ("preprocess", "compute.edge",
 //                                                                 "link.mobile-edge", ...)},
@@ -62,6 +68,13 @@
 //                             per_model: {model: ratio}}]
 //                   (ratio: identity's warm median on baseline_deploy over the strategy's on
 //                   deploy; > 1 is faster)
+//                 noise_floors [optional]: [{model, deploy, aa_ratio, pct, rounds}]
+//                 comparisons [optional]: [{model, strategy, deploy, baseline, baseline_deploy,
+//                   speedup, ci90: [lo, hi], ci95: [lo, hi], noise_floor_pct, margin_pct,
+//                   p_holm, verdict ("faster", "slower", "same", "unclear")}]
+//   answers       [optional] [{model, met, strategy, deploy, latency_ms, accuracy_change_pt,
+//                   within_budget, runner_up [optional]: {strategy, deploy, latency_ms,
+//                   accuracy_change_pt, versus: comparison}}]
 //   pareto        [{model, points: [{strategy, deploy, latency_ms, accuracy, on_front}]}]
 // Statistics that could not be computed may be null (shown as "n/a"; they must still be present):
 // t, p, p_holm, cliffs_delta, h, statistic, mean_ratio and the per-model ratios. Other fields
@@ -105,6 +118,9 @@ struct SummaryStudy {
   std::string name, created_utc, finished_utc, mode;
   bool quick = false;
   int64_t inputs = 0, runs = 0;
+  bool latency_only = false;  // [optional] untrained weights: latency, no accuracy
+  std::string note;           // [optional] how the study was scaled, for the report
+  double min_effect_pct = 5, max_accuracy_drop_pt = 1, max_latency_ms = 0;  // [optional]
   StudyEnvironment environment;
   std::string topology;
   std::vector<SummaryTier> tiers;
@@ -121,6 +137,20 @@ struct SummarySweepPoint {
   std::string link;
   double bandwidth_mbps = 0, warm_median_ms = 0;
 };
+// How a latency cell was measured: side by side with the other cells of its model in
+// interleaved rounds (measure_interleaved, edgeforge/deploy.h), what else the host was doing
+// (HostConditions; NaN where it could not be read), the reference workload measured before
+// and after the cells' rounds, and the drift of the group's reference cell (identity).
+struct MeasureConditions {
+  double load_avg = 0, cpu_mhz = 0, steal_pct = 0, others_busy_pct = 0;
+  double reference_before_ms = 0, reference_after_ms = 0;
+  double drift_pct = 0;          // identity's host time, second half of the rounds against the first, in %
+  int64_t attempts = 1;          // measurements of the group (again while the reference drifted)
+  bool unstable = false;         // the reference still drifted beyond the limit on the last one
+  int64_t group_cells = 0;       // cells measured side by side (A/A twin included)
+  bool shared_preprocessing = false;  // preprocessing measured once per round for the group
+};
+
 struct SummaryCell {
   std::string model, strategy, deploy, status, reason, mode, cut;
   std::string placement;  // [optional] where it ran: the deployment, or auto's choice
@@ -130,8 +160,13 @@ struct SummaryCell {
   double warm_median_ms = 0, warm_p90_ms = 0, warm_p99_ms = 0;
   double warm_ci_lo_ms = 0, warm_ci_hi_ms = 0, cold_median_ms = 0;
   std::vector<double> warm_samples_ms;
+  // [optional] warm samples per measured round, in order (their sum is warm_samples): the
+  // blocks its interval resamples; empty for a cell measured in one block (older studies).
+  std::vector<int64_t> warm_rounds;
+  int64_t outliers = 0;  // warm samples beyond the Tukey fences (1.5 IQR past the quartiles)
   std::map<std::string, double> breakdown_median_ms;
   std::vector<SummarySweepPoint> sweep;
+  std::optional<MeasureConditions> conditions;  // [optional]
 };
 struct SummaryAccuracy {
   std::string model, strategy, status, reason, metric;
@@ -169,6 +204,42 @@ struct SummarySpeedup {
   double mean_ratio = 0;
   std::map<std::string, double> per_model;
 };
+// The noise floor of a model on a deployment: identity measured twice (A/A) in separate slots
+// of the same rounds. `pct` is the 95th percentile of |ratio - 1| over a paired block bootstrap
+// of the A/A ratio of medians, in %: differences below it are what measuring twice gives.
+struct SummaryNoiseFloor {
+  std::string model, deploy;
+  double aa_ratio = 0, pct = 0;
+  int64_t rounds = 0;
+};
+// One strategy's cell against another's (a speedup): `speedup` is the baseline's warm median
+// over the cell's (> 1: faster), with paired block-bootstrap intervals. The margin is the
+// larger of the deployment's noise floor and the study's min_effect_pct. Verdict:
+//   "faster" / "slower": the 95% interval excludes 1, the Conover pair (where both are in one
+//       test group) is significant after Holm, and the speedup is beyond the margin;
+//   "same": no practical difference, the 90% interval lies within the margin (two one-sided
+//       tests at 5%, TOST);
+//   "unclear": neither.
+struct SummaryComparison {
+  std::string model, strategy, deploy, baseline, baseline_deploy;
+  double speedup = 0, ci90_lo = 0, ci90_hi = 0, ci95_lo = 0, ci95_hi = 0;
+  double noise_floor_pct = 0, margin_pct = 0;  // noise_floor_pct NaN: no A/A for it
+  double p_holm = 0;                           // NaN: no Conover pair for the two
+  std::string verdict;
+};
+// The answer for one model: the fastest cell within the study's budgets (latency and accuracy
+// drop) and the runner-up, with the comparison of the two (baseline: the runner-up).
+struct SummaryAnswer {
+  std::string model;
+  bool met = false;  // some cell meets the budgets
+  std::string strategy, deploy;
+  double latency_ms = 0, accuracy_change_pt = 0;  // NaN: no accuracy (latency only)
+  int64_t within_budget = 0;  // cells that meet it
+  std::string runner_up_strategy, runner_up_deploy;  // "" when no other cell meets it
+  double runner_up_latency_ms = 0, runner_up_accuracy_change_pt = 0;
+  std::optional<SummaryComparison> versus_runner_up;
+};
+
 struct SummaryParetoPoint {
   std::string strategy, deploy;
   double latency_ms = 0, accuracy = 0;
@@ -190,6 +261,9 @@ struct StudySummary {
   std::vector<SummaryWilcoxon> wilcoxon;
   std::vector<SummarySpeedup> speedups;
   std::vector<SummaryPareto> pareto;
+  std::vector<SummaryNoiseFloor> noise_floors;   // [optional]
+  std::vector<SummaryComparison> comparisons;    // [optional] every cell against identity
+  std::vector<SummaryAnswer> answers;            // [optional] per model
 };
 
 
@@ -234,6 +308,11 @@ struct LatencyCellData {
   std::map<std::string, int64_t> tier_threads;        // tier -> threads it ran with
   double measure_seconds = 0;
   std::optional<AutoPlacementData> auto_choice;       // an auto-partition cell's placement
+  std::vector<int64_t> round_sizes;                   // warm samples per kept round
+  // identity only: the A/A twin, identity measured again in its own slot of the same rounds
+  std::vector<double> aa_warm_ms;
+  std::vector<int64_t> aa_round_sizes;
+  std::optional<MeasureConditions> conditions;
 };
 
 nlohmann::json to_json(const StudyEnvironment& e);

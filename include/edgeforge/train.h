@@ -112,6 +112,13 @@ struct TrainZooResult {
 TrainZooResult train_zoo_model(const std::string& zoo_name, const TrainRecipe& recipe,
                                bool use_cache = true, const ProgressFn& progress = {});
 
+// Gives an untrained text model of `family` ("bert" or "roberta") what train_zoo_model gives
+// a trained one besides its weights: the tokenizer the zoo trains on the spam training split
+// (cached; unigram for bert, BPE for roberta, `vocab_size` pieces), the sequence length and
+// the data set. An image model gets Fashion-MNIST's normalisation and data set.
+void prepare_untrained(Graph& graph, const std::string& family, int64_t vocab_size = 8000,
+                       int64_t seq_len = 128);
+
 struct EvalOptions {
   std::string dataset;         // a --data argument (parse_data_spec); "" = the model's own
   std::string split = "test";

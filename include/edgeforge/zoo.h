@@ -57,10 +57,20 @@ Graph build_zoo_model(const std::string& name, const ZooBuildOptions& opts = {})
 // the resolution the stages run at); stage k has widths[k] channels and blocks[k] blocks, the
 // first stage stride 1 and every later one stride 2; GlobalAveragePool, Flatten, Gemm. resnext
 // shares the stem and the head.
+// Real-size networks (the paper-scale study, edgeforge/study.h) take ImageNet's layout: a
+// `image_size` input and torchvision's stem (conv7x7 stride 2, BN, ReLU, max pool 3x3 stride 2),
+// and torchvision's default initialisation of the branch's last BN (gamma 1).
+struct ImageLayout {
+  int64_t image_size = 28;     // input height and width (one grey channel)
+  bool imagenet_stem = false;  // false: the zoo's conv3x3 stride-2 stem
+  bool zero_init_residual = true;  // the last BN of each branch starts at gamma 0
+};
+
 struct ResNetConfig {
   int64_t stem_width = 16;
   std::vector<int64_t> widths;  // output channels per stage
   std::vector<int64_t> blocks;  // blocks per stage
+  ImageLayout layout = {};
 };
 
 // ResNeXt of bottleneck blocks (1x1 reduce, grouped 3x3 with `cardinality` groups, 1x1 expand,
@@ -71,6 +81,7 @@ struct ResNeXtConfig {
   int64_t group_width = 4;      // channels per group in the first stage, doubling per stage
   std::vector<int64_t> widths;  // output channels per stage
   std::vector<int64_t> blocks;  // blocks per stage
+  ImageLayout layout = {};
 };
 
 // Post-LN transformer encoder classifier (BERT layout): embeddings, `layers` encoder layers,
@@ -86,6 +97,11 @@ struct TransformerConfig {
   float layer_norm_epsilon = 1e-12f;  // 1e-12 in BERT, 1e-5 in RoBERTa
   float dropout = 0.1f;
 };
+
+// A BERT ("bert": token types, LayerNorm epsilon 1e-12) or RoBERTa ("roberta": none, 1e-5)
+// layout of the given sizes, 512 positions. Error for another family.
+TransformerConfig transformer_config(const std::string& family, int64_t hidden, int64_t layers,
+                                     int64_t heads, int64_t ffn);
 
 // The family builders behind build_zoo_model, for experiments with other sizes. The graph's
 // name and metadata are left to build_zoo_model; opts.num_classes 0 means 10 for the image

@@ -86,16 +86,21 @@ Action add_study(CLI::App& app) {
       "one cell at a time; running again resumes, skipping finished cells. docs/study.md gives\n"
       "the study file format and the database schema.");
   struct Args {
-    std::string file, out;
+    std::string file, out, preset;
     bool quick = false, retry_failed = false, no_report = false, check = false;
     int threads = 0, jobs = 0;
     std::string mode;
   };
   auto args = std::make_shared<Args>();
   cmd->add_option("study", args->file, "study .toml file (default: the built-in default study)");
-  cmd->add_option("--out", args->out, "output folder (default: out/study, or out/study-quick)");
+  cmd->add_option("--out", args->out, "output folder (default: out/study, out/study-quick or out/study-PRESET)");
   cmd->add_flag("--quick", args->quick,
                 "the small built-in study: resnet and bert with quick training, 20 inputs x 3 runs");
+  cmd->add_option("--preset", args->preset,
+                  "a built-in study: default, quick, or paper-scale (the study's four architectures\n"
+                  "at their real sizes, untrained, latency only; about 40 minutes on 2 cores;\n"
+                  "its models are built into the cache on first use; docs/study.md)")
+      ->check(CLI::IsMember(study_presets()));
   cmd->add_option("--threads", args->threads, "threads for accuracy and latency (default: all cores)");
   cmd->add_option("--jobs", args->jobs, "model-making processes at once (default: all cores)");
   cmd->add_option("--mode", args->mode,
@@ -110,7 +115,11 @@ Action add_study(CLI::App& app) {
   return [args]() {
     EF_CHECK(!(args->quick && !args->file.empty()), "--quick is the built-in quick study; a study "
              "file says quick = true instead");
-    StudyConfig config = args->file.empty() ? default_study(args->quick) : load_study(args->file);
+    EF_CHECK(args->preset.empty() || (args->file.empty() && !args->quick),
+             "--preset names a built-in study; give it without a study file or --quick");
+    StudyConfig config = !args->preset.empty() ? preset_study(args->preset)
+                         : args->file.empty()  ? default_study(args->quick)
+                                               : load_study(args->file);
     if (args->jobs > 0) config.jobs = args->jobs;
     if (!args->mode.empty()) config.mode = args->mode;
     if (args->check) {
@@ -122,7 +131,10 @@ Action add_study(CLI::App& app) {
       EF_CHECK(why.empty(), why);
     }
     const std::string out = !args->out.empty() ? args->out
-                                                : (config.quick ? "out/study-quick" : "out/study");
+                            : config.quick     ? "out/study-quick"
+                            : !args->preset.empty() && args->preset != "default"
+                                ? "out/study-" + args->preset
+                                : "out/study";
     StudyRunOptions ro;
     ro.threads = args->threads;
     ro.retry_failed = args->retry_failed;

@@ -53,7 +53,27 @@ class FashionMnist : public Dataset {
     TaskDataOptions o;
     o.limit = limit;
     o.dir = spec_.fields.value("dir", std::string());
-    return load_task_data(kDatasetFashionMnist, split, o, nullptr);
+    TaskData data = load_task_data(kDatasetFashionMnist, split, o, nullptr);
+    if (!grey_ || height_ <= 0 || (height_ == kFashionMnistSize && width_ == kFashionMnistSize))
+      return data;
+    // A model of another size reads the images as the frames bring them (preprocess): nearest
+    // up to the frame, area down to its input (without the 8-bit roundings). A batch at a time:
+    // the training split at 224x224 would take 12 GB.
+    const int64_t h = height_, w = width_;
+    const int64_t fh = spec_.fields.value("frame_height", int64_t{224});
+    const int64_t fw = spec_.fields.value("frame_width", int64_t{224});
+    const std::map<std::string, at::Tensor> small = std::move(data.features);
+    data.features.clear();
+    data.count = data.labels.size(0);
+    data.fetch = [small, h, w, fh, fw](const at::Tensor& indices) {
+      std::map<std::string, at::Tensor> out;
+      for (const auto& [name, t] : small) {
+        const at::Tensor frame = at::upsample_nearest2d(t.index_select(0, indices), {fh, fw});
+        out[name] = at::adaptive_avg_pool2d(frame, {h, w}).contiguous();
+      }
+      return out;
+    };
+    return data;
   }
 
   std::vector<Payload> payloads(const std::string& split, int64_t limit) const override {

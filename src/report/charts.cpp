@@ -55,12 +55,21 @@ json latency_box_spec(const StudySummary& s, const SummaryModel& m, const std::s
       std::vector<double> x = c->warm_samples_ms;
       if (x.empty()) x = {c->warm_median_ms};
       std::sort(x.begin(), x.end());
+      // Tukey's whiskers: the most extreme samples within 1.5 IQR of the box; the samples
+      // beyond are counted (outliers), not drawn, so a few slow requests cannot hide the box.
+      const double q1 = stats::percentile(x, 0.25), q3 = stats::percentile(x, 0.75);
+      const double lo_fence = q1 - 1.5 * (q3 - q1), hi_fence = q3 + 1.5 * (q3 - q1);
+      double lo = x.back(), hi = x.front();
+      for (double v : x)
+        if (v >= lo_fence && v <= hi_fence) lo = std::min(lo, v), hi = std::max(hi, v);
+      const int64_t n = static_cast<int64_t>(c->warm_samples_ms.size());
       rows.push_back({{"strategy", st.name}, {"deploy", s.deployments[di]},
                       {"order", static_cast<int64_t>(di)}, {"panel_width", panel_width},
-                      {"min", x.front()},
-                      {"q1", stats::percentile(x, 0.25)}, {"median", c->warm_median_ms},
-                      {"q3", stats::percentile(x, 0.75)}, {"max", x.back()}, {"p99", c->warm_p99_ms},
-                      {"n", static_cast<int64_t>(c->warm_samples_ms.size())}, {"mode", c->mode}});
+                      {"min", lo}, {"q1", q1}, {"median", c->warm_median_ms}, {"q3", q3}, {"max", hi},
+                      {"slowest", x.back()}, {"p99", c->warm_p99_ms}, {"n", n},
+                      {"outliers", c->outliers},
+                      {"outlier_share", n > 0 ? static_cast<double>(c->outliers) / static_cast<double>(n) : 0.0},
+                      {"mode", c->mode}});
     }
     panels += in_panel > 0 ? 1 : 0;
   }
@@ -100,7 +109,7 @@ json latency_box_spec(const StudySummary& s, const SummaryModel& m, const std::s
           "y": {"scale": "y", "field": "q3"}, "y2": {"scale": "y", "field": "q1"},
           "fill": {"scale": "color", "field": "strategy"}, "fillOpacity": {"value": 0.45},
           "stroke": {"scale": "color", "field": "strategy"},
-          "tooltip": {"signal": "{'strategy': datum.strategy, 'deployment': datum.deploy, 'median (ms)': format(datum.median, '.4~r'), 'q1 - q3 (ms)': format(datum.q1, '.4~r') + ' - ' + format(datum.q3, '.4~r'), 'min - max (ms)': format(datum.min, '.4~r') + ' - ' + format(datum.max, '.4~r'), 'p99 (ms)': format(datum.p99, '.4~r'), 'samples': datum.n, 'mode': datum.mode}"}}}},
+          "tooltip": {"signal": "{'strategy': datum.strategy, 'deployment': datum.deploy, 'median (ms)': format(datum.median, '.4~r'), 'q1 - q3 (ms)': format(datum.q1, '.4~r') + ' - ' + format(datum.q3, '.4~r'), 'whiskers (ms)': format(datum.min, '.4~r') + ' - ' + format(datum.max, '.4~r'), 'p99 (ms)': format(datum.p99, '.4~r'), 'slowest (ms)': format(datum.slowest, '.4~r'), 'outliers': datum.outliers + ' (' + format(datum.outlier_share, '.1%') + ')', 'samples': datum.n, 'mode': datum.mode}"}}}},
         {"type": "rect", "from": {"data": "panel"}, "encode": {"enter": {
           "x": {"scale": "x", "field": "strategy"}, "width": {"scale": "x", "band": 1},
           "yc": {"scale": "y", "field": "median"}, "height": {"value": 2},
@@ -333,7 +342,8 @@ std::vector<Chart> charts(const StudySummary& s) {
     const std::string title = with_mark(m.name + ": warm latency per deployment and strategy",
                                         mode_mark(cell_modes(s, m.name, "", "")));
     add("latency", "Box: the middle half of the warm samples; bar: the median; whiskers: the "
-        "fastest and slowest sample.",
+        "most extreme samples within 1.5 IQR of the box. Samples beyond are outliers, counted "
+        "in the tooltip and the latency table, not drawn.",
         latency_box_spec(s, m, title));
   }
   for (const SummaryPareto& f : s.pareto) {

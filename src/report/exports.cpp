@@ -140,6 +140,17 @@ void write_report_exports(const StudySummary& s, const std::string& dir) {
   }
   speedups.close();
 
+  CsvFile comparisons(dir, "comparisons.csv");
+  comparisons.row({"model", "strategy", "deploy", "baseline", "baseline_deploy", "speedup",
+                   "ci90_lo", "ci90_hi", "ci95_lo", "ci95_hi", "noise_floor_pct", "margin_pct",
+                   "p_holm", "verdict"});
+  for (const SummaryComparison& c : s.comparisons)
+    comparisons.row({c.model, c.strategy, c.deploy, c.baseline, c.baseline_deploy,
+                     csv_number(c.speedup), csv_number(c.ci90_lo), csv_number(c.ci90_hi),
+                     csv_number(c.ci95_lo), csv_number(c.ci95_hi), csv_number(c.noise_floor_pct),
+                     csv_number(c.margin_pct), csv_number(c.p_holm), c.verdict});
+  comparisons.close();
+
   CsvFile sweep(dir, "sweep.csv");
   sweep.row({"model", "strategy", "deploy", "link", "bandwidth_mbps", "warm_median_ms"});
   for (const SummaryCell& c : s.cells)

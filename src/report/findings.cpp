@@ -321,12 +321,25 @@ void kruskal_counts(const StudySummary& s, std::vector<std::string>& out) {
       }
     }
   }
+  std::string practical;
+  if (!s.comparisons.empty()) {
+    size_t beyond = 0, same = 0;
+    for (const SummaryComparison& c : s.comparisons) {
+      beyond += c.verdict == "faster" || c.verdict == "slower";
+      same += c.verdict == "same";
+    }
+    practical = "; against identity, " + std::to_string(beyond) + " of " +
+                plural(s.comparisons.size(), "cell", "cells") +
+                " differ by more than the noise floor and the minimum effect, and " +
+                std::to_string(same) + " show no practical difference (Answer, and the practical "
+                "differences table)";
+  }
   out.push_back("Kruskal-Wallis finds that the strategies' warm latencies differ (p < " +
                 general(kReportAlpha) + ") in " + std::to_string(groups_differ) + " of " +
                 plural(s.latency_tests.size(), "model/deployment group", "model/deployment groups") +
                 "; of " + plural(pairs, "Conover pair", "Conover pairs") + ", " +
                 std::to_string(pairs_differ) + " differ after Holm adjustment, " +
-                std::to_string(large) + " of them with a large Cliff's delta" +
+                std::to_string(large) + " of them with a large Cliff's delta" + practical +
                 mark(s, "", "", "") + ".");
 }
 

@@ -108,7 +108,9 @@ th { background: #f2f2f2; }
 td.num { text-align: right; font-variant-numeric: tabular-nums; }
 figure { margin: 1em 0 2em; }
 figcaption, .note { color: #555; font-size: 0.85em; }
-.findings li { margin: 0.3em 0; }
+.findings li, .answers li, .compared li { margin: 0.3em 0; }
+.answers li { font-size: 1.05em; }
+.banner.note { background: #fff4d6; }
 nav a { margin-right: 1em; }
 .environment { display: flex; flex-wrap: wrap; gap: 0 2em; align-items: flex-start; }
 )";
@@ -189,10 +191,26 @@ std::string render_report_html(const StudySummary& s, const ReportOptions& optio
     out << "<p class=\"banner mode-" << html_escape(mode) << "\"><strong>Latency mode</strong> "
         << html_escape(mode_description(mode)) << ". Figures from this mode are marked ("
         << html_escape(mode) << ").</p>\n";
-  out << "<div id=\"environment\" class=\"environment\">\n";
-  for (const Table& t : env) out << "<div>\n" << table_html(t) << "</div>\n";
-  out << "</div>\n<nav><a href=\"#findings\">Findings</a><a href=\"#charts\">Charts</a>"
-      << "<a href=\"#tables\">Tables</a></nav>\n</header>\n";
+  if (!s.study.note.empty())
+    out << "<p class=\"banner note\" id=\"study-note\"><strong>"
+        << (s.study.latency_only ? "Latency only: untrained weights, no accuracy." : "Note")
+        << "</strong> " << html_escape(s.study.note) << "</p>\n";
+  out << "<nav><a href=\"#answer\">Answer</a><a href=\"#findings\">Findings</a>"
+      << "<a href=\"#charts\">Charts</a><a href=\"#tables\">Tables</a>"
+      << "<a href=\"#environment\">Environment</a></nav>\n</header>\n";
+
+  const StudyAnswer answer = study_answer(s);
+  out << "<section id=\"answer\">\n<h2>Answer</h2>\n<p class=\"budget\">Budget: "
+      << html_escape(answer.budget) << ".</p>\n<ul class=\"answers\">\n";
+  for (const std::string& a : answer.models) out << "<li>" << html_escape(a) << "</li>\n";
+  if (answer.models.empty()) out << "<li>No model has a finished cell.</li>\n";
+  out << "</ul>\n";
+  if (!answer.compared.empty()) {
+    out << "<h3>Strategies against identity</h3>\n<ul class=\"compared\">\n";
+    for (const std::string& c : answer.compared) out << "<li>" << html_escape(c) << "</li>\n";
+    out << "</ul>\n";
+  }
+  out << "</section>\n";
 
   out << "<section id=\"findings\">\n<h2>Findings</h2>\n<ul class=\"findings\">\n";
   for (const std::string& f : study_findings(s)) out << "<li>" << html_escape(f) << "</li>\n";
@@ -218,6 +236,9 @@ std::string render_report_html(const StudySummary& s, const ReportOptions& optio
   out << "<section id=\"tables\">\n<h2>Tables</h2>\n";
   for (const Table& t : tables) out << table_html(t);
   out << "</section>\n";
+  out << "<section id=\"environment\">\n<h2>Environment</h2>\n<div class=\"environment\">\n";
+  for (const Table& t : env) out << "<div>\n" << table_html(t) << "</div>\n";
+  out << "</div>\n</section>\n";
 
   json specs = json::array();
   for (const Chart& c : chart_list) specs.push_back({{"id", c.id}, {"spec", c.spec}});

@@ -19,11 +19,23 @@ std::string render_report_markdown(const StudySummary& s) {
   for (const std::string& mode : all_modes(s))
     out << "> **Latency mode** " << markdown_escape(mode_description(mode))
         << ". Figures from this mode are marked (" << markdown_escape(mode) << ").\n\n";
-  for (const Table& t : environment_tables(s)) out << table_markdown(t);
-  out << "## Findings\n\n";
+  if (!s.study.note.empty())
+    out << "> **" << (s.study.latency_only ? "Latency only: untrained weights, no accuracy." : "Note") << "** "
+        << markdown_escape(s.study.note) << "\n\n";
+  const StudyAnswer answer = study_answer(s);
+  out << "## Answer\n\nBudget: " << markdown_escape(answer.budget) << ".\n\n";
+  for (const std::string& a : answer.models) out << "- " << markdown_escape(a) << "\n";
+  if (answer.models.empty()) out << "- No model has a finished cell.\n";
+  if (!answer.compared.empty()) {
+    out << "\n### Strategies against identity\n\n";
+    for (const std::string& c : answer.compared) out << "- " << markdown_escape(c) << "\n";
+  }
+  out << "\n## Findings\n\n";
   for (const std::string& f : study_findings(s)) out << "- " << markdown_escape(f) << "\n";
   out << "\n## Tables\n\n";
   for (const Table& t : result_tables(s)) out << table_markdown(t);
+  out << "## Environment\n\n";
+  for (const Table& t : environment_tables(s)) out << table_markdown(t);
   return out.str();
 }
 

@@ -35,6 +35,9 @@ std::string table_markdown(const Table& t);
 std::vector<Table> environment_tables(const StudySummary& s);
 // The tables of the report, in order (both formats show the same).
 std::vector<Table> result_tables(const StudySummary& s);
+// A comparison's verdict (SummaryComparison) in words: "faster (practical)", "no practical
+// difference", ...
+std::string verdict_text(const std::string& verdict);
 
 // ---- Lookups in the summary (tables.cpp) ----
 // Modes of the done cells that match; empty strings match anything.

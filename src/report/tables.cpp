@@ -179,22 +179,38 @@ std::vector<Table> environment_tables(const StudySummary& s) {
   return {env, tiers, links};
 }
 
+std::string verdict_text(const std::string& verdict) {
+  if (verdict == "faster") return "faster (practical)";
+  if (verdict == "slower") return "slower (practical)";
+  if (verdict == "same") return "no practical difference";
+  return "unclear";
+}
+
 std::vector<Table> result_tables(const StudySummary& s) {
   std::vector<Table> out;
   const std::string all_mark = mode_mark(cell_modes(s, "", "", ""));
 
   Table cells{"latency-table", with_mark("Warm and cold latency per cell", all_mark),
-              "Warm: runs after the first; the CI is the 95% interval of the median. Cold: the "
-              "model loaded inside the request. Breakdown: median ms per part of the request.",
+              "Warm: runs after the first; the CI is the 95% interval of the median (resampling "
+              "whole rounds where the cell was measured in rounds). Outliers: samples beyond 1.5 "
+              "IQR of the quartiles. Cold: the model loaded inside the request. Breakdown: median "
+              "ms per part of the request.",
               {"model", "strategy", "deploy", "mode", "warm n", "warm median (ms)", "p90 (ms)",
-               "p99 (ms)", "median 95% CI (ms)", "cold median (ms)", "cut", "breakdown (median ms)"},
-              {}, {false, false, false, false, true, true, true, true, true, true, false, false}};
+               "p99 (ms)", "median 95% CI (ms)", "outliers", "cold median (ms)", "cut",
+               "breakdown (median ms)"},
+              {}, {false, false, false, false, true, true, true, true, true, true, true, false, false}};
   for (const SummaryCell& c : s.cells) {
     if (!c.done()) continue;
     cells.rows.push_back({c.model, c.strategy, c.deploy, c.mode, std::to_string(c.warm_samples),
                           format_ms(c.warm_median_ms), format_ms(c.warm_p90_ms),
                           format_ms(c.warm_p99_ms),
                           format_ms(c.warm_ci_lo_ms) + " - " + format_ms(c.warm_ci_hi_ms),
+                          c.warm_samples > 0
+                              ? detail::concat(c.outliers, " (",
+                                               fixed(100.0 * static_cast<double>(c.outliers) /
+                                                         static_cast<double>(c.warm_samples), 1),
+                                               "%)")
+                              : "",
                           format_ms(c.cold_median_ms), c.cut, breakdown_text(c)});
   }
   out.push_back(cells);
@@ -251,6 +267,67 @@ std::vector<Table> result_tables(const StudySummary& s) {
     speed.rows.push_back(row);
   }
   out.push_back(speed);
+
+  if (!s.comparisons.empty()) {
+    Table cmp{"comparisons-table",
+              with_mark("Practical differences from identity", all_mark),
+              "Speedup: identity's warm median over the strategy's, with paired block-bootstrap "
+              "intervals over the measurement rounds. Margin: the larger of the noise floor "
+              "(identity measured twice, A/A) and min_effect_pct. faster/slower: the 95% interval "
+              "excludes 1, the Conover pair (same deployment) is significant after Holm, and the "
+              "speedup is beyond the margin; same: the 90% interval lies within the margin "
+              "(TOST); unclear: neither.",
+              {"model", "strategy", "deploy", "identity on", "speedup", "95% CI", "noise floor",
+               "margin", "p (Holm)", "verdict"},
+              {},
+              {false, false, false, false, true, true, true, true, true, false}};
+    for (const SummaryComparison& c : s.comparisons)
+      cmp.rows.push_back({c.model, c.strategy, c.deploy, c.baseline_deploy, ratio_text(c.speedup),
+                          ratio_text(c.ci95_lo) + " - " + ratio_text(c.ci95_hi),
+                          std::isfinite(c.noise_floor_pct) ? fixed(c.noise_floor_pct, 1) + "%" : "n/a",
+                          fixed(c.margin_pct, 1) + "%", std::isfinite(c.p_holm) ? format_p(c.p_holm) : "",
+                          verdict_text(c.verdict)});
+    out.push_back(cmp);
+  }
+  if (!s.noise_floors.empty()) {
+    Table noise{"noise-table", with_mark("Noise floor: identity against itself (A/A)", all_mark),
+                "Identity measured twice in separate slots of the same rounds. A/A ratio: the "
+                "second's warm median over the first's; floor: the 95th percentile of |ratio - 1| "
+                "over a paired block bootstrap.",
+                {"model", "deploy", "rounds", "A/A ratio", "floor"}, {},
+                {false, false, true, true, true}};
+    for (const SummaryNoiseFloor& f : s.noise_floors)
+      noise.rows.push_back({f.model, f.deploy, std::to_string(f.rounds), fixed(f.aa_ratio, 4),
+                            fixed(f.pct, 1) + "%"});
+    out.push_back(noise);
+  }
+  {
+    Table cond{"conditions-table", "Measurement conditions per group of cells measured side by side",
+               "Load: 1-minute load average at the end; others: CPU time other processes used and "
+               "steal: time the hypervisor gave away, both in % of all CPU time during the group; "
+               "reference: the reference workload before and after the group (ms, for the "
+               "record). Drift: identity's host time in the second half of the rounds against the "
+               "first; a group that drifted more than 10% is measured again, at most three times "
+               "in all; unstable: it still drifted.",
+               {"model", "first cell", "cells", "load", "others busy", "steal", "CPU MHz",
+                "reference (ms)", "drift", "attempts", "unstable"},
+               {},
+               {false, false, true, true, true, true, true, true, true, true, false}};
+    std::set<std::string> seen;
+    for (const SummaryCell& c : s.cells) {
+      if (!c.done() || !c.conditions) continue;
+      const MeasureConditions& m = *c.conditions;
+      const std::string key = c.model + "|" + fixed(m.reference_before_ms, 6) + "|" + fixed(m.reference_after_ms, 6);
+      if (!seen.insert(key).second) continue;
+      auto pct = [](double x) { return std::isfinite(x) ? fixed(x, 1) + "%" : std::string("n/a"); };
+      cond.rows.push_back({c.model, c.strategy + " on " + c.deploy, std::to_string(m.group_cells),
+                           fixed(m.load_avg, 2), pct(m.others_busy_pct), pct(m.steal_pct),
+                           fixed(m.cpu_mhz, 0),
+                           format_ms(m.reference_before_ms) + " -> " + format_ms(m.reference_after_ms),
+                           pct(m.drift_pct), std::to_string(m.attempts), m.unstable ? "yes" : "no"});
+    }
+    if (!cond.rows.empty()) out.push_back(cond);
+  }
 
   Table kw{"kruskal-table",
            with_mark("Kruskal-Wallis tests: do the strategies' warm latencies differ?", all_mark),

@@ -336,4 +336,78 @@ Interval bootstrap_median_ci(const std::vector<double>& samples, double level, i
   return ci;
 }
 
+Blocks split_blocks(const std::vector<double>& samples, const std::vector<int64_t>& sizes) {
+  Blocks out;
+  size_t at = 0;
+  for (int64_t n : sizes) {
+    EF_CHECK(n >= 0 && at + static_cast<size_t>(n) <= samples.size(), "stats: blocks of ", sizes.size(),
+             " sizes do not fit ", samples.size(), " samples");
+    out.emplace_back(samples.begin() + static_cast<std::ptrdiff_t>(at),
+                     samples.begin() + static_cast<std::ptrdiff_t>(at + static_cast<size_t>(n)));
+    at += static_cast<size_t>(n);
+  }
+  EF_CHECK(at == samples.size(), "stats: blocks hold ", at, " of ", samples.size(), " samples");
+  return out;
+}
+
+namespace {
+
+// The median of the samples of the chosen blocks.
+double median_of_blocks(const Blocks& blocks, const std::vector<size_t>& pick, std::vector<double>& scratch) {
+  scratch.clear();
+  for (size_t k : pick) scratch.insert(scratch.end(), blocks[k].begin(), blocks[k].end());
+  return scratch.empty() ? std::nan("") : median_in_place(scratch);
+}
+
+}  // namespace
+
+Interval block_bootstrap_median_ci(const Blocks& blocks, double level, int resamples, uint64_t seed) {
+  EF_CHECK(!blocks.empty(), "stats: block_bootstrap_median_ci of no blocks");
+  EF_CHECK(level > 0 && level < 1, "stats: block_bootstrap_median_ci: level ", level, " is outside (0, 1)");
+  EF_CHECK(resamples >= 1, "stats: block_bootstrap_median_ci: resamples ", resamples, " must be >= 1");
+  std::vector<double> all;
+  for (const auto& b : blocks) {
+    check_no_nan(b, "block_bootstrap_median_ci", "sample");
+    all.insert(all.end(), b.begin(), b.end());
+  }
+  EF_CHECK(!all.empty(), "stats: block_bootstrap_median_ci of no samples");
+  std::mt19937_64 rng(seed);
+  std::vector<size_t> pick(blocks.size());
+  std::vector<double> scratch, medians;
+  for (int i = 0; i < resamples; ++i) {
+    for (size_t& k : pick) k = uniform_index(rng, blocks.size());
+    const double m = median_of_blocks(blocks, pick, scratch);
+    if (!std::isnan(m)) medians.push_back(m);
+  }
+  std::sort(medians.begin(), medians.end());
+  Interval ci;
+  ci.estimate = median(all);
+  ci.lo = medians.empty() ? ci.estimate : quantile_sorted(medians, (1 - level) / 2);
+  ci.hi = medians.empty() ? ci.estimate : quantile_sorted(medians, (1 + level) / 2);
+  return ci;
+}
+
+std::vector<double> paired_block_bootstrap_ratio(const Blocks& a, const Blocks& b, int resamples,
+                                                 uint64_t seed) {
+  EF_CHECK(resamples >= 1, "stats: paired_block_bootstrap_ratio: resamples ", resamples, " must be >= 1");
+  const size_t n = std::min(a.size(), b.size());
+  std::vector<double> ratios;
+  if (n == 0) return ratios;
+  std::mt19937_64 rng(seed);
+  std::vector<size_t> pick(n);
+  std::vector<double> scratch;
+  for (int i = 0; i < resamples; ++i) {
+    for (size_t& k : pick) k = uniform_index(rng, n);
+    const double ma = median_of_blocks(a, pick, scratch), mb = median_of_blocks(b, pick, scratch);
+    if (std::isfinite(ma) && std::isfinite(mb) && mb > 0) ratios.push_back(ma / mb);
+  }
+  std::sort(ratios.begin(), ratios.end());
+  return ratios;
+}
+
+double quantile_of_sorted(const std::vector<double>& sorted, double q) {
+  EF_CHECK(!sorted.empty(), "stats: quantile of no values");
+  return quantile_sorted(sorted, q);
+}
+
 }  // namespace edgeforge::stats

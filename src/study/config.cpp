@@ -197,6 +197,18 @@ StudyConfig parse_study(const std::string& toml_text, const std::string& source)
       c.seed = static_cast<uint64_t>(whole(node, key, 0, where));
     } else if (key == "jobs") {
       c.jobs = static_cast<int>(whole(node, key, 0, where));
+    } else if (key == "min_effect_pct") {
+      c.min_effect_pct = number(node, key, where);
+      EF_CHECK(c.min_effect_pct >= 0 && c.min_effect_pct <= 1000, where, ": 'min_effect_pct' ",
+               c.min_effect_pct, " must be in 0..1000");
+    } else if (key == "max_accuracy_drop_pt") {
+      c.max_accuracy_drop_pt = number(node, key, where);
+      EF_CHECK(c.max_accuracy_drop_pt >= 0 && c.max_accuracy_drop_pt <= 100, where,
+               ": 'max_accuracy_drop_pt' ", c.max_accuracy_drop_pt, " must be in 0..100");
+    } else if (key == "max_latency_ms") {
+      c.max_latency_ms = number(node, key, where);
+      EF_CHECK(c.max_latency_ms >= 0 && c.max_latency_ms <= 1e9, where, ": 'max_latency_ms' ",
+               c.max_latency_ms, " must be in 0..1e9 (0: no latency budget)");
     } else if (key == "sweep_mbps") {
       const toml::array* a = node.as_array();
       EF_CHECK(a != nullptr, where, ": 'sweep_mbps' must be a list of numbers");
@@ -227,7 +239,8 @@ StudyConfig parse_study(const std::string& toml_text, const std::string& source)
       throw Error(detail::concat(where, ": unknown key '", key,
                                  "' (known: name, quick, models, model, strategies, extras, "
                                  "deployments, topology, inputs, runs, accuracy_limit, "
-                                 "train_limit, sweep_mbps, seed, jobs, mode, options)"));
+                                 "train_limit, sweep_mbps, seed, jobs, mode, options, "
+                                 "min_effect_pct, max_accuracy_drop_pt, max_latency_ms)"));
     }
   }
   // A strategy a file lists is not run again as an extra (the default extras include dynamic).

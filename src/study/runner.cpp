@@ -84,6 +84,16 @@ nlohmann::json settings_json(const StudyConfig& c) {
           {"train_limit", c.train_limit}, {"sweep_mbps", c.sweep_mbps},
           {"seed", c.seed}};
   if (tier_mode(c.mode).real) j["mode"] = c.mode;  // (older simulated studies have no key)
+  // Settings newer than the first studies are written only when they differ from their
+  // defaults, so an older study folder still resumes.
+  if (c.min_effect_pct != 5) j["min_effect_pct"] = c.min_effect_pct;
+  if (c.max_accuracy_drop_pt != 1) j["max_accuracy_drop_pt"] = c.max_accuracy_drop_pt;
+  if (c.max_latency_ms != 0) j["max_latency_ms"] = c.max_latency_ms;
+  if (c.latency_only) j["latency_only"] = true;
+  if (!c.note.empty()) j["note"] = c.note;
+  if (c.frame_size != 0) j["frame_size"] = c.frame_size;
+  for (size_t k = 0; k < c.models.size(); ++k)
+    if (!c.models[k].student_file.empty()) j["models"][k]["student_file"] = c.models[k].student_file;
   return j;
 }
 
@@ -116,6 +126,15 @@ std::string last_line(const std::string& path) {
   return last.empty() ? "no output (see " + path + ")" : last;
 }
 
+// The latency phase's guard against a machine whose speed changes: the reference workload's
+// repetitions per probe, the drift of a group's reference cell that sends the group to be
+// measured again, and the attempts. (The reference workload itself, measured around a group,
+// is recorded but decides nothing: after a real-size model's rounds it read up to 79% slower
+// on an idle machine, its own caches and allocations disturbed, not the machine.)
+constexpr int kProbeReps = 150;
+constexpr double kDriftLimitPct = 10.0;
+constexpr int kMaxAttempts = 3;
+
 class Runner {
  public:
   Runner(const StudyConfig& c, const std::string& out_dir, const StudyRunOptions& o)
@@ -136,12 +155,10 @@ class Runner {
     count_cells();
     progress_ = std::make_unique<ProgressLine>("study " + c_.name);
     make_models();
-    for (const StudyModel& m : c_.models) {
-      for (const std::string& s : c_.all_strategies()) accuracy_cell(m, s);
-    }
-    for (const StudyModel& m : c_.models)
-      for (const std::string& s : c_.all_strategies())
-        for (const std::string& d : deployments_of(c_, s)) latency_cell(m, s, d);
+    if (!c_.latency_only)
+      for (const StudyModel& m : c_.models)
+        for (const std::string& s : c_.all_strategies()) accuracy_cell(m, s);
+    for (const StudyModel& m : c_.models) latency_cells(m);
     progress_->finish(std::to_string(done_) + " cells (" + std::to_string(failed_) + " failed)");
   }
 
@@ -158,7 +175,7 @@ class Runner {
       std::set<std::string> bases;
       for (const std::string& s : c_.all_strategies()) {
         bases.insert(base_pipeline(s));
-        remaining_["accuracy"] += 1;
+        if (!c_.latency_only) remaining_["accuracy"] += 1;
         remaining_["latency"] += static_cast<int64_t>(deployments_of(c_, s).size());
       }
       remaining_["model"] += static_cast<int64_t>(bases.size());
@@ -353,6 +370,20 @@ class Runner {
           skipped("model");
           continue;
         }
+        // A latency-only study deploys the untrained student architecture as "distill".
+        if (c_.latency_only && p == "distill") {
+          CellRecord r = cell("model", model, p);
+          const StudyModel& sm = *std::find_if(c_.models.begin(), c_.models.end(),
+                                               [&](const StudyModel& x) { return x.name == model; });
+          if (sm.student_file.empty()) {
+            r.status = "failed";
+            r.reason = "a latency-only study has no student for '" + model + "' to deploy as distill";
+          } else {
+            r.data = to_json(ModelCellData{fs::absolute(sm.student_file).string(), true, {}});
+          }
+          finished(r);
+          continue;
+        }
         if (input.empty()) {
           CellRecord r = cell("model", model, p);
           r.status = "failed";
@@ -494,85 +525,300 @@ class Runner {
   }
 
   // ---- latency ----
-  void latency_cell(const StudyModel& m, const std::string& strategy, const std::string& deploy) {
-    if (!pending("latency", m.name, strategy, deploy)) return skipped("latency");
-    CellRecord r = cell("latency", m.name, strategy, deploy);
-    r.mode = c_.mode;
-    const auto t0 = Clock::now();
-    LatencyCellData d;
+  // A cell to measure: its deployment is set up before the group's rounds.
+  struct LatencyJob {
+    std::string strategy, deploy;
+    CellRecord record;
+    LatencyCellData data;
+    std::shared_ptr<Graph> graph;
+    Placement where;
+    std::unique_ptr<Deployment> local;  // simulated; else for the cut and threads
+    std::unique_ptr<RemoteDeployment> remote;
+    DeploymentRunner* runner = nullptr;
+    bool ready() const { return runner != nullptr; }
+    bool placed() const { return graph != nullptr; }
+  };
+
+  // Sets up one cell's deployment; a cell that cannot run is recorded failed in job.record.
+  void prepare_latency(const StudyModel& m, LatencyJob& job,
+                       std::map<std::string, std::shared_ptr<Graph>>& graphs) {
+    job.record = cell("latency", m.name, job.strategy, job.deploy);
+    job.record.mode = c_.mode;
     try {
-      const std::string file = model_file(m.name, base_pipeline(strategy));
-      EF_CHECK(!file.empty(), "no model: ", model_failure(m.name, base_pipeline(strategy)));
-      const Graph g = load_onnx(file);
-      Placement where;
-      if (deploy == kAutoDeployment) {
-        d.auto_choice = auto_choice(m, strategy, file);
-        where = parse_placement(d.auto_choice->deploy, c_.topology);
-        where.cut = d.auto_choice->cut;
+      const std::string file = model_file(m.name, base_pipeline(job.strategy));
+      EF_CHECK(!file.empty(), "no model: ", model_failure(m.name, base_pipeline(job.strategy)));
+      auto& g = graphs[file];
+      if (!g) g = std::make_shared<Graph>(load_onnx(file));
+      job.graph = g;
+      if (job.deploy == kAutoDeployment) {
+        job.data.auto_choice = auto_choice(m, job.strategy, file);
+        job.where = parse_placement(job.data.auto_choice->deploy, c_.topology);
+        job.where.cut = job.data.auto_choice->cut;
       } else {
-        where = parse_placement(deploy, c_.topology);
-        if (where.split()) {
+        job.where = parse_placement(job.deploy, c_.topology);
+        if (job.where.split()) {
           std::string why;
-          where.cut = study_cut_point(g, model_seq_len(g), &why);
-          EF_CHECK(!where.cut.empty(), "model '", m.name, "' has no study cut point: ", why);
+          job.where.cut = study_cut_point(*g, model_seq_len(*g), &why);
+          EF_CHECK(!job.where.cut.empty(), "model '", m.name, "' has no study cut point: ", why);
         }
       }
-      PayloadOptions po;
-      po.inputs = c_.inputs;
-      const std::vector<Payload> payloads = make_payloads(g, po);
-      Deployment dep(g, c_.topology, where);  // simulated; else for the cut and threads
-      std::unique_ptr<RemoteDeployment> remote;
-      if (tier_mode(c_.mode).real) remote = std::make_unique<RemoteDeployment>(g, c_.topology, where, agents());
-      DeploymentRunner& runner = remote ? static_cast<DeploymentRunner&>(*remote) : dep;
-      const std::string what = "latency " + m.name + "/" + strategy + "/" + deploy;
-      const DeploymentSamples s = measure_deployment(runner, payloads, c_.runs, [&](int64_t d, int64_t t) {
-        show(what + " " + std::to_string(100 * d / t) + "%");
-      });
-      std::mt19937_64 rng(c_.seed);
-      std::map<std::string, std::vector<double>> parts;
-      for (const MeasuredRequest& q : s.warm) {
-        const RequestTiming t = simulate(q, c_.topology, rng);
-        r.warm_ms.push_back(t.total_ms);
-        parts["preprocess"].push_back(t.preprocess_ms);
-        parts["serialise"].push_back(t.serialise_ms);
-        for (size_t k = 0; k < c_.topology.tiers.size(); ++k)
-          if (c_.topology.tiers[k].name == where.first || c_.topology.tiers[k].name == where.second)
-            parts["compute." + c_.topology.tiers[k].name].push_back(t.compute_ms[k]);
-        for (size_t k = 0; k < c_.topology.links.size(); ++k)
-          if (t.link_ms[k] > 0)
-            parts["link." + c_.topology.links[k].from + "-" + c_.topology.links[k].to].push_back(t.link_ms[k]);
-      }
-      for (const MeasuredRequest& q : s.cold) r.cold_ms.push_back(simulate(q, c_.topology, rng).total_ms);
-      for (const auto& [k, v] : parts)
-        d.breakdown_median_ms[k] = v.size() == s.warm.size() ? stats::median(v) : 0.0;
-      // The sweep: each link at each bandwidth, the others as configured (simulated only: a
-      // real request's links were measured as they were).
-      for (size_t k = 0; k < c_.topology.links.size() && !remote; ++k)
-        for (double bw : c_.sweep_mbps) {
-          Topology t = c_.topology;
-          t.links[k].bandwidth_mbps = bw;
-          std::mt19937_64 g2(c_.seed);
-          std::vector<double> totals;
-          for (const MeasuredRequest& q : s.warm) totals.push_back(simulate(q, t, g2).total_ms);
-          d.sweep.push_back({t.links[k].from + "-" + t.links[k].to, bw, stats::median(totals)});
-        }
+    } catch (const std::exception& e) {
+      job.record.status = "failed";
+      job.record.reason = e.what();
+      job.graph.reset();
+    }
+  }
+
+  // Loads a prepared cell's deployment (a failure is recorded in job.record).
+  void set_up(LatencyJob& job) {
+    try {
+      job.local = std::make_unique<Deployment>(*job.graph, c_.topology, job.where);
+      if (tier_mode(c_.mode).real)
+        job.remote = std::make_unique<RemoteDeployment>(*job.graph, c_.topology, job.where, agents());
+      job.runner = job.remote ? static_cast<DeploymentRunner*>(job.remote.get()) : job.local.get();
+    } catch (const std::exception& e) {
+      job.record.status = "failed";
+      job.record.reason = e.what();
+      job.runner = nullptr;
+    }
+  }
+
+  // The cell's figures from its samples: totals with the links simulated, the breakdown, the
+  // sweep, the rounds.
+  void fill_latency(LatencyJob& job, const DeploymentSamples& s) {
+    CellRecord& r = job.record;
+    LatencyCellData& d = job.data;
+    std::mt19937_64 rng(c_.seed);
+    std::map<std::string, std::vector<double>> parts;
+    const Placement& where = job.where;
+    for (const MeasuredRequest& q : s.warm) {
+      const RequestTiming t = simulate(q, c_.topology, rng);
+      r.warm_ms.push_back(t.total_ms);
+      parts["preprocess"].push_back(t.preprocess_ms);
+      parts["serialise"].push_back(t.serialise_ms);
       for (size_t k = 0; k < c_.topology.tiers.size(); ++k)
         if (c_.topology.tiers[k].name == where.first || c_.topology.tiers[k].name == where.second)
-          d.tier_threads[c_.topology.tiers[k].name] = runner.threads_of(k);
-      d.placement = where.label();
-      d.cut = where.cut;
-      d.crossing_bytes = where.split() ? dep.cut().bytes : 0;
-      d.payload_bytes = dep.payload_bytes(payloads[0]);
-      d.measure_seconds = s.seconds;
-      r.data = to_json(d);
-    } catch (const std::exception& e) {
-      r.status = "failed";
-      r.reason = e.what();
-      r.warm_ms.clear();
-      r.cold_ms.clear();
+          parts["compute." + c_.topology.tiers[k].name].push_back(t.compute_ms[k]);
+      for (size_t k = 0; k < c_.topology.links.size(); ++k)
+        if (t.link_ms[k] > 0)
+          parts["link." + c_.topology.links[k].from + "-" + c_.topology.links[k].to].push_back(t.link_ms[k]);
     }
-    r.seconds = seconds_since(t0);
-    finished(r);
+    for (const MeasuredRequest& q : s.cold) r.cold_ms.push_back(simulate(q, c_.topology, rng).total_ms);
+    for (const auto& [k, v] : parts)
+      d.breakdown_median_ms[k] = v.size() == s.warm.size() ? stats::median(v) : 0.0;
+    d.round_sizes = round_sizes(s);
+    // The sweep: each link at each bandwidth, the others as configured (simulated only: a
+    // real request's links were measured as they were).
+    for (size_t k = 0; k < c_.topology.links.size() && !job.remote; ++k)
+      for (double bw : c_.sweep_mbps) {
+        Topology t = c_.topology;
+        t.links[k].bandwidth_mbps = bw;
+        std::mt19937_64 g2(c_.seed);
+        std::vector<double> totals;
+        for (const MeasuredRequest& q : s.warm) totals.push_back(simulate(q, t, g2).total_ms);
+        d.sweep.push_back({t.links[k].from + "-" + t.links[k].to, bw, stats::median(totals)});
+      }
+    for (size_t k = 0; k < c_.topology.tiers.size(); ++k)
+      if (c_.topology.tiers[k].name == where.first || c_.topology.tiers[k].name == where.second)
+        d.tier_threads[c_.topology.tiers[k].name] = job.runner->threads_of(k);
+    d.placement = where.label();
+    d.cut = where.cut;
+    d.crossing_bytes = where.split() ? job.local->cut().bytes : 0;
+    d.measure_seconds = s.seconds;
+  }
+
+  static std::vector<int64_t> round_sizes(const DeploymentSamples& s) {
+    std::vector<int64_t> sizes;
+    int last = -1;
+    for (const auto& [run, input] : s.warm_at) {
+      if (run != last) sizes.push_back(0), last = run;
+      ++sizes.back();
+    }
+    return sizes;
+  }
+
+  // How much the machine's speed moved while a group was measured: the median host time
+  // (preprocessing, compute, serialisation) of the reference cell's requests in the second half
+  // of the rounds against the first half, in % (NaN with fewer than two rounds).
+  static double trend_pct(const DeploymentSamples& s) {
+    std::map<int, std::vector<double>> by_round;
+    for (size_t i = 0; i < s.warm.size(); ++i) {
+      const MeasuredRequest& q = s.warm[i];
+      double host = q.preprocess_ms + q.serialise_ms;
+      for (double c : q.compute_ms) host += c;
+      by_round[s.warm_at[i].first].push_back(host);
+    }
+    if (by_round.size() < 2) return std::nan("");
+    std::vector<double> first, second;
+    size_t k = 0;
+    const size_t n = by_round.size();
+    for (const auto& [round, v] : by_round) {
+      if (2 * k + 1 < n) first.insert(first.end(), v.begin(), v.end());
+      if (2 * k + 1 > n) second.insert(second.end(), v.begin(), v.end());  // an odd middle round is in neither
+      ++k;
+    }
+    return 100.0 * std::fabs(stats::median(second) / stats::median(first) - 1.0);
+  }
+
+  // The reference workload (edgeforge/deploy.h), kept loaded and measured around each group's
+  // rounds: the same work at the start, the middle and the end of the latency phase.
+  double reference_probe_ms() {
+    if (!probe_) probe_ = std::make_unique<ReferenceWorkload>();
+    return probe_->measure_ms(kProbeReps, threads_);
+  }
+
+  // Every pending latency cell of model `m` whose request starts on tier `first`, measured
+  // side by side in interleaved rounds (measure_interleaved): its single-tier cells, the splits
+  // that start there, auto-partition when its choice does, and identity's A/A twin (identity's
+  // deployment measured again in its own slot of each round). identity is the group's
+  // reference cell: when its host time in the second half of the rounds moved more than
+  // kDriftLimitPct from the first half (trend_pct), the group is measured again (at most
+  // kMaxAttempts in all; the steadiest attempt is kept) and, if it still moves, its cells are
+  // flagged unstable. The reference workload is measured before and after, for the record.
+  void latency_group(const StudyModel& m, const std::string& first, std::vector<LatencyJob>& jobs) {
+    std::vector<LatencyJob*> ready;
+    for (LatencyJob& j : jobs)
+      if (j.ready()) ready.push_back(&j);
+    if (ready.empty()) return;
+    std::vector<DeploymentRunner*> runners;
+    for (LatencyJob* j : ready) runners.push_back(j->runner);
+    std::vector<size_t> twin_of;  // runner index -> job index for A/A twins
+    for (size_t k = 0; k < ready.size(); ++k)
+      if (ready[k]->strategy == "identity" && !ready[k]->where.split() && ready[k]->deploy != kAutoDeployment) {
+        runners.push_back(ready[k]->runner);
+        twin_of.push_back(k);
+      }
+    std::vector<Payload> payloads;
+    try {
+      PayloadOptions po;
+      po.inputs = c_.inputs;
+      if (c_.frame_size > 0) po.frame_height = po.frame_width = c_.frame_size;
+      payloads = make_payloads(*ready.front()->graph, po);
+    } catch (const std::exception& e) {
+      for (LatencyJob* j : ready) {
+        j->record.status = "failed";
+        j->record.reason = e.what();
+        j->runner = nullptr;
+      }
+      return;
+    }
+    for (LatencyJob* j : ready) j->data.payload_bytes = j->local->payload_bytes(payloads[0]);
+    const std::string what = "latency " + m.name + " from " + first + " (" +
+                             std::to_string(runners.size()) + " side by side)";
+    struct Attempt {
+      InterleavedSamples samples;
+      HostConditions host;
+      double before = 0, after = 0, drift = 0;
+    };
+    // The group's reference cell: identity, measured in every round.
+    int reference = -1;
+    for (size_t k = 0; k < twin_of.size() && reference < 0; ++k) reference = static_cast<int>(twin_of[k]);
+    std::optional<Attempt> best;
+    int attempts = 0;
+    for (int a = 0; a < kMaxAttempts; ++a) {
+      ++attempts;
+      Attempt at;
+      show(what + ": reference workload");
+      at.before = reference_probe_ms();
+      const HostConditionsMeter meter;
+      at.samples = measure_interleaved(runners, payloads, c_.runs, c_.seed + static_cast<uint64_t>(a),
+                                       [&](int64_t d, int64_t t) {
+                                         show(what + " " + std::to_string(100 * d / t) + "%");
+                                       });
+      at.host = meter.finish();
+      at.after = reference_probe_ms();
+      at.drift = reference >= 0 ? trend_pct(at.samples.samples[reference]) : std::nan("");
+      if (!std::isfinite(at.drift)) at.drift = 100.0 * std::fabs(at.after / at.before - 1.0);
+      const bool better = !best || at.drift < best->drift;
+      const double drift = at.drift;
+      if (better) best = std::move(at);
+      if (drift <= kDriftLimitPct) break;
+      if (a + 1 < kMaxAttempts)
+        std::fprintf(stderr, "\nstudy: the machine's speed moved %.1f%% while %s was measured; measuring it again\n",
+                     drift, what.c_str());
+    }
+    MeasureConditions cond;
+    cond.load_avg = best->host.load_avg;
+    cond.cpu_mhz = best->host.cpu_mhz;
+    cond.steal_pct = best->host.steal_pct;
+    cond.others_busy_pct = best->host.others_busy_pct;
+    cond.reference_before_ms = best->before;
+    cond.reference_after_ms = best->after;
+    cond.drift_pct = best->drift;
+    cond.attempts = attempts;
+    cond.unstable = best->drift > kDriftLimitPct;
+    cond.group_cells = static_cast<int64_t>(runners.size());
+    const InterleavedSamples& got = best->samples;
+    for (size_t k = 0; k < ready.size(); ++k) {
+      LatencyJob& j = *ready[k];
+      if (!got.errors[k].empty()) {
+        j.record.status = "failed";
+        j.record.reason = got.errors[k];
+        continue;
+      }
+      fill_latency(j, got.samples[k]);
+      j.data.conditions = cond;
+      j.data.conditions->shared_preprocessing = got.shared_preprocessing[k];
+    }
+    for (size_t t = 0; t < twin_of.size(); ++t) {
+      const size_t r = ready.size() + t;
+      LatencyJob& j = *ready[twin_of[t]];
+      if (!got.errors[r].empty() || j.record.status != "done") continue;
+      std::mt19937_64 rng(c_.seed + 1);
+      for (const MeasuredRequest& q : got.samples[r].warm)
+        j.data.aa_warm_ms.push_back(simulate(q, c_.topology, rng).total_ms);
+      j.data.aa_round_sizes = round_sizes(got.samples[r]);
+    }
+  }
+
+  // A model's latency cells, grouped by the tier their requests start on (latency_group).
+  void latency_cells(const StudyModel& m) {
+    std::vector<LatencyJob> jobs;
+    for (const std::string& s : c_.all_strategies())
+      for (const std::string& d : deployments_of(c_, s)) {
+        if (!pending("latency", m.name, s, d)) {
+          skipped("latency");
+          continue;
+        }
+        LatencyJob j;
+        j.strategy = s;
+        j.deploy = d;
+        jobs.push_back(std::move(j));
+      }
+    if (jobs.empty()) return;
+    const auto t0 = Clock::now();
+    std::map<std::string, std::shared_ptr<Graph>> graphs;
+    for (LatencyJob& j : jobs) {
+      show("latency " + m.name + ": placing " + j.strategy + "/" + j.deploy);
+      prepare_latency(m, j, graphs);
+      if (!j.placed()) {
+        j.record.seconds = seconds_since(t0);
+        finished(j.record);
+      }
+    }
+    // Groups by the first tier, in the topology's order; each group's deployments are set up
+    // only while it is measured (a real-size model's deployments do not all fit at once).
+    for (const TierProfile& tier : c_.topology.tiers) {
+      std::vector<LatencyJob> group;
+      for (LatencyJob& j : jobs)
+        if (j.placed() && j.where.first == tier.name) group.push_back(std::move(j));
+      if (group.empty()) continue;
+      const auto g0 = Clock::now();
+      for (LatencyJob& j : group) {
+        show("latency " + m.name + ": setting up " + j.strategy + "/" + j.deploy);
+        set_up(j);
+      }
+      latency_group(m, tier.name, group);
+      const double each = seconds_since(g0) / static_cast<double>(group.size());
+      for (LatencyJob& j : group) {
+        if (j.record.status == "done") j.record.data = to_json(j.data);
+        j.record.seconds = each;
+        j.local.reset();
+        j.remote.reset();
+        j.runner = nullptr;
+        finished(j.record);
+      }
+    }
   }
 
   // The agents of an emulated (set up at the first latency cell, kept for the study) or remote
@@ -589,6 +835,7 @@ class Runner {
 
   StudyConfig c_;
   std::unique_ptr<Emulation> emulation_;
+  std::unique_ptr<ReferenceWorkload> probe_;
   std::vector<AgentEndpoint> agents_;
   std::string out_;
   StudyRunOptions opts_;

@@ -23,6 +23,47 @@ namespace {
 
 constexpr double kNaN = std::numeric_limits<double>::quiet_NaN();
 
+// Measurement conditions: descriptive, so read tolerantly (absent or null figures are NaN).
+json conditions_json(const MeasureConditions& c) {
+  auto num = [](double x) { return std::isfinite(x) ? json(x) : json(nullptr); };
+  return {{"load_avg", num(c.load_avg)},
+          {"cpu_mhz", num(c.cpu_mhz)},
+          {"steal_pct", num(c.steal_pct)},
+          {"others_busy_pct", num(c.others_busy_pct)},
+          {"reference_before_ms", num(c.reference_before_ms)},
+          {"reference_after_ms", num(c.reference_after_ms)},
+          {"drift_pct", num(c.drift_pct)},
+          {"attempts", c.attempts},
+          {"unstable", c.unstable},
+          {"group_cells", c.group_cells},
+          {"shared_preprocessing", c.shared_preprocessing}};
+}
+MeasureConditions conditions_from_json(const json& j) {
+  MeasureConditions c;
+  auto num = [&](const char* key) {
+    return j.contains(key) && j[key].is_number() ? j[key].get<double>() : kNaN;
+  };
+  c.load_avg = num("load_avg");
+  c.cpu_mhz = num("cpu_mhz");
+  c.steal_pct = num("steal_pct");
+  c.others_busy_pct = num("others_busy_pct");
+  c.reference_before_ms = num("reference_before_ms");
+  c.reference_after_ms = num("reference_after_ms");
+  c.drift_pct = num("drift_pct");
+  c.attempts = j.value("attempts", int64_t{1});
+  c.unstable = j.value("unstable", false);
+  c.group_cells = j.value("group_cells", int64_t{0});
+  c.shared_preprocessing = j.value("shared_preprocessing", false);
+  return c;
+}
+std::vector<int64_t> integers(const json& j, const char* key) {
+  std::vector<int64_t> out;
+  if (j.contains(key) && j[key].is_array())
+    for (const json& x : j[key])
+      if (x.is_number_integer()) out.push_back(x.get<int64_t>());
+  return out;
+}
+
 // ---------------------------------------------------------------------------------------------
 // Reading the summary: every access names the field's path in its error.
 
@@ -163,6 +204,11 @@ SummaryStudy read_study(const Field& s) {
   info.quick = s.has("quick") && s.at("quick").boolean();
   info.inputs = s.at("inputs").integer();
   info.runs = s.at("runs").integer();
+  info.latency_only = s.has("latency_only") && s.at("latency_only").boolean();
+  info.note = str_or(s, "note", "");
+  info.min_effect_pct = num_or(s, "min_effect_pct", 5);
+  info.max_accuracy_drop_pt = num_or(s, "max_accuracy_drop_pt", 1);
+  info.max_latency_ms = num_or(s, "max_latency_ms", 0);
   const Field env = s.at("environment");
   // Descriptive only, and empty when no cell finished: every field may be absent.
   StudyEnvironment& e = info.environment;
@@ -215,6 +261,18 @@ SummaryCell read_cell(const Field& c, const StudySummary& s,
   cell.warm_ci_lo_ms = bounds[0].num();
   cell.warm_ci_hi_ms = bounds[1].num();
   for (const Field& x : warm.at("samples_ms").items()) cell.warm_samples_ms.push_back(x.num());
+  if (warm.has("rounds")) {
+    int64_t sum = 0;
+    for (const Field& x : warm.at("rounds").items()) {
+      cell.warm_rounds.push_back(x.integer());
+      if (cell.warm_rounds.back() < 0) x.fail("is negative");
+      sum += cell.warm_rounds.back();
+    }
+    if (sum != static_cast<int64_t>(cell.warm_samples_ms.size()))
+      warm.at("rounds").fail(detail::concat("add up to ", sum, " samples, not ", cell.warm_samples_ms.size()));
+  }
+  cell.outliers = warm.has("outliers") ? warm.at("outliers").integer() : 0;
+  if (latency.has("conditions")) cell.conditions = conditions_from_json(latency.at("conditions").value());
   const Field cold = latency.at("cold");
   cell.cold_samples = cold.at("samples").integer();
   cell.cold_median_ms = cold.at("median_ms").num();
@@ -363,6 +421,58 @@ StudySummary parse_study_summary(const json& summary) {
     }
     s.speedups.push_back(speedup);
   }
+  auto read_comparison = [&](const Field& c) {
+    SummaryComparison x;
+    x.model = declared(c, "model", model_names, "models");
+    x.strategy = declared(c, "strategy", strategy_names, "strategies");
+    x.deploy = declared(c, "deploy", s.deployments, "deployments");
+    x.baseline = declared(c, "baseline", strategy_names, "strategies");
+    x.baseline_deploy = declared(c, "baseline_deploy", s.deployments, "deployments");
+    x.speedup = c.nullable("speedup");
+    const std::vector<Field> ci90 = c.at("ci90").items(), ci95 = c.at("ci95").items();
+    if (ci90.size() != 2) c.at("ci90").fail("must be [lo, hi]");
+    if (ci95.size() != 2) c.at("ci95").fail("must be [lo, hi]");
+    x.ci90_lo = ci90[0].num_or_nan();
+    x.ci90_hi = ci90[1].num_or_nan();
+    x.ci95_lo = ci95[0].num_or_nan();
+    x.ci95_hi = ci95[1].num_or_nan();
+    x.noise_floor_pct = c.nullable("noise_floor_pct");
+    x.margin_pct = c.at("margin_pct").num();
+    x.p_holm = c.nullable("p_holm");
+    x.verdict = c.at("verdict").str();
+    if (x.verdict != "faster" && x.verdict != "slower" && x.verdict != "same" && x.verdict != "unclear")
+      c.at("verdict").fail("is '" + x.verdict + "', expected faster, slower, same or unclear");
+    return x;
+  };
+  if (stats.has("noise_floors"))
+    for (const Field& f : stats.at("noise_floors").items())
+      s.noise_floors.push_back({declared(f, "model", model_names, "models"),
+                                declared(f, "deploy", s.deployments, "deployments"),
+                                f.at("aa_ratio").num(), f.at("pct").num(), f.at("rounds").integer()});
+  if (stats.has("comparisons"))
+    for (const Field& c : stats.at("comparisons").items()) s.comparisons.push_back(read_comparison(c));
+  if (root.has("answers"))
+    for (const Field& a : root.at("answers").items()) {
+      SummaryAnswer x;
+      x.model = declared(a, "model", model_names, "models");
+      x.met = a.at("met").boolean();
+      x.within_budget = a.at("within_budget").integer();
+      if (x.met) {
+        x.strategy = declared(a, "strategy", strategy_names, "strategies");
+        x.deploy = declared(a, "deploy", s.deployments, "deployments");
+        x.latency_ms = a.at("latency_ms").num();
+        x.accuracy_change_pt = a.nullable("accuracy_change_pt");
+      }
+      if (a.has("runner_up")) {
+        const Field r = a.at("runner_up");
+        x.runner_up_strategy = declared(r, "strategy", strategy_names, "strategies");
+        x.runner_up_deploy = declared(r, "deploy", s.deployments, "deployments");
+        x.runner_up_latency_ms = r.at("latency_ms").num();
+        x.runner_up_accuracy_change_pt = r.nullable("accuracy_change_pt");
+        if (r.has("versus")) x.versus_runner_up = read_comparison(r.at("versus"));
+      }
+      s.answers.push_back(x);
+    }
   for (const Field& f : root.at("pareto").items()) {
     SummaryPareto front;
     front.model = declared(f, "model", model_names, "models");
@@ -404,6 +514,11 @@ json study_json(const SummaryStudy& st) {
           {"quick", st.quick},
           {"inputs", st.inputs},
           {"runs", st.runs},
+          {"latency_only", st.latency_only},
+          {"note", st.note},
+          {"min_effect_pct", st.min_effect_pct},
+          {"max_accuracy_drop_pt", st.max_accuracy_drop_pt},
+          {"max_latency_ms", st.max_latency_ms},
           {"environment", to_json(st.environment)},
           {"topology", {{"name", st.topology}, {"tiers", tiers}, {"links", links}}}};
 }
@@ -428,9 +543,12 @@ json cell_json(const SummaryCell& c) {
                     {"p90_ms", c.warm_p90_ms},
                     {"p99_ms", c.warm_p99_ms},
                     {"median_ci95_ms", {c.warm_ci_lo_ms, c.warm_ci_hi_ms}},
-                    {"samples_ms", c.warm_samples_ms}}},
+                    {"samples_ms", c.warm_samples_ms},
+                    {"outliers", c.outliers}}},
                   {"cold", {{"samples", c.cold_samples}, {"median_ms", c.cold_median_ms}}},
                   {"breakdown_median_ms", c.breakdown_median_ms}};
+  if (!c.warm_rounds.empty()) j["latency"]["warm"]["rounds"] = c.warm_rounds;
+  if (c.conditions) j["latency"]["conditions"] = conditions_json(*c.conditions);
   j["sweep"] = sweep_json(c.sweep);
   return j;
 }
@@ -444,6 +562,22 @@ json accuracy_json(const SummaryAccuracy& a) {
   finite_or_absent(j, "baseline", a.baseline);
   finite_or_absent(j, "drop_pt", a.drop_pt);
   return j;
+}
+
+json comparison_json(const SummaryComparison& c) {
+  auto num = [](double x) { return std::isfinite(x) ? json(x) : json(nullptr); };
+  return {{"model", c.model},
+          {"strategy", c.strategy},
+          {"deploy", c.deploy},
+          {"baseline", c.baseline},
+          {"baseline_deploy", c.baseline_deploy},
+          {"speedup", num(c.speedup)},
+          {"ci90", {num(c.ci90_lo), num(c.ci90_hi)}},
+          {"ci95", {num(c.ci95_lo), num(c.ci95_hi)}},
+          {"noise_floor_pct", num(c.noise_floor_pct)},
+          {"margin_pct", c.margin_pct},
+          {"p_holm", num(c.p_holm)},
+          {"verdict", c.verdict}};
 }
 
 json stats_json(const StudySummary& s) {
@@ -483,6 +617,12 @@ json stats_json(const StudySummary& s) {
                               {"baseline_deploy", sp.baseline_deploy},
                               {"mean_ratio", sp.mean_ratio}, {"per_model", per_model}});
   }
+  st["noise_floors"] = json::array();
+  for (const SummaryNoiseFloor& f : s.noise_floors)
+    st["noise_floors"].push_back({{"model", f.model}, {"deploy", f.deploy}, {"aa_ratio", f.aa_ratio},
+                                  {"pct", f.pct}, {"rounds", f.rounds}});
+  st["comparisons"] = json::array();
+  for (const SummaryComparison& c : s.comparisons) st["comparisons"].push_back(comparison_json(c));
   return st;
 }
 
@@ -505,6 +645,26 @@ json study_summary_json(const StudySummary& s) {
   j["accuracy"] = json::array();
   for (const SummaryAccuracy& a : s.accuracy) j["accuracy"].push_back(accuracy_json(a));
   j["stats"] = stats_json(s);
+  j["answers"] = json::array();
+  for (const SummaryAnswer& a : s.answers) {
+    json x = {{"model", a.model}, {"met", a.met}, {"within_budget", a.within_budget}};
+    if (a.met) {
+      x["strategy"] = a.strategy;
+      x["deploy"] = a.deploy;
+      x["latency_ms"] = a.latency_ms;
+      x["accuracy_change_pt"] = std::isfinite(a.accuracy_change_pt) ? json(a.accuracy_change_pt) : json(nullptr);
+    }
+    if (!a.runner_up_strategy.empty()) {
+      x["runner_up"] = {{"strategy", a.runner_up_strategy},
+                        {"deploy", a.runner_up_deploy},
+                        {"latency_ms", a.runner_up_latency_ms},
+                        {"accuracy_change_pt", std::isfinite(a.runner_up_accuracy_change_pt)
+                                                   ? json(a.runner_up_accuracy_change_pt)
+                                                   : json(nullptr)}};
+      if (a.versus_runner_up) x["runner_up"]["versus"] = comparison_json(*a.versus_runner_up);
+    }
+    j["answers"].push_back(x);
+  }
   j["pareto"] = json::array();
   for (const SummaryPareto& f : s.pareto) {
     json points = json::array();
@@ -600,6 +760,12 @@ json to_json(const LatencyCellData& d) {
             {"tier_threads", d.tier_threads},
             {"measure_seconds", d.measure_seconds}};
   if (d.auto_choice) j["auto"] = to_json(*d.auto_choice);
+  if (!d.round_sizes.empty()) j["round_sizes"] = d.round_sizes;
+  if (!d.aa_warm_ms.empty()) {
+    j["aa_warm_ms"] = d.aa_warm_ms;
+    j["aa_round_sizes"] = d.aa_round_sizes;
+  }
+  if (d.conditions) j["conditions"] = conditions_json(*d.conditions);
   return j;
 }
 
@@ -621,6 +787,12 @@ LatencyCellData latency_cell_from_json(const json& j) {
       if (it->is_number_integer()) d.tier_threads[it.key()] = it->get<int64_t>();
   d.measure_seconds = j.value("measure_seconds", 0.0);
   if (j.contains("auto") && j["auto"].is_object()) d.auto_choice = auto_placement_from_json(j["auto"]);
+  d.round_sizes = integers(j, "round_sizes");
+  d.aa_round_sizes = integers(j, "aa_round_sizes");
+  if (j.contains("aa_warm_ms") && j["aa_warm_ms"].is_array())
+    for (const json& x : j["aa_warm_ms"])
+      if (x.is_number()) d.aa_warm_ms.push_back(x.get<double>());
+  if (j.contains("conditions") && j["conditions"].is_object()) d.conditions = conditions_from_json(j["conditions"]);
   return d;
 }
 

@@ -3,6 +3,8 @@
 #include <algorithm>
 #include <cmath>
 #include <map>
+#include <optional>
+#include <tuple>
 #include <set>
 
 #include "edgeforge/error.h"
@@ -32,6 +34,16 @@ std::string baseline_deploy(const std::string& deploy, const std::vector<Summary
   return tiers.at(0).name;
 }
 
+// The verdict of a comparison (edgeforge/study_schema.h, SummaryComparison).
+std::string practical_verdict(const SummaryComparison& c) {
+  const double up = 1.0 + c.margin_pct / 100.0, down = 1.0 / up;
+  const bool test = std::isnan(c.p_holm) || c.p_holm < kAlpha;
+  if (c.ci95_lo > 1.0 && c.speedup > up && test) return "faster";
+  if (c.ci95_hi < 1.0 && c.speedup < down && test) return "slower";
+  if (c.ci90_lo >= down && c.ci90_hi <= up) return "same";
+  return "unclear";
+}
+
 // Bonferroni over a family of tests: each is significant when p < alpha / the family's size.
 template <typename Test>
 void bonferroni(std::vector<Test>& tests) {
@@ -55,6 +67,11 @@ SummaryStudy study_of(const study::Store& store, const nlohmann::json& settings,
   st.quick = settings.value("quick", false);
   st.inputs = settings.value("inputs", int64_t{0});
   st.runs = settings.value("runs", int64_t{0});
+  st.latency_only = settings.value("latency_only", false);
+  st.note = settings.value("note", "");
+  st.min_effect_pct = settings.value("min_effect_pct", 5.0);
+  st.max_accuracy_drop_pt = settings.value("max_accuracy_drop_pt", 1.0);
+  st.max_latency_ms = settings.value("max_latency_ms", 0.0);
   const nlohmann::json& topo = settings.at("topology");
   st.topology = topo.at("name").get<std::string>();
   for (const nlohmann::json& t : topo.at("tiers"))
@@ -82,7 +99,20 @@ SummaryCell latency_cell(const CellRecord& c) {
   }
   if (!j.done()) return j;
   const LatencyCellData d = latency_cell_from_json(c.data);
-  const stats::Interval ci = stats::bootstrap_median_ci(c.warm_ms, 0.95, 2000, 1);
+  int64_t in_rounds = 0;
+  for (int64_t n : d.round_sizes) in_rounds += n;
+  if (!d.round_sizes.empty() && in_rounds == static_cast<int64_t>(c.warm_ms.size()))
+    j.warm_rounds = d.round_sizes;
+  // Samples of one round share its moment: the interval resamples rounds where there are some.
+  const stats::Interval ci = j.warm_rounds.size() >= 2
+                                 ? stats::block_bootstrap_median_ci(stats::split_blocks(c.warm_ms, j.warm_rounds), 0.95, 2000, 1)
+                                 : stats::bootstrap_median_ci(c.warm_ms, 0.95, 2000, 1);
+  {
+    const double q1 = stats::percentile(c.warm_ms, 0.25), q3 = stats::percentile(c.warm_ms, 0.75);
+    const double lo = q1 - 1.5 * (q3 - q1), hi = q3 + 1.5 * (q3 - q1);
+    for (double x : c.warm_ms) j.outliers += (x < lo || x > hi) ? 1 : 0;
+  }
+  j.conditions = d.conditions;
   j.cut = d.cut;
   j.placement = c.data.contains("placement") ? d.placement : c.deploy;
   j.warm_samples = static_cast<int64_t>(c.warm_ms.size());
@@ -267,6 +297,121 @@ StudySummary summarize_study(const std::string& out_dir) {
       sp.mean_ratio = sum / static_cast<double>(sp.per_model.size());
       s.speedups.push_back(sp);
     }
+  }
+
+  // Practical significance: the rounds of each done cell as blocks, identity's A/A noise
+  // floors, every cell against identity, and the answer per model.
+  std::map<std::tuple<std::string, std::string, std::string>, stats::Blocks> blocks;
+  for (const auto& [key, c] : lat) {
+    if (c->status != "done" || c->warm_ms.empty()) continue;
+    const LatencyCellData d = latency_cell_from_json(c->data);
+    int64_t n = 0;
+    for (int64_t k : d.round_sizes) n += k;
+    blocks[key] = n == static_cast<int64_t>(c->warm_ms.size()) && !d.round_sizes.empty()
+                      ? stats::split_blocks(c->warm_ms, d.round_sizes)
+                      : stats::Blocks{c->warm_ms};
+    if (std::get<1>(key) != "identity" || d.aa_warm_ms.empty()) continue;
+    int64_t m = 0;
+    for (int64_t k : d.aa_round_sizes) m += k;
+    if (m != static_cast<int64_t>(d.aa_warm_ms.size())) continue;
+    const stats::Blocks twin = stats::split_blocks(d.aa_warm_ms, d.aa_round_sizes);
+    const std::vector<double> draws = stats::paired_block_bootstrap_ratio(twin, blocks[key], 2000, 7);
+    if (draws.empty()) continue;
+    std::vector<double> spread;
+    for (double r : draws) spread.push_back(std::fabs(std::log(r)));
+    std::sort(spread.begin(), spread.end());
+    s.noise_floors.push_back({std::get<0>(key), std::get<2>(key),
+                              stats::median(d.aa_warm_ms) / stats::median(c->warm_ms),
+                              100.0 * (std::exp(stats::quantile_of_sorted(spread, 0.95)) - 1.0),
+                              static_cast<int64_t>(std::min(twin.size(), blocks[key].size()))});
+  }
+  auto floor_of = [&](const std::string& model, const std::string& deploy) {
+    for (const SummaryNoiseFloor& f : s.noise_floors)
+      if (f.model == model && f.deploy == deploy) return f.pct;
+    return std::nan("");
+  };
+  auto p_holm_of = [&](const std::string& model, const std::string& deploy, const std::string& a,
+                       const std::string& b) {
+    for (const SummaryLatencyTest& t : s.latency_tests)
+      if (t.model == model && t.deploy == deploy)
+        for (const SummaryPair& p : t.pairs)
+          if ((p.a == a && p.b == b) || (p.a == b && p.b == a)) return p.p_holm;
+    return std::nan("");
+  };
+  // `strategy` on `deploy` against `baseline` on `baseline_deploy`; nullopt when either is not done.
+  auto compare = [&](const std::string& model, const std::string& strategy, const std::string& deploy,
+                     const std::string& baseline, const std::string& base_deploy) -> std::optional<SummaryComparison> {
+    auto a = blocks.find({model, baseline, base_deploy});
+    auto b = blocks.find({model, strategy, deploy});
+    if (a == blocks.end() || b == blocks.end()) return std::nullopt;
+    SummaryComparison c;
+    c.model = model;
+    c.strategy = strategy;
+    c.deploy = deploy;
+    c.baseline = baseline;
+    c.baseline_deploy = base_deploy;
+    c.speedup = stats::median(*done_latency(model, baseline, base_deploy)) /
+                stats::median(*done_latency(model, strategy, deploy));
+    const std::vector<double> draws = stats::paired_block_bootstrap_ratio(a->second, b->second, 2000, 11);
+    const double nan = std::nan("");
+    c.ci90_lo = draws.empty() ? nan : stats::quantile_of_sorted(draws, 0.05);
+    c.ci90_hi = draws.empty() ? nan : stats::quantile_of_sorted(draws, 0.95);
+    c.ci95_lo = draws.empty() ? nan : stats::quantile_of_sorted(draws, 0.025);
+    c.ci95_hi = draws.empty() ? nan : stats::quantile_of_sorted(draws, 0.975);
+    c.noise_floor_pct = floor_of(model, base_deploy);
+    if (deploy != base_deploy && std::isfinite(floor_of(model, deploy)))
+      c.noise_floor_pct = std::isfinite(c.noise_floor_pct) ? std::max(c.noise_floor_pct, floor_of(model, deploy))
+                                                           : floor_of(model, deploy);
+    c.margin_pct = std::max(s.study.min_effect_pct, std::isfinite(c.noise_floor_pct) ? c.noise_floor_pct : 0.0);
+    c.p_holm = deploy == base_deploy ? p_holm_of(model, deploy, strategy, baseline) : nan;
+    c.verdict = practical_verdict(c);
+    return c;
+  };
+  for (const std::string& model : models)
+    for (const std::string& strategy : strategies) {
+      if (strategy == "identity") continue;
+      for (const std::string& deploy : s.deployments)
+        if (auto c = compare(model, strategy, deploy, "identity", baseline_deploy(deploy, s.study.tiers)))
+          s.comparisons.push_back(*c);
+    }
+  for (const std::string& model : models) {
+    struct Cand {
+      std::string strategy, deploy;
+      double ms = 0, change = 0;
+    };
+    std::vector<Cand> fit;
+    for (const auto& [key, c] : lat) {
+      if (std::get<0>(key) != model || !done_latency(model, std::get<1>(key), std::get<2>(key))) continue;
+      Cand x{std::get<1>(key), std::get<2>(key), stats::median(c->warm_ms), std::nan("")};
+      if (!s.study.latency_only) {
+        const AccuracyCellData* a = done_accuracy(model, x.strategy);
+        const AccuracyCellData* base = done_accuracy(model, "identity");
+        if (a == nullptr || base == nullptr) continue;
+        x.change = (a->value - base->value) * 100.0;
+        if (-x.change > s.study.max_accuracy_drop_pt + 1e-9) continue;
+      }
+      if (s.study.max_latency_ms > 0 && x.ms > s.study.max_latency_ms) continue;
+      fit.push_back(x);
+    }
+    std::sort(fit.begin(), fit.end(), [](const Cand& a, const Cand& b) { return a.ms < b.ms; });
+    SummaryAnswer ans;
+    ans.model = model;
+    ans.met = !fit.empty();
+    ans.within_budget = static_cast<int64_t>(fit.size());
+    if (ans.met) {
+      ans.strategy = fit[0].strategy;
+      ans.deploy = fit[0].deploy;
+      ans.latency_ms = fit[0].ms;
+      ans.accuracy_change_pt = fit[0].change;
+    }
+    if (fit.size() >= 2) {
+      ans.runner_up_strategy = fit[1].strategy;
+      ans.runner_up_deploy = fit[1].deploy;
+      ans.runner_up_latency_ms = fit[1].ms;
+      ans.runner_up_accuracy_change_pt = fit[1].change;
+      ans.versus_runner_up = compare(model, fit[0].strategy, fit[0].deploy, fit[1].strategy, fit[1].deploy);
+    }
+    s.answers.push_back(ans);
   }
 
   // Pareto fronts: lower latency and higher accuracy.

@@ -6,6 +6,7 @@
 #include "edgeforge/dataset.h"
 #include "edgeforge/deploy.h"
 #include "edgeforge/error.h"
+#include "edgeforge/util.h"
 
 namespace edgeforge {
 
@@ -33,11 +34,28 @@ std::vector<Payload> make_payloads(const Graph& model, const PayloadOptions& opt
 
 struct Preprocessor::Impl {
   std::unique_ptr<Dataset> data;
+  std::string key;
 };
 
 Preprocessor::Preprocessor(const Graph& model) : impl_(std::make_unique<Impl>()) {
   impl_->data = open_dataset(model);
+  // What preparing a payload reads: the data set (with its fields), the preprocessing and the
+  // tokenizer from the metadata, and the inputs it makes.
+  std::string key;
+  for (const char* meta : {kMetaDataset, kMetaPreprocess, kMetaTokenizer}) {
+    auto it = model.metadata().find(meta);
+    key += std::string(meta) + "=" + (it == model.metadata().end() ? "" : it->second) + "\n";
+  }
+  for (const ValueInfo& v : model.inputs()) {
+    if (model.has_initializer(v.name)) continue;
+    key += v.name + ":" + std::to_string(static_cast<int>(v.dtype));
+    for (const Dim& d : v.shape) key += "," + (d.is_fixed() ? std::to_string(d.size) : std::string("?"));
+    key += "\n";
+  }
+  impl_->key = hex64(fnv1a64(key));
 }
+
+const std::string& Preprocessor::key() const { return impl_->key; }
 
 Preprocessor::~Preprocessor() = default;
 Preprocessor::Preprocessor(Preprocessor&&) noexcept = default;

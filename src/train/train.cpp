@@ -319,6 +319,23 @@ TrainReport train_graph(Graph& graph, const TaskData& data, const TrainRecipe& r
   return report;
 }
 
+void prepare_untrained(Graph& graph, const std::string& family, int64_t vocab_size, int64_t seq_len) {
+  if (family == "bert" || family == "roberta") {
+    TokenizerOptions to;
+    to.kind = family == "roberta" ? "bpe" : "unigram";
+    to.vocab_size = vocab_size;
+    to.seq_len = seq_len;
+    embed_tokenizer(graph, training_split_tokenizer(to, 0, true));
+    graph.metadata()[kMetaPreprocess] = nlohmann::json{{"seq_len", seq_len}}.dump();
+    graph.metadata()[kMetaDataset] = kDatasetSpam;
+    return;
+  }
+  EF_CHECK(family == "resnet" || family == "resnext", "prepare_untrained: unknown family '", family, "'");
+  graph.metadata()[kMetaPreprocess] =
+      nlohmann::json{{"mean", kFashionMnistMean}, {"std", kFashionMnistStd}}.dump();
+  graph.metadata()[kMetaDataset] = kDatasetFashionMnist;
+}
+
 TrainZooResult train_zoo_model(const std::string& zoo_name, const TrainRecipe& recipe,
                                bool use_cache, const ProgressFn& progress) {
   check_recipe(recipe);

@@ -13,9 +13,8 @@ namespace edgeforge {
 
 namespace {
 
-// Fashion-MNIST: one 28x28 grey channel, ten classes.
+// Fashion-MNIST: one grey channel (28x28 in the zoo: ImageLayout), ten classes.
 constexpr int64_t kImageChannels = 1;
-constexpr int64_t kImageSize = 28;
 constexpr int64_t kImageDefaultClasses = 10;
 // The stem halves 28x28 to 14x14, as ImageNet ResNets' stems shrink their input: training at
 // 14x14 was measured 13x faster on 2 cores (the 28x28 stage dominated), which is what lets the
@@ -43,19 +42,32 @@ std::string shortcut(GraphBuilder& b, const std::string& x, int64_t in_ch, int64
 
 Graph build_residual_network(const char* family, int64_t stem_width,
                              const std::vector<int64_t>& widths,
-                             const std::vector<int64_t>& blocks, const ZooBuildOptions& opts,
-                             const BlockFn& block) {
+                             const std::vector<int64_t>& blocks, const ImageLayout& layout,
+                             const ZooBuildOptions& opts, const BlockFn& block) {
+  EF_CHECK(layout.image_size >= 8 && layout.image_size <= 4096, family, ": image size ",
+           layout.image_size, " (expected 8..4096)");
   EF_ASSERT(!widths.empty() && widths.size() == blocks.size(), family,
             ": widths and blocks must name the same stages");
   const int64_t num_classes = image_classes(opts);
   Graph g(family);
   GraphBuilder b(g, seeded_generator(opts.seed));
   const Dim batch = Dim::symbol("N");
-  std::string x = b.input("input", at::kFloat, {batch, kImageChannels, kImageSize, kImageSize});
+  const int64_t size = layout.image_size;
+  std::string x = b.input("input", at::kFloat, {batch, kImageChannels, size, size});
   {
     auto s = b.scope("stem");
-    x = b.conv("conv", x, kImageChannels, stem_width, 3, kStemStride, 1);
-    x = b.relu("relu", b.batch_norm("bn", x, stem_width));
+    if (layout.imagenet_stem) {
+      x = b.conv("conv", x, kImageChannels, stem_width, 7, 2, 3);
+      x = b.relu("relu", b.batch_norm("bn", x, stem_width));
+      x = b.op("MaxPool", "pool", {x})
+              .set("kernel_shape", std::vector<int64_t>{3, 3})
+              .set("strides", std::vector<int64_t>{2, 2})
+              .set("pads", std::vector<int64_t>{1, 1, 1, 1})
+              .outputs[0];
+    } else {
+      x = b.conv("conv", x, kImageChannels, stem_width, 3, kStemStride, 1);
+      x = b.relu("relu", b.batch_norm("bn", x, stem_width));
+    }
   }
   x = b.rename_output(x, "stem.out");
   int64_t in_ch = stem_width;
@@ -100,17 +112,18 @@ Graph build_resnet(const ResNetConfig& config, const ZooBuildOptions& opts) {
   EF_CHECK(config.stem_width >= 1, "resnet: stem width ", config.stem_width, " (expected >= 1)");
   // Basic block; the last BN of the branch starts at zero so every block starts as the
   // identity, which helps short training (torchvision's zero_init_residual).
-  auto basic = [](GraphBuilder& b, const std::string& x, int64_t in_ch, int64_t out_ch,
-                  int64_t stride, size_t) {
+  const bool zero_gamma = config.layout.zero_init_residual;
+  auto basic = [zero_gamma](GraphBuilder& b, const std::string& x, int64_t in_ch, int64_t out_ch,
+                            int64_t stride, size_t) {
     std::string y = b.conv("conv1", x, in_ch, out_ch, 3, stride, 1);
     y = b.relu("relu1", b.batch_norm("bn1", y, out_ch));
     y = b.conv("conv2", y, out_ch, out_ch, 3, 1, 1);
-    y = b.batch_norm("bn2", y, out_ch, /*zero_gamma=*/true);
+    y = b.batch_norm("bn2", y, out_ch, zero_gamma);
     const std::string skip = shortcut(b, x, in_ch, out_ch, stride);
     return b.relu("relu", b.add("add", y, skip));
   };
-  return build_residual_network("resnet", config.stem_width, config.widths, config.blocks, opts,
-                                basic);
+  return build_residual_network("resnet", config.stem_width, config.widths, config.blocks,
+                                config.layout, opts, basic);
 }
 
 Graph build_resnext(const ResNeXtConfig& config, const ZooBuildOptions& opts) {
@@ -120,9 +133,10 @@ Graph build_resnext(const ResNeXtConfig& config, const ZooBuildOptions& opts) {
            ", group width ", config.group_width, " (expected all >= 1)");
   const int64_t cardinality = config.cardinality;
   const int64_t group_width = config.group_width;
-  auto bottleneck = [cardinality, group_width](GraphBuilder& b, const std::string& x,
-                                               int64_t in_ch, int64_t out_ch, int64_t stride,
-                                               size_t stage) {
+  const bool zero_gamma = config.layout.zero_init_residual;
+  auto bottleneck = [cardinality, group_width, zero_gamma](GraphBuilder& b, const std::string& x,
+                                                           int64_t in_ch, int64_t out_ch,
+                                                           int64_t stride, size_t stage) {
     const int64_t width = cardinality * (group_width << stage);
     std::string y = b.conv("conv1", x, in_ch, width, 1, 1, 0);
     y = b.relu("relu1", b.batch_norm("bn1", y, width));
@@ -130,12 +144,12 @@ Graph build_resnext(const ResNeXtConfig& config, const ZooBuildOptions& opts) {
     y = b.conv("conv2", y, width, width, 3, stride, 1, cardinality);
     y = b.relu("relu2", b.batch_norm("bn2", y, width));
     y = b.conv("conv3", y, width, out_ch, 1, 1, 0);
-    y = b.batch_norm("bn3", y, out_ch, /*zero_gamma=*/true);
+    y = b.batch_norm("bn3", y, out_ch, zero_gamma);
     const std::string skip = shortcut(b, x, in_ch, out_ch, stride);
     return b.relu("relu", b.add("add", y, skip));
   };
-  return build_residual_network("resnext", config.stem_width, config.widths, config.blocks, opts,
-                                bottleneck);
+  return build_residual_network("resnext", config.stem_width, config.widths, config.blocks,
+                                config.layout, opts, bottleneck);
 }
 
 }  // namespace edgeforge

@@ -18,24 +18,11 @@ struct ZooEntry {
 };
 
 TransformerConfig bert_config(int64_t hidden, int64_t layers, int64_t heads, int64_t ffn) {
-  TransformerConfig c;
-  c.hidden = hidden;
-  c.layers = layers;
-  c.heads = heads;
-  c.ffn = ffn;
-  c.max_positions = 512;
-  c.token_type_embeddings = true;
-  c.layer_norm_epsilon = 1e-12f;
-  return c;
+  return transformer_config("bert", hidden, layers, heads, ffn);
 }
 
-// RoBERTa's layout differs from BERT's here only in having no token-type embeddings and
-// LayerNorm epsilon 1e-5.
 TransformerConfig roberta_config(int64_t hidden, int64_t layers, int64_t heads, int64_t ffn) {
-  TransformerConfig c = bert_config(hidden, layers, heads, ffn);
-  c.token_type_embeddings = false;
-  c.layer_norm_epsilon = 1e-5f;
-  return c;
+  return transformer_config("roberta", hidden, layers, heads, ffn);
 }
 
 // The whole zoo. Students have about half the depth and/or width of their teacher (the
@@ -118,6 +105,23 @@ Graph build_family(const TransformerConfig& c, const ZooBuildOptions& o) {
 }
 
 }  // namespace
+
+TransformerConfig transformer_config(const std::string& family, int64_t hidden, int64_t layers,
+                                     int64_t heads, int64_t ffn) {
+  EF_CHECK(family == "bert" || family == "roberta", "zoo: transformer family '", family,
+           "' (expected bert or roberta)");
+  TransformerConfig c;
+  c.hidden = hidden;
+  c.layers = layers;
+  c.heads = heads;
+  c.ffn = ffn;
+  c.max_positions = 512;
+  // RoBERTa's layout differs from BERT's here only in having no token-type embeddings and
+  // LayerNorm epsilon 1e-5.
+  c.token_type_embeddings = family == "bert";
+  c.layer_norm_epsilon = family == "bert" ? 1e-12f : 1e-5f;
+  return c;
+}
 
 const std::vector<ZooModelSpec>& zoo_models() {
   static const std::vector<ZooModelSpec> kSpecs = [] {

@@ -67,7 +67,7 @@ for m in models:
                 for bwv in (1, 10, 50, 100, 150, 200):
                     sweep.append({"link": link, "bandwidth_mbps": bwv,
                                   "warm_median_ms": r(sum(breakdown(mn, sn, d, {link: bwv}).values()) * med / total, 2)})
-            cells.append({**base, "status": "done", "reason": "", "cut": None,
+            cells.append({**base, "status": "done", "reason": "", "cut": "", "placement": d,
                           "latency": {"warm": {"samples": N, "median_ms": r(med), "p90_ms": r(quantile(xs, 0.9)),
                                                "p99_ms": r(quantile(xs, 0.99)),
                                                "median_ci95_ms": [r(boot[5]), r(boot[194])], "samples_ms": xs},
@@ -169,7 +169,7 @@ for sn in others:
     wp = sum(rr for rr, x in zip(rk, diffs) if x > 0); wm = sum(rr for rr, x in zip(rk, diffs) if x < 0)
     stat = min(wp, wm)
     cnt = sum(1 for signs in itertools.product((0, 1), repeat=n) if sum(rr for rr, sgn in zip(rk, signs) if sgn) <= stat)
-    wilcoxon.append({"strategy": sn, "n": n, "statistic": stat, "p": min(1.0, 2 * cnt / 2 ** n), "exact": True})
+    wilcoxon.append({"strategy": sn, "measure": "accuracy", "n": n, "pairs": n, "statistic": stat, "p": min(1.0, 2 * cnt / 2 ** n), "exact": True})
 for w in wilcoxon:
     w["alpha"] = 0.05; w["threshold"] = 0.05 / len(wilcoxon); w["significant"] = w["p"] < w["threshold"]
 
@@ -190,16 +190,67 @@ for m in models:
                                  (q["latency_ms"] < p_["latency_ms"] or q["accuracy"] > p_["accuracy"]) for q in pts)
     pareto.append({"model": m["name"], "points": pts})
 
+# Measurement rounds, outliers, noise floors, practical comparisons and the answer (made up
+# deterministically, after every random draw above, so the numbers above stay as they were).
+for c in cells:
+    if c["status"] != "done": continue
+    xs = c["latency"]["warm"]["samples_ms"]
+    q1, q3 = quantile(xs, 0.25), quantile(xs, 0.75)
+    c["latency"]["warm"]["rounds"] = [4] * (len(xs) // 4)
+    c["latency"]["warm"]["outliers"] = sum(1 for x in xs if x < q1 - 1.5 * (q3 - q1) or x > q3 + 1.5 * (q3 - q1))
+floor = {"mobile": 1.8, "edge": 0.9, "cloud": 0.6}
+noise_floors = [{"model": m["name"], "deploy": d, "aa_ratio": 1.003, "pct": floor[d], "rounds": 5}
+                for m in models for d in deploys if (m["name"], "identity", d) in meds]
+p_holm = {(t["model"], t["deploy"], frozenset((pr["a"], pr["b"]))): pr["p_holm"] for t in latency_tests for pr in t["pairs"]}
+
+def verdict(c):
+    up = 1 + c["margin_pct"] / 100; down = 1 / up
+    test = c["p_holm"] is None or c["p_holm"] < 0.05
+    if c["ci95"][0] > 1 and c["speedup"] > up and test: return "faster"
+    if c["ci95"][1] < 1 and c["speedup"] < down and test: return "slower"
+    if c["ci90"][0] >= down and c["ci90"][1] <= up: return "same"
+    return "unclear"
+
+def comparison(mn, sn, d, bn, bd):
+    sp = meds[(mn, bn, bd)] / meds[(mn, sn, d)]
+    c = {"model": mn, "strategy": sn, "deploy": d, "baseline": bn, "baseline_deploy": bd, "speedup": r(sp, 4),
+         "ci90": [r(sp * 0.985, 4), r(sp * 1.015, 4)], "ci95": [r(sp * 0.98, 4), r(sp * 1.02, 4)],
+         "noise_floor_pct": floor[bd], "margin_pct": max(5.0, floor[bd]),
+         "p_holm": p_holm.get((mn, d, frozenset((sn, bn)))) if d == bd else None}
+    c["verdict"] = verdict(c)
+    return c
+
+comparisons = [comparison(m["name"], sn, d, "identity", d) for m in models for sn in others for d in deploys
+               if (m["name"], sn, d) in meds and (m["name"], "identity", d) in meds]
+answers = []
+for m in models:
+    mn = m["name"]
+    fit = sorted((lat, sn, d) for (mn2, sn, d), lat in meds.items()
+                 if mn2 == mn and (acc_vals[(mn, "identity")] - acc_vals[(mn, sn)]) * 100 <= 1 + 1e-9)
+    a = {"model": mn, "met": bool(fit), "within_budget": len(fit)}
+    if fit:
+        a.update({"strategy": fit[0][1], "deploy": fit[0][2], "latency_ms": fit[0][0],
+                  "accuracy_change_pt": r((acc_vals[(mn, fit[0][1])] - acc_vals[(mn, "identity")]) * 100, 4)})
+    if len(fit) >= 2:
+        a["runner_up"] = {"strategy": fit[1][1], "deploy": fit[1][2], "latency_ms": fit[1][0],
+                          "accuracy_change_pt": r((acc_vals[(mn, fit[1][1])] - acc_vals[(mn, "identity")]) * 100, 4),
+                          "versus": comparison(mn, fit[0][1], fit[0][2], fit[1][1], fit[1][2])}
+    answers.append(a)
+
 summary = {"format": "edgeforge.study-summary/1",
            "study": {"name": "default", "created_utc": "2026-11-27T01:00:00Z", "finished_utc": "2026-11-27T01:42:10Z",
                      "mode": "simulated", "quick": False, "inputs": 4, "runs": 6,
+                     "latency_only": False, "note": "", "min_effect_pct": 5.0, "max_accuracy_drop_pt": 1.0,
+                     "max_latency_ms": 0.0,
                      "environment": {"commit": "abc1234", "version": "0.1.0", "cpu": "Intel(R) Xeon(R) CPU @ 2.20GHz",
                                      "host_cores": 2, "threads": 2, "seed": 1,
                                      "libraries": {"libtorch": "1.13.1", "onednn": "2.6.3", "sqlite": "3.40.1"}},
                      "topology": {"name": "default", "tiers": tiers, "links": links}},
            "models": models, "strategies": strategies, "deployments": deploys, "cells": cells,
            "accuracy": accuracy,
-           "stats": {"latency_tests": latency_tests, "mcnemar": mcnemar, "wilcoxon": wilcoxon, "speedups": speedups},
+           "stats": {"latency_tests": latency_tests, "mcnemar": mcnemar, "wilcoxon": wilcoxon, "speedups": speedups,
+                     "noise_floors": noise_floors, "comparisons": comparisons},
+           "answers": answers,
            "pareto": pareto}
 text = json.dumps(summary, indent=1)
 # Short arrays and small objects on one line, so the file reads as a table.

@@ -556,13 +556,72 @@ TEST(ReportHtml, MissingVegaNamesThePackage) {
   EXPECT_NE(message.find("/nonexistent/vega/vega-util.min.js"), std::string::npos) << message;
 }
 
+TEST(ReportAnswer, OpensTheReportWithTheRecommendationAndHowSureItIs) {
+  const StudySummary s = parse_study_summary(fixture());
+  const StudyAnswer a = study_answer(s);
+  EXPECT_EQ(a.budget, "accuracy drop at most 1 pt, no latency budget; differences count as "
+                      "practical beyond the larger of the measured noise floor and 5%");
+  ASSERT_EQ(a.models.size(), 2u);
+  EXPECT_EQ(a.models[0],
+            "resnet: sptq on mobile, 6.97 ms warm median, accuracy -0.04 pt; the runner-up, qat on "
+            "mobile, takes 7.04 ms: no practical difference (90% CI 1.00x-1.03x within the 5.0% "
+            "margin), so either will do (12 of the model's cells meet the budget) (simulated).");
+  EXPECT_EQ(a.models[1],
+            "bert: dynamic on edge, 9.49 ms warm median, accuracy -0.13 pt; the runner-up, identity "
+            "on edge, takes 11.5 ms: 1.21x slower, a practical difference (95% CI 1.18x-1.23x, "
+            "margin 5.0%) (6 of the model's cells meet the budget) (simulated).");
+  ASSERT_FALSE(a.compared.empty());
+  EXPECT_EQ(a.compared.back(), "Noise floor (identity measured twice in the same rounds, A/A): "
+                               "0.6-1.8% over 6 model/deployment pairs; a difference below the "
+                               "margin is not called one.");
+  // Changing the summary changes the answer: a budget nothing meets gives the Pareto front.
+  json j = fixture();
+  j["answers"][1] = {{"model", "bert"}, {"met", false}, {"within_budget", 0}};
+  const StudyAnswer none = study_answer(parse_study_summary(j));
+  EXPECT_EQ(none.models[1].rfind("bert: no cell meets the budget; the Pareto front is ", 0), 0u)
+      << none.models[1];
+  // Cells measured on a busy host, some unstable: the answer says so.
+  j = fixture();
+  j["cells"][0]["latency"]["conditions"] = {{"others_busy_pct", 50.4}, {"unstable", true}};
+  j["cells"][1]["latency"]["conditions"] = {{"others_busy_pct", 12.0}, {"unstable", false}};
+  const StudyAnswer busy = study_answer(parse_study_summary(j));
+  ASSERT_GE(busy.compared.size(), 3u);
+  EXPECT_EQ(busy.compared[busy.compared.size() - 3].rfind("Caution: other processes used up to 50% of the CPU", 0), 0u)
+      << busy.compared[busy.compared.size() - 3];
+  EXPECT_EQ(busy.compared[busy.compared.size() - 2].rfind("1 of 2 cells were measured while", 0), 0u);
+  EXPECT_EQ(a.compared.size() + 2, busy.compared.size());
+  // A latency-only study says so in its budget and has no accuracy in its sentences.
+  j = fixture();
+  j["study"]["latency_only"] = true;
+  j["answers"][0]["accuracy_change_pt"] = nullptr;
+  const StudyAnswer lo = study_answer(parse_study_summary(j));
+  EXPECT_EQ(lo.budget.rfind("latency only (untrained weights)", 0), 0u);
+  EXPECT_EQ(lo.models[0].find("accuracy"), std::string::npos) << lo.models[0];
+}
+
+TEST(ReportAnswer, ComesFirstInBothFormats) {
+  const StudySummary s = parse_study_summary(fixture());
+  const std::string html = render_report_html(s);
+  const size_t answer = html.find("<section id=\"answer\">");
+  ASSERT_NE(answer, std::string::npos);
+  EXPECT_LT(answer, html.find("<section id=\"findings\">"));
+  EXPECT_LT(html.find("resnet: sptq on mobile, 6.97 ms warm median"), html.find("<section id=\"findings\">"));
+  EXPECT_NE(html.find("id=\"comparisons-table\""), std::string::npos);
+  EXPECT_NE(html.find("id=\"noise-table\""), std::string::npos);
+  const std::string md = render_report_markdown(s);
+  EXPECT_LT(md.find("## Answer\n\nBudget: accuracy drop at most 1 pt"), md.find("## Findings"));
+  EXPECT_NE(md.find("| resnet | sptq | mobile | mobile | 1.43x | 1.40x - 1.46x | 1.8% | 5.0% |"),
+            std::string::npos);
+  EXPECT_LT(md.find("## Tables"), md.find("## Environment"));
+}
+
 TEST(ReportMarkdown, HasFindingsAndTables) {
   const std::string md = render_report_markdown(parse_study_summary(fixture()));
   EXPECT_NE(md.find("## Findings\n\n- For resnet the fastest deployment is mobile"),
             std::string::npos);
   EXPECT_NE(md.find("**Warm and cold latency per cell (simulated)**"), std::string::npos);
   EXPECT_NE(md.find("| resnet | sptq | mobile | simulated | 20 | 6.97 | 7.08 | 7.18 | 6.89 - "
-                    "7.05 | 30.7 |"),
+                    "7.05 | 0 (0.0%) | 30.7 |"),
             std::string::npos);
   EXPECT_NE(md.find("| bert | sptq | f1 | 0.9402 | 0.9561 | -1.59 | 1393 | 31 / 11 | 0.003 | 0.01 "
                     "| yes |"),
@@ -620,6 +679,12 @@ TEST(ReportExports, WriteHeadersAndRows) {
                       "kruskal_p");
 
   EXPECT_EQ(lines_of(read_text(out / "speedups.csv")).size(), 1u + 9u + 15u);
+  const std::vector<std::string> cmp = lines_of(read_text(out / "comparisons.csv"));
+  ASSERT_EQ(cmp.size(), 1u + 15u);
+  EXPECT_EQ(cmp[0], "model,strategy,deploy,baseline,baseline_deploy,speedup,ci90_lo,ci90_hi,ci95_lo,"
+                    "ci95_hi,noise_floor_pct,margin_pct,p_holm,verdict");
+  EXPECT_EQ(cmp[1].rfind("resnet,sptq,mobile,identity,mobile,1.4289,", 0), 0u) << cmp[1];
+  EXPECT_EQ(cmp[1].substr(cmp[1].rfind(',') + 1), "faster");
   EXPECT_EQ(lines_of(read_text(out / "sweep.csv")).size(), 1u + 21u * 12u);
 }
 
@@ -647,7 +712,13 @@ TEST(ReportChromium, RendersEveryChartWithoutErrors) {
   EXPECT_EQ(body["data-errors"], "");
   EXPECT_EQ(body["data-warnings"], "");
   EXPECT_EQ(count(dom, "<svg"), static_cast<size_t>(expected));
-  // The heat map's labels and the titles are in the drawn SVG.
+  // The answer opens the page as rendered, and the heat map's labels and the titles are in
+  // the drawn SVG.
+  const size_t answer = dom.find("<section id=\"answer\">");
+  ASSERT_NE(answer, std::string::npos);
+  EXPECT_LT(answer, dom.find("<section id=\"findings\">"));
+  EXPECT_LT(answer, dom.find("<svg"));
+  EXPECT_NE(dom.find("bert: dynamic on edge, 9.49 ms warm median", answer), std::string::npos);
   EXPECT_NE(dom.find(">1.52x</text>"), std::string::npos);
   EXPECT_NE(dom.find("resnet: warm median against the bandwidth of edge-cloud (simulated)"),
             std::string::npos);

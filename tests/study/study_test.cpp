@@ -7,6 +7,7 @@
 #include <filesystem>
 #include <fstream>
 #include <functional>
+#include <random>
 
 #include "edgeforge/error.h"
 #include "edgeforge/strategy.h"
@@ -294,4 +295,124 @@ TEST(Recommend, TheFastestCellWithinBothBudgets) {
   bad.deploy = "cloud";
   EXPECT_NE(error_of([&] { recommend(constructed_summary(), bad); }).find("no cells on that deployment"),
             std::string::npos);
+}
+
+// ---- Practical differences: the summary's noise floor, comparisons and answer ----
+
+namespace {
+
+// A study folder with one model on one tier whose latency cells are made, not measured: five
+// rounds of ten samples, each round at its own level (the machine's moment), which the cells
+// of one round share. identity is measured twice (A/A); "fast" takes half its time, "same" 1%
+// more, "noisy" about as long but at levels of its own.
+fs::path practical_study(const std::string& name, double min_effect_pct) {
+  const fs::path d = temp_dir(name);
+  nlohmann::json settings = {
+      {"models", {{{"name", "m"}, {"file", ""}}}},
+      {"strategies", {"identity", "fast", "same", "noisy"}},
+      {"extras", nlohmann::json::array()},
+      {"deployments", {"edge"}},
+      {"topology",
+       {{"name", "t"},
+        {"tiers", {{{"name", "edge"}, {"cores", 2}, {"memory_gb", 4.0}, {"speed", 1.0}}}},
+        {"links", nlohmann::json::array()}}},
+      {"inputs", 10},
+      {"runs", 6}};
+  if (min_effect_pct != 5) settings["min_effect_pct"] = min_effect_pct;
+  study::Store store(study_database(d.string()), name, settings);
+  std::mt19937_64 rng(3);
+  std::normal_distribution<double> noise(0, 0.01);
+  const std::vector<double> level = {1.0, 1.3, 0.9, 1.1, 1.2};
+  const std::vector<double> own = {1.25, 0.8, 1.3, 0.9, 1.05};
+  auto samples = [&](double ms, const std::vector<double>& levels) {
+    std::vector<double> x;
+    for (double l : levels)
+      for (int i = 0; i < 10; ++i) x.push_back(ms * l * (1 + noise(rng)));
+    return x;
+  };
+  auto put = [&](const std::string& strategy, std::vector<double> warm, bool twin, double accuracy) {
+    study::CellRecord c;
+    c.kind = "latency";
+    c.model = "m";
+    c.strategy = strategy;
+    c.deploy = "edge";
+    c.mode = "simulated";
+    c.warm_ms = std::move(warm);
+    c.cold_ms = {50};
+    LatencyCellData data;
+    data.placement = "edge";
+    data.round_sizes = {10, 10, 10, 10, 10};
+    if (twin) {
+      data.aa_warm_ms = samples(10, level);
+      data.aa_round_sizes = data.round_sizes;
+    }
+    c.data = to_json(data);
+    store.put(c);
+    study::CellRecord a;
+    a.kind = "accuracy";
+    a.model = "m";
+    a.strategy = strategy;
+    a.data = to_json(AccuracyCellData{"top-1", "fashion-mnist", "", accuracy, accuracy, 1000, {}});
+    for (int i = 0; i < 1000; ++i) a.correct.push_back(i < accuracy * 1000 ? 1 : 0);
+    store.put(a);
+  };
+  put("identity", samples(10, level), true, 0.90);
+  put("fast", samples(5, level), false, 0.899);
+  put("same", samples(10.1, level), false, 0.90);
+  std::vector<double> noisy_levels;
+  for (size_t k = 0; k < level.size(); ++k) noisy_levels.push_back(level[k] * own[k]);
+  put("noisy", samples(10, noisy_levels), false, 0.90);
+  return d;
+}
+
+const SummaryComparison& comparison_of(const StudySummary& s, const std::string& strategy) {
+  for (const SummaryComparison& c : s.comparisons)
+    if (c.strategy == strategy) return c;
+  throw Error("no comparison for " + strategy);
+}
+
+}  // namespace
+
+TEST(StudySummary, ADifferenceIsPracticalOnlyBeyondTheNoiseFloorAndTheMinimumEffect) {
+  const fs::path d = practical_study("practical", 5);
+  const StudySummary s = summarize_study(d.string());
+  ASSERT_EQ(s.noise_floors.size(), 1u);
+  EXPECT_EQ(s.noise_floors[0].rounds, 5);
+  EXPECT_LT(s.noise_floors[0].pct, 3.0) << "paired rounds cancel the rounds' levels";
+  const SummaryComparison& fast = comparison_of(s, "fast");
+  EXPECT_NEAR(fast.speedup, 2.0, 0.05);
+  EXPECT_EQ(fast.verdict, "faster");
+  EXPECT_EQ(fast.margin_pct, 5.0);
+  EXPECT_EQ(comparison_of(s, "same").verdict, "same") << "1% is within the 5% margin";
+  const SummaryComparison& noisy = comparison_of(s, "noisy");
+  EXPECT_EQ(noisy.verdict, "unclear") << noisy.ci95_lo << "-" << noisy.ci95_hi;
+  EXPECT_GT(noisy.ci95_hi / noisy.ci95_lo, 1.2);
+  // identity's interval resamples rounds: it spans the rounds' levels.
+  for (const SummaryCell& c : s.cells)
+    if (c.strategy == "identity") {
+      EXPECT_EQ(c.warm_rounds, (std::vector<int64_t>{10, 10, 10, 10, 10}));
+      EXPECT_GT(c.warm_ci_hi_ms / c.warm_ci_lo_ms, 1.1);
+    }
+  // The answer: fast within the 1-point budget, practically faster than the runner-up.
+  ASSERT_EQ(s.answers.size(), 1u);
+  EXPECT_TRUE(s.answers[0].met);
+  EXPECT_EQ(s.answers[0].strategy, "fast");
+  EXPECT_NEAR(s.answers[0].accuracy_change_pt, -0.1, 1e-9);
+  ASSERT_TRUE(s.answers[0].versus_runner_up.has_value());
+  EXPECT_EQ(s.answers[0].versus_runner_up->verdict, "faster");
+  // The summary document carries all of it.
+  const StudySummary again = parse_study_summary(study_summary_json(s));
+  EXPECT_EQ(study_summary_json(again), study_summary_json(s));
+  fs::remove_all(d);
+}
+
+TEST(StudySummary, TheMinimumEffectIsTheUsers) {
+  // With min_effect_pct 150, halving the latency (a speedup of 2, 100% faster) is not a
+  // practical difference, and its interval lies within the margin: no practical difference.
+  const fs::path d = practical_study("practical-150", 150);
+  const StudySummary s = summarize_study(d.string());
+  EXPECT_EQ(s.study.min_effect_pct, 150);
+  EXPECT_EQ(comparison_of(s, "fast").margin_pct, 150);
+  EXPECT_EQ(comparison_of(s, "fast").verdict, "same");
+  fs::remove_all(d);
 }

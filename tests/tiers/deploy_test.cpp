@@ -6,7 +6,10 @@
 
 #include <ATen/ATen.h>
 
+#include <algorithm>
+#include <cmath>
 #include <cstring>
+#include <set>
 #include <fstream>
 #include <functional>
 #include <random>
@@ -16,6 +19,7 @@
 #include "edgeforge/deploy.h"
 #include "edgeforge/error.h"
 #include "edgeforge/lower.h"
+#include "edgeforge/strategy.h"
 #include "edgeforge/task.h"
 #include "edgeforge/tokenizer.h"
 #include "edgeforge/zoo.h"
@@ -351,4 +355,131 @@ TEST(Deployment, ACalibratedProfileGetsItsSpeedFromTheReferenceWorkload) {
   EXPECT_EQ(t.tiers[1].speed, 1.0);
   EXPECT_NE(error_of([&] { load_topology(dir + "/loop.toml"); }).find("inside a profile"),
             std::string::npos);
+}
+
+// ---- Interleaved measurement ----
+
+namespace {
+
+// A deployment that records what it is asked to do, in one log shared by all of them.
+class Recorder final : public DeploymentRunner {
+ public:
+  Recorder(std::string name, std::string key, std::vector<std::string>* log, int* prepared,
+           int fail_at_cold = 0)
+      : name_(std::move(name)), key_(std::move(key)), log_(log), prepared_(prepared),
+        fail_at_cold_(fail_at_cold) {
+    placement_.first = "edge";
+    topology_ = default_topology();
+  }
+  MeasuredRequest run(const Payload& p, std::vector<at::Tensor>*) override {
+    log_->push_back(name_ + ":warm:" + p.bytes);
+    return request(0.5);
+  }
+  MeasuredRequest run_cold(const Payload&) override {
+    EF_CHECK(++colds_ != fail_at_cold_, name_, " fails its cold request ", colds_);
+    log_->push_back(name_ + ":cold");
+    return request(0.5);
+  }
+  std::string preprocessing_key() const override { return key_; }
+  std::vector<at::Tensor> preprocess(const Payload& p) const override {
+    ++*prepared_;
+    log_->push_back(name_ + ":prepare:" + p.bytes);
+    return {at::full({1}, static_cast<double>(*prepared_))};
+  }
+  MeasuredRequest run_prepared(const Payload& p, const std::vector<at::Tensor>& inputs,
+                               double host_ms) override {
+    log_->push_back(name_ + ":warm:" + p.bytes);
+    seen.push_back(inputs.at(0).item<double>());
+    return request(host_ms);
+  }
+  const Placement& placement() const override { return placement_; }
+  const Topology& topology() const override { return topology_; }
+  int threads_of(size_t) const override { return 1; }
+  std::vector<double> seen;  // the prepared input each warm request was given
+
+ private:
+  MeasuredRequest request(double preprocess_ms) {
+    MeasuredRequest r;
+    r.preprocess_ms = preprocess_ms;
+    r.compute_ms.assign(topology_.tiers.size(), 1.0);
+    return r;
+  }
+  std::string name_, key_;
+  std::vector<std::string>* log_;
+  int* prepared_;
+  int fail_at_cold_, colds_ = 0;
+  Placement placement_;
+  Topology topology_;
+};
+
+}  // namespace
+
+TEST(Interleaved, RoundsRunEveryDeploymentInAFreshOrderAndSharePreprocessing) {
+  std::vector<std::string> log;
+  int prepared = 0;
+  Recorder a("a", "same", &log, &prepared), b("b", "same", &log, &prepared);
+  Recorder c("c", "", &log, &prepared), d("d", "other", &log, &prepared, /*fail_at_cold=*/3);
+  std::vector<Payload> payloads(3);
+  for (size_t i = 0; i < payloads.size(); ++i) payloads[i].bytes = std::to_string(i);
+  const int runs = 5;
+  const InterleavedSamples got = measure_interleaved({&a, &b, &c, &d}, payloads, runs, 42);
+
+  // Rounds: every live deployment once per round; d fails in round 3 and leaves the rest.
+  ASSERT_EQ(got.order.size(), static_cast<size_t>(runs));
+  std::set<std::vector<size_t>> orders;
+  for (size_t r = 0; r < got.order.size(); ++r) {
+    std::vector<size_t> sorted = got.order[r];
+    std::sort(sorted.begin(), sorted.end());
+    EXPECT_EQ(sorted, r < 3 ? (std::vector<size_t>{0, 1, 2, 3}) : (std::vector<size_t>{0, 1, 2})) << r;
+    orders.insert(got.order[r]);
+  }
+  EXPECT_GE(orders.size(), 3u) << "the order is shuffled afresh each round";
+  EXPECT_EQ(got.errors[0], "");
+  EXPECT_EQ(got.errors[2], "");
+  EXPECT_NE(got.errors[3].find("d fails its cold request 3"), std::string::npos) << got.errors[3];
+  // The first round is a dropped warm-up: (runs - 1) x 3 warm samples and runs - 1 cold ones.
+  for (size_t k = 0; k < 3; ++k) {
+    EXPECT_EQ(got.samples[k].warm.size(), static_cast<size_t>((runs - 1) * 3)) << k;
+    EXPECT_EQ(got.samples[k].cold.size(), static_cast<size_t>(runs - 1)) << k;
+    EXPECT_EQ(got.samples[k].warm_at.front(), (std::pair<int, int64_t>{1, 0}));
+    EXPECT_EQ(got.samples[k].warm_at.back(), (std::pair<int, int64_t>{runs - 1, 2}));
+  }
+  // A deployment's requests of a round run together: cold, then every payload.
+  for (size_t i = 0; i + 1 < log.size(); ++i)
+    if (log[i].find(":cold") != std::string::npos) {
+      const std::string who = log[i].substr(0, 1);
+      for (size_t j = 1; j <= 3; ++j) EXPECT_EQ(log[i + j].substr(0, 1), who) << i;
+    }
+  // a and b share one preparation per payload and round (d, alone with its key, prepares its
+  // own through run()); they were given the same inputs and the same preprocessing time.
+  EXPECT_EQ(got.shared_preprocessing, (std::vector<bool>{true, true, false, false}));
+  EXPECT_EQ(prepared, runs * 3);
+  EXPECT_EQ(a.seen, b.seen);
+  for (size_t i = 0; i < got.samples[0].warm.size(); ++i)
+    EXPECT_EQ(got.samples[0].warm[i].preprocess_ms, got.samples[1].warm[i].preprocess_ms);
+  EXPECT_THROW(measure_interleaved({&a}, payloads, 1, 1), Error);
+  EXPECT_THROW(measure_interleaved({&a}, {}, 3, 1), Error);
+}
+
+TEST(Interleaved, HostConditionsAreReadFromProc) {
+  const HostConditionsMeter meter;
+  volatile double x = 0;
+  for (int i = 0; i < 2000000; ++i) x = x + std::sqrt(static_cast<double>(i));
+  const HostConditions c = meter.finish();
+  EXPECT_GE(c.load_avg, 0);
+  EXPECT_GE(c.others_busy_pct, 0);
+  EXPECT_LE(c.others_busy_pct, 100);
+  EXPECT_GE(c.steal_pct, 0);
+  EXPECT_LE(c.steal_pct, 100);
+  EXPECT_TRUE(std::isnan(c.cpu_mhz) || c.cpu_mhz > 0);
+}
+
+TEST(Interleaved, ModelsPreparedAlikeShareAPreprocessingKey) {
+  const Graph g = small_image_model();
+  Graph quantized = g;
+  quantized.metadata()[kMetaStrategy] = "sptq";  // strategy metadata does not change preparing
+  EXPECT_EQ(Preprocessor(g).key(), Preprocessor(quantized).key());
+  Graph other_norm = g;
+  other_norm.metadata()[kMetaPreprocess] = R"({"mean": 0.5, "std": 0.25})";
+  EXPECT_NE(Preprocessor(g).key(), Preprocessor(other_norm).key());
 }
