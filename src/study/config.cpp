@@ -10,6 +10,7 @@
 #include "edgeforge/dataset.h"
 #include "edgeforge/tier_modes.h"
 #include "edgeforge/error.h"
+#include "../common/toml_numbers.h"
 #include "edgeforge/util.h"
 #include "edgeforge/strategy.h"
 #include "edgeforge/study.h"
@@ -83,11 +84,9 @@ double number(const toml::node& n, const std::string& key, const std::string& wh
   return *v;
 }
 
-int64_t whole(const toml::node& n, const std::string& key, int64_t lo, const std::string& where) {
-  const double v = number(n, key, where);
-  EF_CHECK(std::floor(v) == v && v >= static_cast<double>(lo), where, ": '", key, "' ", v,
-           " must be a whole number >= ", lo);
-  return static_cast<int64_t>(v);
+// A whole-number setting in [lo, hi], checked before any conversion (toml_numbers.h).
+int64_t whole(const toml::node& n, const std::string& key, int64_t lo, int64_t hi, const std::string& where) {
+  return toml_numbers::integer(n, key, lo, hi, where);
 }
 
 
@@ -186,17 +185,17 @@ StudyConfig parse_study(const std::string& toml_text, const std::string& source)
       c.topology_file = path_beside(source, *v);
       c.topology = load_topology(c.topology_file);
     } else if (key == "inputs") {
-      c.inputs = whole(node, key, 1, where);
+      c.inputs = whole(node, key, 1, 1000000, where);
     } else if (key == "runs") {
-      c.runs = static_cast<int>(whole(node, key, 2, where));
+      c.runs = static_cast<int>(whole(node, key, 2, 100000, where));
     } else if (key == "accuracy_limit") {
-      c.accuracy_limit = whole(node, key, 0, where);
+      c.accuracy_limit = whole(node, key, 0, INT32_MAX, where);
     } else if (key == "train_limit") {
-      c.train_limit = whole(node, key, 0, where);
+      c.train_limit = whole(node, key, 0, INT32_MAX, where);
     } else if (key == "seed") {
-      c.seed = static_cast<uint64_t>(whole(node, key, 0, where));
+      c.seed = static_cast<uint64_t>(whole(node, key, 0, INT64_MAX, where));
     } else if (key == "jobs") {
-      c.jobs = static_cast<int>(whole(node, key, 0, where));
+      c.jobs = static_cast<int>(whole(node, key, 0, 1024, where));
     } else if (key == "min_effect_pct") {
       c.min_effect_pct = number(node, key, where);
       EF_CHECK(c.min_effect_pct >= 0 && c.min_effect_pct <= 1000, where, ": 'min_effect_pct' ",
@@ -214,9 +213,7 @@ StudyConfig parse_study(const std::string& toml_text, const std::string& source)
       EF_CHECK(a != nullptr, where, ": 'sweep_mbps' must be a list of numbers");
       c.sweep_mbps.clear();
       for (const toml::node& item : *a) {
-        const double v = number(item, key, where);
-        EF_CHECK(v > 0, where, ": 'sweep_mbps' value ", v, " must be > 0");
-        c.sweep_mbps.push_back(v);
+        c.sweep_mbps.push_back(toml_numbers::real(item, key, 0, 1e6, where, /*lo_open=*/true));
       }
     } else if (key == "mode") {
       auto v = node.value<std::string>();

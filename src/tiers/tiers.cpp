@@ -8,6 +8,7 @@
 #include <sstream>
 
 #include "edgeforge/error.h"
+#include "../common/toml_numbers.h"
 #include "edgeforge/util.h"
 
 namespace edgeforge {
@@ -60,12 +61,12 @@ bool is_builtin(const std::string& name) {
   return name == "mobile" || name == "edge" || name == "cloud";
 }
 
-// A number field: the table's value when given (an integer or a float), else `fallback`.
-double number(const toml::table& t, const char* key, double fallback, const std::string& where) {
+// A number field: the table's value when given (an integer or a float; finite and within
+// [lo, hi], lo excluded when `lo_open`), else `fallback`.
+double number(const toml::table& t, const char* key, double fallback, const std::string& where,
+              double lo, double hi, bool lo_open = false) {
   const toml::node* n = t.get(key);
-  if (n == nullptr) return fallback;
-  if (auto v = n->value<double>()) return *v;
-  throw Error(detail::concat(where, ": '", key, "' must be a number"));
+  return n == nullptr ? fallback : toml_numbers::real(*n, key, lo, hi, where, lo_open);
 }
 
 // Error naming the first key of `t` not in `known`, with its line.
@@ -139,17 +140,14 @@ Topology parse_topology(const std::string& toml_text, const std::string& source)
         EF_CHECK(t->contains(key) || (std::string(key) == "speed" && t->contains("reference_ms")),
                  at, ": '", key, "' is missing (only mobile, edge and cloud have defaults; a ",
                  "profile file from edgeforge calibrate gives them all)");
-    const double cores = number(*t, "cores", static_cast<double>(p.cores), at);
-    p.memory_gb = number(*t, "memory_gb", p.memory_gb, at);
-    p.speed = number(*t, "speed", p.speed, at);
-    p.reference_ms = number(*t, "reference_ms", p.reference_ms, at);
-    EF_CHECK(p.reference_ms >= 0, at, ": reference_ms ", p.reference_ms, " must be > 0");
-    EF_CHECK(cores >= 1 && std::floor(cores) == cores, at, ": cores ", cores,
-             " is not a whole number >= 1");
-    p.cores = static_cast<int64_t>(cores);
-    EF_CHECK(p.memory_gb > 0, at, ": memory_gb ", p.memory_gb, " must be > 0");
+    // Bounds far beyond any machine, so that no value overflows what uses it.
+    if (const toml::node* c = t->get("cores")) p.cores = toml_numbers::integer(*c, "cores", 1, 65536, at);
+    p.memory_gb = number(*t, "memory_gb", p.memory_gb, at, 0, 1e6, /*lo_open=*/true);
+    p.speed = number(*t, "speed", p.speed, at, 0, 1e6);
+    p.reference_ms = number(*t, "reference_ms", p.reference_ms, at, 0, 1e12);
     EF_CHECK(p.speed > 0 || (p.speed == 0 && p.reference_ms > 0), at, ": speed ", p.speed,
              " must be > 0");
+    EF_CHECK(p.speed == 0 || p.speed >= 1e-6, at, ": speed ", p.speed, " must be >= 1e-06");
     if (t->contains("agent")) {
       p.agent = text(*t, "agent", at);
       const auto colon = p.agent.rfind(':');
@@ -183,13 +181,13 @@ Topology parse_topology(const std::string& toml_text, const std::string& source)
              k + 1 < topo.tiers.size() ? l.from + " -> " + topo.tiers[k + 1].name : l.from + " is the last tier",
              ")");
     EF_CHECK(!seen[k], at, " appears twice");
-    l.bandwidth_mbps = number(*t, "bandwidth_mbps", 0.0, at);
-    l.rtt_ms = number(*t, "rtt_ms", 0.0, at);
-    l.jitter_ms = number(*t, "jitter_ms", 0.0, at);
-    l.loss = number(*t, "loss", 0.0, at);
-    EF_CHECK(l.bandwidth_mbps > 0, at, ": bandwidth_mbps ", l.bandwidth_mbps, " must be > 0");
-    EF_CHECK(l.rtt_ms >= 0 && l.jitter_ms >= 0, at, ": rtt_ms and jitter_ms must be >= 0");
-    EF_CHECK(l.loss >= 0 && l.loss < 1, at, ": loss ", l.loss, " must be in [0, 1)");
+    l.bandwidth_mbps = number(*t, "bandwidth_mbps", 0.0, at, -1e7, 1e7);  // > 0 below
+    l.rtt_ms = number(*t, "rtt_ms", 0.0, at, 0, 1e6);
+    l.jitter_ms = number(*t, "jitter_ms", 0.0, at, 0, 1e6);
+    l.loss = number(*t, "loss", 0.0, at, 0, 1);
+    // A bandwidth of 1e-300 Mbit/s would make every transfer infinite: at least 1 kbit/s.
+    EF_CHECK(l.bandwidth_mbps >= 1e-3, at, ": bandwidth_mbps ", l.bandwidth_mbps, " must be > 0 (at least 0.001)");
+    EF_CHECK(l.loss < 1, at, ": loss ", l.loss, " must be in [0, 1)");
     topo.links[k] = l;
     seen[k] = true;
   }

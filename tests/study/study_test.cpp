@@ -122,8 +122,17 @@ TEST(StudyConfig, BadFilesNameTheKeyAndLine) {
   EXPECT_NE(e("\n\nstrategies = [\"sptq\", \"squash\"]\n").find("s.toml:3: strategy 'squash'"),
             std::string::npos);
   EXPECT_NE(e("deployments = [\"edge\", \"moon\"]\n").find("'moon' names no tier"), std::string::npos);
-  EXPECT_NE(e("inputs = -3\n").find("s.toml:1: 'inputs' -3 must be a whole number >= 1"), std::string::npos);
-  EXPECT_NE(e("runs = 1\n").find("'runs' 1 must be a whole number >= 2"), std::string::npos);
+  EXPECT_NE(e("inputs = -3\n").find("s.toml:1: 'inputs' -3 must be a whole number in 1..1000000"), std::string::npos);
+  EXPECT_NE(e("runs = 1\n").find("'runs' 1 must be a whole number in 2..100000"), std::string::npos);
+  // Numbers that used to pass their checks by overflowing (issue 22): refused before any
+  // conversion, naming the key.
+  EXPECT_NE(e("inputs = 1e30\n").find("'inputs' 1e+30 must be a whole number in 1..1000000"), std::string::npos);
+  EXPECT_NE(e("runs = 4294967297\n").find("'runs' 4294967297 must be a whole number in 2..100000"), std::string::npos);
+  EXPECT_NE(e("jobs = 2147483648\n").find("'jobs' 2147483648 must be a whole number in 0..1024"), std::string::npos);
+  EXPECT_NE(e("seed = 1e300\n").find("'seed' 1e+300 must be a whole number >= 0"), std::string::npos);
+  EXPECT_NE(e("inputs = inf\n").find("'inputs' inf must be a whole number"), std::string::npos);
+  EXPECT_NE(e("sweep_mbps = [nan]\n").find("'sweep_mbps' nan must be > 0"), std::string::npos);
+  EXPECT_EQ(parse_study("seed = 9223372036854775807\n", "s.toml").seed, 9223372036854775807ULL);
   EXPECT_NE(e("inputs = \"many\"\n").find("'inputs' must be a number"), std::string::npos);
   EXPECT_NE(e("sweep_mbps = [1, 0]\n").find("must be > 0"), std::string::npos);
   EXPECT_NE(e("\nmode = \"fast\"\n").find("s.toml:2: 'mode' must be"), std::string::npos);

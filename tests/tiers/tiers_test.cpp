@@ -108,6 +108,18 @@ TEST(Tiers, MalformedTopologiesAreNamedInOneLine) {
   EXPECT_NE(error_of("[[tier]]\nname = \"board\"\ncores = 2\n").find("'memory_gb' is missing"),
             std::string::npos);
   EXPECT_NE(error_of("[[tier]]\nname = \"mobile\"\ncores = 0\n").find("cores"), std::string::npos);
+  // Numbers that used to wrap or reach the simulation as inf or -nan (issue 22).
+  const std::string tier = "[[tier]]\nname = \"mobile\"\n";
+  EXPECT_NE(error_of(tier + "cores = 1e30\n").find("'cores' 1e+30 must be a whole number in 1..65536"), std::string::npos);
+  EXPECT_NE(error_of(tier + "cores = inf\n").find("'cores' inf must be a whole number"), std::string::npos);
+  EXPECT_NE(error_of(tier + "speed = 1e-300\n").find("speed 1e-300 must be >= 1e-06"), std::string::npos);
+  EXPECT_NE(error_of(tier + "reference_ms = inf\n").find("'reference_ms' inf must be >= 0 and <= 1e+12"), std::string::npos);
+  const std::string link = two + "[[link]]\nfrom = \"mobile\"\nto = \"edge\"\n";
+  EXPECT_NE(error_of(link + "bandwidth_mbps = 5\nrtt_ms = inf\n").find("'rtt_ms' inf must be >= 0"), std::string::npos);
+  EXPECT_NE(error_of(link + "bandwidth_mbps = 5\njitter_ms = 1e300\n").find("'jitter_ms' 1e+300 must be >= 0 and <= 1e+06"),
+            std::string::npos);
+  EXPECT_NE(error_of(link + "bandwidth_mbps = 1e-300\n").find("bandwidth_mbps 1e-300 must be > 0 (at least 0.001)"),
+            std::string::npos);
   EXPECT_NE(error_of("[[tier]]\nname = \"mobile\"\nspeed = \"fast\"\n").find("must be a number"),
             std::string::npos);
   EXPECT_NE(error_of("[[tier]]\nname = \"mobile\"\nagent = \"nohost\"\n").find("is not HOST:PORT"),

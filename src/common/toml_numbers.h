@@ -1,0 +1,49 @@
+// Numbers read from TOML files (study files, topologies), checked before any conversion: an
+// integer setting is read as a TOML integer (or a float with a whole value) and must lie in
+// [lo, hi]; a real setting must be finite and within its bounds. `inputs = 1e30` or
+// `runs = 4294967297` is an error naming the key, never a wrapped value. Not a public interface.
+#pragma once
+
+#include <toml++/toml.h>
+
+#include <cmath>
+#include <cstdint>
+#include <string>
+
+#include "edgeforge/error.h"
+
+namespace edgeforge::toml_numbers {
+
+// The integer at `n`, in [lo, hi]. Error "WHERE: 'KEY' V must be a whole number >= LO" (or
+// "in LO..HI" when hi bounds it) otherwise.
+inline int64_t integer(const toml::node& n, const std::string& key, int64_t lo, int64_t hi,
+                       const std::string& where) {
+  const std::string range = hi == INT64_MAX ? ">= " + std::to_string(lo)
+                                            : "in " + std::to_string(lo) + ".." + std::to_string(hi);
+  if (const auto* i = n.as_integer()) {
+    const int64_t v = i->get();
+    EF_CHECK(v >= lo && v <= hi, where, ": '", key, "' ", v, " must be a whole number ", range);
+    return v;
+  }
+  const auto v = n.value<double>();
+  EF_CHECK(v.has_value(), where, ": '", key, "' must be a number");
+  // Compared as doubles before any conversion: 1e30 or inf never reaches an int64_t.
+  EF_CHECK(std::isfinite(*v) && std::floor(*v) == *v && *v >= static_cast<double>(lo) &&
+               *v <= static_cast<double>(hi),
+           where, ": '", key, "' ", *v, " must be a whole number ", range);
+  return static_cast<int64_t>(*v);
+}
+
+// The finite number at `n` in [lo, hi] (lo excluded when `lo_open`). Error naming the key
+// and the range otherwise.
+inline double real(const toml::node& n, const std::string& key, double lo, double hi,
+                   const std::string& where, bool lo_open = false) {
+  const auto v = n.value<double>();
+  EF_CHECK(v.has_value(), where, ": '", key, "' must be a number");
+  const bool above = lo_open ? *v > lo : *v >= lo;
+  EF_CHECK(std::isfinite(*v) && above && *v <= hi, where, ": '", key, "' ", *v, " must be ",
+           lo_open ? "> " : ">= ", lo, " and <= ", hi);
+  return *v;
+}
+
+}  // namespace edgeforge::toml_numbers
