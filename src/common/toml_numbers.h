@@ -47,3 +47,32 @@ inline double real(const toml::node& n, const std::string& key, double lo, doubl
 }
 
 }  // namespace edgeforge::toml_numbers
+
+#include <fstream>
+#include <sstream>
+#include <sys/stat.h>
+
+namespace edgeforge::toml_numbers {
+
+// The text of a settings file (a study file, a topology): it must be a regular file of at most
+// `max_bytes` (a directory, a FIFO or /dev/zero is refused before anything is read) and not
+// empty. `what` names it in the error ("study", "topology").
+inline std::string read_settings_file(const std::string& path, const std::string& what,
+                                      int64_t max_bytes = 1 << 20) {
+  struct stat st {};
+  EF_CHECK(::stat(path.c_str(), &st) == 0, what, " ", path, ": file not found or not readable");
+  EF_CHECK(S_ISREG(st.st_mode), what, " ", path, ": not a regular file");
+  EF_CHECK(st.st_size <= max_bytes, what, " ", path, ": ", st.st_size, " bytes, more than a ", what,
+           " file may have (", max_bytes, ")");
+  std::ifstream in(path, std::ios::binary);
+  EF_CHECK(in.good(), what, " ", path, ": file not found or not readable");
+  std::ostringstream buf;
+  buf << in.rdbuf();
+  std::string text = buf.str();
+  EF_CHECK(static_cast<int64_t>(text.size()) <= max_bytes, what, " ", path, ": more than ", max_bytes, " bytes");
+  EF_CHECK(text.find_first_not_of(" \t\r\n") != std::string::npos, what, " ", path,
+           ": the file is empty");
+  return text;
+}
+
+}  // namespace edgeforge::toml_numbers

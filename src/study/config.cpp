@@ -274,11 +274,9 @@ StudyConfig parse_study(const std::string& toml_text, const std::string& source)
 }
 
 StudyConfig load_study(const std::string& path) {
-  std::ifstream in(path);
-  EF_CHECK(in.good(), "study ", path, ": file not found or not readable");
-  std::stringstream buf;
-  buf << in.rdbuf();
-  return parse_study(buf.str(), path);
+  // An empty file or a directory is not the default study: the default is edgeforge study
+  // without a file.
+  return parse_study(toml_numbers::read_settings_file(path, "study"), path);
 }
 
 }  // namespace edgeforge

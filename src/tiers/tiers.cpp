@@ -198,11 +198,7 @@ Topology parse_topology(const std::string& toml_text, const std::string& source)
 }
 
 Topology load_topology(const std::string& path) {
-  std::ifstream in(path);
-  EF_CHECK(in.good(), "topology ", path, ": file not found or not readable");
-  std::stringstream buf;
-  buf << in.rdbuf();
-  return parse_topology(buf.str(), path);
+  return parse_topology(toml_numbers::read_settings_file(path, "topology"), path);
 }
 
 void check_fits(const TierProfile& tier, int64_t model_bytes, const std::string& model) {

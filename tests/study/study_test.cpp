@@ -9,6 +9,8 @@
 #include <functional>
 #include <random>
 
+#include <sys/stat.h>
+
 #include "edgeforge/error.h"
 #include "edgeforge/strategy.h"
 #include "edgeforge/study.h"
@@ -423,5 +425,22 @@ TEST(StudySummary, TheMinimumEffectIsTheUsers) {
   EXPECT_EQ(s.study.min_effect_pct, 150);
   EXPECT_EQ(comparison_of(s, "fast").margin_pct, 150);
   EXPECT_EQ(comparison_of(s, "fast").verdict, "same");
+  fs::remove_all(d);
+}
+
+TEST(StudyConfig, OnlyARegularNonEmptyFileIsAStudyFile) {
+  // Issue 22: a directory or an empty file given as the study file ran the whole default study.
+  const fs::path d = temp_dir("not-a-file");
+  std::ofstream(d / "empty.toml") << "  \n";
+  EXPECT_NE(error_of([&] { load_study(d.string()); }).find(": not a regular file"), std::string::npos);
+  EXPECT_NE(error_of([&] { load_study((d / "empty.toml").string()); }).find("empty.toml: the file is empty"),
+            std::string::npos);
+  EXPECT_NE(error_of([&] { load_study("/dev/zero"); }).find("study /dev/zero: not a regular file"),
+            std::string::npos);
+  ASSERT_EQ(::mkfifo((d / "fifo").c_str(), 0600), 0);  // refused before anything is read: no hang
+  EXPECT_NE(error_of([&] { load_study((d / "fifo").string()); }).find("not a regular file"), std::string::npos);
+  std::ofstream(d / "big.toml") << std::string(2 << 20, '#');
+  EXPECT_NE(error_of([&] { load_study((d / "big.toml").string()); }).find("more than a study file may have"),
+            std::string::npos);
   fs::remove_all(d);
 }

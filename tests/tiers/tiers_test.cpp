@@ -7,6 +7,7 @@
 
 #include "edgeforge/error.h"
 #include "edgeforge/tiers.h"
+#include "../common/test_util.h"
 
 using namespace edgeforge;
 
@@ -141,4 +142,14 @@ TEST(Tiers, AModelThatDoesNotFitATierIsRefused) {
   } catch (const Error& e) {
     EXPECT_NE(std::string(e.what()).find("tier 'mobile'"), std::string::npos) << e.what();
   }
+}
+
+TEST(Tiers, ATopologyIsARegularFileOfBoundedSize) {
+  // Issue 22: a topology of /dev/zero grew memory until bad_alloc; a FIFO hung.
+  EXPECT_NE(edgeforge::test_util::error_of([] { load_topology("/dev/zero"); })
+                .find("topology /dev/zero: not a regular file"),
+            std::string::npos);
+  EXPECT_NE(edgeforge::test_util::error_of([] { load_topology("/nowhere/t.toml"); })
+                .find("file not found or not readable"),
+            std::string::npos);
 }
