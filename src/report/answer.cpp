@@ -26,14 +26,6 @@ std::string change_text(double pt) {
   return printf_string("%+.2f pt", shown);
 }
 
-// "a", "a and b", "a, b and c".
-std::string words(const std::vector<std::string>& items) {
-  std::string out;
-  for (size_t i = 0; i < items.size(); ++i)
-    out += (i == 0 ? "" : i + 1 == items.size() ? " and " : ", ") + items[i];
-  return out;
-}
-
 std::string interval(double lo, double hi) {
   return std::isfinite(lo) && std::isfinite(hi) ? ratio_text(lo) + "-" + ratio_text(hi) : "n/a";
 }

@@ -23,6 +23,7 @@ constexpr double kInf = std::numeric_limits<double>::infinity();
 constexpr double kSweepFlatRatio = 1.05;
 
 using report_detail::general;
+using report_detail::words;
 std::string number(double x, int decimals) { return report_detail::fixed(x, decimals); }
 std::string ratio(double r) { return report_detail::ratio_text(r); }
 std::string ms(double x) { return format_ms(x) + " ms"; }
@@ -30,14 +31,6 @@ std::string threshold_text(double t) {  // 0.0167, 0.01, 0.00714
   char buf[32];
   std::snprintf(buf, sizeof buf, "%.3g", t);
   return buf;
-}
-
-// "a", "a and b", "a, b and c".
-std::string words(const std::vector<std::string>& items) {
-  std::string out;
-  for (size_t i = 0; i < items.size(); ++i)
-    out += (i == 0 ? "" : i + 1 == items.size() ? " and " : ", ") + items[i];
-  return out;
 }
 
 std::string plural(int64_t n, const std::string& one, const std::string& many) {

@@ -61,6 +61,13 @@ std::string general(double x) {
 std::string ratio_text(double r) { return std::isfinite(r) ? fixed(r, 2) + "x" : "n/a"; }
 double change_pt(double drop_pt) { return std::round(-drop_pt * 100) / 100 + 0.0; }
 
+std::string words(const std::vector<std::string>& items) {
+  std::string out;
+  for (size_t i = 0; i < items.size(); ++i)
+    out += (i == 0 ? "" : i + 1 == items.size() ? " and " : ", ") + items[i];
+  return out;
+}
+
 }  // namespace report_detail
 
 }  // namespace edgeforge

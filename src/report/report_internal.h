@@ -18,6 +18,8 @@ std::string general(double x);              // %g: 1, 0.5, 150 (bandwidths, memo
 std::string ratio_text(double r);           // "1.23x"
 // The accuracy change in points to two decimals, as +0.07 or -0.04; never "-0.00".
 double change_pt(double drop_pt);
+// "a", "a and b", "a, b and c".
+std::string words(const std::vector<std::string>& items);
 
 // ---- Tables, rendered as HTML or Markdown (tables.cpp). Cells are plain text; the renderers
 // escape them. ----

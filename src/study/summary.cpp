@@ -85,6 +85,18 @@ SummaryStudy study_of(const study::Store& store, const nlohmann::json& settings,
   return st;
 }
 
+// Whether `sizes` are the rounds of `samples` (a cell measured before rounds has none).
+bool in_rounds(const std::vector<double>& samples, const std::vector<int64_t>& sizes) {
+  int64_t n = 0;
+  for (int64_t k : sizes) n += k;
+  return !sizes.empty() && n == static_cast<int64_t>(samples.size());
+}
+
+// `samples` as its rounds, or as one block when it has none.
+stats::Blocks rounds_of(const std::vector<double>& samples, const std::vector<int64_t>& sizes) {
+  return in_rounds(samples, sizes) ? stats::split_blocks(samples, sizes) : stats::Blocks{samples};
+}
+
 SummaryCell latency_cell(const CellRecord& c) {
   SummaryCell j;
   j.model = c.model;
@@ -99,10 +111,7 @@ SummaryCell latency_cell(const CellRecord& c) {
   }
   if (!j.done()) return j;
   const LatencyCellData d = latency_cell_from_json(c.data);
-  int64_t in_rounds = 0;
-  for (int64_t n : d.round_sizes) in_rounds += n;
-  if (!d.round_sizes.empty() && in_rounds == static_cast<int64_t>(c.warm_ms.size()))
-    j.warm_rounds = d.round_sizes;
+  if (in_rounds(c.warm_ms, d.round_sizes)) j.warm_rounds = d.round_sizes;
   // Samples of one round share its moment: the interval resamples rounds where there are some.
   const stats::Interval ci = j.warm_rounds.size() >= 2
                                  ? stats::block_bootstrap_median_ci(stats::split_blocks(c.warm_ms, j.warm_rounds), 0.95, 2000, 1)
@@ -305,15 +314,8 @@ StudySummary summarize_study(const std::string& out_dir) {
   for (const auto& [key, c] : lat) {
     if (c->status != "done" || c->warm_ms.empty()) continue;
     const LatencyCellData d = latency_cell_from_json(c->data);
-    int64_t n = 0;
-    for (int64_t k : d.round_sizes) n += k;
-    blocks[key] = n == static_cast<int64_t>(c->warm_ms.size()) && !d.round_sizes.empty()
-                      ? stats::split_blocks(c->warm_ms, d.round_sizes)
-                      : stats::Blocks{c->warm_ms};
-    if (std::get<1>(key) != "identity" || d.aa_warm_ms.empty()) continue;
-    int64_t m = 0;
-    for (int64_t k : d.aa_round_sizes) m += k;
-    if (m != static_cast<int64_t>(d.aa_warm_ms.size())) continue;
+    blocks[key] = rounds_of(c->warm_ms, d.round_sizes);
+    if (std::get<1>(key) != "identity" || !in_rounds(d.aa_warm_ms, d.aa_round_sizes)) continue;
     const stats::Blocks twin = stats::split_blocks(d.aa_warm_ms, d.aa_round_sizes);
     const std::vector<double> draws = stats::paired_block_bootstrap_ratio(twin, blocks[key], 2000, 7);
     if (draws.empty()) continue;
