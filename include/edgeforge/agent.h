@@ -53,6 +53,10 @@ struct AgentOptions {
   std::string next_tls_ca;            // PEM file: connect to `next` with TLS, trusting it
   int64_t max_message_bytes = 256LL << 20;  // a larger request is refused
   int64_t max_model_bytes = 1LL << 30;      // all parts held together; more is refused
+  int max_models = 64;                      // parts held at once; another Load is refused
+  // Requests served at once (Infer and Load); one more is refused with RESOURCE_EXHAUSTED.
+  // With the message limit this bounds the memory requests take: max_requests x max_message_bytes.
+  int max_requests = 16;
   double next_timeout_ms = 60000;     // a forward's deadline (at most the request's own)
 };
 
@@ -88,6 +92,7 @@ struct AgentHealth {
   std::string tier, next;
   std::vector<std::string> models;
   int threads = 0;
+  int requests_in_flight = 0;  // Load and Infer requests it is serving
 };
 
 // A connection to one agent. Every call has a deadline; a failure throws Error naming the tier,

@@ -18,6 +18,10 @@ class Error : public std::runtime_error {
   explicit Error(const std::string& message) : std::runtime_error(message) {}
 };
 
+// The one line a caller is shown for `e`: the first line of its message (a LibTorch error
+// without its backtrace), at most 4000 characters.
+std::string error_line(const std::exception& e);
+
 namespace detail {
 template <typename... Args>
 std::string concat(const Args&... args) {

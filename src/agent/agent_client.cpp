@@ -1,6 +1,11 @@
 // Clients of tier agents, and deployments served by agents (edgeforge/agent.h).
 #include <grpcpp/grpcpp.h>
+#include <arpa/inet.h>
+#include <netinet/in.h>
 #include <openssl/evp.h>
+
+#include <cctype>
+#include <cstring>
 
 #include <chrono>
 #include <fstream>
@@ -36,11 +41,35 @@ std::string sha256_hex(const std::string& bytes) {
   return out;
 }
 
+// Decided on the parsed address, never on its text: "127.example.org" is a host name that
+// may resolve anywhere. Loopback is an IPv4 literal in 127.0.0.0/8, the IPv6 literal ::1 (or an
+// IPv4-mapped 127.x.y.z), or the name "localhost", which RFC 6761 reserves for loopback.
+// `address` is HOST:PORT, [IPV6]:PORT or gRPC's ipv4:/ipv6: forms of them.
 bool is_loopback_address(const std::string& address) {
-  const std::size_t colon = address.rfind(':');
-  const std::string host = colon == std::string::npos ? address : address.substr(0, colon);
-  return host == "localhost" || host == "[::1]" || host == "::1" || host.rfind("127.", 0) == 0 ||
-         host == "ipv4:127.0.0.1";
+  std::string rest = address;
+  for (const char* scheme : {"ipv4:", "ipv6:", "dns:"})
+    if (rest.rfind(scheme, 0) == 0) rest = rest.substr(std::strlen(scheme));
+  std::string host;
+  if (!rest.empty() && rest[0] == '[') {
+    const std::size_t close = rest.find(']');
+    if (close == std::string::npos) return false;
+    host = rest.substr(1, close - 1);
+  } else {
+    const std::size_t colon = rest.rfind(':');
+    host = colon == std::string::npos ? rest : rest.substr(0, colon);
+    if (host.find(':') != std::string::npos) host = rest;  // a bare IPv6 literal, no port
+  }
+  std::string lower;
+  for (char c : host) lower.push_back(static_cast<char>(std::tolower(static_cast<unsigned char>(c))));
+  if (lower == "localhost" || lower == "localhost.") return true;
+  in_addr v4{};
+  if (inet_pton(AF_INET, host.c_str(), &v4) == 1) return (ntohl(v4.s_addr) >> 24) == 127;
+  in6_addr v6{};
+  if (inet_pton(AF_INET6, host.c_str(), &v6) == 1) {
+    if (IN6_IS_ADDR_LOOPBACK(&v6)) return true;
+    return IN6_IS_ADDR_V4MAPPED(&v6) && v6.s6_addr[12] == 127;
+  }
+  return false;
 }
 
 std::string read_token_file(const std::string& path, const std::string& what) {
@@ -174,6 +203,7 @@ AgentHealth AgentClient::health() {
   h.tier = r.tier();
   h.next = r.next();
   h.threads = r.threads();
+  h.requests_in_flight = r.requests_in_flight();
   h.models.assign(r.models().begin(), r.models().end());
   return h;
 }

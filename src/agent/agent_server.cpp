@@ -4,6 +4,9 @@
 #include <grpcpp/grpcpp.h>
 #include <oneapi/dnnl/dnnl.hpp>
 
+#include <malloc.h>
+
+#include <atomic>
 #include <chrono>
 #include <condition_variable>
 #include <deque>
@@ -101,9 +104,71 @@ class ComputeThread {
   std::thread thread_;
 };
 
+// A Load or Infer holds one of the agent's max_requests slots while it is served; when all are
+// taken the request is refused at once, so a flood cannot make the agent hold hundreds of
+// requests' messages and tensors together.
+class RequestSlot {
+ public:
+  RequestSlot(std::atomic<int>& busy, std::atomic<int64_t>& served, int limit, const std::string& tier)
+      : busy_(busy), served_(served) {
+    if (busy_.fetch_add(1) >= limit) {
+      busy_.fetch_sub(1);
+      refuse(grpc::StatusCode::RESOURCE_EXHAUSTED,
+             "tier " + tier + ": already serving " + std::to_string(limit) +
+                 " requests, its limit (agent --max-requests); retry later");
+    }
+  }
+  ~RequestSlot() {
+    served_.fetch_add(1);
+    busy_.fetch_sub(1);
+  }
+  RequestSlot(const RequestSlot&) = delete;
+  RequestSlot& operator=(const RequestSlot&) = delete;
+
+ private:
+  std::atomic<int>& busy_;
+  std::atomic<int64_t>& served_;
+};
+
+// Gives memory freed by served requests back to the system. glibc keeps freed blocks in its
+// per-thread arenas, and gRPC serves requests on a pool of threads, so after a burst of large
+// requests an agent would otherwise keep its peak size for good (164 MB -> 944 MB after two
+// floods of 500 requests, issue 22). Once a second, when requests were served since the last
+// look and none is in flight, malloc_trim returns the free pages; never during a request, so it
+// costs no request any time.
+class Trimmer {
+ public:
+  Trimmer(const std::atomic<int>& busy, const std::atomic<int64_t>& served)
+      : thread_([this, &busy, &served] {
+          int64_t trimmed_at = 0;
+          std::unique_lock<std::mutex> lock(mutex_);
+          while (!stop_.wait_for(lock, std::chrono::seconds(1), [this] { return stopping_; })) {
+            const int64_t n = served.load();
+            if (n != trimmed_at && busy.load() == 0) {
+              malloc_trim(0);
+              trimmed_at = n;
+            }
+          }
+        }) {}
+  ~Trimmer() {
+    {
+      std::lock_guard<std::mutex> lock(mutex_);
+      stopping_ = true;
+    }
+    stop_.notify_all();
+    thread_.join();
+  }
+
+ private:
+  std::mutex mutex_;
+  std::condition_variable stop_;
+  bool stopping_ = false;
+  std::thread thread_;
+};
+
 class Service final : public pb::Agent::Service {
  public:
-  explicit Service(AgentOptions o) : o_(std::move(o)), compute_(o_.threads) {
+  explicit Service(AgentOptions o) : o_(std::move(o)), compute_(o_.threads), trimmer_(busy_, served_) {
     if (!o_.next.empty())
       next_ = std::make_unique<InferChannel>(agent_channel(o_.next, o_.next_tls_ca, o_.max_message_bytes));
   }
@@ -113,6 +178,7 @@ class Service final : public pb::Agent::Service {
       reply->set_tier(o_.tier);
       reply->set_threads(o_.threads);
       reply->set_next(o_.next);
+      reply->set_requests_in_flight(busy_.load());
       std::lock_guard<std::mutex> lock(models_mutex_);
       for (const auto& [hash, held] : models_) reply->add_models(hash);
     });
@@ -127,6 +193,7 @@ class Service final : public pb::Agent::Service {
 
   grpc::Status Load(grpc::ServerContext* ctx, const pb::LoadRequest* req, pb::LoadReply* reply) override {
     return guarded(ctx, [&] {
+      const RequestSlot slot(busy_, served_, o_.max_requests, o_.tier);
       const std::string& hash = req->sha256();
       if (hash.size() != 64 || hash.find_first_not_of("0123456789abcdef") != std::string::npos)
         refuse(grpc::StatusCode::INVALID_ARGUMENT, "load: sha256 '" + hash.substr(0, 80) +
@@ -140,6 +207,10 @@ class Service final : public pb::Agent::Service {
           reply->set_already_held(true);
           return;
         }
+        if (static_cast<int>(models_.size()) >= o_.max_models)
+          refuse(grpc::StatusCode::RESOURCE_EXHAUSTED,
+                 "load: tier " + o_.tier + " holds " + std::to_string(models_.size()) +
+                     " models, its limit (agent --max-models)");
         if (held_bytes_ + static_cast<int64_t>(req->onnx().size()) > o_.max_model_bytes)
           refuse(grpc::StatusCode::RESOURCE_EXHAUSTED,
                  "load: tier " + o_.tier + " holds " + std::to_string(held_bytes_) +
@@ -168,7 +239,10 @@ class Service final : public pb::Agent::Service {
     // The request is this call's own and nothing reads it after the handler, so its payload
     // and tensors are moved on (to preprocessing or the next tier), not copied: a megabyte
     // copied out of cache costs about 0.2 ms (docs/agents.md).
-    return guarded(ctx, [&] { infer(ctx, *const_cast<pb::InferRequest*>(req), *reply); });
+    return guarded(ctx, [&] {
+      const RequestSlot slot(busy_, served_, o_.max_requests, o_.tier);
+      infer(ctx, *const_cast<pb::InferRequest*>(req), *reply);
+    });
   }
 
  private:
@@ -188,9 +262,9 @@ class Service final : public pb::Agent::Service {
     } catch (const Refusal& r) {
       return grpc::Status(r.code, r.message);
     } catch (const Error& e) {
-      return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, "tier " + o_.tier + ": " + e.what());
-    } catch (const std::exception& e) {
-      return grpc::Status(grpc::StatusCode::INTERNAL, "tier " + o_.tier + ": " + e.what());
+      return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, "tier " + o_.tier + ": " + error_line(e));
+    } catch (const std::exception& e) {  // a LibTorch error: its first line, not its backtrace
+      return grpc::Status(grpc::StatusCode::INTERNAL, "tier " + o_.tier + ": " + error_line(e));
     }
   }
 
@@ -351,6 +425,9 @@ class Service final : public pb::Agent::Service {
   std::mutex models_mutex_;
   std::map<std::string, std::shared_ptr<Held>> models_;
   int64_t held_bytes_ = 0;
+  std::atomic<int> busy_{0};          // Load and Infer requests being served
+  std::atomic<int64_t> served_{0};    // Load and Infer requests served so far
+  Trimmer trimmer_;                   // last: stopped before the counters it reads go
 };
 
 }  // namespace
@@ -366,6 +443,10 @@ AgentServer::AgentServer(const AgentOptions& options) : impl_(std::make_unique<I
   EF_CHECK(options.threads >= 1, "agent: --threads ", options.threads, " must be at least 1");
   EF_CHECK(options.next_delay_ms >= 0, "agent: the link delay ", options.next_delay_ms, " ms must be >= 0");
   EF_CHECK(options.max_message_bytes > 0, "agent: the message limit must be > 0");
+  EF_CHECK(options.max_models >= 1 && options.max_models <= 100000, "agent: --max-models ",
+           options.max_models, " must be in 1..100000");
+  EF_CHECK(options.max_requests >= 1 && options.max_requests <= 100000, "agent: --max-requests ",
+           options.max_requests, " must be in 1..100000");
   EF_CHECK(is_loopback_address(options.listen) || !options.token.empty(), "agent: ",
            options.listen, " is not a loopback address; give a token (--token-file) to listen on it");
   EF_CHECK(options.tls_cert.empty() == options.tls_key.empty(),

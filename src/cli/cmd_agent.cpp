@@ -1,5 +1,6 @@
 // edgeforge agent: serve one tier of a deployment over gRPC (edgeforge/agent.h, docs/agents.md).
 #include <ATen/Parallel.h>
+#include <malloc.h>
 #include <signal.h>
 
 #include <cstdio>
@@ -26,6 +27,7 @@ Action add_agent(CLI::App& app) {
     AgentOptions o;
     std::string token_file;
     double max_message_mb = 256;
+    double max_model_mb = 1024;
   };
   auto args = std::make_shared<Args>();
   cmd->add_option("--tier", args->o.tier, "the tier it serves (a topology's tier name)")->required();
@@ -49,10 +51,27 @@ Action add_agent(CLI::App& app) {
   cmd->add_option("--max-message-mb", args->max_message_mb, "larger requests are refused")
       ->check(CLI::Range(0.001, 2047.0))
       ->capture_default_str();
+  cmd->add_option("--max-model-mb", args->max_model_mb,
+                  "model parts held together (their ONNX bytes); a Load past it is refused")
+      ->check(CLI::Range(0.001, 1048576.0))
+      ->capture_default_str();
+  cmd->add_option("--max-models", args->o.max_models, "model parts held at once; one more Load is refused")
+      ->check(CLI::Range(1, 100000))
+      ->capture_default_str();
+  cmd->add_option("--max-requests", args->o.max_requests,
+                  "Load and Infer requests served at once; one more is refused (RESOURCE_EXHAUSTED).\n"
+                  "Memory for requests stays below this times --max-message-mb")
+      ->check(CLI::Range(1, 100000))
+      ->capture_default_str();
   return [args]() {
     AgentOptions o = args->o;
     if (!args->token_file.empty()) o.token = read_token_file(args->token_file, "--token-file");
     o.max_message_bytes = static_cast<int64_t>(args->max_message_mb * (1 << 20));
+    o.max_model_bytes = static_cast<int64_t>(args->max_model_mb * (1 << 20));
+    // gRPC serves requests on a pool of threads; with glibc's default of 8 arenas per core each
+    // keeps its own free memory. Two arenas keep an agent's memory close to what it uses (the
+    // compute runs on one thread) and let the trimmer (agent_server.cpp) give the rest back.
+    mallopt(M_ARENA_MAX, 2);
     // Ctrl-C and SIGTERM end the agent cleanly: blocked here, awaited by one thread.
     sigset_t stop;
     sigemptyset(&stop);

@@ -18,6 +18,7 @@
 #include "edgeforge/error.h"
 #include "edgeforge/onnx_io.h"
 #include "edgeforge/util.h"
+#include "../common/numbers.h"
 
 namespace edgeforge::cli {
 int default_threads() { return host_cores(); }
@@ -77,10 +78,39 @@ ProgressFn train_progress(ProgressLine& line) {
 }  // namespace edgeforge::cli
 
 namespace {
-// A one-line message: the first line of what went wrong.
-std::string first_line(const std::string& s) {
-  const auto nl = s.find('\n');
-  return nl == std::string::npos ? s : s.substr(0, nl);
+// Every numeric flag's text is read by the same checked parsers as the settings files
+// (src/common/numbers.h) before CLI11 converts it: CLI11 2.1 takes "9223372036854775808" as
+// INT64_MAX, "010" as 8 and "nan" as a number, so `--inputs 9223372036854775808` passed its
+// range check. The options' own ranges (CLI::Range) still apply after.
+void strict_numbers(CLI::App& app) {
+  // Run first (transform), and give CLI11 the number's plain decimal form: "010" is ten.
+  auto whole = [](bool is_unsigned) {
+    return CLI::Validator(
+        [is_unsigned](std::string& text) -> std::string {
+          const std::optional<int64_t> v = edgeforge::numbers::parse_integer(text);
+          if (!v) return "'" + text + "' is not a whole number (decimal digits, within 64 bits)";
+          if (is_unsigned && *v < 0) return "'" + text + "' is negative";
+          text = std::to_string(*v);
+          return "";
+        },
+        "", "whole number");
+  };
+  const CLI::Validator integer = whole(false), natural = whole(true);
+  const CLI::Validator real(
+      [](std::string& text) -> std::string {
+        return edgeforge::numbers::parse_real(text) ? "" : "'" + text + "' is not a finite number";
+      },
+      "", "finite number");
+  for (CLI::App* sub : app.get_subcommands({})) {
+    for (CLI::Option* o : sub->get_options()) {
+      if (o->get_expected_min() == 0) continue;  // a flag
+      const std::string type = o->get_type_name();
+      if (type.rfind("INT", 0) == 0) o->transform(integer);
+      else if (type.rfind("UINT", 0) == 0) o->transform(natural);
+      else if (type.rfind("FLOAT", 0) == 0) o->transform(real);
+    }
+    strict_numbers(*sub);
+  }
 }
 }  // namespace
 
@@ -118,6 +148,7 @@ int main(int argc, char** argv) {
   add(cli::add_strategies);
   add(cli::add_agent);
   add(cli::add_data);
+  strict_numbers(app);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
@@ -126,14 +157,8 @@ int main(int argc, char** argv) {
   try {
     for (auto& [sub, action] : actions)
       if (sub->parsed()) return action();
-  } catch (const Error& e) {
-    std::fprintf(stderr, "edgeforge: error: %s\n", first_line(e.what()).c_str());
-    return 1;
-  } catch (const c10::Error& e) {
-    std::fprintf(stderr, "edgeforge: error: %s\n", first_line(e.what_without_backtrace()).c_str());
-    return 1;
   } catch (const std::exception& e) {
-    std::fprintf(stderr, "edgeforge: error: %s\n", first_line(e.what()).c_str());
+    std::fprintf(stderr, "edgeforge: error: %s\n", error_line(e).c_str());
     return 1;
   }
   return 1;

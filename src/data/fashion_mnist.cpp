@@ -33,29 +33,26 @@ std::string read_file_bytes(const std::string& path) {
   return std::string(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());
 }
 
-// The whole decompressed content of a gzip file. zlib's gzread would pass a plain file through
-// unchanged and stop quietly at a truncated stream, so the stream is inflated by hand and both
-// are reported.
-std::string gunzip_file(const std::string& path) {
-  const std::string gz = read_file_bytes(path);
+// The first bytes of a gzip stream, inflated: at most `limit` of them. zlib's gzread would pass
+// a plain file through unchanged and stop quietly at a truncated stream, so the stream is
+// inflated by hand and both are reported. *more is set when the stream holds more than
+// `limit` bytes, which are never inflated: an IDX file is read as its header, then only as
+// much as the header promises, so a small file cannot expand to gigabytes first.
+std::string gunzip_prefix(const std::string& gz, const std::string& path, size_t limit, bool* more) {
   EF_CHECK(gz.size() >= 18 && static_cast<unsigned char>(gz[0]) == 0x1f &&
                static_cast<unsigned char>(gz[1]) == 0x8b,
            "fashion-mnist: file '", path, "' is not gzip (expected the bytes 1f 8b first)");
-  // The gzip trailer holds the uncompressed size modulo 2^32: a good first guess, capped by
-  // deflate's maximum ratio so a corrupt trailer cannot ask for gigabytes.
-  uint32_t isize = 0;
-  std::memcpy(&isize, gz.data() + gz.size() - 4, 4);
   std::string out;
-  out.resize(std::max<size_t>(std::min<size_t>(isize, gz.size() * 1032), 1 << 16));
-
+  // Grown as the stream inflates (doubling from 64 kB), never past limit + 1.
+  out.resize(std::min<size_t>(limit + 1, 1 << 16));
   z_stream zs{};
   EF_ASSERT(inflateInit2(&zs, 16 + MAX_WBITS) == Z_OK, "inflateInit2");
   zs.next_in = reinterpret_cast<Bytef*>(const_cast<char*>(gz.data()));
-  zs.avail_in = static_cast<uInt>(gz.size());
+  zs.avail_in = static_cast<uInt>(std::min<size_t>(gz.size(), UINT32_MAX));
   int rc = Z_OK;
   size_t produced = 0;
-  while (rc == Z_OK) {
-    if (produced == out.size()) out.resize(out.size() * 2);
+  while (rc == Z_OK && produced <= limit) {
+    if (produced == out.size()) out.resize(std::min(out.size() * 2, limit + 1));
     zs.next_out = reinterpret_cast<Bytef*>(&out[produced]);
     zs.avail_out = static_cast<uInt>(out.size() - produced);
     rc = inflate(&zs, Z_NO_FLUSH);
@@ -65,9 +62,10 @@ std::string gunzip_file(const std::string& path) {
   }
   const std::string zmsg = zs.msg != nullptr ? zs.msg : "";
   inflateEnd(&zs);
-  EF_CHECK(rc == Z_STREAM_END, "fashion-mnist: file '", path, "' is a corrupt or truncated gzip",
-           zmsg.empty() ? std::string() : " (" + zmsg + ")");
-  out.resize(produced);
+  *more = produced > limit;
+  EF_CHECK(*more || rc == Z_STREAM_END, "fashion-mnist: file '", path,
+           "' is a corrupt or truncated gzip", zmsg.empty() ? std::string() : " (" + zmsg + ")");
+  out.resize(std::min(produced, limit));
   return out;
 }
 
@@ -138,11 +136,37 @@ const std::vector<std::string>& fashion_mnist_class_names() {
   return names;
 }
 
+// The inflated IDX file at `path` (gzip'd) and its dimensions: the header is inflated and
+// checked first, then exactly the data it promises (kMaxIdxBytes at most) plus one byte to see
+// trailing data.
+std::string read_idx_gz(const std::string& path, uint32_t magic, size_t rank,
+                        std::vector<int64_t>* dims) {
+  constexpr int64_t kMaxIdxBytes = int64_t{1} << 30;
+  const std::string gz = read_file_bytes(path);
+  const size_t header = 4 + 4 * rank;
+  bool more = false;
+  const std::string head = gunzip_prefix(gz, path, header, &more);
+  EF_CHECK(head.size() >= 4, "fashion-mnist: file '", path, "' is too short for an IDX header");
+  EF_CHECK(read_be32(head, 0) == magic, "fashion-mnist: file '", path, "' has IDX magic ",
+           hex32(read_be32(head, 0)), ", expected ", hex32(magic));
+  EF_CHECK(head.size() == header, "fashion-mnist: file '", path, "' is truncated inside its ",
+           header, "-byte IDX header");
+  int64_t promised = 1;
+  for (size_t i = 0; i < rank; ++i) {
+    const int64_t d = read_be32(head, 4 + 4 * i);
+    EF_CHECK(d == 0 || promised <= kMaxIdxBytes / d, "fashion-mnist: file '", path,
+             "' header promises more than ", kMaxIdxBytes, " bytes of data (the limit)");
+    promised *= d;
+  }
+  const std::string raw = gunzip_prefix(gz, path, header + static_cast<size_t>(promised) + 1, &more);
+  *dims = idx_dims(raw, path, magic, rank);  // truncated or trailing data
+  return raw;
+}
+
 ImageSet read_idx_pair(const std::string& images_gz_path, const std::string& labels_gz_path) {
-  const std::string images_raw = gunzip_file(images_gz_path);
-  const std::string labels_raw = gunzip_file(labels_gz_path);
-  const auto idims = idx_dims(images_raw, images_gz_path, kIdxImagesMagic, 3);
-  const auto ldims = idx_dims(labels_raw, labels_gz_path, kIdxLabelsMagic, 1);
+  std::vector<int64_t> idims, ldims;
+  const std::string images_raw = read_idx_gz(images_gz_path, kIdxImagesMagic, 3, &idims);
+  const std::string labels_raw = read_idx_gz(labels_gz_path, kIdxLabelsMagic, 1, &ldims);
   EF_CHECK(idims[0] == ldims[0], "fashion-mnist: file '", images_gz_path, "' holds ", idims[0],
            " images but '", labels_gz_path, "' holds ", ldims[0], " labels");
 

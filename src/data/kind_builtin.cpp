@@ -9,6 +9,9 @@
 namespace edgeforge {
 namespace {
 
+// The largest side of a frame a request may carry (the study's frames are at most 8192).
+constexpr int64_t kMaxFrameSide = 65536;
+
 // Fields both built-ins accept: `dir` (the data folder; default: the installed one) and, for
 // the captured frame of an image, `frame_height` / `frame_width`.
 void check_builtin(DataSpec& spec, const std::string& base_dir) {
@@ -107,8 +110,11 @@ class FashionMnist : public Dataset {
              "': its first input is not a grey image [N,1,H,W] with fixed H and W, so a frame "
              "cannot be prepared for it");
     EF_CHECK(p.kind == "frame", "model '", model_, "' takes a frame, not ", p.kind);
-    EF_CHECK(p.height >= 1 && p.width >= 1 &&
-                 static_cast<int64_t>(p.bytes.size()) == p.height * p.width * 3,
+    // Each side bounded before they are multiplied: a request's 0x5555555555555556 x 1 would
+    // wrap height * width * 3 around to a small size.
+    EF_CHECK(p.height >= 1 && p.width >= 1 && p.height <= kMaxFrameSide && p.width <= kMaxFrameSide,
+             "frame: ", p.width, "x", p.height, " is not 1..", kMaxFrameSide, " pixels a side");
+    EF_CHECK(static_cast<int64_t>(p.bytes.size()) == p.height * p.width * 3,
              "frame: ", p.bytes.size(), " bytes for ", p.width, "x", p.height,
              " RGB (expected ", p.height * p.width * 3, ")");
     const at::Tensor rgb = at::from_blob(const_cast<char*>(p.bytes.data()), {p.height, p.width, 3},

@@ -223,6 +223,10 @@ std::optional<ValueInfo> value_info_from_proto(const onnx::ValueInfoProto& proto
   v.has_shape = tensor_type.has_shape();
   if (v.has_shape) {
     for (const onnx::TensorShapeProto_Dimension& d : tensor_type.shape().dim()) {
+      if (d.has_dim_value() && d.dim_value() < 0) {
+        *problem = "has a negative dimension (" + std::to_string(d.dim_value()) + ")";
+        return std::nullopt;
+      }
       if (d.has_dim_value())
         v.shape.emplace_back(d.dim_value());
       else if (d.has_dim_param())
@@ -358,6 +362,8 @@ Graph model_to_graph(onnx::ModelProto& model, const std::string& label) {
     }
     graph.add_node(std::move(node));
   }
+  // Nothing runs a node (constant folding included) before the model passed validation.
+  validate_model(graph, label);
   // Every pass sees the weights PyTorch shares through Identity nodes or computes at run time.
   simplify_graph(graph);
   if (fold_constants(graph) > 0) simplify_graph(graph);  // the Constants only they read

@@ -134,7 +134,8 @@ Kernel prepare_conv_integer(const Node& node, const Graph&) {
 // QLinearConv: the ConvInteger accumulator plus the int32 bias B (scale x_scale * w_scale),
 // requantized with x_scale * w_scale / y_scale; w's scale and zero point are per tensor or per
 // output channel, the others per tensor.
-Kernel prepare_qlinear_conv(const Node& node, const Graph&) {
+Kernel prepare_qlinear_conv(const Node& node, const Graph& graph) {
+  check_constant_scales(node, graph, {1, 4, 6});
   const ConvAttributes c = parse_conv(node);
   return [c](const TensorList& in, TensorList& out, const KernelContext&) {
     const at::Tensor& w = in[3];
@@ -182,7 +183,8 @@ Kernel prepare_matmul_integer(const Node& node, const Graph&) {
 
 // QLinearMatMul: the MatMulInteger product requantized with a_scale * b_scale / y_scale; a's
 // scale and zero point per tensor or per row, b's per tensor or per column, y's per tensor.
-Kernel prepare_qlinear_matmul(const Node& node, const Graph&) {
+Kernel prepare_qlinear_matmul(const Node& node, const Graph& graph) {
+  check_constant_scales(node, graph, {1, 4, 6});
   const std::string where = node.describe();
   return [where](const TensorList& in, TensorList& out, const KernelContext&) {
     check_scale(in[1], where, "a_scale");

@@ -34,7 +34,22 @@ at::Tensor along_axis(const at::Tensor& p, const at::Tensor& x, int64_t axis,
   return p.reshape(shape);
 }
 
-Kernel prepare_quantize_linear(const Node& node, const Graph&) {
+// The constant zero point of a QDQ node (input 2), when given: uint8 or int8 (int32 only for a
+// DequantizeLinear of int32, where ONNX requires it to be 0) and of the quantized value's type.
+void check_constant_zero_point(const Node& node, const Graph& graph) {
+  const at::Tensor zp = prepared_input(node, graph, 2);
+  if (!zp.defined()) return;
+  const at::ScalarType t = zp.scalar_type();
+  EF_CHECK(t == at::kByte || t == at::kChar || (node.is("DequantizeLinear") && t == at::kInt),
+           node.describe(), ": zero point '", node.inputs[2], "' has type ", c10::toString(t),
+           ", expected uint8 or int8");
+  EF_CHECK(t != at::kInt || !zp.ne(0).any().item<bool>(), node.describe(), ": zero point '",
+           node.inputs[2], "' of an int32 input must be 0");
+}
+
+Kernel prepare_quantize_linear(const Node& node, const Graph& graph) {
+  check_constant_scales(node, graph, {1});
+  check_constant_zero_point(node, graph);
   const int64_t axis = node.attr_int("axis", 1);
   const std::string where = node.describe();
   return [axis, where](const TensorList& in, TensorList& out, const KernelContext&) {
@@ -51,7 +66,9 @@ Kernel prepare_quantize_linear(const Node& node, const Graph&) {
   };
 }
 
-Kernel prepare_dequantize_linear(const Node& node, const Graph&) {
+Kernel prepare_dequantize_linear(const Node& node, const Graph& graph) {
+  check_constant_scales(node, graph, {1});
+  check_constant_zero_point(node, graph);
   const int64_t axis = node.attr_int("axis", 1);
   const std::string where = node.describe();
   return [axis, where](const TensorList& in, TensorList& out, const KernelContext&) {

@@ -95,6 +95,27 @@ inline at::Tensor prepared_input(const Node& node, const Graph& graph, size_t in
   return constant_input(graph, node.inputs[index]);
 }
 
+// Checks the constant quantization scales of `node` (its inputs at `indices` that are
+// constants): float, finite and > 0. A scale of 0, NaN, inf or below 0 would make every value
+// it quantizes meaningless (or divide by zero); scales computed at run time are not checked.
+inline void check_constant_scales(const Node& node, const Graph& graph,
+                                  std::initializer_list<size_t> indices) {
+  for (size_t i : indices) {
+    const at::Tensor s = prepared_input(node, graph, i);
+    if (!s.defined()) continue;
+    EF_CHECK(at::isFloatingType(s.scalar_type()), node.describe(), ": scale '", node.inputs[i],
+             "' has type ", c10::toString(s.scalar_type()), ", expected float");
+    EF_CHECK(s.numel() > 0, node.describe(), ": scale '", node.inputs[i], "' is empty");
+    const at::Tensor f = s.to(at::kDouble).reshape({-1});
+    const at::Tensor bad = at::logical_not(at::logical_and(at::isfinite(f), f > 0)).nonzero();
+    if (bad.numel() == 0) continue;
+    const int64_t at_index = bad[0][0].item<int64_t>();
+    throw Error(detail::concat(node.describe(), ": scale '", node.inputs[i], "' value ",
+                               f[at_index].item<double>(), " (element ", at_index,
+                               ") is not a finite number > 0"));
+  }
+}
+
 // Integer input `index` read at prepare time; nullopt when it is omitted or computed at run time.
 inline std::optional<std::vector<int64_t>> prepared_ints(const Node& node, const Graph& graph,
                                                          size_t index, const char* what) {

@@ -10,7 +10,7 @@
 #include "edgeforge/dataset.h"
 #include "edgeforge/tier_modes.h"
 #include "edgeforge/error.h"
-#include "../common/toml_numbers.h"
+#include "../common/numbers.h"
 #include "edgeforge/util.h"
 #include "edgeforge/strategy.h"
 #include "edgeforge/study.h"
@@ -86,7 +86,7 @@ double number(const toml::node& n, const std::string& key, const std::string& wh
 
 // A whole-number setting in [lo, hi], checked before any conversion (toml_numbers.h).
 int64_t whole(const toml::node& n, const std::string& key, int64_t lo, int64_t hi, const std::string& where) {
-  return toml_numbers::integer(n, key, lo, hi, where);
+  return numbers::integer(n, key, lo, hi, where);
 }
 
 
@@ -213,7 +213,7 @@ StudyConfig parse_study(const std::string& toml_text, const std::string& source)
       EF_CHECK(a != nullptr, where, ": 'sweep_mbps' must be a list of numbers");
       c.sweep_mbps.clear();
       for (const toml::node& item : *a) {
-        c.sweep_mbps.push_back(toml_numbers::real(item, key, 0, 1e6, where, /*lo_open=*/true));
+        c.sweep_mbps.push_back(numbers::real(item, key, 0, 1e6, where, /*lo_open=*/true));
       }
     } else if (key == "mode") {
       auto v = node.value<std::string>();
@@ -243,6 +243,13 @@ StudyConfig parse_study(const std::string& toml_text, const std::string& source)
   // A strategy a file lists is not run again as an extra (the default extras include dynamic).
   for (const std::string& s : c.strategies)
     c.extras.erase(std::remove(c.extras.begin(), c.extras.end(), s), c.extras.end());
+  {
+    // A study's cells are keyed by model name: two models of one name would share them.
+    std::set<std::string> seen;
+    for (const StudyModel& m : c.models)
+      EF_CHECK(seen.insert(m.name).second, source, ": model '", m.name,
+               "' is named twice (in 'models' or a [[model]] name); give each model its own name");
+  }
   {
     std::set<std::string> seen;
     for (const std::string& s : c.all_strategies())
@@ -276,7 +283,7 @@ StudyConfig parse_study(const std::string& toml_text, const std::string& source)
 StudyConfig load_study(const std::string& path) {
   // An empty file or a directory is not the default study: the default is edgeforge study
   // without a file.
-  return parse_study(toml_numbers::read_settings_file(path, "study"), path);
+  return parse_study(numbers::read_settings_file(path, "study"), path);
 }
 
 }  // namespace edgeforge

@@ -8,7 +8,7 @@
 #include <sstream>
 
 #include "edgeforge/error.h"
-#include "../common/toml_numbers.h"
+#include "../common/numbers.h"
 #include "edgeforge/util.h"
 
 namespace edgeforge {
@@ -66,7 +66,7 @@ bool is_builtin(const std::string& name) {
 double number(const toml::table& t, const char* key, double fallback, const std::string& where,
               double lo, double hi, bool lo_open = false) {
   const toml::node* n = t.get(key);
-  return n == nullptr ? fallback : toml_numbers::real(*n, key, lo, hi, where, lo_open);
+  return n == nullptr ? fallback : numbers::real(*n, key, lo, hi, where, lo_open);
 }
 
 // Error naming the first key of `t` not in `known`, with its line.
@@ -141,7 +141,7 @@ Topology parse_topology(const std::string& toml_text, const std::string& source)
                  at, ": '", key, "' is missing (only mobile, edge and cloud have defaults; a ",
                  "profile file from edgeforge calibrate gives them all)");
     // Bounds far beyond any machine, so that no value overflows what uses it.
-    if (const toml::node* c = t->get("cores")) p.cores = toml_numbers::integer(*c, "cores", 1, 65536, at);
+    if (const toml::node* c = t->get("cores")) p.cores = numbers::integer(*c, "cores", 1, 65536, at);
     p.memory_gb = number(*t, "memory_gb", p.memory_gb, at, 0, 1e6, /*lo_open=*/true);
     p.speed = number(*t, "speed", p.speed, at, 0, 1e6);
     p.reference_ms = number(*t, "reference_ms", p.reference_ms, at, 0, 1e12);
@@ -198,7 +198,7 @@ Topology parse_topology(const std::string& toml_text, const std::string& source)
 }
 
 Topology load_topology(const std::string& path) {
-  return parse_topology(toml_numbers::read_settings_file(path, "topology"), path);
+  return parse_topology(numbers::read_settings_file(path, "topology"), path);
 }
 
 void check_fits(const TierProfile& tier, int64_t model_bytes, const std::string& model) {

@@ -32,6 +32,7 @@
 #include "edgeforge/util.h"
 #include "edgeforge/zoo.h"
 #include "../common/test_util.h"
+#include "../common/hostile_models.h"
 
 using namespace edgeforge;
 using edgeforge::test_util::error_of;
@@ -262,6 +263,91 @@ TEST(Agents, BadRequestsAreRefusedAndTheAgentKeepsServing) {
   EXPECT_TRUE(call_infer(good, token).ok());
 }
 
+// What killed an agent or leaked its internals (issue 22): a Load of a model whose Conv has
+// strides 0 was accepted and the next Infer died of SIGFPE; a frame of 0x5555555555555556 x 1
+// wrapped height * width * 3 past the size check and the caller got a LibTorch backtrace.
+TEST(Agents, HostileLoadsAndFramesAreRefusedOnOneLine) {
+  AgentOptions o;
+  o.tier = "mobile";
+  AgentServer server(o);
+  auto stub = pb::Agent::NewStub(grpc::CreateChannel(server.address(), grpc::InsecureChannelCredentials()));
+  auto load = [&](const std::string& bytes) {
+    grpc::ClientContext ctx;
+    ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(30));
+    pb::LoadRequest req;
+    req.set_sha256(sha256_hex(bytes));
+    req.set_onnx(bytes);
+    pb::LoadReply reply;
+    return stub->Load(&ctx, req, &reply);
+  };
+  for (const test_util::HostileModel& h : test_util::hostile_models()) {
+    const grpc::Status s = load(h.bytes);
+    EXPECT_EQ(s.error_code(), grpc::StatusCode::INVALID_ARGUMENT) << h.name;
+    EXPECT_NE(s.error_message().find(h.piece), std::string::npos) << h.name << ": " << s.error_message();
+    EXPECT_EQ(s.error_message().find('\n'), std::string::npos) << s.error_message();
+  }
+  EXPECT_TRUE(AgentClient({"mobile", server.address(), "", ""}).health().models.empty());
+  // A deployment on it, then frames of hostile sizes sent as its requests are.
+  const Graph model = small_image_model();
+  Topology topo = ideal_topology();
+  topo.tiers.resize(1);
+  topo.links.clear();
+  RemoteDeployment dep(model, topo, parse_placement("mobile", topo), {{"mobile", server.address(), "", ""}});
+  const Payload good = payloads_of(model, 1)[0];
+  for (const auto& [h, w] : std::vector<std::pair<int64_t, int64_t>>{
+           {0x5555555555555556LL, 1}, {1, 0x5555555555555556LL}, {-1, -3}, {0, 28}, {INT64_MAX, INT64_MAX}}) {
+    Payload p = good;
+    p.height = h;
+    p.width = w;
+    const std::string e = error_of([&] { dep.run(p); });
+    EXPECT_NE(e.find("frame"), std::string::npos) << e;
+    EXPECT_EQ(e.find('\n'), std::string::npos) << e;
+    EXPECT_EQ(e.find("Exception raised"), std::string::npos) << e;
+  }
+  EXPECT_NO_THROW(dep.run(good));  // and it still serves
+}
+
+// The stated caps: parts held (--max-models) and requests served at once (--max-requests).
+TEST(Agents, LimitsOnHeldModelsAndRequestsInFlightAreEnforced) {
+  AgentOptions co;
+  co.tier = "cloud";
+  AgentServer cloud(co);
+  AgentOptions eo;
+  eo.tier = "edge";
+  eo.next = cloud.address();
+  AgentServer edge(eo);
+  AgentOptions mo;
+  mo.tier = "mobile";
+  mo.next = edge.address();
+  mo.next_delay_ms = 2000;  // a request forwarded to edge stays in flight on mobile for 2 s
+  mo.max_requests = 1;
+  mo.max_models = 2;        // the preprocessor and one part
+  AgentServer mobile(mo);
+  const std::vector<AgentEndpoint> eps = {{"mobile", mobile.address(), "", ""},
+                                          {"edge", edge.address(), "", ""},
+                                          {"cloud", cloud.address(), "", ""}};
+  const Topology topo = ideal_topology();
+  const Graph model = small_image_model();
+  Placement cut = parse_placement("mobile-edge", topo);
+  cut.cut = study_cut_point(model);
+  RemoteDeployment split(model, topo, cut, eps);
+  const std::string held = error_of([&] { RemoteDeployment whole(model, topo, parse_placement("mobile", topo), eps); });
+  EXPECT_NE(held.find("--max-models"), std::string::npos) << held;
+  const Payload p = payloads_of(model, 1)[0];
+  std::thread first([&] { EXPECT_NO_THROW(split.run(p)); });
+  AgentClient watch(eps[0]);
+  int in_flight = 0;
+  for (int i = 0; i < 1000 && in_flight == 0; ++i) {
+    in_flight = watch.health().requests_in_flight;
+    if (in_flight == 0) std::this_thread::sleep_for(std::chrono::milliseconds(2));
+  }
+  EXPECT_EQ(in_flight, 1);
+  const std::string busy = error_of([&] { split.run(p); });
+  EXPECT_NE(busy.find("--max-requests"), std::string::npos) << busy;
+  first.join();
+  EXPECT_NO_THROW(split.run(p));  // a slot is free again
+}
+
 TEST(Agents, AnAgentThatIsDownOrKilledFailsTheRequestNamingTheTier) {
   const Topology topo = ideal_topology();
   const Graph model = small_image_model();
@@ -332,6 +418,17 @@ TEST(Agents, AddressesAndOptionsAreChecked) {
   EXPECT_TRUE(is_loopback_address("127.0.0.1:5"));
   EXPECT_TRUE(is_loopback_address("[::1]:5"));
   EXPECT_FALSE(is_loopback_address("10.0.0.1:5"));
+  // Decided on the parsed address, not on its text (issue 22).
+  EXPECT_FALSE(is_loopback_address("127.example.org:5"));
+  EXPECT_FALSE(is_loopback_address("127.0.0.1.nip.io:5"));
+  EXPECT_FALSE(is_loopback_address("localhost.example.org:5"));
+  EXPECT_FALSE(is_loopback_address("[::2]:5"));
+  EXPECT_FALSE(is_loopback_address("1270.0.0.1:5"));
+  EXPECT_TRUE(is_loopback_address("127.3.2.1:5"));
+  EXPECT_TRUE(is_loopback_address("ipv4:127.0.0.1:5"));
+  EXPECT_TRUE(is_loopback_address("localhost:5"));
+  EXPECT_TRUE(is_loopback_address("[::ffff:127.0.0.1]:5"));
+  EXPECT_TRUE(is_loopback_address("ipv6:[::1]:5"));
   EXPECT_EQ(sha256_hex("abc"), "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");
 }
 

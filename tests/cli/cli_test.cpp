@@ -24,6 +24,7 @@
 #include "edgeforge/zoo.h"
 #include "../../src/data/npy.h"
 #include "../../src/study/store.h"
+#include "../common/hostile_models.h"
 
 namespace fs = std::filesystem;
 using namespace edgeforge;
@@ -105,6 +106,46 @@ TEST_F(Cli, CorruptOnnxBytesAreRefused) {
   expect_one_line_error(run("info " + path("missing.onnx")), {"missing.onnx"});
 }
 
+// Every broken model is refused by every command on one line (issue 22): `eval` crashed on a Conv
+// with strides 0 (SIGFPE) and on a graph without outputs (SIGSEGV); `info` and `bench` passed
+// the latter, an output that is also an input, and NaN QDQ scales, with exit 0.
+TEST_F(Cli, HostileModelsAreRefusedByEveryCommand) {
+  const std::string env = "EDGEFORGE_FASHION_MNIST_DIR='" + kFixtures + "/fashion-mnist'";
+  for (const test_util::HostileModel& h : test_util::hostile_models()) {
+    SCOPED_TRACE(h.name);
+    const std::string file = path("hostile.onnx");
+    write_file_atomic(file, h.bytes);
+    expect_one_line_error(run("eval --model " + file + " --limit 4", env), {"hostile.onnx", h.piece});
+    if (h.name == "conv strides 0" || h.name == "no outputs" || h.name == "output is an input" ||
+        h.name.rfind("qdq scale nan", 0) == 0) {
+      expect_one_line_error(run("info " + file), {"hostile.onnx", h.piece});
+      expect_one_line_error(run("bench --model " + file + " --deploy mobile --inputs 1 --runs 2", env),
+                            {"hostile.onnx", h.piece});
+    }
+  }
+}
+
+// Numeric flags are read as checked numbers before CLI11 converts them (it saturated
+// 9223372036854775808 to INT64_MAX and read 010 as octal 8), and floats must be finite.
+TEST_F(Cli, NumericFlagsAreCheckedBeforeConversion) {
+  const std::string model = path("m.onnx");
+  save_onnx(build_zoo_model("resnet-small"), model);
+  for (const std::string& bad : {"9223372036854775808", "1e30", "0x10", "12abc", "", "-"}) {
+    Outcome o = run("bench --model " + model + " --deploy mobile --runs 2 --inputs '" + bad + "'");
+    EXPECT_NE(o.exit_code, 0) << bad;
+    EXPECT_NE(o.exit_code, -1) << bad;
+    EXPECT_NE(o.err.find("--inputs"), std::string::npos) << o.err;
+  }
+  for (const std::string& bad : {"nan", "inf", "-inf", "1e999", "3 ms"}) {
+    Outcome o = run("agent --tier edge --next-delay-ms '" + bad + "'");
+    EXPECT_NE(o.exit_code, 0) << bad;
+    EXPECT_NE(o.err.find("--next-delay-ms"), std::string::npos) << o.err;
+    EXPECT_NE(o.err.find("finite"), std::string::npos) << o.err;
+  }
+  Outcome o = run("eval --model " + model + " --limit 9223372036854775808");
+  EXPECT_NE(o.err.find("not a whole number"), std::string::npos) << o.err;
+}
+
 TEST_F(Cli, OpTheRuntimeLacksIsNamedWithItsNode) {
   Graph g("odd");
   g.add_input({"input", at::kFloat, {Dim::symbol("N"), Dim(1), Dim(28), Dim(28)}});
@@ -151,10 +192,11 @@ TEST_F(Cli, InfoNamesWhatFallsBackFromTheInferencePlanAndWhy) {
   EXPECT_EQ(e.exit_code, 0) << e.err;
 }
 
-TEST_F(Cli, InfoRefusesAModelItsInferencePlanCannotRun) {
-  // A QDQ convolution whose weight has a negative scale: the reference kernels compute it,
-  // the int8 plan refuses it. `info` builds and runs the plan every command uses, so it names
-  // the problem and fails, as eval does, instead of accepting the model.
+TEST_F(Cli, InfoRefusesANegativeWeightScaleAsTheModelLoads) {
+  // A QDQ convolution whose weight has a negative scale: the reference kernels would compute
+  // it, the int8 plan refuses it. Since issue 22 the validation every model passes as it loads
+  // refuses it first (a scale must be finite and > 0), so every command names the problem the
+  // same way instead of accepting the model.
   Graph g("negative_scale");
   g.add_input({"input", at::kFloat, {Dim::symbol("N"), Dim(1), Dim(8), Dim(8)}});
   g.add_initializer("sx", at::full({}, 0.02f));
@@ -172,8 +214,8 @@ TEST_F(Cli, InfoRefusesAModelItsInferencePlanCannotRun) {
   save_onnx(g, path("negative.onnx"));
   const Outcome info = run("info " + path("negative.onnx"));
   EXPECT_NE(info.exit_code, 0) << info.out;
-  EXPECT_NE(info.err.find("the inference plan cannot run it"), std::string::npos) << info.err;
-  EXPECT_NE(info.err.find("weight scales must be positive"), std::string::npos) << info.err;
+  EXPECT_NE(info.err.find("DequantizeLinear node 'dqw': scale 'ws' value -0.1 (element 1)"),
+            std::string::npos) << info.err;
   EXPECT_EQ(std::count(info.err.begin(), info.err.end(), '\n'), 1) << info.err;
 }
 

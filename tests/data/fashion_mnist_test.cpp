@@ -198,3 +198,15 @@ TEST(FashionMnistReal, SizesAndPixelStatistics) {
   EXPECT_NEAR(x.mean().item<double>(), kFashionMnistMean, 5e-5);
   EXPECT_NEAR(x.std(/*unbiased=*/false).item<double>(), kFashionMnistStd, 5e-5);
 }
+
+// A gzip bomb (issue 22): the header is read and checked before the data is inflated, and no
+// more than the header promises is inflated, so 64 MB of zeros (or 4 GB) behind 36 images are a
+// one-line error after inflating 28 kB, not an allocation of the whole stream.
+TEST(FashionMnist, DataBeyondWhatTheHeaderPromisesIsNeverInflated) {
+  const std::string labels = kGood + "/train-labels-idx1-ubyte.gz";
+  const std::string bomb = kBad + "/bomb-images-idx3-ubyte.gz";
+  expect_error_names(error_of([&] { read_idx_pair(bomb, labels); }), bomb, "(trailing bytes)");
+  const std::string huge = kBad + "/huge-header-images-idx3-ubyte.gz";
+  expect_error_names(error_of([&] { read_idx_pair(huge, labels); }), huge,
+                     "more than 1073741824 bytes of data (the limit)");
+}

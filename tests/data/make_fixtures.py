@@ -9,7 +9,8 @@ randomness), so a rerun without changes leaves `git status` clean. Python 3 stan
 What it writes:
   fashion-mnist/      a tiny, valid Fashion-MNIST folder: 36 train and 12 t10k 28x28 images
   fashion-partial/    only the train files (load "test" must name the missing t10k file)
-  fashion-bad/        broken IDX files: not gzip, truncated gzip, wrong magic, too few bytes,
+  fashion-bad/        broken IDX files: not gzip, truncated gzip, wrong magic, too few bytes, a gzip
+                      bomb, a header promising terabytes,
                       35 labels for 36 images, a label of 10
   spam/               40 SpamAssassin-style mails in 4 groups, named <nnnnn>.<md5>.json
   spam-no-text/, spam-no-group/, spam-no-checksum/, spam-invalid-json/
@@ -67,6 +68,10 @@ def fashion():
     bad_label = [i % 10 for i in range(36)]
     bad_label[5] = 10
     write("fashion-bad/bad-value-labels-idx1-ubyte.gz", gz(idx_labels(bad_label)))
+    # A gzip bomb: 36 good images, then 64 MB of zeros the header does not promise (64 kB packed);
+    # and a header promising 2^32 - 1 images (3.4 TB) over a few bytes.
+    write("fashion-bad/bomb-images-idx3-ubyte.gz", gz(train_images + bytes(64 << 20)))
+    write("fashion-bad/huge-header-images-idx3-ubyte.gz", gz(idx_images(2, count=0xFFFFFFFF)))
 
 
 SUBJECTS_HAM = ["Re: build failure on sparc", "meeting notes for Thursday", "[exmh] patch for folder sort",

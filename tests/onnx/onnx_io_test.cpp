@@ -20,6 +20,7 @@
 #include "edgeforge/graph.h"
 #include "edgeforge/runtime.h"
 #include "edgeforge/zoo.h"
+#include "../common/hostile_models.h"
 
 using namespace edgeforge;
 namespace fs = std::filesystem;
@@ -742,4 +743,26 @@ TEST_F(OnnxTest, TensorProtoFileRoundTripAndErrors) {
   expect_error([&] { tensor_from_onnx_proto_file(path("missing.pb")); }, {path("missing.pb")});
   write("bad.pb", "\xff\xff\xff");
   expect_error([&] { tensor_from_onnx_proto_file(path("bad.pb")); }, {path("bad.pb")});
+}
+
+// ---- validation of every model that enters (issue 22) ------------------------------------------
+
+// Each broken model is refused as it loads, on one line naming the problem; before validation
+// some of them passed `info` and `bench` and crashed `eval` or an agent (SIGFPE, SIGSEGV).
+TEST_F(OnnxTest, HostileModelsAreRefusedAsTheyLoad) {
+  ASSERT_NO_THROW(graph_from_onnx_bytes(test_util::hostile_base_bytes(), "base"));
+  for (const test_util::HostileModel& h : test_util::hostile_models()) {
+    SCOPED_TRACE(h.name);
+    expect_error([&] { graph_from_onnx_bytes(h.bytes, "hostile.onnx"); }, {"hostile.onnx", h.piece});
+  }
+}
+
+// The same QDQ pair with a sound scale loads and runs; the check is on the value, not the op.
+TEST_F(OnnxTest, AQdqModelWithSoundScalesLoads) {
+  onnx::ModelProto m = parse_model(test_util::hostile_base_bytes());
+  test_util::hostile_detail::add_qdq(m, 0.02f);
+  const Graph g = graph_from_onnx_bytes(serialize(m), "qdq.onnx");
+  Executor exec(g);
+  const std::vector<at::Tensor> out = exec.run({at::rand({2, 1, 28, 28})}, RunOptions{});
+  EXPECT_TRUE(at::isfinite(out[0]).all().item<bool>());
 }

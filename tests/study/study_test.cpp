@@ -88,6 +88,25 @@ path = "arrays"
             std::string::npos);
 }
 
+// Cells are keyed by model name, so two models of one name are refused as the file is read
+// (issue 22: a [[model]] named like a zoo model showed its cells as resumed and failed at the end).
+TEST(StudyConfig, TwoModelsOfOneNameAreRefused) {
+  namespace fs = std::filesystem;
+  const fs::path dir = fs::temp_directory_path() / "edgeforge-study-config-names";
+  fs::create_directories(dir);
+  std::ofstream(dir / "m.onnx") << "not read here";
+  const std::string file = "file = \"" + (dir / "m.onnx").string() + "\"\n";
+  for (const std::string& text :
+       {"models = [\"resnet\"]\n[[model]]\nname = \"resnet\"\n" + file,
+        "[[model]]\nname = \"a\"\n" + file + "[[model]]\nname = \"a\"\n" + file,
+        std::string("models = [\"bert\", \"bert\"]\n")}) {
+    const std::string e = error_of([&] { parse_study(text, "dup.toml"); });
+    EXPECT_NE(e.find("dup.toml: model '"), std::string::npos) << e;
+    EXPECT_NE(e.find("is named twice"), std::string::npos) << e;
+  }
+  fs::remove_all(dir);
+}
+
 TEST(StudyConfig, AFileOverridesTheDefaults) {
   const StudyConfig c = parse_study(R"(
 name = "mine"
