@@ -12,7 +12,9 @@
 #include <cerrno>
 #include <cmath>
 #include <cstdint>
+#include <cstdio>
 #include <cstdlib>
+#include <cstring>
 #include <optional>
 #include <string>
 
@@ -38,6 +40,84 @@ inline int64_t integer(const toml::node& n, const std::string& key, int64_t lo, 
                *v <= static_cast<double>(hi),
            where, ": '", key, "' ", *v, " must be a whole number ", range);
   return static_cast<int64_t>(*v);
+}
+
+// The TOML document in `text`; a syntax error is an Error "SOURCE:LINE: what". Two things are
+// refused before toml++ 3.3 sees the text, each found by fuzz_settings:
+// - a control character (U+0000 to U+001F but tab, newline and carriage return, and U+007F):
+//   TOML allows none outside escapes, and toml++ asserts on one in a table header;
+// - a non-ASCII character outside a string or a comment: TOML allows none there (bare keys are
+//   ASCII), and toml++'s test of whether such a character is whitespace reaches
+//   __builtin_unreachable() (undefined behaviour) for most code points (e.g. U+00E9, U+FEFB).
+inline toml::table parse_toml(const std::string& text, const std::string& source) {
+  enum class In { kCode, kComment, kBasic, kLiteral, kMultiBasic, kMultiLiteral } in = In::kCode;
+  int line = 1;
+  const size_t n = text.size();
+  auto starts = [&](size_t i, const char* three) { return text.compare(i, 3, three) == 0; };
+  size_t i = text.compare(0, 3, "\xEF\xBB\xBF") == 0 ? 3 : 0;  // a UTF-8 byte order mark
+  char prev = '\n';  // in code: the last character that is not a blank
+  for (; i < n; ++i) {
+    const auto c = static_cast<unsigned char>(text[i]);
+    if ((c < 0x20 && c != '\t' && c != '\n' && c != '\r') || c == 0x7F) {
+      char code[8];
+      std::snprintf(code, sizeof code, "U+%04X", static_cast<unsigned>(c));
+      throw Error(detail::concat(source, ":", line, ": control character ", code,
+                                 " (TOML allows control characters only escaped in strings)"));
+    }
+    if (c == '\n') {
+      ++line;
+      if (in == In::kComment || in == In::kBasic || in == In::kLiteral) in = In::kCode;
+      if (in == In::kCode) prev = '\n';
+      continue;
+    }
+    switch (in) {
+      case In::kCode: {
+        // A quote opens a string only where toml++ starts one: a key at a line's start, after
+        // '.', '[' or '{' (or ','), a value after '='. Elsewhere (5"x) it is part of a bad
+        // bare value, whose characters toml++ tests one by one.
+        const bool string_may_start = std::strchr("\n=[{,.", prev) != nullptr;
+        if (c == '#') in = In::kComment;
+        else if (string_may_start && starts(i, "\"\"\"")) in = In::kMultiBasic, i += 2;
+        else if (string_may_start && starts(i, "'''")) in = In::kMultiLiteral, i += 2;
+        else if (string_may_start && c == '"') in = In::kBasic;
+        else if (string_may_start && c == '\'') in = In::kLiteral;
+        else
+          EF_CHECK(c < 0x80, source, ":", line,
+                   ": a non-ASCII character outside a string or comment (quote the key or value)");
+        if (in != In::kCode) prev = '"';  // what is before the next token: a string
+        else if (c != ' ' && c != '\t' && c != '\r') prev = static_cast<char>(c);
+        break;
+      }
+      case In::kComment: break;
+      case In::kBasic:
+        if (c == '\\' && i + 1 < n) line += text[++i] == '\n';  // an escape, or a line continuation
+        else if (c == '"') in = In::kCode;
+        break;
+      case In::kLiteral:
+        if (c == '\'') in = In::kCode;
+        break;
+      case In::kMultiBasic:
+        if (c == '\\' && i + 1 < n) line += text[++i] == '\n';  // an escape, or a line continuation
+        else if (starts(i, "\"\"\"")) {
+          in = In::kCode;
+          i += 2;
+          while (i + 1 < n && text[i + 1] == '"') ++i;  // up to two quotes may end the content
+        }
+        break;
+      case In::kMultiLiteral:
+        if (starts(i, "'''")) {
+          in = In::kCode;
+          i += 2;
+          while (i + 1 < n && text[i + 1] == '\'') ++i;
+        }
+        break;
+    }
+  }
+  try {
+    return toml::parse(text, source);
+  } catch (const toml::parse_error& e) {
+    throw Error(detail::concat(source, ":", e.source().begin.line, ": ", e.description()));
+  }
 }
 
 // `text` as a whole number: optional sign and decimal digits only (no base prefix, exponent or

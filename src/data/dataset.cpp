@@ -12,6 +12,7 @@
 #include "edgeforge/error.h"
 #include "edgeforge/util.h"
 #include "spec_fields.h"
+#include "../common/numbers.h"
 
 namespace edgeforge {
 namespace {
@@ -115,12 +116,7 @@ std::string DataSpec::to_metadata() const {
 
 DataSpec data_spec_from_toml_text(const std::string& toml_text, const std::string& where,
                                   const std::string& base_dir) {
-  toml::table doc;
-  try {
-    doc = toml::parse(toml_text, where);
-  } catch (const toml::parse_error& e) {
-    throw Error(detail::concat(where, ":", e.source().begin.line, ": ", e.description()));
-  }
+  const toml::table doc = numbers::parse_toml(toml_text, where);
   DataSpec spec;
   spec.source = where;
   spec.fields = toml_to_json(doc, where);

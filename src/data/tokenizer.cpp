@@ -46,7 +46,23 @@ void resolve(void* lib, const std::string& path, const char* name, Fn* fn) {
   *fn = reinterpret_cast<Fn>(sym);
 }
 
+// AddressSanitizer aborts the process on dlopen with RTLD_DEEPBIND (google/sanitizers#611), and
+// without it SentencePiece's protobuf-lite would clash with libprotobuf: the sanitizer build
+// (scripts/fuzz) has no SentencePiece tokenizers, and says so.
+#if defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define EDGEFORGE_NO_DEEPBIND 1
+#endif
+#endif
+#if defined(__SANITIZE_ADDRESS__)
+#define EDGEFORGE_NO_DEEPBIND 1
+#endif
+
 SpmApi open_module() {
+#ifdef EDGEFORGE_NO_DEEPBIND
+  throw Error("tokenizer: SentencePiece is not available in the sanitizer build (it needs "
+              "dlopen with RTLD_DEEPBIND, which AddressSanitizer forbids)");
+#endif
   std::string path = library_dir() + "/" + kSpmModuleName;
   std::string first_error;
   void* lib = nullptr;

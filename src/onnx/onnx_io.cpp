@@ -400,6 +400,40 @@ std::string read_file(const std::string& path, const std::string& label) {
 constexpr const char* kNotOnnx =
     ": not a valid ONNX model (protobuf parsing failed; truncated or corrupt file?)";
 
+// The structure libonnx's own passes assume but its 1.12 checker does not check, checked on the
+// proto before any of them runs: its IR import (graphProtoToGraph, under the version
+// converter) dereferences a null producer for a graph output no node, input or initializer
+// defines (found by fuzz_onnx). Every node input defined before it is read, no value defined
+// twice, every graph output defined; graph-valued attributes, which edgeforge does not read,
+// are refused here rather than handed to the converter.
+void check_proto_structure(const onnx::ModelProto& model, const std::string& label) {
+  const onnx::GraphProto& g = model.graph();
+  std::set<std::string> defined;
+  for (const onnx::ValueInfoProto& v : g.input()) defined.insert(v.name());
+  for (const onnx::TensorProto& t : g.initializer()) defined.insert(t.name());
+  int index = 0;
+  for (const onnx::NodeProto& n : g.node()) {
+    const std::string where = label + ": " + n.op_type() + " node " +
+                              (n.name().empty() ? "#" + std::to_string(index) : "'" + n.name() + "'");
+    ++index;
+    for (const std::string& in : n.input())
+      EF_CHECK(in.empty() || defined.count(in), where, " reads '", in,
+               "', which no earlier node, input or initializer defines");
+    for (const std::string& out : n.output())
+      EF_CHECK(out.empty() || defined.insert(out).second, where, " defines '", out,
+               "', which is already defined");
+    for (const onnx::AttributeProto& a : n.attribute())
+      EF_CHECK(a.type() != onnx::AttributeProto::GRAPH && a.type() != onnx::AttributeProto::GRAPHS &&
+                   !a.has_g() && a.graphs_size() == 0,
+               where, ", attribute '", a.name(), "' has type ",
+               onnx::AttributeProto::AttributeType_Name(a.type()),
+               ", which edgeforge does not support (subgraphs have no Graph equivalent)");
+  }
+  for (const onnx::ValueInfoProto& v : g.output())
+    EF_CHECK(defined.count(v.name()), label, ": graph output '", v.name(),
+             "' is never produced (no node, input or initializer defines it)");
+}
+
 // The checks and conversions from a parsed ModelProto (which loses its weights' bytes) to the
 // Graph; `label` names the model in errors.
 Graph graph_from_model(onnx::ModelProto& model, const std::string& label) {
@@ -410,6 +444,7 @@ Graph graph_from_model(onnx::ModelProto& model, const std::string& label) {
            " of the default ONNX domain; edgeforge reads opsets up to ",
            onnx_detail::kNewestReadableOpset, " (re-export the model with opset <= ",
            onnx_detail::kNewestReadableOpset, ")");
+  check_proto_structure(model, label);
   if (opset > kOpsetVersion) onnx_detail::rewrite_to_opset17(model, opset, label);
   EF_CHECK(model.functions_size() == 0, label, ": defines ", model.functions_size(),
            " model-local functions, which edgeforge does not support");

@@ -348,8 +348,9 @@ void write_qdq(Graph& graph, const std::vector<QuantUnit>& units, const Ranges& 
   for (const ValueInfo& v : graph.outputs()) graph_outputs.insert(v.name);
   for (const auto& [v, range] : ranges) {
     const QuantParams p = uint8_params(range.first, range.second);
+    const std::string& value = v;  // a lambda may not capture a structured binding in C++17
     auto name = [&](const std::string& suffix) {
-      std::string n = fresh_name(graph, taken, v + suffix);
+      std::string n = fresh_name(graph, taken, value + suffix);
       taken.insert(n);
       return n;
     };

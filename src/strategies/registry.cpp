@@ -70,8 +70,9 @@ StrategyOptions::StrategyOptions(std::string strategy, const std::vector<OptionS
     : strategy_(std::move(strategy)) {
   for (const OptionSpec& s : specs) defaults_[s.name] = s.default_value;
   for (const auto& [name, value] : values) {
+    const std::string& key = name;  // a lambda may not capture a structured binding in C++17
     auto spec = std::find_if(specs.begin(), specs.end(),
-                             [&](const OptionSpec& s) { return s.name == name; });
+                             [&](const OptionSpec& s) { return s.name == key; });
     EF_ASSERT(spec != specs.end(), "option ", name, " was not resolved against ", strategy_);
     if (spec->check) {
       try {

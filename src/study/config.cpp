@@ -93,12 +93,7 @@ int64_t whole(const toml::node& n, const std::string& key, int64_t lo, int64_t h
 }  // namespace
 
 StudyConfig parse_study(const std::string& toml_text, const std::string& source) {
-  toml::table doc;
-  try {
-    doc = toml::parse(toml_text, source);
-  } catch (const toml::parse_error& e) {
-    throw Error(detail::concat(source, ":", e.source().begin.line, ": ", e.description()));
-  }
+  const toml::table doc = numbers::parse_toml(toml_text, source);
   const bool quick = doc["quick"].value_or(false);
   StudyConfig c = default_study(quick);
   c.source = source;

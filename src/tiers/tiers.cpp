@@ -93,12 +93,7 @@ std::string text(const toml::table& t, const char* key, const std::string& where
 }  // namespace
 
 Topology parse_topology(const std::string& toml_text, const std::string& source) {
-  toml::table doc;
-  try {
-    doc = toml::parse(toml_text, source);
-  } catch (const toml::parse_error& e) {
-    throw Error(detail::concat(source, ":", e.source().begin.line, ": ", e.description()));
-  }
+  const toml::table doc = numbers::parse_toml(toml_text, source);
   Topology topo;
   known_keys(doc, {"name", "tier", "link"}, source);
   topo.name = doc["name"].value_or(source);

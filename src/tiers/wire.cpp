@@ -54,7 +54,7 @@ std::vector<at::Tensor> decode_tensors(const std::string& message, const std::st
   auto take = [&](void* dst, size_t n, const char* field) {
     EF_CHECK(message.size() - at >= n, what, ": message truncated in ", field, " at byte ", at,
              " of ", message.size());
-    std::memcpy(dst, message.data() + at, n);
+    if (n > 0) std::memcpy(dst, message.data() + at, n);  // an empty tensor's data is null
     at += n;
   };
   uint32_t count = 0;

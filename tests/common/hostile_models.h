@@ -112,6 +112,12 @@ inline std::vector<HostileModel> hostile_models() {
   add("output is an input", "also a graph input", [](auto& m) {
     *m.mutable_graph()->mutable_output(0) = m.graph().input(0);
   });
+  // Found by fuzz_onnx: libonnx's version converter dereferenced the missing producer.
+  add("output never produced", "is never produced", [](auto& m) {
+    m.mutable_graph()->mutable_output(0)->set_name("@");
+  });
+  add("node reads an undefined value", "which no earlier node, input or initializer defines",
+      [](auto& m) { m.mutable_graph()->mutable_node(0)->set_input(0, "nowhere"); });
   add("negative input dimension", "negative dimension", [](auto& m) {
     m.mutable_graph()->mutable_input(0)->mutable_type()->mutable_tensor_type()->mutable_shape()
         ->mutable_dim(1)->set_dim_value(-5);

@@ -91,6 +91,21 @@ TEST(Tiers, ATierNamesItsRemoteAgent) {
 
 TEST(Tiers, MalformedTopologiesAreNamedInOneLine) {
   EXPECT_NE(error_of("[[tier]\nname = 1").find("t.toml:1"), std::string::npos);
+  // Found by fuzz_settings: toml++ 3.3 asserts on a control character in a table header.
+  EXPECT_NE(error_of(std::string("k = 4\n[\x02k = 4\n")).find("t.toml:2: control character U+0002"),
+            std::string::npos);
+  EXPECT_NE(error_of(std::string("name = \"a\x7f\"\n")).find("control character U+007F"), std::string::npos);
+  // Found by fuzz_settings: toml++ 3.3 reaches __builtin_unreachable() when it asks whether a
+  // non-ASCII character outside a string is whitespace. TOML allows none there; in strings and
+  // comments they are fine (the file then fails later, for having no link).
+  EXPECT_NE(error_of("caf\xC3\xA9 = 1\n").find("t.toml:1: a non-ASCII character outside a string"),
+            std::string::npos);
+  EXPECT_NE(error_of("# caf\xC3\xA9\n\xEF\xBB\xBBtron = 1\n").find("t.toml:2: a non-ASCII"), std::string::npos);
+  // ... also where a quote does not open a string for toml++ (after a bare value).
+  EXPECT_NE(error_of("els =5\"CCCC\xEF\xBA\xBF\n").find("t.toml:1: a non-ASCII"), std::string::npos);
+  const std::string named = "name = \"caf\xC3\xA9 \\\" \xEF\xBB\xBB\" # \xC3\xA9t\xC3\xA9\n"
+                            "[[tier]]\nname = '''m\xC3\xA9'''\n";
+  EXPECT_EQ(error_of(named).find("non-ASCII"), std::string::npos) << error_of(named);
   EXPECT_NE(error_of("name = \"x\"").find("no [[tier]]"), std::string::npos);
   const std::string two = "[[tier]]\nname = \"mobile\"\n[[tier]]\nname = \"edge\"\n";
   EXPECT_NE(error_of(two).find("no link from 'mobile' to 'edge'"), std::string::npos);
