@@ -159,7 +159,9 @@ std::string read_idx_gz(const std::string& path, uint32_t magic, size_t rank,
     promised *= d;
   }
   const std::string raw = gunzip_prefix(gz, path, header + static_cast<size_t>(promised) + 1, &more);
-  *dims = idx_dims(raw, path, magic, rank);  // truncated or trailing data
+  EF_CHECK(!more && raw.size() <= header + static_cast<size_t>(promised), "fashion-mnist: file '",
+           path, "' header promises ", promised, " bytes of data, the file holds more (trailing bytes)");
+  *dims = idx_dims(raw, path, magic, rank);  // truncated data
   return raw;
 }
 
