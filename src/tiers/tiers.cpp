@@ -3,6 +3,8 @@
 
 #include <toml++/toml.h>
 
+#include <algorithm>
+#include <cctype>
 #include <cmath>
 #include <fstream>
 #include <sstream>
@@ -104,6 +106,13 @@ Topology parse_topology(const std::string& toml_text, const std::string& source)
     const std::string where = source + ": tier " + std::to_string(i + 1);
     EF_CHECK(t != nullptr, where, " is not a table");
     const std::string name = text(*t, "name", where);
+    // A tier's name is written in deployments ("mobile-edge"), cell keys and messages.
+    EF_CHECK(!name.empty() && name.size() <= 64 &&
+                 std::all_of(name.begin(), name.end(), [](char c) {
+                   return std::isalnum(static_cast<unsigned char>(c)) || c == '_' || c == '.';
+                 }),
+             where, ": name '", name.substr(0, 64).find('\n') == std::string::npos ? name.substr(0, 64) : "...",
+             "' must be 1 to 64 letters, digits, '_' or '.' (a '-' would read as a split)");
     TierProfile p = is_builtin(name) ? builtin_tier(name) : TierProfile();
     p.name = name;
     const std::string at = source + ": tier '" + name + "'";
