@@ -56,6 +56,13 @@ inline toml::table parse_toml(const std::string& text, const std::string& source
   auto starts = [&](size_t i, const char* three) { return text.compare(i, 3, three) == 0; };
   size_t i = text.compare(0, 3, "\xEF\xBB\xBF") == 0 ? 3 : 0;  // a UTF-8 byte order mark
   char prev = '\n';  // in code: the last character that is not a blank
+  // What follows a backslash in a basic string (after a line-ending backslash's blanks): toml++
+  // asks whether it is whitespace, which for most non-ASCII characters is undefined behaviour.
+  auto check_escape = [&](size_t j) {
+    EF_CHECK(j >= n || static_cast<unsigned char>(text[j]) < 0x80, source, ":", line,
+             ": a non-ASCII character right after a backslash in a string (write it without the "
+             "backslash, or as \\uXXXX)");
+  };
   for (; i < n; ++i) {
     const auto c = static_cast<unsigned char>(text[i]);
     if ((c < 0x20 && c != '\t' && c != '\n' && c != '\r') || c == 0x7F) {
@@ -90,15 +97,25 @@ inline toml::table parse_toml(const std::string& text, const std::string& source
       }
       case In::kComment: break;
       case In::kBasic:
-        if (c == '\\' && i + 1 < n) line += text[++i] == '\n';  // an escape, or a line continuation
-        else if (c == '"') in = In::kCode;
+        if (c == '\\' && i + 1 < n) {
+          check_escape(i + 1);
+          if (text[i + 1] != '\n') ++i;  // the escaped character (a newline ends the line)
+        } else if (c == '"') {
+          in = In::kCode;
+        }
         break;
       case In::kLiteral:
         if (c == '\'') in = In::kCode;
         break;
       case In::kMultiBasic:
-        if (c == '\\' && i + 1 < n) line += text[++i] == '\n';  // an escape, or a line continuation
-        else if (starts(i, "\"\"\"")) {
+        if (c == '\\' && i + 1 < n) {
+          // An escape, or a line-ending backslash, after which toml++ skips blanks and newlines.
+          size_t j = i + 1;
+          while (j < n && (text[j] == ' ' || text[j] == '\t' || text[j] == '\r' || text[j] == '\n'))
+            line += text[j++] == '\n';
+          check_escape(j);
+          i = j > i + 1 ? j - 1 : j;
+        } else if (starts(i, "\"\"\"")) {
           in = In::kCode;
           i += 2;
           while (i + 1 < n && text[i + 1] == '"') ++i;  // up to two quotes may end the content

@@ -15,6 +15,8 @@
 #include <filesystem>
 #include <fstream>
 #include <optional>
+#include <algorithm>
+#include <map>
 #include <set>
 #include <type_traits>
 
@@ -407,10 +409,29 @@ constexpr const char* kNotOnnx =
 // twice, every graph output defined; graph-valued attributes, which edgeforge does not read,
 // are refused here rather than handed to the converter.
 void check_proto_structure(const onnx::ModelProto& model, const std::string& label) {
+  int default_domains = 0;
+  for (const onnx::OperatorSetIdProto& o : model.opset_import())
+    default_domains += is_default_domain(o.domain());
+  EF_CHECK(default_domains <= 1, label, ": imports the default ONNX domain ", default_domains,
+           " times (with different opsets a model has no one meaning)");
   const onnx::GraphProto& g = model.graph();
   std::set<std::string> defined;
-  for (const onnx::ValueInfoProto& v : g.input()) defined.insert(v.name());
-  for (const onnx::TensorProto& t : g.initializer()) defined.insert(t.name());
+  // Ranks known before any inference: declared graph inputs with shapes, and initializers.
+  std::map<std::string, int> rank;
+  for (const onnx::ValueInfoProto& v : g.input()) {
+    defined.insert(v.name());
+    if (v.type().has_tensor_type() && v.type().tensor_type().has_shape())
+      rank[v.name()] = v.type().tensor_type().shape().dim_size();
+  }
+  for (const onnx::TensorProto& t : g.initializer()) {
+    defined.insert(t.name());
+    rank[t.name()] = t.dims_size();
+  }
+  auto rank_of = [&](const onnx::NodeProto& n, int i) {
+    if (i >= n.input_size()) return -1;
+    const auto it = rank.find(n.input(i));
+    return it == rank.end() ? -1 : it->second;
+  };
   int index = 0;
   for (const onnx::NodeProto& n : g.node()) {
     const std::string where = label + ": " + n.op_type() + " node " +
@@ -422,6 +443,28 @@ void check_proto_structure(const onnx::ModelProto& model, const std::string& lab
     for (const std::string& out : n.output())
       EF_CHECK(out.empty() || defined.insert(out).second, where, " defines '", out,
                "', which is already defined");
+    // libonnx 1.12's shape inference for convolutions and pooling (run by the version
+    // converter) reads past its inputs when ranks disagree (found by fuzz_onnx: a ConvTranspose
+    // of a rank-3 input and a rank-2 weight): where the ranks are known, they must agree.
+    const std::string& op = n.op_type();
+    const bool conv = op == "Conv" || op == "ConvTranspose" || op == "ConvInteger" || op == "QLinearConv";
+    const bool pool = op == "MaxPool" || op == "AveragePool" || op == "LpPool" || op == "MaxUnpool" ||
+                      op == "MaxRoiPool" || op == "GlobalAveragePool" || op == "GlobalMaxPool";
+    if (conv || pool) {
+      const int x = rank_of(n, 0), w = conv ? rank_of(n, op == "QLinearConv" ? 3 : 1) : -1;
+      EF_CHECK(x < 0 || x >= 3, where, " reads an input of rank ", x, " (expected N, C and at least one spatial axis)");
+      EF_CHECK(w < 0 || w >= 3, where, " has a weight of rank ", w, " (expected at least 3)");
+      EF_CHECK(x < 0 || w < 0 || x == w, where, " has an input of rank ", x, " and a weight of rank ", w);
+      const int spatial = std::max(x, w) - 2;
+      for (const onnx::AttributeProto& a : n.attribute()) {
+        if (spatial <= 0 || a.type() != onnx::AttributeProto::INTS) continue;
+        const int want = a.name() == "pads" ? 2 * spatial : spatial;
+        if (a.name() == "pads" || a.name() == "strides" || a.name() == "dilations" ||
+            a.name() == "kernel_shape" || a.name() == "output_padding" || a.name() == "output_shape")
+          EF_CHECK(a.ints_size() == want, where, ", attribute '", a.name(), "' has ", a.ints_size(),
+                   " values for ", spatial, " spatial axes (expected ", want, ")");
+      }
+    }
     for (const onnx::AttributeProto& a : n.attribute())
       EF_CHECK(a.type() != onnx::AttributeProto::GRAPH && a.type() != onnx::AttributeProto::GRAPHS &&
                    !a.has_g() && a.graphs_size() == 0,

@@ -118,6 +118,19 @@ inline std::vector<HostileModel> hostile_models() {
   });
   add("node reads an undefined value", "which no earlier node, input or initializer defines",
       [](auto& m) { m.mutable_graph()->mutable_node(0)->set_input(0, "nowhere"); });
+  // Found by fuzz_onnx: libonnx's shape inference for ConvTranspose read past a rank-2 weight
+  // of a rank-3 input (under the version converter of a model importing opsets 0 and 13).
+  add("input and weight ranks differ", "has an input of rank 3 and a weight of rank 4", [](auto& m) {
+    m.mutable_graph()->mutable_input(0)->mutable_type()->mutable_tensor_type()->mutable_shape()
+        ->mutable_dim()->RemoveLast();
+  });
+  add("pads of the wrong length", "attribute 'pads' has 3 values for 2 spatial axes",
+      [](auto& m) { set_ints(first_node(m, "Conv"), "pads", {1, 1, 1}); });
+  add("the default domain imported twice", "imports the default ONNX domain 2 times", [](auto& m) {
+    onnx::OperatorSetIdProto* o = m.add_opset_import();
+    o->set_domain("");
+    o->set_version(11);
+  });
   add("negative input dimension", "negative dimension", [](auto& m) {
     m.mutable_graph()->mutable_input(0)->mutable_type()->mutable_tensor_type()->mutable_shape()
         ->mutable_dim(1)->set_dim_value(-5);

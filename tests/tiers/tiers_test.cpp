@@ -101,6 +101,10 @@ TEST(Tiers, MalformedTopologiesAreNamedInOneLine) {
   EXPECT_NE(error_of("caf\xC3\xA9 = 1\n").find("t.toml:1: a non-ASCII character outside a string"),
             std::string::npos);
   EXPECT_NE(error_of("# caf\xC3\xA9\n\xEF\xBB\xBBtron = 1\n").find("t.toml:2: a non-ASCII"), std::string::npos);
+  // ... or right after a backslash in a string, where toml++ tests it for whitespace too.
+  EXPECT_NE(error_of("a = \"\"\"x\\  \n  \xEF\xBB\xBB\"\"\"\n").find("t.toml:2: a non-ASCII character right after a backslash"),
+            std::string::npos);
+  EXPECT_NE(error_of("a = \"\\\xC3\xA9\"\n").find("right after a backslash"), std::string::npos);
   // ... also where a quote does not open a string for toml++ (after a bare value).
   EXPECT_NE(error_of("els =5\"CCCC\xEF\xBA\xBF\n").find("t.toml:1: a non-ASCII"), std::string::npos);
   const std::string named = "name = \"caf\xC3\xA9 \\\" \xEF\xBB\xBB\" # \xC3\xA9t\xC3\xA9\n"
