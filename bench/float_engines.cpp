@@ -12,6 +12,7 @@
 #include <xnnpack.h>
 
 #include <ATen/ATen.h>
+#include <ATen/Parallel.h>
 
 #include <cmath>
 #include <cstring>

@@ -8,6 +8,7 @@
 // Cases: conv/<engine>/in:/out:/hw:/k:/groups: and linear/<engine>/in:/out:/rows:, engine
 // float, ONEDNN or QNNPACK; counter MACs/s.
 #include <ATen/ATen.h>
+#include <ATen/Parallel.h>
 #include <ATen/native/quantized/PackedParams.h>
 #include <ATen/core/dispatch/Dispatcher.h>
 

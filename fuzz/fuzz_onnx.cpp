@@ -3,6 +3,7 @@
 // inference plan every command runs (InferenceSession), with inputs of the model's shapes.
 // Seeds: the exported models in tests/data/exports and the zoo's small models.
 #include <ATen/ATen.h>
+#include <ATen/Parallel.h>
 #include <google/protobuf/stubs/logging.h>
 
 #include "edgeforge/onnx_io.h"

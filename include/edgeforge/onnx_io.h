@@ -56,13 +56,6 @@ void infer_shapes(Graph& graph, int64_t batch = -1);
 // type). Throws Error naming `label` and the node.
 void validate_model(const Graph& graph, const std::string& label);
 
-// Throws Error unless one sample of `v` (its fixed dimensions; symbolic ones count as 1) fits in
-// this host's memory without overflowing a 64-bit size; `where` names it ("model 'x': input").
-void check_fits_in_memory(const ValueInfo& v, const std::string& where);
-
-// This host's physical memory in bytes (INT64_MAX when the system does not say).
-int64_t host_memory_bytes();
-
 // Reads a serialised TensorProto (.pb file, as in the ONNX backend tests) into a contiguous
 // CPU tensor that owns its memory; errors name the file.
 at::Tensor tensor_from_onnx_proto_file(const std::string& path);

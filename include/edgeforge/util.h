@@ -3,6 +3,7 @@
 
 #include <chrono>
 #include <cstdint>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -28,6 +29,8 @@ double ms_since(std::chrono::steady_clock::time_point t0);
 
 // Cores this machine has (std::thread::hardware_concurrency, at least 1).
 int host_cores();
+// This machine's physical memory in bytes; nullopt when the system does not say.
+std::optional<int64_t> host_memory_bytes();
 // Writes to a temporary file beside `path` and renames it, so a crash never leaves half a file.
 void write_file_atomic(const std::string& path, const std::string& bytes);
 // `path` as named inside the file `source`: relative to the folder of `source` unless absolute.

@@ -42,9 +42,9 @@ Action add_calibrate(CLI::App& app) {
       EF_CHECK(std::isalnum(static_cast<unsigned char>(c)) || c == '_' || c == '.',
                "--name '", name, "': use letters, digits, '_' and '.' (a '-' would read as a split)");
     const int cores = default_threads();
-    const long pages = sysconf(_SC_PHYS_PAGES), page = sysconf(_SC_PAGE_SIZE);
-    EF_CHECK(pages > 0 && page > 0, "calibrate: cannot read this machine's memory size");
-    const double memory_gb = static_cast<double>(pages) * static_cast<double>(page) / 1e9;
+    const std::optional<int64_t> memory = host_memory_bytes();
+    EF_CHECK(memory.has_value(), "calibrate: cannot read this machine's memory size");
+    const double memory_gb = static_cast<double>(*memory) / 1e9;
     std::fprintf(stderr, "calibrate: timing the reference workload (%d rounds)...\n", args->reps);
     const double ms = reference_workload_ms(args->reps);
     char date[32];

@@ -6,6 +6,7 @@
 // naming the key, never a wrapped or saturated value. Not a public interface.
 #pragma once
 
+#include <sys/stat.h>
 #include <toml++/toml.h>
 
 #include <cctype>
@@ -15,7 +16,9 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <fstream>
 #include <optional>
+#include <sstream>
 #include <string>
 
 #include "edgeforge/error.h"
@@ -173,14 +176,6 @@ inline double real(const toml::node& n, const std::string& key, double lo, doubl
            lo_open ? "> " : ">= ", lo, " and <= ", hi);
   return *v;
 }
-
-}  // namespace edgeforge::numbers
-
-#include <fstream>
-#include <sstream>
-#include <sys/stat.h>
-
-namespace edgeforge::numbers {
 
 // The text of a settings file (a study file, a topology): it must be a regular file of at most
 // `max_bytes` (a directory, a FIFO or /dev/zero is refused before anything is read) and not

@@ -100,6 +100,12 @@ int host_cores() {
   return n == 0 ? 1 : static_cast<int>(n);
 }
 
+std::optional<int64_t> host_memory_bytes() {
+  const long pages = sysconf(_SC_PHYS_PAGES), page = sysconf(_SC_PAGE_SIZE);
+  if (pages <= 0 || page <= 0) return std::nullopt;
+  return static_cast<int64_t>(pages) * static_cast<int64_t>(page);
+}
+
 std::string read_file(const std::string& path) {
   std::error_code ec;
   EF_CHECK(std::filesystem::exists(path, ec), "file '", path, "' not found");

@@ -3,14 +3,15 @@
 // a command or an agent (issue 22): a Conv with strides 0 divided by zero in the inference plan,
 // a graph with no outputs was dereferenced, NaN scales gave an accuracy.
 #include <ATen/ATen.h>
-#include <unistd.h>
 
+#include <limits>
 #include <set>
 #include <string>
 
 #include "edgeforge/error.h"
 #include "edgeforge/onnx_io.h"
 #include "edgeforge/ops.h"
+#include "edgeforge/util.h"
 
 namespace edgeforge {
 namespace {
@@ -33,21 +34,17 @@ std::string gigabytes(int64_t bytes) {
   return buf;
 }
 
-}  // namespace
-
-int64_t host_memory_bytes() {
-  const long pages = sysconf(_SC_PHYS_PAGES), page = sysconf(_SC_PAGE_SIZE);
-  if (pages <= 0 || page <= 0) return std::numeric_limits<int64_t>::max();
-  return static_cast<int64_t>(pages) * static_cast<int64_t>(page);
-}
-
+// Throws Error unless one sample of `v` (its fixed dimensions; symbolic ones count as 1) fits in
+// this host's memory without overflowing a 64-bit size; `where` names it ("model 'x': input").
 void check_fits_in_memory(const ValueInfo& v, const std::string& where) {
   const int64_t bytes = fixed_bytes(v);
-  const int64_t limit = host_memory_bytes();
+  const int64_t limit = host_memory_bytes().value_or(std::numeric_limits<int64_t>::max());
   EF_CHECK(bytes >= 0 && bytes <= limit, where, " '", v.name, "' has a shape whose one sample ",
            bytes < 0 ? std::string("overflows a 64-bit size") : "needs " + gigabytes(bytes),
            ", more than this host's ", gigabytes(limit), " of memory");
 }
+
+}  // namespace
 
 void validate_model(const Graph& graph, const std::string& label) {
   try {

@@ -30,7 +30,8 @@ StudyConfig default_study(bool quick) {
   c.topology = default_topology();
   if (!quick) {
     c.name = "default";
-    for (const char* m : {"resnet", "resnext", "bert", "roberta"}) c.models.push_back({m, "", std::nullopt});
+    for (const char* m : {"resnet", "resnext", "bert", "roberta"})
+      c.models.push_back({m, "", std::nullopt, ""});
     c.strategies = {"identity", "sptq", "qat", "prune", "distill", "distill+sptq", "partition",
                     "sptq+partition"};
     c.extras = {"dynamic", "prune-structured", "auto-partition"};
@@ -40,7 +41,7 @@ StudyConfig default_study(bool quick) {
     return c;
   }
   c.name = "quick";
-  for (const char* m : {"resnet", "bert"}) c.models.push_back({m, "", std::nullopt});
+  for (const char* m : {"resnet", "bert"}) c.models.push_back({m, "", std::nullopt, ""});
   c.strategies = {"identity", "sptq", "prune", "partition", "sptq+partition"};
   c.extras = {"auto-partition"};
   c.inputs = 20;
@@ -120,7 +121,7 @@ StudyConfig parse_study(const std::string& toml_text, const std::string& source)
         } catch (const Error& e) {
           throw Error(where + ": models: " + e.what() + " (a file is a [[model]] table)");
         }
-        c.models.push_back({m, "", std::nullopt});
+        c.models.push_back({m, "", std::nullopt, ""});
       }
     } else if (key == "model") {
       const toml::array* a = node.as_array();

@@ -32,20 +32,27 @@ inline onnx::NodeProto* first_node(onnx::ModelProto& m, const std::string& op) {
   return m.mutable_graph()->mutable_node(0);
 }
 
-inline void set_ints(onnx::NodeProto* n, const std::string& name, const std::vector<int64_t>& v) {
+// Attribute `name` of `n`, emptied (added when the node lacks it).
+inline onnx::AttributeProto* fresh_attribute(onnx::NodeProto* n, const std::string& name) {
   onnx::AttributeProto* a = nullptr;
   for (onnx::AttributeProto& x : *n->mutable_attribute())
     if (x.name() == name) a = &x;
   if (a == nullptr) a = n->add_attribute();
   a->Clear();
   a->set_name(name);
-  if (v.size() == 1 && name == "group") {
-    a->set_type(onnx::AttributeProto::INT);
-    a->set_i(v[0]);
-    return;
-  }
+  return a;
+}
+
+inline void set_ints(onnx::NodeProto* n, const std::string& name, const std::vector<int64_t>& v) {
+  onnx::AttributeProto* a = fresh_attribute(n, name);
   a->set_type(onnx::AttributeProto::INTS);
   for (int64_t x : v) a->add_ints(x);
+}
+
+inline void set_int(onnx::NodeProto* n, const std::string& name, int64_t v) {
+  onnx::AttributeProto* a = fresh_attribute(n, name);
+  a->set_type(onnx::AttributeProto::INT);
+  a->set_i(v);
 }
 
 // Quantizes the graph's first input with a QuantizeLinear / DequantizeLinear pair of `scale`.
@@ -105,8 +112,8 @@ inline std::vector<HostileModel> hostile_models() {
   add("conv strides -1", "strides value -1", [](auto& m) { set_ints(first_node(m, "Conv"), "strides", {-1, 1}); });
   add("conv dilations 0", "dilations value 0", [](auto& m) { set_ints(first_node(m, "Conv"), "dilations", {0, 0}); });
   add("conv pads -5", "pads value -5", [](auto& m) { set_ints(first_node(m, "Conv"), "pads", {-5, -5, -5, -5}); });
-  add("conv group 0", "group 0", [](auto& m) { set_ints(first_node(m, "Conv"), "group", {0}); });
-  add("conv group 3", "group 3", [](auto& m) { set_ints(first_node(m, "Conv"), "group", {3}); });
+  add("conv group 0", "group 0", [](auto& m) { set_int(first_node(m, "Conv"), "group", 0); });
+  add("conv group 3", "group 3", [](auto& m) { set_int(first_node(m, "Conv"), "group", 3); });
   add("conv kernel_shape", "kernel_shape", [](auto& m) { set_ints(first_node(m, "Conv"), "kernel_shape", {5, 5}); });
   add("no outputs", "no outputs", [](auto& m) { m.mutable_graph()->clear_output(); });
   add("output is an input", "also a graph input", [](auto& m) {
