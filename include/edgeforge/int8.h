@@ -30,13 +30,17 @@ at::Tensor dequantize_uint8(const at::Tensor& q);
 // Selects the ONEDNN quantized engine (idempotent); Error if this LibTorch lacks it.
 void use_int8_engine();
 
-// Symmetric int8 scales of a weight, float: max |w| / 127 per slice along `axis` (1-D), or
+// Symmetric int8 scales of a weight, float: max |w| / qmax per slice along `axis` (1-D), or
 // over the whole tensor when not `per_channel` (0-d); a tiny positive scale for all zeros.
+// qmax is 127 for 8-bit weights, 63 for 7-bit ones (weight_bits_max).
 // The one definition the QDQ writer, QAT's fake quantization and the kernels share.
-at::Tensor symmetric_scales(const at::Tensor& weight, int64_t axis, bool per_channel);
+at::Tensor symmetric_scales(const at::Tensor& weight, int64_t axis, bool per_channel,
+                            int64_t qmax = 127);
 // Per-output-channel scales of a weight [C_out, ...] (axis 0), in double as LibTorch's
 // quantize_per_channel takes them.
-at::Tensor symmetric_channel_scales(const at::Tensor& weight);
+at::Tensor symmetric_channel_scales(const at::Tensor& weight, int64_t qmax = 127);
+// The largest symmetric weight value of `bits` (7 or 8): 63 or 127; Error otherwise.
+int64_t weight_bits_max(int64_t bits);
 
 // The memory layout the uint8 loops keep: channels-last for a 4-D channels-last tensor (the
 // layout oneDNN's int8 convolutions work in), else contiguous.

@@ -65,6 +65,18 @@ Graph lower_plan(const Graph& graph, LoweringReport* report = nullptr);
 // oneDNN takes AMX or VNNI whenever the CPU has them; `info` and the benches print this.
 std::string plan_cpu_isa();
 
+// True when this CPU's int8 kernels multiply without a dot-product instruction (no AVX-512
+// VNNI, AVX-VNNI or AMX): oneDNN then adds each two neighbouring u8 x s8 products in 16 bits
+// (vpmaddubsw), which saturates once 255 * (|w0| + |w1|) passes 32767, so the result is exact
+// only for weights within +-64 (OpenVINO documents the same "saturation issue"). lower_int8
+// keeps a layer with larger weights float on such a CPU; sptq, qat and dynamic write 7-bit
+// weights by default (option weight-bits), which every CPU multiplies exactly. EDGEFORGE_NO_VNNI=1
+// makes it true on any CPU (tests).
+bool int8_products_saturate();
+// The largest |weight| the int8 kernels multiply exactly here: 127, or 64 where
+// int8_products_saturate().
+int64_t exact_int8_weight_limit();
+
 struct SessionOptions {
   // false: only the int8 lowering, every float op on the reference ATen kernels (the path
   // the plan is tested against, and the "before" of bench/plan_vs_reference).

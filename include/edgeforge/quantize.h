@@ -67,6 +67,9 @@ Ranges calibrate(const Graph& graph, const std::vector<std::string>& points,
 
 struct QdqOptions {
   bool per_channel = true;  // weights: symmetric int8 per output channel, else per tensor
+  // 7: weights in [-63, 63], multiplied exactly by the int8 kernels of every CPU; 8: [-127, 127],
+  // exact only where the CPU has VNNI (int8_products_saturate in edgeforge/lower.h).
+  int weight_bits = 7;
 };
 
 // Static quantization: Q/DQ on every point in `ranges`, int8 weights for every unit.

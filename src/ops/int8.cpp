@@ -175,11 +175,15 @@ Kernel prepare_fake_quant(const Node&, const Graph&) {
 Kernel prepare_fake_quant_weight(const Node& node, const Graph&) {
   const int64_t axis = node.attr_int("axis", 0);
   const bool per_channel = node.attr_int("per_channel", 1) != 0;
-  return [axis, per_channel](const TensorList& in, TensorList& out, const KernelContext&) {
+  const int64_t qmax = node.attr_int("qmax", 127);
+  EF_CHECK(qmax == 63 || qmax == 127, "FakeQuantWeight node '", node.name, "': qmax ", qmax,
+           " (expected 63 or 127)");
+  return [axis, per_channel, qmax](const TensorList& in, TensorList& out, const KernelContext&) {
     const at::Tensor& w = in[0];
-    const at::Tensor scales = symmetric_scales(w, axis, per_channel);
-    out[0] = per_channel ? fake_quantize_per_channel(w, scales, axis, -127, 127)
-                         : fake_quantize(w, scales.item<float>(), 0, -127, 127);
+    const at::Tensor scales = symmetric_scales(w, axis, per_channel, qmax);
+    const auto q = static_cast<float>(qmax);
+    out[0] = per_channel ? fake_quantize_per_channel(w, scales, axis, -q, q)
+                         : fake_quantize(w, scales.item<float>(), 0, -q, q);
   };
 }
 

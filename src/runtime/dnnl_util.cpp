@@ -1,6 +1,8 @@
 #include "dnnl_util.h"
 
+#include <cstdlib>
 #include <map>
+#include <string>
 
 namespace edgeforge::plan {
 
@@ -139,6 +141,25 @@ void append_activation(dnnl::post_ops& ops, const Activation& a, float scale) {
 }  // namespace edgeforge::plan
 
 namespace edgeforge {
+
+bool int8_products_saturate() {
+  using dnnl::cpu_isa;
+  static const bool saturate = [] {
+    switch (dnnl::get_effective_cpu_isa()) {
+      case cpu_isa::avx512_core_amx:
+      case cpu_isa::avx512_core_bf16:
+      case cpu_isa::avx512_core_vnni:
+      case cpu_isa::avx2_vnni:
+        return false;
+      default:
+        return true;
+    }
+  }();
+  const char* forced = std::getenv("EDGEFORGE_NO_VNNI");
+  return saturate || (forced != nullptr && std::string(forced) == "1");
+}
+
+int64_t exact_int8_weight_limit() { return int8_products_saturate() ? 64 : 127; }
 
 std::string plan_cpu_isa() {
   using dnnl::cpu_isa;

@@ -81,17 +81,26 @@ at::Tensor dequantize_uint8(const at::Tensor& q_in) {
   return y;
 }
 
-at::Tensor symmetric_scales(const at::Tensor& weight, int64_t axis, bool per_channel) {
+at::Tensor symmetric_scales(const at::Tensor& weight, int64_t axis, bool per_channel,
+                            int64_t qmax) {
+  EF_CHECK(qmax == 63 || qmax == 127, "int8: a symmetric weight range of +-", qmax,
+           " (expected 63 or 127)");
   at::NoGradGuard no_grad;
   const at::Tensor w = weight.detach().to(at::kFloat);
-  if (!per_channel) return (w.abs().max() / 127.0f).clamp_min(1e-12f).reshape({});
+  const float q = static_cast<float>(qmax);
+  if (!per_channel) return (w.abs().max() / q).clamp_min(1e-12f).reshape({});
   EF_CHECK(w.dim() >= 1 && w.size(axis) > 0, "int8: a weight needs output channels");
   const at::Tensor m = w.movedim(axis, 0);
-  return (m.abs().reshape({m.size(0), -1}).amax(1) / 127.0f).clamp_min(1e-12f);
+  return (m.abs().reshape({m.size(0), -1}).amax(1) / q).clamp_min(1e-12f);
 }
 
-at::Tensor symmetric_channel_scales(const at::Tensor& weight) {
-  return symmetric_scales(weight, 0, true).to(at::kDouble);
+at::Tensor symmetric_channel_scales(const at::Tensor& weight, int64_t qmax) {
+  return symmetric_scales(weight, 0, true, qmax).to(at::kDouble);
+}
+
+int64_t weight_bits_max(int64_t bits) {
+  EF_CHECK(bits == 7 || bits == 8, "weight_bits ", bits, " (expected 7 or 8)");
+  return (int64_t{1} << (bits - 1)) - 1;
 }
 
 namespace {

@@ -102,6 +102,16 @@ class Lowering : public rewrite::HookedRewrite<Int8Rewriter> {
       return std::nullopt;
     }
     r.out_channels = w.size(out_axis);
+    const int64_t limit = exact_int8_weight_limit();
+    if (limit < 127) {
+      const int64_t peak = w.to(at::kShort).abs().max().item<int64_t>();
+      if (peak > limit) {
+        *why = "its int8 weights reach " + std::to_string(peak) + ", and this CPU's int8 " +
+               "kernels (no VNNI) saturate beyond +-" + std::to_string(limit) +
+               " (quantize with weight-bits=7 to run it int8 here)";
+        return std::nullopt;
+      }
+    }
     if (s.numel() != 1) {
       int64_t axis = dq->attr_int("axis", 1);
       if (axis < 0) axis += w.dim();

@@ -18,7 +18,11 @@ class Dynamic : public Strategy {
   std::string needs() const override { return "the model only"; }
   std::vector<OptionSpec> options() const override {
     return {{"weights", "per-channel", "weight scales: per-channel or per-tensor",
-             check_choice({"per-channel", "per-tensor"})}};
+             check_choice({"per-channel", "per-tensor"})},
+            {"weight-bits", "7",
+             "int8 weights in 7 bits ([-63, 63]: exact on every CPU) or 8 ([-127, 127]: exact "
+             "only on CPUs with VNNI; elsewhere such layers run float)",
+             check_choice({"7", "8"})}};
   }
 
   Graph apply(const Graph& model, const StrategyOptions& opts, StrategyContext&,
@@ -27,6 +31,7 @@ class Dynamic : public Strategy {
     const std::vector<QuantUnit> units = find_quant_units(g, /*linear_only=*/true);
     QdqOptions q;
     q.per_channel = opts.text("weights") == "per-channel";
+    q.weight_bits = static_cast<int>(opts.integer("weight-bits"));
     write_dynamic(g, units, q);
     LoweringReport lowering;
     lower_int8(g, &lowering);

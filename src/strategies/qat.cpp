@@ -49,6 +49,10 @@ class Qat : public Strategy {
         {"samples", "100", "calibration samples that start the observers", check_int(1, 1000000)},
         {"weights", "per-channel", "weight scales: per-channel or per-tensor",
          check_choice({"per-channel", "per-tensor"})},
+        {"weight-bits", "7",
+         "int8 weights in 7 bits ([-63, 63]: exact on every CPU) or 8 ([-127, 127]: exact only "
+         "on CPUs with VNNI; elsewhere such layers run float)",
+         check_choice({"7", "8"})},
         {"dataset", "", "training data set: fashion-mnist or spam (empty: the model's own)", check_dataset()},
     };
   }
@@ -66,6 +70,7 @@ class Qat : public Strategy {
     const int64_t freeze_bn = int_or("freeze-bn", 2);
     QdqOptions qdq;
     qdq.per_channel = opts.text("weights") == "per-channel";
+    qdq.weight_bits = static_cast<int>(opts.integer("weight-bits"));
 
     // The points and units sptq would quantize, named as in the unfolded graph.
     Graph folded = model;

@@ -268,14 +268,16 @@ std::map<std::string, Node> quantize_weights(Graph& graph, const std::vector<Qua
   at::NoGradGuard no_grad;
   for (const QuantUnit& u : units) {
     const at::Tensor w = graph.initializers().at(u.weight).detach().to(at::kFloat);
-    const at::Tensor scales = symmetric_scales(w, u.weight_in_out ? 1 : 0, options.per_channel);
+    const int64_t qmax = weight_bits_max(options.weight_bits);
+    const at::Tensor scales =
+        symmetric_scales(w, u.weight_in_out ? 1 : 0, options.per_channel, qmax);
     at::Tensor s = scales;
     if (options.per_channel) {
       std::vector<int64_t> shape(static_cast<size_t>(w.dim()), 1);
       shape[u.weight_in_out ? 1 : 0] = scales.size(0);
       s = scales.reshape(shape);
     }
-    const at::Tensor q = at::round(w / s).clamp(-127, 127).to(at::kChar);
+    const at::Tensor q = at::round(w / s).clamp(-qmax, qmax).to(at::kChar);
     const std::string values = fresh_name(graph, taken, u.weight + "_quantized");
     taken.insert(values);
     const std::string scale = fresh_name(graph, taken, u.weight + "_scale");
@@ -394,7 +396,8 @@ std::map<std::string, std::string> write_fake_quant(Graph& graph,
     Node fq("FakeQuantWeight", name(u.node + ".weight_fake_quant"), {u.weight}, {out});
     fq.domain = kEdgeforgeDomain;
     fq.set("axis", int64_t{u.weight_in_out ? 1 : 0})
-        .set("per_channel", int64_t{options.per_channel});
+        .set("per_channel", int64_t{options.per_channel})
+        .set("qmax", weight_bits_max(options.weight_bits));
     for (Node& n : graph.nodes())
       if (n.name == u.node) n.inputs[1] = out;
     before.emplace(u.node, std::move(fq));

@@ -29,6 +29,10 @@ class Sptq : public Strategy {
          check_double(50, 100, true, false)},
         {"weights", "per-channel", "weight scales: per-channel or per-tensor",
          check_choice({"per-channel", "per-tensor"})},
+        {"weight-bits", "7",
+         "int8 weights in 7 bits ([-63, 63]: exact on every CPU) or 8 ([-127, 127]: exact only "
+         "on CPUs with VNNI; elsewhere such layers run float)",
+         check_choice({"7", "8"})},
         {"dataset", "", "calibration data set: fashion-mnist or spam (empty: the model's own)", check_dataset()},
     };
   }
@@ -54,6 +58,7 @@ class Sptq : public Strategy {
     const Ranges ranges = calibrate(g, points, input_batches(g, data, 32), cal, ctx.threads);
     QdqOptions q;
     q.per_channel = opts.text("weights") == "per-channel";
+    q.weight_bits = static_cast<int>(opts.integer("weight-bits"));
     write_qdq(g, units, ranges, q);
     LoweringReport lowering;
     lower_int8(g, &lowering);

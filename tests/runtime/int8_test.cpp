@@ -9,6 +9,7 @@
 
 #include "edgeforge/error.h"
 #include "edgeforge/int8.h"
+#include "edgeforge/lower.h"
 
 using namespace edgeforge;
 
@@ -28,12 +29,16 @@ QuantParams uint8_params(double lo, double hi) {
   return p;
 }
 
-// The weight as the int8 kernels hold it, back in float: the QDQ reference's weight.
-at::Tensor qdq_weight(const at::Tensor& w) {
-  return at::quantize_per_channel(w, symmetric_channel_scales(w),
-                                  at::zeros({w.size(0)}, at::kLong), 0, at::kQInt8)
-      .dequantize();
+// The weight quantized as the kernels multiply it exactly on this CPU: 8-bit where it has
+// VNNI, 7-bit elsewhere (edgeforge/lower.h; tests/runtime/saturation_test.cpp covers the rest).
+at::Tensor int8_weight_of(const at::Tensor& w) {
+  const int64_t qmax = exact_int8_weight_limit() >= 127 ? 127 : 63;
+  return at::quantize_per_channel(w, symmetric_channel_scales(w, qmax),
+                                  at::zeros({w.size(0)}, at::kLong), 0, at::kQInt8);
 }
+
+// The weight as the int8 kernels hold it, back in float: the QDQ reference's weight.
+at::Tensor qdq_weight(const at::Tensor& w) { return int8_weight_of(w).dequantize(); }
 
 struct ConvCase {
   std::string name;
@@ -61,7 +66,7 @@ TEST_P(Int8Conv, MatchesTheQdqReferenceWithinOneStep) {
   const at::Tensor ref_q =
       at::quantize_per_tensor(ref, out.scale, out.zero_point, at::kQUInt8).int_repr();
 
-  Int8Conv2d conv(w, b, stride, pad, dil, c.groups, out, c.relu);
+  Int8Conv2d conv(int8_weight_of(w), b, stride, pad, dil, c.groups, out, c.relu);
   const at::Tensor y = conv.run(xq);
   ASSERT_EQ(y.sizes(), ref.sizes());
   EXPECT_EQ(y.q_scale(), out.scale);
@@ -106,7 +111,7 @@ TEST_P(Int8LinearTest, StaticMatchesTheQdqReferenceWithinOneStep) {
   const QuantParams out = uint8_params(ref.min().item<double>(), ref.max().item<double>());
   const at::Tensor ref_q =
       at::quantize_per_tensor(ref, out.scale, out.zero_point, at::kQUInt8).int_repr();
-  Int8Linear linear(w, b, out, c.relu);
+  Int8Linear linear(int8_weight_of(w), b, out, c.relu);
   const at::Tensor y = linear.run(xq);
   ASSERT_EQ(y.sizes(), ref.sizes());
   const at::Tensor diff = (y.int_repr().to(at::kInt) - ref_q.to(at::kInt)).abs();
@@ -127,7 +132,7 @@ TEST_P(Int8LinearTest, DynamicMatchesItsReference) {
       at::quantize_per_tensor(x, in.scale, in.zero_point, at::kQUInt8).dequantize();
   const at::Tensor w_dq = qdq_weight(w);
   const at::Tensor ref = at::linear(x_dq, w_dq, b);
-  Int8Linear linear(w, b, QuantParams{1.0, 0}, false);
+  Int8Linear linear(int8_weight_of(w), b, QuantParams{1.0, 0}, false);
   const at::Tensor y = linear.run_dynamic(x);
   ASSERT_EQ(y.scalar_type(), at::kFloat);
   // Only the rounding of the input's range may differ: a small share of one input step

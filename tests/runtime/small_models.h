@@ -69,14 +69,16 @@ inline at::Tensor run(const Graph& g, const std::vector<at::Tensor>& in) {
   return exec.run(in, RunOptions{})[0];
 }
 
-// The QDQ form of `g` calibrated with min/max on random batches.
-inline Graph static_qdq(Graph g, bool per_channel = true) {
+// The QDQ form of `g` calibrated with min/max on random batches; weights of `weight_bits` (7,
+// the default, stays int8 on every CPU; 8 only where int8_products_saturate() is false).
+inline Graph static_qdq(Graph g, bool per_channel = true, int weight_bits = 7) {
   fold_batch_norm(g);
   const std::vector<QuantUnit> units = find_quant_units(g);
   CalibrationOptions cal;
   const Ranges ranges = calibrate(g, activation_points(units), batches(g, 4, 11), cal, 1);
   QdqOptions q;
   q.per_channel = per_channel;
+  q.weight_bits = weight_bits;
   write_qdq(g, units, ranges, q);
   return g;
 }
