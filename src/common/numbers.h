@@ -45,14 +45,51 @@ inline int64_t integer(const toml::node& n, const std::string& key, int64_t lo, 
   return static_cast<int64_t>(*v);
 }
 
+// The code points for which toml++ 3.3's is_non_ascii_horizontal_whitespace() reaches
+// __builtin_unreachable() (found by enumerating all of them through a copy of the function).
+inline bool toml_unsafe_code_point(uint32_t c) {
+  return (c >= 0xA1 && c <= 0x499) || (c >= 0x2C5E && c <= 0x3057 && c != 0x3000) ||
+         (c >= 0xFB26 && c <= 0xFEFE);
+}
+
+// Refuses a UTF-8 sequence of `text` that encodes a toml_unsafe_code_point, with its line.
+inline void check_toml_code_points(const std::string& text, const std::string& source) {
+  int line = 1;
+  const size_t n = text.size();
+  auto byte = [&](size_t i) { return static_cast<unsigned char>(text[i]); };
+  auto cont = [&](size_t i) { return i < n && (byte(i) & 0xC0) == 0x80; };
+  for (size_t i = 0; i < n; ++i) {
+    const unsigned char b = byte(i);
+    if (b == '\n') ++line;
+    uint32_t c = 0;
+    if ((b & 0xE0) == 0xC0 && cont(i + 1))
+      c = ((b & 0x1Fu) << 6) | (byte(i + 1) & 0x3Fu);
+    else if ((b & 0xF0) == 0xE0 && cont(i + 1) && cont(i + 2))
+      c = ((b & 0x0Fu) << 12) | ((byte(i + 1) & 0x3Fu) << 6) | (byte(i + 2) & 0x3Fu);
+    if (c != 0 && toml_unsafe_code_point(c)) {
+      char code[16];
+      std::snprintf(code, sizeof code, "U+%04X", static_cast<unsigned>(c));
+      throw Error(detail::concat(
+          source, ":", line, ": character ", code, " cannot be read safely by the TOML reader "
+          "(toml++ 3.3) in U+00A1-U+0499, U+2C5E-U+3057 or U+FB26-U+FEFE; write it as \\u",
+          code + 2, " in a double-quoted string"));
+    }
+  }
+}
+
 // The TOML document in `text`; a syntax error is an Error "SOURCE:LINE: what". Two things are
 // refused before toml++ 3.3 sees the text, each found by fuzz_settings:
 // - a control character (U+0000 to U+001F but tab, newline and carriage return, and U+007F):
 //   TOML allows none outside escapes, and toml++ asserts on one in a table header;
 // - a non-ASCII character outside a string or a comment: TOML allows none there (bare keys are
 //   ASCII), and toml++'s test of whether such a character is whitespace reaches
-//   __builtin_unreachable() (undefined behaviour) for most code points (e.g. U+00E9, U+FEFB).
+//   __builtin_unreachable() (undefined behaviour) for most code points (e.g. U+00E9, U+FEFB);
+// - anywhere, even in a string or a comment, a character of the ranges where that test is
+//   undefined (toml_unsafe_code_point): on a malformed line toml++ can read a string's
+//   characters as a bare value's, and no scan of ours can know where it will.
+// Such characters can be written as \uXXXX escapes in a double-quoted string.
 inline toml::table parse_toml(const std::string& text, const std::string& source) {
+  check_toml_code_points(text, source);
   enum class In { kCode, kComment, kBasic, kLiteral, kMultiBasic, kMultiLiteral } in = In::kCode;
   int line = 1;
   const size_t n = text.size();

@@ -803,13 +803,22 @@ struct RoiSamples {
   std::vector<double> w_low, w_high;
 };
 
+// The adaptive sampling grid's largest side: ceil(box side / output side) points a bin.
+constexpr double kMaxRoiGrid = 4096;
+
 RoiSamples roi_samples(double start, double extent, int64_t bins, int64_t sampling_ratio,
                        int64_t size) {
   RoiSamples s;
+  // Boxes are data: a NaN, an infinity or a box thousands of times the feature map would make
+  // the adaptive grid's size (and the float-to-integer conversions below) undefined.
+  EF_CHECK(std::isfinite(start) && std::isfinite(extent), "RoiAlign: a region of interest at ",
+           start, " spanning ", extent, " is not finite");
   const double bin = extent / bins;
+  EF_CHECK(sampling_ratio > 0 || bin <= kMaxRoiGrid, "RoiAlign: a region of interest spanning ",
+           extent, " takes ", std::ceil(bin), " samples a bin side, more than ", kMaxRoiGrid);
   s.grid = sampling_ratio > 0
                ? sampling_ratio
-               : std::max<int64_t>(static_cast<int64_t>(std::ceil(extent / bins)), 0);
+               : std::max<int64_t>(static_cast<int64_t>(std::ceil(bin)), 0);
   for (int64_t b = 0; b < bins; ++b) {
     for (int64_t i = 0; i < s.grid; ++i) {
       double v = start + b * bin + (i + 0.5) * bin / s.grid;
@@ -905,7 +914,8 @@ Kernel prepare_roi_align(const Node& node, const Graph&) {
   EF_CHECK(a.height >= 1 && a.width >= 1, where, ": output_height ", a.height,
            " and output_width ", a.width, " must be positive");
   a.sampling_ratio = node.attr_int("sampling_ratio", 0);
-  EF_CHECK(a.sampling_ratio >= 0, where, ": sampling_ratio ", a.sampling_ratio, " is negative");
+  EF_CHECK(a.sampling_ratio >= 0 && a.sampling_ratio <= kMaxRoiGrid, where, ": sampling_ratio ",
+           a.sampling_ratio, " is not in 0..", kMaxRoiGrid);
   a.spatial_scale = node.attr_float("spatial_scale", 1.0f);
   return [a, where](const TensorList& in, TensorList& out, const KernelContext&) {
     const at::Tensor& x = in[0];

@@ -788,3 +788,28 @@ TEST_F(OpDropout, RatioOutOfRangeIsRejected) {
 }
 
 }  // namespace
+
+namespace {
+
+// Boxes are data. Found by fuzz_onnx: a box corner of -6.9e27 made the adaptive sampling grid's
+// size a float-to-integer conversion out of range (undefined behaviour), and a loop as long.
+TEST(OpRoiAlign, BoxesThatAreNotFiniteOrHugeAreRefused) {
+  const at::Tensor x = at::rand({1, 1, 8, 8});
+  auto run_box = [&](std::initializer_list<float> box, int64_t ratio) {
+    return OneNode("RoiAlign")
+        .input(x)
+        .input(tensor_of(box, {1, 4}))
+        .input(ints_of({0}))
+        .attr("output_height", int64_t{2})
+        .attr("output_width", int64_t{2})
+        .attr("sampling_ratio", ratio)
+        .run();
+  };
+  EXPECT_EQ(run_box({0, 0, 4, 4}, 0).sizes().vec(), (std::vector<int64_t>{1, 1, 2, 2}));
+  expect_error([&] { run_box({0, 0, std::numeric_limits<float>::quiet_NaN(), 4}, 0); },
+               {"RoiAlign", "is not finite"});
+  expect_error([&] { run_box({-6.9e27f, 0, 4, 4}, 0); }, {"RoiAlign", "samples a bin side"});
+  expect_error([&] { run_box({0, 0, 4, 4}, 100000); }, {"sampling_ratio 100000 is not in 0..4096"});
+}
+
+}  // namespace
