@@ -816,9 +816,10 @@ RoiSamples roi_samples(double start, double extent, int64_t bins, int64_t sampli
   const double bin = extent / bins;
   EF_CHECK(sampling_ratio > 0 || bin <= kMaxRoiGrid, "RoiAlign: a region of interest spanning ",
            extent, " takes ", std::ceil(bin), " samples a bin side, more than ", kMaxRoiGrid);
-  s.grid = sampling_ratio > 0
-               ? sampling_ratio
-               : std::max<int64_t>(static_cast<int64_t>(std::ceil(bin)), 0);
+  // A box of negative extent (half_pixel keeps it) samples nothing: zeros, as before.
+  s.grid = sampling_ratio > 0 ? sampling_ratio
+           : bin > 0          ? static_cast<int64_t>(std::ceil(bin))
+                              : 0;
   for (int64_t b = 0; b < bins; ++b) {
     for (int64_t i = 0; i < s.grid; ++i) {
       double v = start + b * bin + (i + 0.5) * bin / s.grid;

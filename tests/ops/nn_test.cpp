@@ -809,6 +809,9 @@ TEST(OpRoiAlign, BoxesThatAreNotFiniteOrHugeAreRefused) {
   expect_error([&] { run_box({0, 0, std::numeric_limits<float>::quiet_NaN(), 4}, 0); },
                {"RoiAlign", "is not finite"});
   expect_error([&] { run_box({-6.9e27f, 0, 4, 4}, 0); }, {"RoiAlign", "samples a bin side"});
+  // A box of huge negative extent (x2 far left of x1) samples nothing, as any box of negative
+  // extent under half_pixel: zeros (the same input found the unchecked conversion again).
+  EXPECT_TRUE(run_box({1.4e28f, 0, 4, 4}, 0).eq(0).all().item<bool>());
   expect_error([&] { run_box({0, 0, 4, 4}, 100000); }, {"sampling_ratio 100000 is not in 0..4096"});
 }
 
