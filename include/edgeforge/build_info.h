@@ -14,5 +14,8 @@ std::string library_dir();
 // The environment a measurement records: the checkout's commit ("unknown" outside git, with
 // "-dirty" when it has uncommitted changes) and this CPU's model name from /proc/cpuinfo.
 std::string git_commit();
+// The linker's build id of the edgeforge library that is running (hex; "unknown" without one):
+// the same on every machine that runs this build, and different for any other build.
+std::string build_id();
 std::string cpu_model();
 }  // namespace edgeforge

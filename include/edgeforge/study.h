@@ -98,6 +98,8 @@ struct StudyProgress {
 
 struct StudyRunOptions {
   int threads = 0;  // for accuracy and latency; 0 = this machine's cores
+  // Threads of each model-making job; 0 = this machine's cores over the jobs run at once.
+  int model_threads = 0;
   bool retry_failed = false;  // run cells recorded as failed again
   // The edgeforge program the model jobs run (`train`, `optimize`); "" = this executable, or
   // $EDGEFORGE_PROGRAM when set (tests run the study from their own binary).

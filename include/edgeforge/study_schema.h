@@ -21,7 +21,7 @@
 //                 "remote": how latency was obtained), quick [optional, false], inputs, runs,
 //                 latency_only [optional, false], note [optional], min_effect_pct [optional, 5],
 //                 max_accuracy_drop_pt [optional, 1], max_latency_ms [optional, 0: none],
-//                 environment: {commit, version, cpu, host_cores, threads, seed,
+//                 environment: {commit, version, cpu, host [optional], host_cores, threads, seed,
 //                               libraries: {library: version}}  (each [optional]),
 //                 topology: {name, tiers: [{name, cores, memory_gb, speed, reference_ms
 //                                          [optional]}],
@@ -36,6 +36,7 @@
 //                  reason [optional] (why it is not done), mode (as study.mode; [optional]
 //                  unless done), cut [optional] (the partition cut: a value name),
 //                  placement [optional] (where it ran: the deployment, or auto's choice),
+//                  host [optional], cpu [optional] (the machine it was measured on),
 //                  latency (status "done" only): {
 //                    warm: {samples, median_ms, p90_ms, p99_ms, median_ci95_ms: [lo, hi],
 //                           samples_ms: [every warm sample], rounds [optional]: [samples per
@@ -71,7 +72,8 @@
 //                 noise_floors [optional]: [{model, deploy, aa_ratio, pct, rounds}]
 //                 comparisons [optional]: [{model, strategy, deploy, baseline, baseline_deploy,
 //                   speedup, ci90: [lo, hi], ci95: [lo, hi], noise_floor_pct, margin_pct,
-//                   p_holm, verdict ("faster", "slower", "same", "unclear")}]
+//                   p_holm, verdict ("faster", "slower", "same", "unclear"),
+//                   cross_machine [optional, false]: the two cells ran on different machines}]
 //   answers       [optional] [{model, met, strategy, deploy, latency_ms, accuracy_change_pt,
 //                   within_budget, runner_up [optional]: {strategy, deploy, latency_ms,
 //                   accuracy_change_pt, versus: comparison}}]
@@ -97,6 +99,7 @@ inline constexpr const char* kStudySummaryFormat = "edgeforge.study-summary/1";
 // study.environment). Descriptive only: every field may be absent (empty, 0).
 struct StudyEnvironment {
   std::string commit, version, cpu;
+  std::string host;  // the machine's name (a planned study's cells may come from many)
   int64_t host_cores = 0, threads = 0, seed = 0;  // 0: not given
   std::map<std::string, std::string> libraries;   // library -> version
   bool empty() const;
@@ -154,6 +157,7 @@ struct MeasureConditions {
 struct SummaryCell {
   std::string model, strategy, deploy, status, reason, mode, cut;
   std::string placement;  // [optional] where it ran: the deployment, or auto's choice
+  std::string host, cpu;  // [optional] the machine it was measured on (its environment)
   bool done() const { return status == "done"; }
   // The rest is set when done().
   int64_t warm_samples = 0, cold_samples = 0;
@@ -226,6 +230,7 @@ struct SummaryComparison {
   double noise_floor_pct = 0, margin_pct = 0;  // noise_floor_pct NaN: no A/A for it
   double p_holm = 0;                           // NaN: no Conover pair for the two
   std::string verdict;
+  bool cross_machine = false;  // [optional] the two cells were measured on different machines
 };
 // The answer for one model: the fastest cell within the study's budgets (latency and accuracy
 // drop) and the runner-up, with the comparison of the two (baseline: the runner-up).

@@ -1,6 +1,7 @@
 // edgeforge study, recommend and report: run the strategy x deployment grid, choose for a budget,
 // and write the report (edgeforge/study.h, edgeforge/report.h).
 #include <cstdio>
+#include <map>
 #include <filesystem>
 
 #include <nlohmann/json.hpp>
@@ -10,6 +11,7 @@
 #include "edgeforge/onnx_io.h"
 #include "edgeforge/report.h"
 #include "edgeforge/study.h"
+#include "edgeforge/study_plan.h"
 #include "edgeforge/tier_modes.h"
 #include "edgeforge/zoo.h"
 
@@ -70,6 +72,195 @@ void check_study(const StudyConfig& c) {
   std::printf("ok: nothing run (--check)\n");
 }
 
+void print_status(const std::string& dir, bool json_out) {
+  const std::vector<JobState> states = plan_status(dir);
+  if (json_out) {
+    nlohmann::json j = nlohmann::json::array();
+    for (const JobState& s : states)
+      j.push_back({{"index", s.index}, {"name", s.name}, {"stage", s.stage}, {"state", s.state},
+                   {"detail", s.detail}, {"slurm_job", s.slurm_job}});
+    std::printf("%s\n", j.dump(2).c_str());
+    return;
+  }
+  std::map<std::string, std::map<std::string, int>> by_stage;
+  std::vector<std::string> order;
+  for (const JobState& s : states) {
+    if (!by_stage.count(s.stage)) order.push_back(s.stage);
+    ++by_stage[s.stage][s.state];
+  }
+  std::map<std::string, int> total;
+  for (const std::string& stage : order) {
+    std::string counts;
+    for (const char* state : {"done", "running", "pending", "failed", "interrupted", "not run"})
+      if (by_stage[stage].count(state)) {
+        counts += (counts.empty() ? "" : ", ") + std::to_string(by_stage[stage][state]) + " " + state;
+        total[state] += by_stage[stage][state];
+      }
+    std::printf("%-10s %s\n", stage.c_str(), counts.c_str());
+  }
+  for (const JobState& s : states)
+    if (s.state != "done")
+      std::printf("  job %lld %s: %s%s%s%s\n", static_cast<long long>(s.index), s.name.c_str(),
+                  s.state.c_str(), s.detail.empty() ? "" : " (", s.detail.c_str(), s.detail.empty() ? "" : ")");
+  std::printf("%zu jobs: %d done, %d running, %d pending, %d failed, %d interrupted, %d not run\n",
+              states.size(), total["done"], total["running"], total["pending"], total["failed"],
+              total["interrupted"], total["not run"]);
+}
+
+// `study plan`, `study job`, `study merge`, `study status` and `study submit`: a study as a plan
+// of jobs over a shared folder (edgeforge/study_plan.h, docs/scale-out.md).
+Action add_plan_commands(CLI::App& study) {
+  struct Args {
+    PlanSource source;
+    std::string out, dir, stage, partition, time, account;
+    std::vector<std::string> sbatch_args;
+    int64_t index = -1;
+    bool no_report = false, partial = false, json = false, slurm = false, retry = false, dry_run = false;
+  };
+  auto a = std::make_shared<Args>();
+  CLI::App* plan = study.add_subcommand(
+      "plan",
+      "Write a study's jobs and their dependencies into a folder, to run them on many machines\n"
+      "that share it (a Slurm cluster, a Kubernetes Indexed Job): each model itself, the\n"
+      "strategy pipelines that start from it, auto-partition's placements, accuracy cells, and\n"
+      "latency cells (a job per model and first tier). Runs nothing. docs/scale-out.md.");
+  plan->add_option("study", a->source.file, "study .toml file (default: the built-in default study)");
+  plan->add_option("--out", a->out, "the plan's folder, shared by the machines that run it")->required();
+  plan->add_flag("--quick", a->source.quick, "the small built-in study");
+  plan->add_option("--preset", a->source.preset, "a built-in study: default, quick, or paper-scale")
+      ->check(CLI::IsMember(study_presets()));
+  plan->add_option("--mode", a->source.mode, "how latency is measured: simulated, emulated or remote")
+      ->check(CLI::IsMember(tier_mode_names()));
+  plan->add_option("--threads", a->source.threads,
+                   "threads of each accuracy and latency job (default: this machine's cores)")
+      ->check(CLI::Range(1, 4096));
+  plan->add_option("--model-threads", a->source.model_threads,
+                   "threads of each model-making job (default: as a local study here: the cores\n"
+                   "over the model jobs run at once)")
+      ->check(CLI::Range(1, 4096));
+  CLI::App* job = study.add_subcommand(
+      "job",
+      "Run one job of a plan and write its result into the plan's folder (results/job-K.json,\n"
+      "replaced whole). A job already done is not run again; one whose inputs are not done yet\n"
+      "is refused. The index is --index, else $SLURM_ARRAY_TASK_ID, else\n"
+      "$JOB_COMPLETION_INDEX (Kubernetes); with --stage it counts within that stage.");
+  job->add_option("dir", a->dir, "the plan's folder")->required();
+  job->add_option("--index", a->index, "the job: its index in the plan (or in --stage)")
+      ->check(CLI::Range(int64_t{0}, int64_t{1} << 40));
+  job->add_option("--stage", a->stage, "count the index within this stage (its array index)");
+  CLI::App* merge = study.add_subcommand(
+      "merge",
+      "Gather a plan's finished jobs into DIR/study.sqlite (the only writer of it) and write the\n"
+      "report. Names the jobs still missing and then exits 1, unless --partial.");
+  merge->add_option("dir", a->dir, "the plan's folder")->required();
+  merge->add_flag("--no-report", a->no_report, "skip the statistics and the report");
+  merge->add_flag("--partial", a->partial, "exit 0 even when jobs are missing");
+  CLI::App* status = study.add_subcommand(
+      "status", "What each job of a plan is doing: done, failed (with its reason), running, pending,\n"
+                "interrupted or not run, from the folder and, once submitted, squeue and sacct.");
+  status->add_option("dir", a->dir, "the plan's folder")->required();
+  status->add_flag("--json", a->json, "print every job as JSON");
+  CLI::App* submit = study.add_subcommand(
+      "submit",
+      "Submit a plan's jobs to a batch scheduler: with --slurm, one job array per stage\n"
+      "(sbatch --array; a stage waits for the stages it reads with --dependency=afterok;\n"
+      "latency and placement stages --exclusive, so no two share a node). Prints the job ids.");
+  submit->add_option("dir", a->dir, "the plan's folder")->required();
+  submit->add_flag("--slurm", a->slurm, "submit with sbatch (the only scheduler for now)")->required();
+  submit->add_option("--partition", a->partition, "sbatch --partition");
+  submit->add_option("--time", a->time, "sbatch --time, each job's limit (e.g. 2:00:00)");
+  submit->add_option("--account", a->account, "sbatch --account");
+  submit->add_option("--sbatch-arg", a->sbatch_args, "another sbatch option, as given (repeatable)")
+      ->allow_extra_args(false);
+  submit->add_flag("--retry", a->retry, "resubmit only the jobs that did not finish (failed,\n"
+                                        "interrupted, never run)");
+  submit->add_flag("--dry-run", a->dry_run, "print the sbatch commands and submit nothing");
+  return [a, plan, job, merge, status, submit]() {
+    if (plan->parsed()) {
+      const StudyConfig config = plan_source_study(a->source);
+      const StudyPlan p = plan_study(config, a->source, a->out);
+      std::printf("plan %s: study %s, %zu jobs in %zu stages\n", a->out.c_str(), p.study.c_str(),
+                  p.jobs.size(), p.stages.size());
+      for (const PlanStage& s : p.stages) {
+        std::string after;
+        for (const std::string& x : s.after) after += (after.empty() ? "" : ", ") + x;
+        std::printf("  %-10s %3zu jobs, %d threads%s%s\n", s.name.c_str(), s.jobs.size(), s.threads,
+                    s.exclusive ? ", exclusive" : "", after.empty() ? "" : (", after " + after).c_str());
+      }
+      std::printf("run: edgeforge study submit %s --slurm, or edgeforge study job %s --index K "
+                  "for K in 0..%zu in order; then edgeforge study merge %s\n",
+                  a->out.c_str(), a->out.c_str(), p.jobs.size() - 1, a->out.c_str());
+      return 0;
+    }
+    if (job->parsed()) {
+      const StudyPlan p = read_plan(a->dir);
+      const int64_t k = plan_job_index(p, a->index >= 0 ? std::optional<int64_t>(a->index) : std::nullopt, a->stage);
+      const std::string name = p.jobs[static_cast<size_t>(k)].name();
+      const JobOutcome o = run_plan_job(a->dir, k);
+      if (o.already_done)
+        std::printf("job %lld (%s): already done\n", static_cast<long long>(k), name.c_str());
+      else
+        std::printf("job %lld (%s): %lld cells in %.1f s%s%s\n", static_cast<long long>(k), name.c_str(),
+                    static_cast<long long>(o.cells), o.seconds, o.failed > 0 ? ", failed: " : "",
+                    o.first_failure.c_str());
+      return 0;
+    }
+    if (merge->parsed()) {
+      const MergeOutcome m = merge_plan(a->dir);
+      std::printf("merged %lld cells (%lld failed) of %lld of %lld jobs into %s\n",
+                  static_cast<long long>(m.cells), static_cast<long long>(m.failed_cells),
+                  static_cast<long long>(m.merged_jobs), static_cast<long long>(m.jobs), m.database.c_str());
+      if (!m.missing.empty()) {
+        const StudyPlan p = read_plan(a->dir);
+        std::string names;
+        for (size_t i = 0; i < m.missing.size(); ++i) {
+          if (i == 10) {
+            names += ", and " + std::to_string(m.missing.size() - 10) + " more";
+            break;
+          }
+          names += (names.empty() ? "" : ", ") + std::to_string(m.missing[i]) + " (" +
+                   p.jobs[static_cast<size_t>(m.missing[i])].name() + ")";
+        }
+        std::fprintf(stderr, "study merge: %zu jobs have no result yet: %s\n", m.missing.size(), names.c_str());
+      }
+      if (!a->no_report && m.cells > 0) {
+        const std::string html = write_study_reports(summarize_study(a->dir), a->dir);
+        std::printf("report: %s (also %s/report.md and %s/export/)\n", html.c_str(), a->dir.c_str(),
+                    a->dir.c_str());
+      }
+      return m.missing.empty() || a->partial ? 0 : 1;
+    }
+    if (status->parsed()) {
+      print_status(a->dir, a->json);
+      return 0;
+    }
+    if (submit->parsed()) {
+      SlurmOptions o;
+      o.partition = a->partition;
+      o.time = a->time;
+      o.account = a->account;
+      o.sbatch_args = a->sbatch_args;
+      o.retry = a->retry;
+      o.dry_run = a->dry_run;
+      const std::vector<SubmittedStage> stages = submit_slurm(a->dir, o);
+      for (const SubmittedStage& s : stages) {
+        if (a->dry_run) {
+          std::string cmd;
+          for (const std::string& x : s.command) cmd += (cmd.empty() ? "" : " ") + x;
+          std::printf("%s\n", cmd.c_str());
+        } else {
+          std::printf("%-10s %3zu jobs: Slurm job %s\n", s.stage.c_str(), s.jobs.size(), s.job_id.c_str());
+        }
+      }
+      if (!a->dry_run)
+        std::printf("edgeforge study status %s follows them; edgeforge study merge %s gathers them\n",
+                    a->dir.c_str(), a->dir.c_str());
+      return 0;
+    }
+    return 1;
+  };
+}
+
 }  // namespace
 
 Action add_study(CLI::App& app) {
@@ -84,7 +275,8 @@ Action add_study(CLI::App& app) {
       "150, 200 Mbit/s. Latency is simulated (docs/deployment.md) unless --mode says emulated or\n"
       "remote (docs/agents.md; no sweep then). Results go to DIR/study.sqlite\n"
       "one cell at a time; running again resumes, skipping finished cells. docs/study.md gives\n"
-      "the study file format and the database schema.");
+      "the study file format and the database schema. For many machines (Slurm, Kubernetes):\n"
+      "study plan, job, submit, status and merge (docs/scale-out.md).");
   struct Args {
     std::string file, out, preset;
     bool quick = false, retry_failed = false, no_report = false, check = false;
@@ -112,7 +304,10 @@ Action add_study(CLI::App& app) {
   cmd->add_flag("--check", args->check,
                 "check the study file and print its grid: every model file is read and bound to\n"
                 "its data set (one sample loaded); nothing is trained, measured or written");
-  return [args]() {
+  const Action planned = add_plan_commands(*cmd);
+  return [args, planned, cmd]() {
+    for (CLI::App* sub : cmd->get_subcommands())
+      if (sub->parsed()) return planned();
     EF_CHECK(!(args->quick && !args->file.empty()), "--quick is the built-in quick study; a study "
              "file says quick = true instead");
     EF_CHECK(args->preset.empty() || (args->file.empty() && !args->quick),

@@ -336,6 +336,47 @@ void kruskal_counts(const StudySummary& s, std::vector<std::string>& out) {
                 mark(s, "", "", "") + ".");
 }
 
+// Latency cells measured on more than one machine (a planned study's jobs, docs/scale-out.md).
+// A job measures every cell of one model that starts on one tier, so comparisons within a tier
+// stay on one machine; the comparisons across tiers (a model's fastest deployment, its Pareto
+// front) may not, and comparisons whose two cells ran apart are counted.
+void machines(const StudySummary& s, std::vector<std::string>& out) {
+  std::map<std::string, std::string> seen;  // host -> cpu
+  std::map<std::string, std::map<std::string, std::set<std::string>>> placed;  // model -> tier -> hosts
+  for (const SummaryCell& c : s.cells)
+    if (c.done() && !c.host.empty()) {
+      seen[c.host] = c.cpu;
+      const std::string& where = c.placement.empty() ? c.deploy : c.placement;
+      placed[c.model][where.substr(0, where.find('-'))].insert(c.host);
+    }
+  if (seen.size() < 2) return;
+  std::string list;
+  for (const auto& [host, cpu] : seen) list += (list.empty() ? "" : "; ") + host + " (" + cpu + ")";
+  std::string apart;
+  for (const auto& [model, tiers] : placed) {
+    std::set<std::string> hosts;
+    std::string where;
+    for (const auto& [tier, h] : tiers) {
+      hosts.insert(h.begin(), h.end());
+      std::string names;
+      for (const std::string& x : h) names += (names.empty() ? "" : "+") + x;
+      where += (where.empty() ? "" : ", ") + tier + " on " + names;
+    }
+    if (hosts.size() > 1) apart += (apart.empty() ? "" : "; ") + model + " (" + where + ")";
+  }
+  size_t crossing = 0;
+  for (const SummaryComparison& c : s.comparisons) crossing += c.cross_machine;
+  std::string text = "The latency cells were measured on " + std::to_string(seen.size()) + " machines (" + list + ").";
+  if (!apart.empty())
+    text += " The tiers of " + apart + " ran on different machines, so each such model's fastest "
+            "deployment and Pareto front compare cells across machines: their differences include "
+            "the machines', beyond any noise floor measured";
+  text += apart.empty() ? " " : "; ";
+  text += std::to_string(crossing) + " of " + plural(s.comparisons.size(), "comparison", "comparisons") +
+          " against identity set cells from different machines side by side.";
+  out.push_back(text);
+}
+
 void failures(const StudySummary& s, std::vector<std::string>& out) {
   struct Failure {
     std::string model, strategy, status, reason;
@@ -377,6 +418,7 @@ std::vector<std::string> study_findings(const StudySummary& s) {
   pareto_fronts(s, out);
   wilcoxon_tests(s, out);
   kruskal_counts(s, out);
+  machines(s, out);
   failures(s, out);
   return out;
 }

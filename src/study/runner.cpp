@@ -37,26 +37,16 @@
 #include "edgeforge/train.h"
 #include "edgeforge/util.h"
 #include "edgeforge/zoo.h"
+#include "runner.h"
 #include "store.h"
 
 namespace fs = std::filesystem;
 
 namespace edgeforge {
-namespace {
+namespace study {
 
-using study::CellRecord;
-using study::Store;
-using Clock = std::chrono::steady_clock;
-
-double seconds_since(Clock::time_point t0) {
-  return std::chrono::duration<double>(Clock::now() - t0).count();
-}
-
-// The strategy's model: the pipeline whose output it deploys ("identity" for the model itself).
 std::string base_pipeline(const std::string& strategy) { return parse_study_strategy(strategy).pipeline; }
 
-// The deployments a strategy runs on: split ones for partition strategies, "auto" for
-// auto-partition, single tiers for the rest.
 std::vector<std::string> deployments_of(const StudyConfig& c, const std::string& strategy) {
   const StudyStrategy s = parse_study_strategy(strategy);
   if (s.automatic()) return {kAutoDeployment};
@@ -64,6 +54,19 @@ std::vector<std::string> deployments_of(const StudyConfig& c, const std::string&
   for (const std::string& d : c.deployments)
     if ((d.find('-') != std::string::npos) == s.split()) out.push_back(d);
   return out;
+}
+
+std::string first_tier(const std::string& deploy) { return deploy.substr(0, deploy.find('-')); }
+
+std::pair<std::string, std::string> pipeline_start(const StudyConfig& c, const std::string& p) {
+  if (c.options.count(p)) return {"identity", p};
+  std::set<std::string> bases;
+  for (const std::string& s : c.all_strategies()) bases.insert(base_pipeline(s));
+  for (size_t plus = p.rfind('+'); plus != std::string::npos && plus > 0; plus = p.rfind('+', plus - 1)) {
+    const std::string prefix = p.substr(0, plus);
+    if (bases.count(prefix)) return {prefix, p.substr(plus + 1)};
+  }
+  return {"identity", p};
 }
 
 nlohmann::json settings_json(const StudyConfig& c) {
@@ -97,12 +100,30 @@ nlohmann::json settings_json(const StudyConfig& c) {
   return j;
 }
 
+}  // namespace study
+
+namespace {
+
+using study::base_pipeline;
+using study::CellRecord;
+using study::CellSink;
+using study::deployments_of;
+using study::settings_json;
+using study::Store;
+using Clock = std::chrono::steady_clock;
+
+double seconds_since(Clock::time_point t0) {
+  return std::chrono::duration<double>(Clock::now() - t0).count();
+}
+
+
 StudyEnvironment environment(int threads, uint64_t seed) {
   const dnnl_version_t* dv = dnnl_version();
   StudyEnvironment e;
   e.commit = git_commit();
   e.version = version();
   e.cpu = cpu_model();
+  e.host = study::host_name();
   e.host_cores = host_cores();
   e.threads = threads;
   e.seed = static_cast<int64_t>(seed);
@@ -137,13 +158,77 @@ constexpr int kMaxAttempts = 3;
 
 class Runner {
  public:
+  // A local study: its cells in out_dir/study.sqlite.
   Runner(const StudyConfig& c, const std::string& out_dir, const StudyRunOptions& o)
       : c_(c), out_(out_dir), opts_(o) {
     fs::create_directories(out_ + "/logs");
     fs::create_directories(out_ + "/models");
     threads_ = o.threads > 0 ? o.threads : host_cores();
     store_ = std::make_unique<Store>(study_database(out_), c_.name, settings_json(c_));
+    cells_ = store_.get();
     resolve_speeds(c_.topology);
+  }
+  // One job of a planned study: its cells in `cells`.
+  Runner(const StudyConfig& c, const std::string& dir, const StudyRunOptions& o, CellSink& cells)
+      : c_(c), out_(dir), opts_(o), cells_(&cells), planned_(true) {
+    fs::create_directories(out_ + "/logs");
+    fs::create_directories(out_ + "/models");
+    threads_ = o.threads > 0 ? o.threads : host_cores();
+    resolve_speeds(c_.topology);
+  }
+
+  void run_job(const study::PlannedJob& job) {
+    progress_ = std::make_unique<ProgressLine>("study " + c_.name + " job");
+    started_ = Clock::now();
+    const auto model = std::find_if(c_.models.begin(), c_.models.end(),
+                                    [&](const StudyModel& m) { return m.name == job.model; });
+    EF_CHECK(model != c_.models.end(), "the plan's job names model '", job.model,
+             "', which the study does not have");
+    if (job.kind == "model") {
+      ModelStep step;
+      if (job.what == "identity") {
+        step = teacher_step(*model, model_threads());
+      } else {
+        const std::string from = study::pipeline_start(c_, job.what).first;
+        EF_CHECK(!cells_->status("model", job.model, from).empty(), "model ", job.model, "/",
+                 job.what, " starts from ", job.model, "/", from, ", which has no result yet");
+        step = pipeline_step(job.model, job.what, model_threads());
+      }
+      if (!step.now) {
+        const ModelJob& j = step.job;
+        show("making " + j.model + "/" + j.pipeline);
+        const auto t0 = Clock::now();
+        ChildProcess child(j.argv, j.log + ".json", j.log,
+                           {"EDGEFORGE_PARENT_PID=" + std::to_string(::getpid())});
+        const int status = child.wait();
+        step.now = model_result(j, status, seconds_since(t0));
+      }
+      finished(*step.now);
+    } else if (job.kind == "placement") {
+      CellRecord r = cell("model", job.model, job.what);
+      const auto t0 = Clock::now();
+      try {
+        const std::string file = model_file(job.model, base_pipeline(job.what));
+        EF_CHECK(!file.empty(), "no model: ", model_failure(job.model, base_pipeline(job.what)));
+        show("placing " + job.model + "/" + job.what);
+        placing_ = true;
+        AutoPlacementData d = auto_choice(*model, job.what, file);
+        d.file = recorded_path(d.file);
+        r.data = to_json(d);
+      } catch (const std::exception& e) {
+        r.status = "failed";
+        r.reason = e.what();
+      }
+      r.seconds = seconds_since(t0);
+      finished(r);
+    } else if (job.kind == "accuracy") {
+      accuracy_cell(*model, job.what);
+    } else if (job.kind == "latency") {
+      latency_cells(*model, &job.what);
+    } else {
+      throw Error("the plan's job is of kind '" + job.kind + "', not model, placement, accuracy or latency");
+    }
+    progress_->finish(std::to_string(done_) + " cells (" + std::to_string(failed_) + " failed)");
   }
 
   void run() {
@@ -166,7 +251,7 @@ class Runner {
   // ---- bookkeeping ----
   bool pending(const std::string& kind, const std::string& model, const std::string& strategy,
                const std::string& deploy = "") const {
-    const std::string s = store_->status(kind, model, strategy, deploy);
+    const std::string s = cells_->status(kind, model, strategy, deploy);
     return s.empty() || (s == "failed" && opts_.retry_failed);
   }
   void count_cells() {
@@ -201,7 +286,7 @@ class Runner {
                       std::to_string(done_) + "/" + std::to_string(total_) + " cells  " + detail);
   }
   void finished(const CellRecord& cell) {
-    store_->put(cell);
+    cells_->put(cell);
     ++done_;
     --remaining_[cell.kind];
     if (cell.seconds > 0) {
@@ -233,11 +318,19 @@ class Runner {
   }
   // The file of a model cell that is done, or "".
   std::string model_file(const std::string& model, const std::string& pipeline) {
-    const std::optional<CellRecord> r = store_->find("model", model, pipeline);
-    return r && r->status == "done" ? model_cell_from_json(r->data).file : "";
+    const std::optional<CellRecord> r = cells_->find("model", model, pipeline);
+    return r && r->status == "done" ? study::resolve_model_path(out_, model_cell_from_json(r->data).file) : "";
+  }
+  // How a model cell records a file: absolute, or, in a planned study, relative to its folder
+  // when it is inside (the folder may be mounted at another path on another machine).
+  std::string recorded_path(const std::string& file) const {
+    const fs::path abs = fs::absolute(file).lexically_normal();
+    if (!planned_) return abs.string();
+    const fs::path rel = abs.lexically_relative(fs::absolute(out_).lexically_normal());
+    return !rel.empty() && *rel.begin() != ".." ? rel.string() : abs.string();
   }
   std::string model_failure(const std::string& model, const std::string& pipeline) {
-    const std::optional<CellRecord> r = store_->find("model", model, pipeline);
+    const std::optional<CellRecord> r = cells_->find("model", model, pipeline);
     if (!r) return "its model was not made";
     return r->status == "failed" ? r->reason : "";
   }
@@ -246,6 +339,7 @@ class Runner {
   // A model job: making one pipeline's model (or training a zoo teacher) in a child process.
   struct ModelJob {
     std::string model, pipeline, out, log;
+    std::string part;  // the file the child writes, renamed to `out` when it succeeds
     std::vector<std::string> argv;
   };
 
@@ -260,14 +354,145 @@ class Runner {
     return cache_dir() + "/strategies/" + hex64(fnv1a64(key)) + ".onnx";
   }
 
-  void make_models() {
-    const int jobs = std::max(1, std::min(c_.jobs > 0 ? c_.jobs : host_cores(), host_cores()));
-    const int job_threads = std::max(1, host_cores() / jobs);
-    std::string self = opts_.program;
-    if (self.empty()) {
-      const char* env = std::getenv("EDGEFORGE_PROGRAM");
-      self = env != nullptr && *env != '\0' ? env : self_executable();
+  // The edgeforge program the model jobs run.
+  std::string program() const {
+    if (!opts_.program.empty()) return opts_.program;
+    const char* env = std::getenv("EDGEFORGE_PROGRAM");
+    return env != nullptr && *env != '\0' ? env : self_executable();
+  }
+
+  // How making a model goes: a cell recorded at once (a model file, one found in the cache, a
+  // failure upstream) or a child process to run.
+  struct ModelStep {
+    std::optional<CellRecord> now;
+    ModelJob job;
+  };
+
+  // A model's own cell: a model file (bound to its data set), or its zoo training.
+  ModelStep teacher_step(const StudyModel& m, int job_threads) {
+    ModelStep step;
+    if (!m.file.empty()) {
+      CellRecord r = cell("model", m.name, "identity");
+      ModelCellData d{fs::absolute(m.file).string(), true, {}};
+      try {
+        Graph g = load_onnx(m.file);
+        if (m.data) {
+          // The model as the study reads it: its data set in its metadata, so every job on
+          // it and on what the strategies make of it reads the same data.
+          attach_data_spec(g, *m.data, m.file);
+          const std::string bound = out_ + "/models/" + m.name + ".onnx";
+          fs::create_directories(out_ + "/models");
+          save_onnx(g, bound);
+          d.file = recorded_path(bound);
+        } else {
+          open_dataset(g);  // says, in the cell, that the model needs a data set
+        }
+      } catch (const std::exception& e) {
+        r.status = "failed";
+        r.reason = e.what();
+      }
+      r.data = to_json(d);
+      step.now = r;
+      return step;
     }
+    ModelJob& j = step.job;
+    j.model = m.name;
+    j.pipeline = "identity";
+    j.out = out_ + "/models/" + m.name + ".onnx";
+    j.part = j.out;  // train writes its file whole (write_file_atomic)
+    j.log = out_ + "/logs/" + m.name + ".train.log";
+    j.argv = {program(), "train", "--model", m.name, "--out", j.out, "--threads",
+              std::to_string(job_threads), "--json"};
+    if (c_.quick) j.argv.push_back("--quick");
+    return step;
+  }
+
+  // A strategy pipeline's model, once the model it starts from (pipeline_start) has a cell.
+  ModelStep pipeline_step(const std::string& model, const std::string& p, int job_threads) {
+    ModelStep step;
+    const auto [from, rest] = study::pipeline_start(c_, p);
+    const std::string input = model_file(model, from);
+    // A latency-only study deploys the untrained student architecture as "distill".
+    if (c_.latency_only && p == "distill") {
+      CellRecord r = cell("model", model, p);
+      const StudyModel& sm = *std::find_if(c_.models.begin(), c_.models.end(),
+                                           [&](const StudyModel& x) { return x.name == model; });
+      if (sm.student_file.empty()) {
+        r.status = "failed";
+        r.reason = "a latency-only study has no student for '" + model + "' to deploy as distill";
+      } else {
+        r.data = to_json(ModelCellData{fs::absolute(sm.student_file).string(), true, {}});
+      }
+      step.now = r;
+      return step;
+    }
+    if (input.empty()) {
+      CellRecord r = cell("model", model, p);
+      r.status = "failed";
+      r.reason = (from == "identity" ? "the model itself failed: " : from + " failed: ") +
+                 model_failure(model, from);
+      step.now = r;
+      return step;
+    }
+    ModelJob& j = step.job;
+    j.model = model;
+    j.pipeline = p;
+    j.log = out_ + "/logs/" + model + "." + p + ".log";
+    if (planned_) {
+      // A planned study's models live in its folder, which every machine shares; each attempt
+      // writes its own part file (two attempts of one job may overlap) and renames it.
+      j.out = out_ + "/models/" + model + "." + p + ".onnx";
+      j.part = j.out + "." + study::host_name() + "." + std::to_string(::getpid()) + ".part.onnx";
+    } else {
+      j.out = pipeline_cache(input, rest);
+      j.part = j.out + ".part.onnx";
+      if (fs::exists(j.out)) {
+        CellRecord r = cell("model", model, p);
+        r.data = to_json(ModelCellData{j.out, true, {}});
+        step.now = r;
+        return step;
+      }
+    }
+    j.argv = {program(), "optimize", "--model", input, "--strategy", rest, "--out", j.part,
+              "--threads", std::to_string(job_threads), "--seed", std::to_string(c_.seed),
+              "--json"};
+    if (c_.train_limit > 0) {
+      j.argv.push_back("--limit");
+      j.argv.push_back(std::to_string(c_.train_limit));
+    }
+    if (auto o = c_.options.find(p); o != c_.options.end())
+      for (const std::string& v : o->second) j.argv.insert(j.argv.end(), {"-o", v});
+    return step;
+  }
+
+  // The cell of a model job that ended with `status` after `seconds`.
+  CellRecord model_result(const ModelJob& j, int status, double seconds) {
+    CellRecord r = cell("model", j.model, j.pipeline);
+    r.seconds = seconds;
+    if (status == 0) {
+      if (j.part != j.out) fs::rename(j.part, j.out);
+      ModelCellData d{recorded_path(j.out), false, {}};
+      const nlohmann::json report = nlohmann::json::parse(read_file(j.log + ".json"), nullptr, false);
+      if (!report.is_discarded()) d.report = report;
+      r.data = to_json(d);
+    } else {
+      r.status = "failed";
+      r.reason = last_line(j.log);
+      std::error_code ec;
+      if (j.part != j.out) fs::remove(j.part, ec);
+    }
+    return r;
+  }
+
+  // Threads of each model job, and how many run at once, on this machine.
+  int model_slots() const { return std::max(1, std::min(c_.jobs > 0 ? c_.jobs : host_cores(), host_cores())); }
+  int model_threads() const {
+    return opts_.model_threads > 0 ? opts_.model_threads : std::max(1, host_cores() / model_slots());
+  }
+
+  void make_models() {
+    const int jobs = model_slots();
+    const int job_threads = model_threads();
     JobPool pool(jobs);
     std::set<std::string> in_flight;  // model|pipeline of the jobs queued or running
     std::function<void(const std::string&)> enqueue_pipelines;
@@ -282,18 +507,7 @@ class Runner {
       job.env = {"EDGEFORGE_PARENT_PID=" + std::to_string(::getpid())};
       job.started = [this, j] { show("making " + j.model + "/" + j.pipeline); };
       job.ended = [this, j, &in_flight, &enqueue_pipelines](int status, double seconds) {
-        CellRecord r = cell("model", j.model, j.pipeline);
-        r.seconds = seconds;
-        if (status == 0) {
-          if (j.pipeline != "identity") fs::rename(j.out + ".part.onnx", j.out);
-          ModelCellData d{j.out, false, {}};
-          const nlohmann::json report = nlohmann::json::parse(read_file(j.log + ".json"), nullptr, false);
-          if (!report.is_discarded()) d.report = report;
-          r.data = to_json(d);
-        } else {
-          r.status = "failed";
-          r.reason = last_line(j.log);
-        }
+        const CellRecord r = model_result(j, status, seconds);
         in_flight.erase(j.model + "|" + j.pipeline);
         finished(r);
         enqueue_pipelines(j.model);  // what starts from this model can go now
@@ -306,114 +520,28 @@ class Runner {
         skipped("model");
         continue;
       }
-      if (!m.file.empty()) {
-        CellRecord r = cell("model", m.name, "identity");
-        ModelCellData d{fs::absolute(m.file).string(), true, {}};
-        try {
-          Graph g = load_onnx(m.file);
-          if (m.data) {
-            // The model as the study reads it: its data set in its metadata, so every job on
-            // it and on what the strategies make of it reads the same data.
-            attach_data_spec(g, *m.data, m.file);
-            const std::string bound = out_ + "/models/" + m.name + ".onnx";
-            fs::create_directories(out_ + "/models");
-            save_onnx(g, bound);
-            d.file = fs::absolute(bound).string();
-          } else {
-            open_dataset(g);  // says, in the cell, that the model needs a data set
-          }
-        } catch (const std::exception& e) {
-          r.status = "failed";
-          r.reason = e.what();
-        }
-        r.data = to_json(d);
-        finished(r);
-        continue;
-      }
-      ModelJob j;
-      j.model = m.name;
-      j.pipeline = "identity";
-      j.out = out_ + "/models/" + m.name + ".onnx";
-      j.log = out_ + "/logs/" + m.name + ".train.log";
-      j.argv = {self, "train", "--model", m.name, "--out", j.out, "--threads", std::to_string(job_threads),
-                "--json"};
-      if (c_.quick) j.argv.push_back("--quick");
-      enqueue(j);
+      ModelStep step = teacher_step(m, job_threads);
+      if (step.now) finished(*step.now);
+      else enqueue(step.job);
     }
     std::set<std::string> queued_pipelines;
-    std::set<std::string> bases;
-    for (const std::string& s : c_.all_strategies()) bases.insert(base_pipeline(s));
-    // A pipeline starts from the output of its longest prefix the study also makes (distill+sptq
-    // runs sptq on distill's model, as the pipeline would, without training distill twice),
-    // unless the study gives it options of its own; else from the model itself.
-    auto start_of = [&](const std::string& p) -> std::pair<std::string, std::string> {
-      if (c_.options.count(p)) return {"identity", p};
-      for (size_t plus = p.rfind('+'); plus != std::string::npos && plus > 0;
-           plus = p.rfind('+', plus - 1)) {
-        const std::string prefix = p.substr(0, plus);
-        if (bases.count(prefix)) return {prefix, p.substr(plus + 1)};
-      }
-      return {"identity", p};
-    };
     enqueue_pipelines = [&](const std::string& model) {
       for (const std::string& s : c_.all_strategies()) {
         const std::string p = base_pipeline(s);
         if (p == "identity" || queued_pipelines.count(model + "|" + p)) continue;
-        const auto [from, rest] = start_of(p);
-        const std::string input = model_file(model, from);
+        const std::string from = study::pipeline_start(c_, p).first;
         // Wait for the model it starts from while it is being made (or retried).
-        if (input.empty() && (store_->status("model", model, from).empty() ||
-                              in_flight.count(model + "|" + from)))
+        if (model_file(model, from).empty() &&
+            (cells_->status("model", model, from).empty() || in_flight.count(model + "|" + from)))
           continue;
         queued_pipelines.insert(model + "|" + p);
         if (!pending("model", model, p)) {
           skipped("model");
           continue;
         }
-        // A latency-only study deploys the untrained student architecture as "distill".
-        if (c_.latency_only && p == "distill") {
-          CellRecord r = cell("model", model, p);
-          const StudyModel& sm = *std::find_if(c_.models.begin(), c_.models.end(),
-                                               [&](const StudyModel& x) { return x.name == model; });
-          if (sm.student_file.empty()) {
-            r.status = "failed";
-            r.reason = "a latency-only study has no student for '" + model + "' to deploy as distill";
-          } else {
-            r.data = to_json(ModelCellData{fs::absolute(sm.student_file).string(), true, {}});
-          }
-          finished(r);
-          continue;
-        }
-        if (input.empty()) {
-          CellRecord r = cell("model", model, p);
-          r.status = "failed";
-          r.reason = (from == "identity" ? "the model itself failed: " : from + " failed: ") +
-                     model_failure(model, from);
-          finished(r);
-          continue;
-        }
-        ModelJob j;
-        j.model = model;
-        j.pipeline = p;
-        j.out = pipeline_cache(input, rest);
-        const std::string teacher = input;
-        j.log = out_ + "/logs/" + model + "." + p + ".log";
-        if (fs::exists(j.out)) {
-          CellRecord r = cell("model", model, p);
-          r.data = to_json(ModelCellData{j.out, true, {}});
-          finished(r);
-          continue;
-        }
-        j.argv = {self, "optimize", "--model", teacher, "--strategy", rest, "--out", j.out + ".part.onnx",
-                  "--threads", std::to_string(job_threads), "--seed", std::to_string(c_.seed),
-                  "--json"};
-        if (c_.train_limit > 0) {
-          j.argv.push_back("--limit");
-          j.argv.push_back(std::to_string(c_.train_limit));
-        }
-        if (auto o = c_.options.find(p); o != c_.options.end())
-          for (const std::string& v : o->second) j.argv.insert(j.argv.end(), {"-o", v});
-        enqueue(j);
+        ModelStep step = pipeline_step(model, p, job_threads);
+        if (step.now) finished(*step.now);
+        else enqueue(step.job);
       }
     };
     // Models given as files (or resumed) can start their pipelines at once.
@@ -453,19 +581,29 @@ class Runner {
 
   // The automatic placement of a model, chosen once and kept as a model cell of the strategy.
   AutoPlacementData auto_choice(const StudyModel& m, const std::string& strategy, const std::string& file) {
-    if (const std::optional<CellRecord> r = store_->find("model", m.name, strategy);
-        r && r->status == "done")
-      return auto_placement_from_json(r->data);
+    if (const std::optional<CellRecord> r = cells_->find("model", m.name, strategy)) {
+      if (r->status == "done") {
+        AutoPlacementData d = auto_placement_from_json(r->data);
+        d.file = study::resolve_model_path(out_, d.file);
+        return d;
+      }
+      // (a local study keeps only chosen placements; a plan's placement job records failures)
+      throw Error("its placement failed: " + r->reason);
+    }
+    // A planned study chooses each placement once, in its own job, which this job follows.
+    EF_CHECK(!planned_ || placing_, "auto-partition's placement of ", m.name, " has no result yet");
     const Graph g = load_onnx(file);
     PayloadOptions po;
     po.inputs = 1;
     const std::vector<PlacementEstimate> ranked =
         rank_placements(measure_placement_inputs(g, c_.topology, make_payloads(g, po).at(0)));
-    CellRecord r = cell("model", m.name, strategy);
     const AutoPlacementData choice{file, ranked.at(0).placement.label(), ranked.at(0).placement.cut,
                                    ranked.at(0).total_ms, explain_choice(ranked)};
-    r.data = to_json(choice);
-    store_->put(r);
+    if (!planned_) {
+      CellRecord r = cell("model", m.name, strategy);
+      r.data = to_json(choice);
+      cells_->put(r);
+    }
     return choice;
   }
 
@@ -771,8 +909,11 @@ class Runner {
     }
   }
 
-  // A model's latency cells, grouped by the tier their requests start on (latency_group).
-  void latency_cells(const StudyModel& m) {
+  // A model's latency cells, grouped by the tier their requests start on (latency_group). With
+  // `only_tier` (a planned study's latency job), only that tier's group: a cell that cannot be
+  // placed is recorded by the job of its deployment's first tier (auto-partition's, by the
+  // first tier's job, which the plan always has when the study has auto-partition).
+  void latency_cells(const StudyModel& m, const std::string* only_tier = nullptr) {
     std::vector<LatencyJob> jobs;
     for (const std::string& s : c_.all_strategies())
       for (const std::string& d : deployments_of(c_, s)) {
@@ -792,6 +933,9 @@ class Runner {
       show("latency " + m.name + ": placing " + j.strategy + "/" + j.deploy);
       prepare_latency(m, j, graphs);
       if (!j.placed()) {
+        const std::string owner =
+            j.deploy == kAutoDeployment ? c_.topology.tiers.at(0).name : study::first_tier(j.deploy);
+        if (only_tier != nullptr && owner != *only_tier) continue;
         j.record.seconds = seconds_since(t0);
         finished(j.record);
       }
@@ -799,6 +943,7 @@ class Runner {
     // Groups by the first tier, in the topology's order; each group's deployments are set up
     // only while it is measured (a real-size model's deployments do not all fit at once).
     for (const TierProfile& tier : c_.topology.tiers) {
+      if (only_tier != nullptr && tier.name != *only_tier) continue;
       std::vector<LatencyJob> group;
       for (LatencyJob& j : jobs)
         if (j.placed() && j.where.first == tier.name) group.push_back(std::move(j));
@@ -840,7 +985,10 @@ class Runner {
   std::string out_;
   StudyRunOptions opts_;
   int threads_ = 1;
-  std::unique_ptr<Store> store_;
+  std::unique_ptr<Store> store_;  // a local study's database
+  CellSink* cells_ = nullptr;     // where cells are read and written: store_, or a job's
+  bool planned_ = false;          // one job of a planned study
+  bool placing_ = false;          // (a plan's placement job, which chooses a placement)
   std::unique_ptr<ProgressLine> progress_;
   int64_t done_ = 0, total_ = 0, failed_ = 0;
   std::map<std::string, int64_t> remaining_;                  // cells left, by kind
@@ -855,5 +1003,25 @@ std::string study_database(const std::string& out_dir) { return out_dir + "/stud
 void run_study(const StudyConfig& config, const std::string& out_dir, const StudyRunOptions& options) {
   Runner(config, out_dir, options).run();
 }
+
+namespace study {
+
+void run_planned_job(const StudyConfig& config, const std::string& dir, const PlannedJob& job,
+                     CellSink& cells, const StudyRunOptions& options) {
+  Runner(config, dir, options, cells).run_job(job);
+}
+
+std::string resolve_model_path(const std::string& dir, const std::string& file) {
+  if (file.empty() || fs::path(file).is_absolute()) return file;
+  return (fs::absolute(dir) / file).lexically_normal().string();
+}
+
+std::string host_name() {
+  char buf[256] = {};
+  if (::gethostname(buf, sizeof buf - 1) != 0) return "";
+  return buf;
+}
+
+}  // namespace study
 
 }  // namespace edgeforge

@@ -15,7 +15,8 @@ namespace edgeforge {
 using nlohmann::json;
 
 bool StudyEnvironment::empty() const {
-  return commit.empty() && version.empty() && cpu.empty() && host_cores == 0 && threads == 0 &&
+  return commit.empty() && version.empty() && cpu.empty() && host.empty() && host_cores == 0 &&
+         threads == 0 &&
          seed == 0 && libraries.empty();
 }
 
@@ -215,6 +216,7 @@ SummaryStudy read_study(const Field& s) {
   e.commit = str_or(env, "commit", "");
   e.version = str_or(env, "version", "");
   e.cpu = str_or(env, "cpu", "");
+  e.host = str_or(env, "host", "");
   e.host_cores = env.has("host_cores") ? env.at("host_cores").integer() : 0;
   e.threads = env.has("threads") ? env.at("threads").integer() : 0;
   e.seed = env.has("seed") ? env.at("seed").integer() : 0;
@@ -247,6 +249,8 @@ SummaryCell read_cell(const Field& c, const StudySummary& s,
   const Field cut = c.get("cut");
   if (!cut.is_null()) cell.cut = cut.value().is_string() ? cut.str() : cut.value().dump();
   cell.placement = str_or(c, "placement", "");
+  cell.host = str_or(c, "host", "");
+  cell.cpu = str_or(c, "cpu", "");
   if (!cell.done()) return cell;
 
   const Field latency = c.at("latency");
@@ -442,6 +446,7 @@ StudySummary parse_study_summary(const json& summary) {
     x.verdict = c.at("verdict").str();
     if (x.verdict != "faster" && x.verdict != "slower" && x.verdict != "same" && x.verdict != "unclear")
       c.at("verdict").fail("is '" + x.verdict + "', expected faster, slower, same or unclear");
+    x.cross_machine = c.has("cross_machine") && c.at("cross_machine").boolean();
     return x;
   };
   if (stats.has("noise_floors"))
@@ -534,6 +539,8 @@ json sweep_json(const std::vector<SummarySweepPoint>& sweep) {
 json cell_json(const SummaryCell& c) {
   json j = {{"model", c.model},   {"strategy", c.strategy}, {"deploy", c.deploy},
             {"status", c.status}, {"reason", c.reason},     {"mode", c.mode}};
+  if (!c.host.empty()) j["host"] = c.host;
+  if (!c.cpu.empty()) j["cpu"] = c.cpu;
   if (!c.done()) return j;
   j["cut"] = c.cut;
   j["placement"] = c.placement;
@@ -566,7 +573,7 @@ json accuracy_json(const SummaryAccuracy& a) {
 
 json comparison_json(const SummaryComparison& c) {
   auto num = [](double x) { return std::isfinite(x) ? json(x) : json(nullptr); };
-  return {{"model", c.model},
+  json j = {{"model", c.model},
           {"strategy", c.strategy},
           {"deploy", c.deploy},
           {"baseline", c.baseline},
@@ -578,6 +585,8 @@ json comparison_json(const SummaryComparison& c) {
           {"margin_pct", c.margin_pct},
           {"p_holm", num(c.p_holm)},
           {"verdict", c.verdict}};
+  if (c.cross_machine) j["cross_machine"] = true;
+  return j;
 }
 
 json stats_json(const StudySummary& s) {
@@ -682,9 +691,11 @@ json study_summary_json(const StudySummary& s) {
 
 json to_json(const StudyEnvironment& e) {
   if (e.empty()) return json::object();
-  return {{"commit", e.commit},         {"version", e.version}, {"cpu", e.cpu},
-          {"host_cores", e.host_cores}, {"threads", e.threads}, {"seed", e.seed},
-          {"libraries", e.libraries}};
+  json j = {{"commit", e.commit},         {"version", e.version}, {"cpu", e.cpu},
+            {"host_cores", e.host_cores}, {"threads", e.threads}, {"seed", e.seed},
+            {"libraries", e.libraries}};
+  if (!e.host.empty()) j["host"] = e.host;
+  return j;
 }
 
 StudyEnvironment environment_from_json(const json& j) {
@@ -693,6 +704,7 @@ StudyEnvironment environment_from_json(const json& j) {
   e.commit = j.value("commit", "");
   e.version = j.value("version", "");
   e.cpu = j.value("cpu", "");
+  e.host = j.value("host", "");
   e.host_cores = j.value("host_cores", int64_t{0});
   e.threads = j.value("threads", int64_t{0});
   e.seed = j.value("seed", int64_t{0});

@@ -6,6 +6,7 @@
 #include <filesystem>
 
 #include "edgeforge/error.h"
+#include "edgeforge/util.h"
 
 namespace edgeforge::study {
 namespace {
@@ -178,8 +179,8 @@ std::string Store::meta(const std::string& key) const {
   return s.step() ? s.column_text(0) : "";
 }
 
-std::string Store::status(const std::string& kind, const std::string& model,
-                          const std::string& strategy, const std::string& deploy) const {
+std::string CellSink::status(const std::string& kind, const std::string& model,
+                             const std::string& strategy, const std::string& deploy) const {
   const std::optional<CellRecord> c = find(kind, model, strategy, deploy);
   return c ? c->status : "";
 }
@@ -208,6 +209,27 @@ std::optional<CellRecord> Store::find(const std::string& kind, const std::string
 void Store::put(const CellRecord& c) {
   exec("BEGIN IMMEDIATE");
   try {
+    insert(c);
+    exec("COMMIT");
+  } catch (...) {
+    sqlite3_exec(db_, "ROLLBACK", nullptr, nullptr, nullptr);
+    throw;
+  }
+}
+
+void Store::put_all(const std::vector<CellRecord>& cells) {
+  exec("BEGIN IMMEDIATE");
+  try {
+    for (const CellRecord& c : cells) insert(c);
+    exec("COMMIT");
+  } catch (...) {
+    sqlite3_exec(db_, "ROLLBACK", nullptr, nullptr, nullptr);
+    throw;
+  }
+}
+
+void Store::insert(const CellRecord& c) {
+  {
     Statement s(db_,
                 "INSERT OR REPLACE INTO cells (kind, model, strategy, deploy, status, reason, mode, "
                 "data, warm_ms, cold_ms, correct, environment, seconds, finished_utc) VALUES "
@@ -221,10 +243,6 @@ void Store::put(const CellRecord& c) {
     s.text(12, to_json(c.environment).dump()).real(13, c.seconds);
     s.text(14, c.finished_utc.empty() ? utc_now() : c.finished_utc);
     s.step();
-    exec("COMMIT");
-  } catch (...) {
-    sqlite3_exec(db_, "ROLLBACK", nullptr, nullptr, nullptr);
-    throw;
   }
 }
 
@@ -255,6 +273,75 @@ std::vector<CellRecord> Store::all() const {
     out.push_back(std::move(c));
   }
   return out;
+}
+
+namespace {
+
+template <class T>
+std::string bytes_of(const std::vector<T>& v) {
+  return std::string(reinterpret_cast<const char*>(v.data()), v.size() * sizeof(T));
+}
+
+template <class T>
+std::vector<T> vector_of(const std::string& bytes, const std::string& what) {
+  EF_CHECK(bytes.size() % sizeof(T) == 0, what, ": ", bytes.size(), " bytes are not whole ",
+           sizeof(T), "-byte values");
+  std::vector<T> out(bytes.size() / sizeof(T));
+  if (!out.empty()) std::memcpy(out.data(), bytes.data(), bytes.size());
+  return out;
+}
+
+}  // namespace
+
+nlohmann::json cell_to_json(const CellRecord& c) {
+  return {{"kind", c.kind},
+          {"model", c.model},
+          {"strategy", c.strategy},
+          {"deploy", c.deploy},
+          {"status", c.status},
+          {"reason", c.reason},
+          {"mode", c.mode},
+          {"data", c.data},
+          {"warm_ms", base64_encode(bytes_of(c.warm_ms))},
+          {"cold_ms", base64_encode(bytes_of(c.cold_ms))},
+          {"correct", base64_encode(bytes_of(c.correct))},
+          {"environment", to_json(c.environment)},
+          {"seconds", c.seconds},
+          {"finished_utc", c.finished_utc}};
+}
+
+CellRecord cell_from_json(const nlohmann::json& j, const std::string& what) {
+  EF_CHECK(j.is_object(), what, ": a cell is not a JSON object");
+  auto text = [&](const char* key) {
+    EF_CHECK(j.contains(key) && j[key].is_string(), what, ": cell field '", key,
+             "' is missing or not a string");
+    return j[key].get<std::string>();
+  };
+  CellRecord c;
+  c.kind = text("kind");
+  EF_CHECK(c.kind == "model" || c.kind == "accuracy" || c.kind == "latency", what, ": cell kind '",
+           c.kind, "' is not model, accuracy or latency");
+  c.model = text("model");
+  c.strategy = text("strategy");
+  c.deploy = text("deploy");
+  c.status = text("status");
+  EF_CHECK(c.status == "done" || c.status == "failed", what, ": cell status '", c.status,
+           "' is not done or failed");
+  c.reason = text("reason");
+  c.mode = text("mode");
+  c.finished_utc = text("finished_utc");
+  EF_CHECK(j.contains("data") && j["data"].is_object(), what, ": cell field 'data' is missing");
+  c.data = j["data"];
+  const std::string where = what + ": cell " + c.kind + "/" + c.model + "/" + c.strategy;
+  c.warm_ms = vector_of<double>(base64_decode(text("warm_ms"), where + " warm_ms"), where + " warm_ms");
+  c.cold_ms = vector_of<double>(base64_decode(text("cold_ms"), where + " cold_ms"), where + " cold_ms");
+  c.correct = vector_of<uint8_t>(base64_decode(text("correct"), where + " correct"), where + " correct");
+  EF_CHECK(j.contains("environment") && j["environment"].is_object(), where,
+           ": field 'environment' is missing");
+  c.environment = environment_from_json(j["environment"]);
+  EF_CHECK(j.contains("seconds") && j["seconds"].is_number(), where, ": field 'seconds' is missing");
+  c.seconds = j["seconds"].get<double>();
+  return c;
 }
 
 }  // namespace edgeforge::study

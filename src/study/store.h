@@ -34,7 +34,24 @@ struct CellRecord {
   std::string finished_utc;
 };
 
-class Store {
+// Where a study's runner reads the cells it builds on and writes the ones it finishes: the
+// study database (Store), or, for one job of a planned study (edgeforge/study_plan.h), the
+// results of the jobs it depends on and its own result file.
+class CellSink {
+ public:
+  virtual ~CellSink() = default;
+  // The cell's figures (kind, model, strategy, deploy), without its samples, when it exists.
+  virtual std::optional<CellRecord> find(const std::string& kind, const std::string& model,
+                                         const std::string& strategy,
+                                         const std::string& deploy = "") const = 0;
+  // Writes (or replaces) one cell.
+  virtual void put(const CellRecord& cell) = 0;
+  // The status of a cell ("done", "failed"), or "" when it has not run.
+  std::string status(const std::string& kind, const std::string& model, const std::string& strategy,
+                     const std::string& deploy = "") const;
+};
+
+class Store : public CellSink {
  public:
   // Opens or creates `path`. A new database records `study` and `settings`; an existing one must
   // be an edgeforge study database of the same study with the same settings (Error otherwise,
@@ -46,27 +63,33 @@ class Store {
   Store(const Store&) = delete;
   Store& operator=(const Store&) = delete;
 
-  // The status of a cell ("done", "failed"), or "" when it has not run.
-  std::string status(const std::string& kind, const std::string& model, const std::string& strategy,
-                     const std::string& deploy = "") const;
-  // The model or accuracy cell's figures (kind, model, strategy, deploy), without its samples,
-  // when it exists: status, reason and data.
+  // The cell's figures, without its samples, when it exists: status, reason and data.
   std::optional<CellRecord> find(const std::string& kind, const std::string& model,
-                                 const std::string& strategy, const std::string& deploy = "") const;
+                                 const std::string& strategy,
+                                 const std::string& deploy = "") const override;
   // Writes (or replaces) one cell in its own transaction.
-  void put(const CellRecord& cell);
+  void put(const CellRecord& cell) override;
+  // Writes many cells in one transaction (a merge of a planned study's results).
+  void put_all(const std::vector<CellRecord>& cells);
   std::vector<CellRecord> all() const;
   std::string meta(const std::string& key) const;  // "" when absent
+  void set_meta(const std::string& key, const std::string& value);
   const std::string& path() const { return path_; }
 
  private:
   void open(bool create);
   void exec(const std::string& sql) const;
-  void set_meta(const std::string& key, const std::string& value);
+  void insert(const CellRecord& cell);
   std::string path_;
   sqlite3* db_ = nullptr;
 };
 
 std::string utc_now();  // "2026-11-27T01:02:03Z"
+
+// A cell as JSON with its samples (base64 of the little-endian doubles and bytes the database
+// keeps), the form a planned study's job writes its cells in; and back, Error naming `what`
+// for a malformed one.
+nlohmann::json cell_to_json(const CellRecord& cell);
+CellRecord cell_from_json(const nlohmann::json& j, const std::string& what);
 
 }  // namespace edgeforge::study

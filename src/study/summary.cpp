@@ -105,6 +105,8 @@ SummaryCell latency_cell(const CellRecord& c) {
   j.status = c.status;
   j.reason = c.reason;
   j.mode = c.mode;
+  j.host = c.environment.host;
+  j.cpu = c.environment.cpu;
   if (c.status == "done" && c.warm_ms.empty()) {  // cannot happen from the runner; never report it done
     j.status = "failed";
     j.reason = "no latency samples were recorded";
@@ -367,6 +369,11 @@ StudySummary summarize_study(const std::string& out_dir) {
     c.margin_pct = std::max(s.study.min_effect_pct, std::isfinite(c.noise_floor_pct) ? c.noise_floor_pct : 0.0);
     c.p_holm = deploy == base_deploy ? p_holm_of(model, deploy, strategy, baseline) : nan;
     c.verdict = practical_verdict(c);
+    // Cells of a planned study may come from different machines (docs/scale-out.md).
+    const CellRecord* x = lat.at({model, baseline, base_deploy});
+    const CellRecord* y = lat.at({model, strategy, deploy});
+    c.cross_machine = !x->environment.host.empty() && !y->environment.host.empty() &&
+                      (x->environment.host != y->environment.host || x->environment.cpu != y->environment.cpu);
     return c;
   };
   for (const std::string& model : models)

@@ -14,6 +14,9 @@
 #include "edgeforge/error.h"
 #include "edgeforge/strategy.h"
 #include "edgeforge/study.h"
+#include "edgeforge/study_plan.h"
+#include "edgeforge/util.h"
+#include "../../src/study/runner.h"
 #include "../../src/study/store.h"
 #include "../common/test_util.h"
 
@@ -462,4 +465,119 @@ TEST(StudyConfig, OnlyARegularNonEmptyFileIsAStudyFile) {
   EXPECT_NE(error_of([&] { load_study((d / "big.toml").string()); }).find("more than a study file may have"),
             std::string::npos);
   fs::remove_all(d);
+}
+
+// A study as a plan of jobs (edgeforge/study_plan.h): the quick study's jobs and their inputs,
+// and the plan's and results' files read back, every malformed one refused naming the field.
+TEST(StudyPlan, JobsFollowTheirInputsAndMalformedFilesAreNamed) {
+  const fs::path d = temp_dir("plan");
+  PlanSource source;
+  source.quick = true;
+  source.threads = 2;
+  source.model_threads = 1;
+  const StudyConfig c = plan_source_study(source);
+  const StudyPlan p = plan_study(c, source, (d / "p").string());
+  // Every job reads only jobs before it, in stages that come before its own.
+  std::map<std::string, size_t> stage_at;
+  for (size_t i = 0; i < p.stages.size(); ++i) stage_at[p.stages[i].name] = i;
+  size_t latency = 0, accuracy = 0;
+  for (const PlanJob& j : p.jobs) {
+    for (int64_t a : j.after) {
+      EXPECT_LT(a, j.index) << j.name();
+      EXPECT_LT(stage_at.at(p.jobs[static_cast<size_t>(a)].stage), stage_at.at(j.stage)) << j.name();
+    }
+    latency += j.kind == "latency";
+    accuracy += j.kind == "accuracy";
+    EXPECT_EQ(j.exclusive, j.kind == "latency" || j.kind == "placement") << j.name();
+    EXPECT_EQ(j.threads, j.kind == "model" ? 1 : 2) << j.name();
+  }
+  EXPECT_EQ(accuracy, c.models.size() * c.all_strategies().size());
+  EXPECT_EQ(latency, c.models.size() * c.topology.tiers.size()) << "auto-partition: a job for every tier";
+  EXPECT_EQ(p.stages.front().name, "models-0");
+  EXPECT_EQ(p.jobs[static_cast<size_t>(p.stage("models-1").jobs[0])].after.size(), 1u);
+  EXPECT_NE(error_of([&] { (void)p.stage("nowhere"); }).find("its stages: models-0"), std::string::npos);
+
+  // Read back: the same plan; the same plan made again is the same.
+  const std::string text = read_file((d / "p" / "plan.json").string());
+  const StudyPlan again = parse_plan(text, "plan.json");
+  EXPECT_EQ(again.id, p.id);
+  ASSERT_EQ(again.jobs.size(), p.jobs.size());
+  EXPECT_EQ(again.jobs.back().name(), p.jobs.back().name());
+  EXPECT_EQ(read_plan((d / "p").string()).id, p.id);
+  EXPECT_EQ(plan_study(c, source, (d / "p").string()).id, p.id) << "idempotent";
+  source.threads = 1;
+  EXPECT_NE(error_of([&] { plan_study(c, source, (d / "p").string()); }).find("holds another plan"), std::string::npos);
+
+  // Malformed plans: each named with its field.
+  auto refusal = [&](const std::function<void(nlohmann::json&)>& edit) {
+    nlohmann::json j = nlohmann::json::parse(text);
+    edit(j);
+    return error_of([&] { parse_plan(j.dump(), "plan.json"); });
+  };
+  EXPECT_NE(error_of([&] { parse_plan("{", "plan.json"); }).find("plan.json: not JSON"), std::string::npos);
+  EXPECT_NE(refusal([](nlohmann::json& j) { j["format"] = "x"; }).find("not an edgeforge study plan"), std::string::npos);
+  EXPECT_NE(refusal([](nlohmann::json& j) { j.erase("settings"); }).find("settings is missing"), std::string::npos);
+  EXPECT_NE(refusal([](nlohmann::json& j) { j["jobs"][3]["after"] = {7}; }).find("jobs[3].after names a job that does not come before it"),
+            std::string::npos);
+  EXPECT_NE(refusal([](nlohmann::json& j) { j["jobs"][2]["index"] = 9; }).find("jobs[2].index is 9"), std::string::npos);
+  EXPECT_NE(refusal([](nlohmann::json& j) { j["jobs"][0]["kind"] = 3; }).find("jobs[0].kind is not a string"), std::string::npos);
+  EXPECT_NE(refusal([](nlohmann::json& j) { j["stages"][0]["jobs"] = {5}; }).find("stages[0].jobs names a job of another stage"),
+            std::string::npos);
+  EXPECT_NE(refusal([](nlohmann::json& j) { j["threads"] = "2"; }).find("threads is not an integer"), std::string::npos);
+
+  // Job indices: --index, $SLURM_ARRAY_TASK_ID, $JOB_COMPLETION_INDEX, within a stage.
+  const int64_t first_latency = p.stage("latency").jobs[0];
+  EXPECT_EQ(plan_job_index(p, 3, ""), 3);
+  EXPECT_EQ(plan_job_index(p, 0, "latency"), first_latency);
+  ::setenv("JOB_COMPLETION_INDEX", "1", 1);
+  EXPECT_EQ(plan_job_index(p, std::nullopt, "latency"), p.stage("latency").jobs[1]);
+  ::setenv("SLURM_ARRAY_TASK_ID", "2", 1);
+  EXPECT_EQ(plan_job_index(p, std::nullopt, ""), 2) << "Slurm's first";
+  ::setenv("SLURM_ARRAY_TASK_ID", "99999999999999999999", 1);
+  EXPECT_NE(error_of([&] { plan_job_index(p, std::nullopt, ""); }).find("$SLURM_ARRAY_TASK_ID is '99999999999999999999'"),
+            std::string::npos);
+  ::unsetenv("SLURM_ARRAY_TASK_ID");
+  ::unsetenv("JOB_COMPLETION_INDEX");
+  EXPECT_NE(error_of([&] { plan_job_index(p, std::nullopt, ""); }).find("no job index"), std::string::npos);
+  EXPECT_NE(error_of([&] { plan_job_index(p, -1, ""); }).find("--index -1 is not a job"), std::string::npos);
+  EXPECT_NE(error_of([&] { plan_job_index(p, 6, "latency"); }).find("is not a job of stage latency"), std::string::npos);
+}
+
+TEST(StudyPlan, CellsTravelAsJsonWithTheirSamples) {
+  study::CellRecord c;
+  c.kind = "latency";
+  c.model = "m";
+  c.strategy = "sptq";
+  c.deploy = "mobile-edge";
+  c.mode = "simulated";
+  c.data = {{"placement", "mobile-edge"}};
+  c.warm_ms = {1.5, 2.25, 1e-300};
+  c.cold_ms = {9.0};
+  c.correct = {0, 1, 1};
+  c.environment.host = "node7";
+  c.environment.cpu = "AMD EPYC";
+  c.seconds = 3.5;
+  c.finished_utc = "2026-12-07T00:00:00Z";
+  const study::CellRecord back = study::cell_from_json(study::cell_to_json(c), "job.json");
+  EXPECT_EQ(back.warm_ms, c.warm_ms);
+  EXPECT_EQ(back.cold_ms, c.cold_ms);
+  EXPECT_EQ(back.correct, c.correct);
+  EXPECT_EQ(back.environment.host, "node7");
+  EXPECT_EQ(back.data, c.data);
+  EXPECT_EQ(back.deploy, c.deploy);
+  auto refusal = [&](const std::function<void(nlohmann::json&)>& edit) {
+    nlohmann::json j = study::cell_to_json(c);
+    edit(j);
+    return error_of([&] { study::cell_from_json(j, "job.json"); });
+  };
+  EXPECT_NE(refusal([](nlohmann::json& j) { j["warm_ms"] = "AAA"; }).find("job.json"), std::string::npos);
+  EXPECT_NE(refusal([](nlohmann::json& j) { j["warm_ms"] = "AAAA"; }).find("not whole 8-byte values"), std::string::npos);
+  EXPECT_NE(refusal([](nlohmann::json& j) { j["status"] = "maybe"; }).find("status 'maybe'"), std::string::npos);
+  EXPECT_NE(refusal([](nlohmann::json& j) { j["kind"] = "x"; }).find("kind 'x'"), std::string::npos);
+  EXPECT_NE(refusal([](nlohmann::json& j) { j.erase("data"); }).find("'data' is missing"), std::string::npos);
+  EXPECT_NE(refusal([](nlohmann::json& j) { j["seconds"] = "1"; }).find("'seconds' is missing"), std::string::npos);
+  EXPECT_NE(error_of([&] { study::parse_job_result("{\"format\": \"edgeforge-study-job/1\"}", "r.json"); })
+                .find("r.json: cells is missing"),
+            std::string::npos);
+  EXPECT_NE(error_of([&] { study::parse_job_result("[]", "r.json"); }).find("not a JSON job result"), std::string::npos);
 }
