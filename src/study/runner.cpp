@@ -116,7 +116,6 @@ double seconds_since(Clock::time_point t0) {
   return std::chrono::duration<double>(Clock::now() - t0).count();
 }
 
-
 StudyEnvironment environment(int threads, uint64_t seed) {
   const dnnl_version_t* dv = dnnl_version();
   StudyEnvironment e;
@@ -178,7 +177,7 @@ class Runner {
   }
 
   void run_job(const study::PlannedJob& job) {
-    progress_ = std::make_unique<ProgressLine>("study " + c_.name + " job");
+    progress_ = std::make_unique<ProgressLine>("study " + c_.name + " job", /*show_eta=*/false);
     started_ = Clock::now();
     const auto model = std::find_if(c_.models.begin(), c_.models.end(),
                                     [&](const StudyModel& m) { return m.name == job.model; });
@@ -282,6 +281,8 @@ class Runner {
       left_s += each * static_cast<double>(n);
     }
     const double elapsed_s = std::max(1e-3, seconds_since(started_));
+    // (one job of a plan does not know how long its cells will take: no counts, no ETA)
+    if (planned_) return progress_->update(0, 1, detail);
     progress_->update(static_cast<int64_t>(elapsed_s * 10), static_cast<int64_t>((elapsed_s + left_s) * 10),
                       std::to_string(done_) + "/" + std::to_string(total_) + " cells  " + detail);
   }
