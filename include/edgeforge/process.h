@@ -44,6 +44,19 @@ class ChildProcess {
 // Absolute path of the running executable (/proc/self/exe).
 std::string self_executable();
 
+// The first of `dirs` that holds an executable `name` (the folders of $PATH when `dirs` is
+// empty), as a path; "" when none does.
+std::string find_program(const std::string& name, const std::vector<std::string>& dirs = {});
+
+// A program run to its end: its exit status (as ChildProcess::wait) and what it wrote.
+struct ProgramOutput {
+  int status = 0;
+  std::string out, err;
+};
+// Runs argv (argv[0] a path, as for ChildProcess) to its end, its stdout and stderr captured
+// through temporary files (removed after).
+ProgramOutput run_program(const std::vector<std::string>& argv);
+
 // One job of a JobPool: a child process and what to do when it ends.
 struct Job {
   std::string name;                           // for progress lines and errors: "train resnet"

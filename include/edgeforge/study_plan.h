@@ -93,6 +93,9 @@ StudyPlan plan_study(const StudyConfig& config, const PlanSource& source, const 
 // A plan document (plan.json's text), every field checked; Error naming `what` and the field.
 StudyPlan parse_plan(const std::string& text, const std::string& what);
 
+// A job's files in a plan's folder: results/job-K.json (ext ".json"), results/job-K.error.
+std::string plan_result_path(const std::string& dir, int64_t job, const std::string& ext);
+
 // Reads dir/plan.json and checks it was made by this edgeforge build; Error otherwise (one line,
 // naming the folder and what differs).
 StudyPlan read_plan(const std::string& dir);

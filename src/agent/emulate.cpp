@@ -37,30 +37,14 @@ const char* const kCpuRoot = "/sys/fs/cgroup/cpu";
 const char* const kMemoryRoot = "/sys/fs/cgroup/memory";
 
 std::string find_tool(const char* name) {
-  for (const char* dir : {"/usr/sbin", "/sbin", "/usr/bin", "/bin"}) {
-    const std::string p = std::string(dir) + "/" + name;
-    if (::access(p.c_str(), X_OK) == 0) return p;
-  }
-  return "";
+  return find_program(name, {"/usr/sbin", "/sbin", "/usr/bin", "/bin"});
 }
 
 // Runs a tool to completion; its exit status, and its stderr's first line in `error`.
 int run_tool(const std::vector<std::string>& argv, std::string* error = nullptr) {
-  char path[] = "/tmp/edgeforge-tool-XXXXXX";
-  const int fd = ::mkstemp(path);
-  EF_CHECK(fd >= 0, "emulate: cannot create a temporary file");
-  ::close(fd);
-  int status = 0;
-  {
-    ChildProcess p(argv, "/dev/null", path);
-    status = p.wait();
-  }
-  if (error != nullptr) {
-    std::ifstream in(path);
-    std::getline(in, *error);
-  }
-  ::unlink(path);
-  return status;
+  const ProgramOutput o = run_program(argv);
+  if (error != nullptr) *error = o.err.substr(0, o.err.find('\n'));
+  return o.status;
 }
 
 std::string join(const std::vector<std::string>& argv) {

@@ -308,15 +308,13 @@ Action add_study(CLI::App& app) {
   return [args, planned, cmd]() {
     for (CLI::App* sub : cmd->get_subcommands())
       if (sub->parsed()) return planned();
-    EF_CHECK(!(args->quick && !args->file.empty()), "--quick is the built-in quick study; a study "
-             "file says quick = true instead");
-    EF_CHECK(args->preset.empty() || (args->file.empty() && !args->quick),
-             "--preset names a built-in study; give it without a study file or --quick");
-    StudyConfig config = !args->preset.empty() ? preset_study(args->preset)
-                         : args->file.empty()  ? default_study(args->quick)
-                                               : load_study(args->file);
-    if (args->jobs > 0) config.jobs = args->jobs;
-    if (!args->mode.empty()) config.mode = args->mode;
+    PlanSource source;  // the study as the command line names it, as `study plan` reads it
+    source.file = args->file;
+    source.preset = args->preset;
+    source.quick = args->quick;
+    source.mode = args->mode;
+    source.jobs = args->jobs;
+    const StudyConfig config = plan_source_study(source);
     if (args->check) {
       check_study(config);
       return 0;

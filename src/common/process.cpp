@@ -9,10 +9,13 @@
 #include <algorithm>
 #include <cerrno>
 #include <cstring>
+#include <cstdlib>
 #include <filesystem>
+#include <sstream>
 #include <thread>
 
 #include "edgeforge/error.h"
+#include "edgeforge/util.h"
 
 extern char** environ;
 
@@ -112,6 +115,48 @@ std::string self_executable() {
   const std::filesystem::path p = std::filesystem::read_symlink("/proc/self/exe", ec);
   EF_CHECK(!ec, "cannot find the running executable (/proc/self/exe): ", ec.message());
   return p.string();
+}
+
+std::string find_program(const std::string& name, const std::vector<std::string>& dirs) {
+  std::vector<std::string> search = dirs;
+  if (search.empty()) {
+    const char* path = std::getenv("PATH");
+    std::stringstream in(path != nullptr ? path : "/usr/bin:/bin");
+    for (std::string d; std::getline(in, d, ':');)
+      if (!d.empty()) search.push_back(d);
+  }
+  for (const std::string& d : search) {
+    const std::string p = d + "/" + name;
+    if (::access(p.c_str(), X_OK) == 0) return p;
+  }
+  return "";
+}
+
+ProgramOutput run_program(const std::vector<std::string>& argv) {
+  const char* tmp = std::getenv("TMPDIR");
+  const std::string base = std::string(tmp != nullptr && *tmp != '\0' ? tmp : "/tmp") + "/edgeforge-run-XXXXXX";
+  std::string out = base, err = base;
+  const int fo = ::mkstemp(out.data());
+  EF_CHECK(fo >= 0, "cannot create a temporary file to run ", argv.at(0), ": ", std::strerror(errno));
+  ::close(fo);
+  const int fe = ::mkstemp(err.data());
+  if (fe < 0) ::unlink(out.c_str());
+  EF_CHECK(fe >= 0, "cannot create a temporary file to run ", argv.at(0), ": ", std::strerror(errno));
+  ::close(fe);
+  ProgramOutput o;
+  try {
+    ChildProcess p(argv, out, err);
+    o.status = p.wait();
+    o.out = read_file(out);
+    o.err = read_file(err);
+  } catch (...) {
+    ::unlink(out.c_str());
+    ::unlink(err.c_str());
+    throw;
+  }
+  ::unlink(out.c_str());
+  ::unlink(err.c_str());
+  return o;
 }
 
 JobPool::JobPool(int slots, std::chrono::milliseconds poll_every)

@@ -35,10 +35,16 @@ using json = nlohmann::json;
 using study::CellRecord;
 
 std::string plan_path(const std::string& dir) { return dir + "/plan.json"; }
-std::string job_file(const std::string& dir, int64_t k, const std::string& ext) {
-  char buf[32];
-  std::snprintf(buf, sizeof buf, "job-%04lld", static_cast<long long>(k));
-  return dir + "/results/" + buf + ext;
+
+// The cells of a job result document (discarded JSON included), every field checked.
+std::vector<CellRecord> job_result_cells(const json& j, const std::string& what) {
+  EF_CHECK(!j.is_discarded() && j.is_object(), what, ": not a JSON job result");
+  EF_CHECK(j.value("format", "") == kStudyJobFormat, what, ": not an edgeforge job result (format '",
+           j.value("format", ""), "')");
+  EF_CHECK(j.contains("cells") && j["cells"].is_array(), what, ": cells is missing");
+  std::vector<CellRecord> cells;
+  for (const json& c : j["cells"]) cells.push_back(study::cell_from_json(c, what));
+  return cells;
 }
 
 // ---- building the plan ----
@@ -184,6 +190,11 @@ StudyPlan plan_from_json(const json& j, const std::string& what) {
     EF_CHECK(v.is_number_integer(), what, ": ", where, key, " is not an integer");
     return v.get<int64_t>();
   };
+  auto boolean = [&](const json& o, const char* key, const std::string& where) {
+    const json& v = need(o, key, where);
+    EF_CHECK(v.is_boolean(), what, ": ", where, key, " is not true or false");
+    return v.get<bool>();
+  };
   EF_CHECK(j.is_object(), what, ": not a JSON object");
   const std::string format = j.value("format", "");
   EF_CHECK(format == kStudyPlanFormat, what, ": not an edgeforge study plan (format '", format,
@@ -211,7 +222,7 @@ StudyPlan plan_from_json(const json& j, const std::string& what) {
     k.what = str(x, "what", where);
     k.stage = str(x, "stage", where);
     k.threads = static_cast<int>(integer(x, "threads", where));
-    k.exclusive = need(x, "exclusive", where).is_boolean() && x.at("exclusive").get<bool>();
+    k.exclusive = boolean(x, "exclusive", where);
     const json& after = need(x, "after", where);
     EF_CHECK(after.is_array(), what, ": ", where, "after is not a list");
     for (const json& a : after) {
@@ -227,7 +238,7 @@ StudyPlan plan_from_json(const json& j, const std::string& what) {
     const std::string where = "stages[" + std::to_string(p.stages.size()) + "].";
     PlanStage s;
     s.name = str(x, "name", where);
-    s.exclusive = need(x, "exclusive", where).is_boolean() && x.at("exclusive").get<bool>();
+    s.exclusive = boolean(x, "exclusive", where);
     s.threads = static_cast<int>(integer(x, "threads", where));
     for (const json& a : need(x, "jobs", where)) {
       EF_CHECK(a.is_number_integer() && a.get<int64_t>() >= 0 &&
@@ -282,34 +293,27 @@ StudyConfig plan_study_config(const StudyPlan& p, const std::string& dir) {
   if (s.contains("mode")) c.mode = s.at("mode").get<std::string>();
   if (s.contains("jobs")) c.jobs = s.at("jobs").get<int>();
   const json now = study::settings_json(c);
-  if (now != p.settings) {
-    std::string diff;
-    for (const auto& [k, v] : p.settings.items())
-      if (!now.contains(k) || now[k] != v) diff += (diff.empty() ? "" : ", ") + k;
+  if (now != p.settings)
     throw Error(plan_path(dir) + ": the study reads differently here than when it was planned (" +
-                diff + "); a file it names may have changed");
-  }
+                study::differing_keys(p.settings, now) + "); a file it names may have changed");
   return c;
 }
 
-// A job's result document.
+// A job's result: its cells, and whether every one is done.
 struct JobResult {
   bool ok = false;
   std::vector<CellRecord> cells;
-  std::string host, finished_utc;
-  double seconds = 0;
 };
 
 // Reads results/job-K.json of plan `p`; nullopt when there is none. Error for a file that is
 // not a result of this plan's job K.
 std::optional<JobResult> read_result(const std::string& dir, const StudyPlan& p, int64_t k) {
-  const std::string path = job_file(dir, k, ".json");
+  const std::string path = plan_result_path(dir, k, ".json");
   std::error_code ec;
   if (!fs::exists(path, ec)) return std::nullopt;
-  const std::string text = read_file(path);
+  const json j = json::parse(read_file(path), nullptr, false);
   JobResult r;
-  r.cells = study::parse_job_result(text, path);
-  const json j = json::parse(text);
+  r.cells = job_result_cells(j, path);
   EF_CHECK(j.value("plan", "") == p.id, path, ": a result of another plan (", j.value("plan", ""),
            ", this folder's is ", p.id, "); remove it or plan into a new folder");
   EF_CHECK(j.contains("job") && j["job"].is_number_integer() && j["job"].get<int64_t>() == k, path,
@@ -319,9 +323,6 @@ std::optional<JobResult> read_result(const std::string& dir, const StudyPlan& p,
     EF_CHECK(cell.model == job.model, path, ": holds a cell of model '", cell.model, "', not '",
              job.model, "'");
   r.ok = std::all_of(r.cells.begin(), r.cells.end(), [](const CellRecord& c) { return c.status == "done"; });
-  r.host = j.value("host", "");
-  r.finished_utc = j.value("finished_utc", "");
-  r.seconds = j.value("seconds", 0.0);
   return r;
 }
 
@@ -330,20 +331,24 @@ class JobCells : public study::CellSink {
  public:
   std::optional<CellRecord> find(const std::string& kind, const std::string& model,
                                  const std::string& strategy, const std::string& deploy) const override {
-    const auto it = cells_.find(kind + "|" + model + "|" + strategy + "|" + deploy);
+    const auto it = cells_.find(key(kind, model, strategy, deploy));
     if (it == cells_.end()) return std::nullopt;
     return it->second;
   }
   void put(const CellRecord& c) override {
     CellRecord r = c;
     if (r.finished_utc.empty()) r.finished_utc = study::utc_now();
-    cells_[c.kind + "|" + c.model + "|" + c.strategy + "|" + c.deploy] = r;
+    read(r);
     written.push_back(r);
   }
-  void read(const CellRecord& c) { cells_[c.kind + "|" + c.model + "|" + c.strategy + "|" + c.deploy] = c; }
+  void read(const CellRecord& c) { cells_[key(c.kind, c.model, c.strategy, c.deploy)] = c; }
   std::vector<CellRecord> written;
 
  private:
+  static std::string key(const std::string& kind, const std::string& model, const std::string& strategy,
+                         const std::string& deploy) {
+    return kind + "|" + model + "|" + strategy + "|" + deploy;
+  }
   std::map<std::string, CellRecord> cells_;
 };
 
@@ -371,9 +376,8 @@ class FileLock {
 // A cell's model files as absolute paths on this machine (a job records those inside the folder
 // relative to it).
 void absolute_files(CellRecord& c, const std::string& dir) {
-  for (const char* key : {"file"})
-    if (c.data.contains(key) && c.data[key].is_string())
-      c.data[key] = study::resolve_model_path(dir, c.data[key].get<std::string>());
+  if (c.data.contains("file") && c.data["file"].is_string())
+    c.data["file"] = study::resolve_model_path(dir, c.data["file"].get<std::string>());
   if (c.data.contains("auto_choice") && c.data["auto_choice"].is_object() &&
       c.data["auto_choice"].contains("file") && c.data["auto_choice"]["file"].is_string())
     c.data["auto_choice"]["file"] =
@@ -381,6 +385,12 @@ void absolute_files(CellRecord& c, const std::string& dir) {
 }
 
 }  // namespace
+
+std::string plan_result_path(const std::string& dir, int64_t job, const std::string& ext) {
+  char buf[32];
+  std::snprintf(buf, sizeof buf, "job-%04lld", static_cast<long long>(job));
+  return dir + "/results/" + buf + ext;
+}
 
 std::string PlanJob::name() const {
   if (kind == "latency") return "latency " + model + " from " + what;
@@ -419,9 +429,8 @@ StudyPlan plan_study(const StudyConfig& config, const PlanSource& source, const 
   p.created_utc = study::utc_now();
   p.source = source_json(source);
   p.settings = study::settings_json(config);
-  const int slots = std::max(1, std::min(config.jobs > 0 ? config.jobs : host_cores(), host_cores()));
   p.threads = source.threads > 0 ? source.threads : host_cores();
-  p.model_threads = source.model_threads > 0 ? source.model_threads : std::max(1, host_cores() / slots);
+  p.model_threads = source.model_threads > 0 ? source.model_threads : study::model_job_threads(config);
   b.build();
   p.id = plan_id(p);
   std::error_code ec;
@@ -450,14 +459,7 @@ StudyPlan parse_plan(const std::string& text, const std::string& what) {
 }
 
 std::vector<study::CellRecord> study::parse_job_result(const std::string& text, const std::string& what) {
-  const json j = json::parse(text, nullptr, false);
-  EF_CHECK(!j.is_discarded() && j.is_object(), what, ": not a JSON job result");
-  EF_CHECK(j.value("format", "") == kStudyJobFormat, what, ": not an edgeforge job result (format '",
-           j.value("format", ""), "')");
-  EF_CHECK(j.contains("cells") && j["cells"].is_array(), what, ": cells is missing");
-  std::vector<CellRecord> cells;
-  for (const json& c : j["cells"]) cells.push_back(study::cell_from_json(c, what));
-  return cells;
+  return job_result_cells(json::parse(text, nullptr, false), what);
 }
 
 StudyPlan read_plan(const std::string& dir) {
@@ -513,9 +515,9 @@ JobOutcome run_plan_job(const std::string& dir, int64_t k, const StudyRunOptions
     return out;
   }
   const std::string host = study::host_name();
-  const std::string marker = dir + "/running/" + fs::path(job_file(dir, k, "")).filename().string() +
+  const std::string marker = dir + "/running/" + fs::path(plan_result_path(dir, k, "")).filename().string() +
                              "." + host + "." + std::to_string(::getpid());
-  const std::string error_path = job_file(dir, k, ".error");
+  const std::string error_path = plan_result_path(dir, k, ".error");
   const std::string started = study::utc_now();
   const auto t0 = std::chrono::steady_clock::now();
   json attempt = {{"job", k}, {"host", host}, {"pid", ::getpid()}, {"started_utc", started}};
@@ -551,7 +553,7 @@ JobOutcome run_plan_job(const std::string& dir, int64_t k, const StudyRunOptions
                               (c.deploy.empty() ? "" : "/" + c.deploy) + ": " + c.reason;
       }
     }
-    write_file_atomic(job_file(dir, k, ".json"), doc.dump() + "\n");
+    write_file_atomic(plan_result_path(dir, k, ".json"), doc.dump() + "\n");
     std::error_code ec;
     fs::remove(error_path, ec);
     fs::remove(marker, ec);

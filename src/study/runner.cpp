@@ -58,6 +58,12 @@ std::vector<std::string> deployments_of(const StudyConfig& c, const std::string&
 
 std::string first_tier(const std::string& deploy) { return deploy.substr(0, deploy.find('-')); }
 
+int model_job_slots(const StudyConfig& c) {
+  return std::max(1, std::min(c.jobs > 0 ? c.jobs : host_cores(), host_cores()));
+}
+
+int model_job_threads(const StudyConfig& c) { return std::max(1, host_cores() / model_job_slots(c)); }
+
 std::pair<std::string, std::string> pipeline_start(const StudyConfig& c, const std::string& p) {
   if (c.options.count(p)) return {"identity", p};
   std::set<std::string> bases;
@@ -210,8 +216,7 @@ class Runner {
         const std::string file = model_file(job.model, base_pipeline(job.what));
         EF_CHECK(!file.empty(), "no model: ", model_failure(job.model, base_pipeline(job.what)));
         show("placing " + job.model + "/" + job.what);
-        placing_ = true;
-        AutoPlacementData d = auto_choice(*model, job.what, file);
+        AutoPlacementData d = auto_choice(*model, job.what, file, /*choose=*/true);
         d.file = recorded_path(d.file);
         r.data = to_json(d);
       } catch (const std::exception& e) {
@@ -271,7 +276,7 @@ class Runner {
   // so far (a model job takes minutes, a latency cell seconds), before any, from rough priors.
   void show(const std::string& detail) {
     const std::map<std::string, double> prior = {{"model", 120.0}, {"accuracy", 5.0}, {"latency", 4.0}};
-    const double jobs = std::max(1, std::min(c_.jobs > 0 ? c_.jobs : host_cores(), host_cores()));
+    const double jobs = study::model_job_slots(c_);
     double left_s = 0;
     for (const auto& [kind, n] : remaining_) {
       const auto sp = spent_.find(kind);
@@ -485,14 +490,13 @@ class Runner {
     return r;
   }
 
-  // Threads of each model job, and how many run at once, on this machine.
-  int model_slots() const { return std::max(1, std::min(c_.jobs > 0 ? c_.jobs : host_cores(), host_cores())); }
+  // Threads of each model job: the options', else as many as this machine gives each.
   int model_threads() const {
-    return opts_.model_threads > 0 ? opts_.model_threads : std::max(1, host_cores() / model_slots());
+    return opts_.model_threads > 0 ? opts_.model_threads : study::model_job_threads(c_);
   }
 
   void make_models() {
-    const int jobs = model_slots();
+    const int jobs = study::model_job_slots(c_);
     const int job_threads = model_threads();
     JobPool pool(jobs);
     std::set<std::string> in_flight;  // model|pipeline of the jobs queued or running
@@ -581,7 +585,9 @@ class Runner {
   }
 
   // The automatic placement of a model, chosen once and kept as a model cell of the strategy.
-  AutoPlacementData auto_choice(const StudyModel& m, const std::string& strategy, const std::string& file) {
+  // A planned study chooses it only in its placement job (`choose`); the jobs after it read it.
+  AutoPlacementData auto_choice(const StudyModel& m, const std::string& strategy, const std::string& file,
+                                bool choose = false) {
     if (const std::optional<CellRecord> r = cells_->find("model", m.name, strategy)) {
       if (r->status == "done") {
         AutoPlacementData d = auto_placement_from_json(r->data);
@@ -591,8 +597,7 @@ class Runner {
       // (a local study keeps only chosen placements; a plan's placement job records failures)
       throw Error("its placement failed: " + r->reason);
     }
-    // A planned study chooses each placement once, in its own job, which this job follows.
-    EF_CHECK(!planned_ || placing_, "auto-partition's placement of ", m.name, " has no result yet");
+    EF_CHECK(!planned_ || choose, "auto-partition's placement of ", m.name, " has no result yet");
     const Graph g = load_onnx(file);
     PayloadOptions po;
     po.inputs = 1;
@@ -989,7 +994,6 @@ class Runner {
   std::unique_ptr<Store> store_;  // a local study's database
   CellSink* cells_ = nullptr;     // where cells are read and written: store_, or a job's
   bool planned_ = false;          // one job of a planned study
-  bool placing_ = false;          // (a plan's placement job, which chooses a placement)
   std::unique_ptr<ProgressLine> progress_;
   int64_t done_ = 0, total_ = 0, failed_ = 0;
   std::map<std::string, int64_t> remaining_;                  // cells left, by kind

@@ -25,6 +25,10 @@ std::string first_tier(const std::string& deploy);
 // runs sptq on distill's model, without training distill twice), unless the study gives it
 // options of its own; else the model itself ("identity"). Returns {start, what is left to run}.
 std::pair<std::string, std::string> pipeline_start(const StudyConfig& c, const std::string& pipeline);
+// How many model jobs a local study runs at once on this machine (the study's `jobs`, at most
+// its cores), and the threads each gets (the cores over them): a plan's default.
+int model_job_slots(const StudyConfig& c);
+int model_job_threads(const StudyConfig& c);
 // The settings a study database records (and a resumed study must match).
 nlohmann::json settings_json(const StudyConfig& c);
 

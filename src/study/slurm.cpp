@@ -25,43 +25,13 @@ namespace {
 
 using json = nlohmann::json;
 
-// A program on $PATH, or "".
-std::string find_program(const std::string& name) {
-  const char* path = std::getenv("PATH");
-  std::stringstream dirs(path != nullptr ? path : "/usr/bin:/bin");
-  std::string d;
-  while (std::getline(dirs, d, ':')) {
-    if (d.empty()) continue;
-    const std::string p = d + "/" + name;
-    if (::access(p.c_str(), X_OK) == 0) return p;
-  }
-  return "";
-}
-
-struct Output {
-  int status = 0;
-  std::string out, err;
-};
-
-// Runs a program (found on $PATH) to its end; its output read back from files under `scratch`.
-Output run(const std::vector<std::string>& argv, const std::string& scratch) {
-  std::vector<std::string> a = argv;
-  a[0] = find_program(argv[0]);
-  EF_CHECK(!a[0].empty(), argv[0], " was not found on $PATH (Slurm's client commands are needed: "
+// Runs a Slurm command (found on $PATH) to its end.
+ProgramOutput run(std::vector<std::string> argv) {
+  const std::string name = argv[0];
+  argv[0] = find_program(name);
+  EF_CHECK(!argv[0].empty(), name, " was not found on $PATH (Slurm's client commands are needed: "
            "Debian's slurm-client)");
-  fs::create_directories(scratch);
-  const std::string base = scratch + "/" + argv[0] + "." + std::to_string(::getpid());
-  Output o;
-  {
-    ChildProcess p(a, base + ".out", base + ".err");
-    o.status = p.wait();
-  }
-  o.out = read_file(base + ".out");
-  o.err = read_file(base + ".err");
-  std::error_code ec;
-  fs::remove(base + ".out", ec);
-  fs::remove(base + ".err", ec);
-  return o;
+  return run_program(argv);
 }
 
 std::string first_line(std::string s) {
@@ -108,14 +78,20 @@ struct QueueEntry {
   std::string state, reason, node;
 };
 
-// squeue's view of the submitted arrays: "ARRAYID_TASK" -> state (one line per task, -r).
-std::map<std::string, QueueEntry> queue_of(const json& submissions, const std::string& scratch) {
-  std::map<std::string, QueueEntry> out;
+// The submitted arrays' job ids, "41,42,43".
+std::string array_ids(const json& submissions) {
   std::string ids;
   for (const json& s : submissions)
     if (s.contains("job_id")) ids += (ids.empty() ? "" : ",") + s["job_id"].get<std::string>();
+  return ids;
+}
+
+// squeue's view of the submitted arrays: "ARRAYID_TASK" -> state (one line per task, -r).
+std::map<std::string, QueueEntry> queue_of(const json& submissions) {
+  std::map<std::string, QueueEntry> out;
+  const std::string ids = array_ids(submissions);
   if (ids.empty() || find_program("squeue").empty()) return out;
-  const Output o = run({"squeue", "-h", "-r", "-j", ids, "-o", "%i|%T|%r|%N"}, scratch);
+  const ProgramOutput o = run({"squeue", "-h", "-r", "-j", ids, "-o", "%i|%T|%r|%N"});
   // squeue fails for job ids it no longer knows (all ended): nothing is queued then.
   if (o.status != 0) return out;
   std::stringstream lines(o.out);
@@ -134,13 +110,11 @@ std::map<std::string, QueueEntry> queue_of(const json& submissions, const std::s
 
 // sacct's final states of the submitted arrays' tasks, when Slurm keeps accounting ({} when it
 // does not: "Slurm accounting storage is disabled").
-std::map<std::string, std::string> accounting_of(const json& submissions, const std::string& scratch) {
+std::map<std::string, std::string> accounting_of(const json& submissions) {
   std::map<std::string, std::string> out;
-  std::string ids;
-  for (const json& s : submissions)
-    if (s.contains("job_id")) ids += (ids.empty() ? "" : ",") + s["job_id"].get<std::string>();
+  const std::string ids = array_ids(submissions);
   if (ids.empty() || find_program("sacct").empty()) return out;
-  const Output o = run({"sacct", "-n", "-P", "-X", "-j", ids, "-o", "JobID,State,ExitCode"}, scratch);
+  const ProgramOutput o = run({"sacct", "-n", "-P", "-X", "-j", ids, "-o", "JobID,State,ExitCode"});
   if (o.status != 0) return out;
   std::stringstream lines(o.out);
   std::string line;
@@ -161,8 +135,7 @@ std::vector<JobState> plan_status(const std::string& dir) {
   const StudyPlan plan = read_plan(dir);
   const json submissions = read_submissions(dir);
   const std::map<int64_t, std::string> tasks = submitted_tasks(submissions);
-  const std::string scratch = dir + "/slurm/tmp";
-  const std::map<std::string, QueueEntry> queue = queue_of(submissions, scratch);
+  const std::map<std::string, QueueEntry> queue = queue_of(submissions);
   std::map<std::string, std::string> accounting;
   bool accounting_read = false;
   // Attempts under way or interrupted: running/job-K.HOST.PID markers.
@@ -182,10 +155,8 @@ std::vector<JobState> plan_status(const std::string& dir) {
     const auto task = tasks.find(j.index);
     if (task != tasks.end()) s.slurm_job = task->second;
     const auto q = task != tasks.end() ? queue.find(task->second) : queue.end();
-    char name[32];
-    std::snprintf(name, sizeof name, "job-%04lld", static_cast<long long>(j.index));
-    const std::string result = dir + "/results/" + name + ".json";
-    const std::string error = dir + "/results/" + name + ".error";
+    const std::string result = plan_result_path(dir, j.index, ".json");
+    const std::string error = plan_result_path(dir, j.index, ".error");
     if (q != queue.end() && (q->second.state == "RUNNING" || q->second.state == "COMPLETING")) {
       s.state = "running";
       s.detail = "on " + q->second.node;
@@ -222,7 +193,7 @@ std::vector<JobState> plan_status(const std::string& dir) {
     }
     if ((s.state == "interrupted" || s.state == "not run") && task != tasks.end()) {
       if (!accounting_read) {
-        accounting = accounting_of(submissions, scratch);
+        accounting = accounting_of(submissions);
         accounting_read = true;
       }
       const auto a = accounting.find(task->second);
@@ -272,7 +243,7 @@ std::vector<SubmittedStage> submit_slurm(const std::string& dir, const SlurmOpti
   if (!never.empty() && !o.dry_run) {
     std::vector<std::string> argv = {"scancel"};
     argv.insert(argv.end(), never.begin(), never.end());
-    run(argv, slurm_dir + "/tmp");  // what it says is not needed: they are resubmitted below
+    run(argv);  // what it says is not needed: they are resubmitted below
   }
   std::vector<SubmittedStage> out;
   std::map<std::string, std::string> stage_job;  // stage -> array job id of this submission
@@ -310,7 +281,7 @@ std::vector<SubmittedStage> submit_slurm(const std::string& dir, const SlurmOpti
     cmd.push_back(script);
     SubmittedStage s{stage.name, "", jobs, cmd};
     if (!o.dry_run) {
-      const Output r = run(cmd, slurm_dir + "/tmp");
+      const ProgramOutput r = run(cmd);
       EF_CHECK(r.status == 0, "sbatch refused stage ", stage.name, ": ",
                first_line(r.err.empty() ? r.out : r.err));
       s.job_id = first_line(r.out).substr(0, first_line(r.out).find(';'));

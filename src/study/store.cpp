@@ -80,6 +80,13 @@ class Statement {
 
 }  // namespace
 
+std::string differing_keys(const nlohmann::json& want, const nlohmann::json& got) {
+  std::string diff;
+  for (const auto& [k, v] : want.items())
+    if (!got.is_object() || !got.contains(k) || got[k] != v) diff += (diff.empty() ? "" : ", ") + k;
+  return diff;
+}
+
 std::string utc_now() {
   char buf[32];
   const std::time_t now = std::time(nullptr);
@@ -130,13 +137,9 @@ Store::Store(const std::string& path, const std::string& study, const nlohmann::
       EF_CHECK(meta("study") == study, path_, ": holds study '", meta("study"), "', not '", study,
                "'; choose another --out");
       const nlohmann::json was = nlohmann::json::parse(meta("settings"), nullptr, false);
-      if (was != settings) {
-        std::string diff;
-        for (const auto& [k, v] : settings.items())
-          if (!was.contains(k) || was[k] != v) diff += (diff.empty() ? "" : ", ") + k;
-        throw Error(path_ + ": study '" + study + "' was run with other settings (" + diff +
-                    "); choose another --out or remove the folder");
-      }
+      if (was != settings)
+        throw Error(path_ + ": study '" + study + "' was run with other settings (" +
+                    differing_keys(settings, was) + "); choose another --out or remove the folder");
     } else {
       exec(kSchema);
       exec("BEGIN");
@@ -206,16 +209,7 @@ std::optional<CellRecord> Store::find(const std::string& kind, const std::string
   return c;
 }
 
-void Store::put(const CellRecord& c) {
-  exec("BEGIN IMMEDIATE");
-  try {
-    insert(c);
-    exec("COMMIT");
-  } catch (...) {
-    sqlite3_exec(db_, "ROLLBACK", nullptr, nullptr, nullptr);
-    throw;
-  }
-}
+void Store::put(const CellRecord& c) { put_all({c}); }
 
 void Store::put_all(const std::vector<CellRecord>& cells) {
   exec("BEGIN IMMEDIATE");

@@ -86,6 +86,10 @@ class Store : public CellSink {
 
 std::string utc_now();  // "2026-11-27T01:02:03Z"
 
+// The keys of `want` whose values `got` lacks or differs in, "seed, inputs": what differs
+// between two studies' settings.
+std::string differing_keys(const nlohmann::json& want, const nlohmann::json& got);
+
 // A cell as JSON with its samples (base64 of the little-endian doubles and bytes the database
 // keeps), the form a planned study's job writes its cells in; and back, Error naming `what`
 // for a malformed one.
